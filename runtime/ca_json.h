@@ -1,0 +1,63 @@
+/*
+ * ca_json: a small, strict JSON reader for the C core (RFC 8259).
+ *
+ * The C core reads a few JSON documents without a Lua state: credential
+ * files (~/.aliyun/config.json), the envelope of API answers (Code, Message,
+ * RequestId) and, in tests, the signing vectors.  Policies' data goes through
+ * lua-cjson instead (lca_phone.c).
+ *
+ * A parse builds a tree in one arena; ca_json_free() releases it all.
+ * With CA_JSON_SHALLOW, values below the top-level container are checked
+ * for syntax but not built (their node has no children, only raw/raw_len),
+ * which lets the envelope of a 40 MB answer be read cheaply.
+ */
+#ifndef CA_JSON_H
+#define CA_JSON_H
+
+#include <stddef.h>
+
+typedef enum ca_json_type {
+  CA_JSON_NULL,
+  CA_JSON_FALSE,
+  CA_JSON_TRUE,
+  CA_JSON_NUMBER,
+  CA_JSON_STRING,
+  CA_JSON_ARRAY,
+  CA_JSON_OBJECT
+} ca_json_type;
+
+typedef struct ca_json ca_json;
+struct ca_json {
+  ca_json_type type;
+  const char *key;   /* member name inside an object (NUL-terminated) */
+  size_t key_len;    /* may contain NUL bytes from \u0000 */
+  const char *str;   /* decoded string value (NUL-terminated), or NULL */
+  size_t str_len;
+  double num;        /* number value */
+  const char *raw;   /* the value's text in the input */
+  size_t raw_len;
+  ca_json *child;    /* first element or member */
+  ca_json *next;     /* next sibling */
+  size_t count;      /* number of children */
+};
+
+#define CA_JSON_SHALLOW 0x1
+
+typedef struct ca_json_doc ca_json_doc;
+
+/*
+ * Parse text[0..len).  Returns a document owned by the caller (free with
+ * ca_json_free), or NULL with a message such as "line 3, column 7: expected
+ * ',' or '}'" in err (errlen bytes, may be NULL).
+ */
+ca_json_doc *ca_json_parse(const char *text, size_t len, int max_depth,
+                           int flags, char *err, size_t errlen);
+void ca_json_free(ca_json_doc *doc);
+const ca_json *ca_json_root(const ca_json_doc *doc);
+
+/* The member named key of an object, or NULL (also when o is not one). */
+const ca_json *ca_json_get(const ca_json *o, const char *key);
+/* The string value of member key, or NULL when absent or not a string. */
+const char *ca_json_get_str(const ca_json *o, const char *key);
+
+#endif

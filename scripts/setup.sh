@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what chatapp-run needs to build and test, from Debian's packages.
+# Idempotent; prints nothing when everything is already present.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  liblua5.4-dev lua5.4 lua-cjson-dev
+  libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
+  clang libclang-rt-14-dev llvm valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+    || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >&2
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
