@@ -103,6 +103,8 @@ static void write_file(const char *path, const char *text, mode_t mode)
     *slash = '\0';
     mkdir_p(dir);
   }
+  if (unlink(path) != 0 && errno != ENOENT) /* it may be read-only */
+    die("unlink", path);
   fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0)
     die("open", path);
