@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca_crypto.h"
+
 /* Arena: nodes and decoded strings live in chunks freed together. */
 typedef struct chunk {
   struct chunk *next;
@@ -16,6 +18,7 @@ typedef struct chunk {
 struct ca_json_doc {
   chunk *chunks;
   ca_json *root;
+  int flags; /* CA_JSON_WIPE is read by ca_json_free() */
 };
 
 typedef struct parser {
@@ -431,6 +434,7 @@ ca_json_doc *ca_json_parse(const char *text, size_t len, int max_depth,
       snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  doc->flags = flags;
   memset(&ps, 0, sizeof ps);
   ps.p = ps.start = text;
   ps.end = text + len;
@@ -466,6 +470,8 @@ void ca_json_free(ca_json_doc *doc)
     return;
   for (c = doc->chunks; c; c = next) {
     next = c->next;
+    if (doc->flags & CA_JSON_WIPE)
+      ca_wipe(c->data, c->used);
     free(c);
   }
   free(doc);

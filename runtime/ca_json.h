@@ -42,6 +42,9 @@ struct ca_json {
 };
 
 #define CA_JSON_SHALLOW 0x1
+/* The text holds secrets (credential files): ca_json_free() wipes the
+ * arena, where decoded copies of the strings live, before freeing it. */
+#define CA_JSON_WIPE 0x2
 
 typedef struct ca_json_doc ca_json_doc;
 

@@ -1,0 +1,103 @@
+/*
+ * ca_cred: the Alibaba Cloud default credential chain, in C.
+ *
+ * The C core signs requests and never hands a secret to Lua, so the chain
+ * that finds the AccessKey lives here.  Sources, first match wins (the
+ * official SDKs' order; docs/credentials.md is the user-facing description):
+ *
+ *   1. explicit configuration: access_key_id / access_key_secret
+ *      [/ security_token] passed by the embedder.  An explicit profile name
+ *      also counts as explicit: it skips the environment (2).
+ *   2. environment: ALIBABA_CLOUD_ACCESS_KEY_ID + _SECRET [+ _SECURITY_TOKEN]
+ *      and the aliases the aliyun CLI accepts (first non-empty wins).
+ *   3. the aliyun CLI file ~/.aliyun/config.json (modes AK, StsToken),
+ *      unless ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true.
+ *   4. the SDK INI file ~/.alibabacloud/credentials, or the path in
+ *      ALIBABA_CLOUD_CREDENTIALS_FILE (types access_key, sts).
+ *
+ * Profile: the explicit option, else ALIBABA_CLOUD_PROFILE (then the CLI's
+ * ALIBABACLOUD_PROFILE, ALICLOUD_PROFILE); without one, config.json uses its
+ * "current" profile and the INI file its [default] section.
+ *
+ * Credential files are opened without following a symbolic link and must be
+ * regular files owned by the effective uid (or root), not accessible by
+ * group or others (mode & 077 == 0), in a directory not writable by group or
+ * others (unless sticky), and at most CA_CRED_FILE_MAX bytes.
+ *
+ * No message, source or warning produced here ever contains a secret, a
+ * token or any other content of a credential file except profile/section
+ * names; file buffers and parse trees that held secrets are wiped.
+ */
+#ifndef CA_CRED_H
+#define CA_CRED_H
+
+#include "ca_buf.h"
+#include "chatapp.h"
+
+#define CA_CRED_FILE_MAX (1024 * 1024) /* bytes; a larger file is refused */
+#define CA_CRED_MASK_LEN 16            /* size of ca_cred_mask_id's out */
+
+/*
+ * Resolved credentials.  Every string is owned by the struct and freed (the
+ * secrets wiped first) by ca_cred_free().
+ */
+typedef struct ca_credentials {
+  char *access_key_id;
+  char *access_key_secret;
+  char *security_token; /* STS token, or NULL for a long-term AccessKey */
+  char *region;         /* region_id of the config.json profile, or NULL */
+  /* Where they came from, for -v and the run report; never a secret. E.g.
+   *   "explicit configuration"
+   *   "environment (ALIBABA_CLOUD_ACCESS_KEY_ID)"
+   *   "profile 'prod' (mode StsToken) of /home/u/.aliyun/config.json,
+   *    selected by ALIBABA_CLOUD_PROFILE"
+   *   "section [default] (type access_key) of
+   *    /home/u/.alibabacloud/credentials"
+   */
+  char *source;
+  /* Something the chain skipped that the user should hear about, e.g. a
+   * half-set environment pair; NULL when there is nothing to say. */
+  char *warning;
+} ca_credentials;
+
+/* Reads variable name from the environment; NULL when unset. */
+typedef const char *(*ca_getenv_fn)(void *ud, const char *name);
+
+typedef struct ca_cred_options {
+  const char *profile;           /* explicit profile name, or NULL */
+  const char *access_key_id;     /* explicit credentials, or NULL */
+  const char *access_key_secret; /* (both or neither) */
+  const char *security_token;    /* optional with the two above */
+  ca_getenv_fn getenv;           /* NULL: the process environment */
+  void *getenv_ud;
+  const char *home; /* NULL: $HOME (through getenv), else the passwd entry */
+} ca_cred_options;
+
+/*
+ * Run the chain.  opt may be NULL (all defaults).  *out is overwritten on
+ * entry, not freed: ca_cred_free() a previous result first.  On success
+ * fills *out (ca_cred_free() it) and returns CHATAPP_OK.  On failure *out is left
+ * zeroed (ca_cred_free() is harmless) and err (may be NULL) is reset and
+ * holds one message saying what is wrong and how to fix it:
+ *   CHATAPP_ECREDENTIALS  no credentials anywhere (the message lists every
+ *                         place looked at), a profile not found, a profile
+ *                         mode / section type not supported, an incomplete
+ *                         profile or explicit pair
+ *   CHATAPP_EIO           a credentials file refused (permissions, owner,
+ *                         symlink, not a regular file) or unreadable
+ *   CHATAPP_EPARSE        a malformed config.json or INI file (file + line)
+ *   CHATAPP_ETOOBIG       a credentials file over CA_CRED_FILE_MAX
+ *   CHATAPP_ENOMEM        out of memory
+ */
+chatapp_status ca_cred_resolve(const ca_cred_options *opt, ca_credentials *out,
+                               ca_buf *err);
+
+/* Wipe and free every string in c and zero it; NULL-safe, idempotent. */
+void ca_cred_free(ca_credentials *c);
+
+/* The AccessKey id for messages: a short prefix + "****", e.g.
+ * "LTAI5t****" (at most 6 characters and a quarter of the id are shown;
+ * "****" for NULL or a short id). */
+void ca_cred_mask_id(const char *id, char out[CA_CRED_MASK_LEN]);
+
+#endif
