@@ -3,7 +3,7 @@
 # regenerated whenever one of them changes.
 function(chatapp_embed output)
   cmake_parse_arguments(E "" "SYMBOL;BASE" "FILES" ${ARGN})
-  string(REPLACE ";" "\\;" files_arg "${E_FILES}")
+  string(REPLACE ";" "|" files_arg "${E_FILES}")
   add_custom_command(
     OUTPUT "${output}"
     COMMAND ${CMAKE_COMMAND} -DOUTPUT=${output} -DSYMBOL=${E_SYMBOL}

@@ -1,0 +1,192 @@
+--- The chatapp module: what policies and Lua scripts use.
+--
+--   local chatapp = require "chatapp"
+--   return chatapp.policy { name = ..., where = ..., filter = ..., decide = ... }
+--
+-- Built on "chatapp.core" (C): the API client, PhoneNumber values, JSON.
+-- Reference: docs/lua-api.md.
+
+local core = require "chatapp.core"
+
+local M = {
+  core = core,
+  version = core.version,
+  client = core.client,
+  ApiError = core.ApiError,
+  fields = core.phone_fields,
+}
+
+-- A read-only table that raises on a key it does not have, so a typo in a
+-- constant (chatapp.Status.FLAGED) fails loudly instead of reading nil.
+local function strict(name, t, known)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = t[k]
+      if v == nil then
+        error(("%s has no member %q (known: %s)"):format(name, tostring(k), known), 2)
+      end
+      return v
+    end,
+    __newindex = function(_, k)
+      error(("%s is read-only (tried to set %q)"):format(name, tostring(k)), 2)
+    end,
+    __pairs = function() return next, t, nil end,
+    __metatable = name,
+  })
+end
+M.strict = strict
+
+-- Enum constants: chatapp.Status.FLAGGED == "FLAGGED", and so on.  The
+-- sets are open: the API may send values that are not listed here; those
+-- reach policies as plain strings.
+M.enums = {}
+for name, e in pairs(core.enums) do
+  local t = {}
+  for _, v in ipairs(e.values) do t[v] = v end
+  M[name] = strict("chatapp." .. name, t, table.concat(e.values, ", "))
+  M.enums[name] = e
+end
+
+-- Enum description by PhoneNumber field name (for where-clause checks).
+local enum_by_field = {}
+for name, e in pairs(core.enums) do enum_by_field[e.field] = { name = name, values = e.values, closed = e.closed } end
+M.enum_for_field = function(field) return enum_by_field[field] end
+
+local field_set = {}
+for _, f in ipairs(core.phone_fields) do field_set[f] = true end
+
+---------------------------------------------------------------------------
+-- JSON
+
+local json_null = core.json_null
+
+-- Plain Lua values for JSON: PhoneNumber values become their raw() table.
+local function to_plain(v, depth)
+  depth = depth or 0
+  if depth > 100 then error("value nested too deep for JSON", 0) end
+  local t = type(v)
+  if t == "userdata" then
+    if v == json_null then return v end
+    local ok, raw = pcall(function() return v:raw() end)
+    if ok then return raw end
+    error(("cannot encode a %s as JSON"):format(tostring(v)), 0)
+  elseif t == "table" then
+    local r = {}
+    for k, x in pairs(v) do r[k] = to_plain(x, depth + 1) end
+    return r
+  end
+  return v
+end
+
+M.json = {
+  null = json_null,
+  --- Encode a value as JSON; PhoneNumber values encode as the API shapes them.
+  encode = function(v)
+    local ok, plain = pcall(to_plain, v)
+    if not ok then return nil, plain end
+    return core.json_encode(plain)
+  end,
+  --- Decode JSON text: integers stay integers, null members are absent,
+  --- null array elements are chatapp.json.null.  Returns nil, message on error.
+  decode = core.json_decode,
+}
+
+---------------------------------------------------------------------------
+-- Policies
+
+local policy_mt = { __name = "chatapp.Policy" }
+policy_mt.__index = policy_mt
+M.Policy = policy_mt
+
+local function check_where(where, level)
+  if type(where) ~= "table" then
+    error(("policy 'where' must be a table of field = value(s), not a %s"):format(type(where)), level)
+  end
+  local warnings = {}
+  for field, want in pairs(where) do
+    if type(field) ~= "string" or not field_set[field] then
+      error(("policy 'where' names unknown field %s; fields: %s")
+        :format(tostring(field), table.concat(core.phone_fields, ", ")), level)
+    end
+    local values = type(want) == "table" and want or { want }
+    if #values == 0 then
+      error(("policy 'where.%s' is an empty list"):format(field), level)
+    end
+    local e = enum_by_field[field]
+    for _, v in ipairs(values) do
+      if type(v) ~= "string" and type(v) ~= "number" then
+        error(("policy 'where.%s' values must be strings, not %s"):format(field, type(v)), level)
+      end
+      if e then
+        local known = false
+        for _, k in ipairs(e.values) do if k == v then known = true end end
+        if not known then
+          local msg = ("'where.%s' value %q is not a known %s (known: %s)")
+            :format(field, tostring(v), e.name, table.concat(e.values, ", "))
+          if e.closed then error("policy " .. msg, level) end
+          warnings[#warnings + 1] = msg .. "; kept, as the API may send new values"
+        end
+      end
+    end
+  end
+  return warnings
+end
+
+local allowed_keys = {
+  name = "string", description = "string", where = "table",
+  filter = "function", decide = "function", spaces = "table",
+}
+
+--- Declare a policy.  Checked here, when the file loads: a bad field name
+--- or value fails with the policy file's line, before any API call.
+function M.policy(spec)
+  if type(spec) ~= "table" then
+    error("chatapp.policy expects a table", 2)
+  end
+  for k, v in pairs(spec) do
+    local want = allowed_keys[k]
+    if not want then
+      local names = {}
+      for n in pairs(allowed_keys) do names[#names + 1] = n end
+      table.sort(names)
+      error(("policy has unknown key %q (allowed: %s)"):format(tostring(k), table.concat(names, ", ")), 2)
+    end
+    if type(v) ~= want then
+      error(("policy key %q must be a %s, not a %s"):format(k, want, type(v)), 2)
+    end
+  end
+  if type(spec.name) ~= "string" or spec.name == "" then
+    error("policy needs a name (a non-empty string)", 2)
+  end
+  local info = debug and debug.getinfo and debug.getinfo(2, "Sl")
+  local p = {
+    name = spec.name,
+    description = spec.description,
+    where = spec.where,
+    filter = spec.filter,
+    decide = spec.decide,
+    spaces = spec.spaces,
+    warnings = spec.where and check_where(spec.where, 3) or {},
+    source = info and (info.short_src .. ":" .. info.currentline) or nil,
+  }
+  return setmetatable(p, policy_mt)
+end
+
+--- True when n satisfies the policy's where clause.
+function policy_mt:matches_where(n)
+  local where = self.where
+  if not where then return true end
+  for field, want in pairs(where) do
+    local v = n[field]
+    if type(want) == "table" then
+      local hit = false
+      for _, w in ipairs(want) do if v == w then hit = true break end end
+      if not hit then return false end
+    elseif v ~= want then
+      return false
+    end
+  end
+  return true
+end
+
+return M

@@ -1,0 +1,309 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "ca_client_int.h"
+#include "ca_crypto.h"
+
+#define MAX_HEADER_BYTES (64 * 1024)
+
+int ca_ip_is_loopback(const char *ip)
+{
+  struct in6_addr a6;
+  struct in_addr a4;
+
+  if (inet_pton(AF_INET, ip, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, ip, &a6) != 1)
+    return 0;
+  return IN6_IS_ADDR_LOOPBACK(&a6) ||
+         (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+/* ---- one attempt -------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+  ca_call *call = ud;
+  size_t n = size * nmemb;
+
+  if (ca_buf_add(&call->body, data, n) != CHATAPP_OK) {
+    call->too_big = 1; /* the cap, enforced here for chunked bodies too */
+    return 0;
+  }
+  return n;
+}
+
+/* Parse Retry-After (seconds or an HTTP date) / x-acs-retry-after (ms). */
+static int64_t parse_retry_after(const char *name, const char *v)
+{
+  char *end;
+  double x;
+
+  while (*v == ' ' || *v == '\t')
+    v++;
+  errno = 0;
+  x = strtod(v, &end);
+  if (end != v && errno == 0 && isfinite(x) && x >= 0) {
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+      end++;
+    if (*end)
+      return -1;
+    if (x > 1e9)
+      x = 1e9; /* absurd: capped later */
+    return strcasecmp(name, "x-acs-retry-after") == 0 ? (int64_t)(x * 1e3)
+                                                      : (int64_t)(x * 1e6);
+  }
+  {
+    time_t when = curl_getdate(v, NULL);
+    time_t now = time(NULL);
+    if (when == -1)
+      return -1;
+    return when > now ? (int64_t)(when - now) * 1000000 : 0;
+  }
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+  ca_call *call = ud;
+  size_t n = size * nmemb;
+  char line[512];
+  char *colon;
+
+  call->header_bytes += n;
+  if (call->header_bytes > MAX_HEADER_BYTES)
+    return 0;
+  if (n >= sizeof line || n < 3)
+    return n;
+  memcpy(line, data, n);
+  line[n] = '\0';
+  colon = strchr(line, ':');
+  if (!colon)
+    return n;
+  *colon = '\0';
+  if (strcasecmp(line, "retry-after") == 0 ||
+      strcasecmp(line, "x-acs-retry-after") == 0) {
+    int64_t us = parse_retry_after(line, colon + 1);
+    if (us > call->retry_after_us)
+      call->retry_after_us = us;
+  }
+  return n;
+}
+
+/* Plain http goes to loopback only: checked on the connected address,
+ * before any request byte is sent. */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port)
+{
+  ca_call *call = ud;
+
+  (void)conn_local_ip;
+  (void)conn_primary_port;
+  (void)conn_local_port;
+  if (ca_ip_is_loopback(conn_primary_ip))
+    return CURL_PREREQFUNC_OK;
+  snprintf(call->error, sizeof call->error,
+           "refused: plain http resolved to %s, which is not loopback",
+           conn_primary_ip);
+  return CURL_PREREQFUNC_ABORT;
+}
+
+static chatapp_status add_header(ca_call *call, const char *name,
+                                 const char *value)
+{
+  char line[8192];
+  struct curl_slist *s;
+
+  if ((size_t)snprintf(line, sizeof line, "%s: %s", name, value) >=
+      sizeof line)
+    return CHATAPP_ETOOBIG;
+  s = curl_slist_append(call->slist, line);
+  ca_wipe(line, sizeof line);
+  if (!s)
+    return CHATAPP_ENOMEM;
+  call->slist = s;
+  return CHATAPP_OK;
+}
+
+/* Build URL and headers for a V3-signed attempt. */
+static chatapp_status prepare_v3(ca_client *c, ca_call *call,
+                                 const char *date, const char *nonce)
+{
+  ca_kv h[8];
+  size_t nh = 0, i;
+  ca_v3_input in;
+  ca_v3_output out;
+  chatapp_status st;
+
+  h[nh++] = (ca_kv){"host", c->host};
+  h[nh++] = (ca_kv){"x-acs-action", call->operation};
+  h[nh++] = (ca_kv){"x-acs-version", CA_API_VERSION};
+  h[nh++] = (ca_kv){"x-acs-date", date};
+  h[nh++] = (ca_kv){"x-acs-signature-nonce", nonce};
+  h[nh++] = (ca_kv){"x-acs-content-sha256", CA_EMPTY_SHA256};
+  if (c->token) {
+    h[nh++] = (ca_kv){"x-acs-accesskey-id", c->ak_id};
+    h[nh++] = (ca_kv){"x-acs-security-token", c->token};
+  }
+  memset(&in, 0, sizeof in);
+  in.method = "POST";
+  in.pathname = "/";
+  in.query = call->params;
+  in.nquery = call->nparams;
+  in.headers = h;
+  in.nheaders = nh;
+  in.access_key_id = c->ak_id;
+  in.access_key_secret = c->secret;
+  ca_v3_output_init(&out);
+  st = ca_sign_v3(&in, &out);
+  if (!st && c->verbose >= CA_LOG_TRACE)
+    ca_client_log(c, CA_LOG_TRACE,
+          "%s: canonical request:\n%s\n%s: string to sign:\n%s",
+          call->operation, ca_buf_str(&out.canonical_request),
+          call->operation, ca_buf_str(&out.string_to_sign));
+  if (!st)
+    st = ca_buf_printf(&call->url_buf, "%s/%s%s", c->endpoint,
+                       out.canonical_query.len ? "?" : "",
+                       ca_buf_str(&out.canonical_query));
+  for (i = 0; i < nh && !st; i++)
+    st = add_header(call, h[i].key, h[i].value);
+  if (!st)
+    st = add_header(call, "Authorization", ca_buf_str(&out.authorization));
+  ca_v3_output_free(&out);
+  return st;
+}
+
+/* Build the URL for a legacy-signed attempt (everything in the query). */
+static chatapp_status prepare_v2(ca_client *c, ca_call *call,
+                                 const char *date, const char *nonce)
+{
+  size_t n = call->nparams, np = 0;
+  ca_kv *p = calloc(n + 10, sizeof *p);
+  ca_rpc_output out;
+  chatapp_status st;
+
+  if (!p)
+    return CHATAPP_ENOMEM;
+  memcpy(p, call->params, n * sizeof *p);
+  np = n;
+  p[np++] = (ca_kv){"Action", call->operation};
+  p[np++] = (ca_kv){"Version", CA_API_VERSION};
+  p[np++] = (ca_kv){"Format", "JSON"};
+  p[np++] = (ca_kv){"AccessKeyId", c->ak_id};
+  p[np++] = (ca_kv){"SignatureMethod", "HMAC-SHA1"};
+  p[np++] = (ca_kv){"SignatureVersion", "1.0"};
+  p[np++] = (ca_kv){"SignatureNonce", nonce};
+  p[np++] = (ca_kv){"Timestamp", date};
+  if (c->token)
+    p[np++] = (ca_kv){"SecurityToken", c->token};
+  ca_rpc_output_init(&out);
+  st = ca_sign_rpc("POST", p, np, c->secret, &out);
+  if (!st && c->verbose >= CA_LOG_TRACE)
+    ca_client_log(c, CA_LOG_TRACE, "%s: string to sign:\n%s", call->operation,
+          ca_buf_str(&out.string_to_sign));
+  if (!st)
+    st = ca_buf_printf(&call->url_buf, "%s/?%s", c->endpoint,
+                       ca_buf_str(&out.signed_query));
+  ca_rpc_output_free(&out);
+  free(p);
+  return st;
+}
+
+chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
+{
+  char date[21], nonce[33];
+  chatapp_status st;
+  CURL *e;
+  size_t i;
+
+  if (call->easy) {
+    curl_easy_cleanup(call->easy);
+    call->easy = NULL;
+  }
+  curl_slist_free_all(call->slist);
+  call->slist = NULL;
+  ca_buf_reset(&call->url_buf);
+  ca_buf_free(&call->body);
+  ca_buf_init(&call->body, c->max_body);
+  ca_envelope_free(&call->env);
+  call->http_status = 0;
+  call->retry_after_us = 0;
+  call->header_bytes = 0;
+  call->too_big = 0;
+  call->curl_err[0] = '\0';
+  call->error[0] = '\0';
+
+  e = curl_easy_init();
+  if (!e)
+    return CHATAPP_ENOMEM;
+  call->easy = e;
+  if (call->kind == CA_CALL_API) {
+    st = ca_nonce(nonce);
+    if (!st) {
+      ca_iso8601((long long)time(NULL), date);
+      st = c->sigver == 2 ? prepare_v2(c, call, date, nonce)
+                          : prepare_v3(c, call, date, nonce);
+    }
+    if (!st)
+      st = add_header(call, "Accept", "application/json");
+    /* An empty body: no Content-Type (it would have to be signed). */
+    if (!st && !(call->slist = curl_slist_append(call->slist, "Content-Type:")))
+      st = CHATAPP_ENOMEM;
+    if (st)
+      return st;
+    curl_easy_setopt(e, CURLOPT_URL, ca_buf_str(&call->url_buf));
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+    if (c->plain_http) {
+      curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+      curl_easy_setopt(e, CURLOPT_PREREQDATA, call);
+    }
+  } else {
+    for (i = 0; i < call->nheaders; i++)
+      if ((st = add_header(call, call->headers[i].key,
+                           call->headers[i].value)) != CHATAPP_OK)
+        return st;
+    curl_easy_setopt(e, CURLOPT_URL, call->url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, call->method);
+    if (call->req_body.len || strcmp(call->method, "POST") == 0 ||
+        strcmp(call->method, "PUT") == 0) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, ca_buf_str(&call->req_body));
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                       (curl_off_t)call->req_body.len);
+    }
+  }
+  /* No "Expect: 100-continue" round trip. */
+  if (!(call->slist = curl_slist_append(call->slist, "Expect:")))
+    return CHATAPP_ENOMEM;
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->slist);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->attempt_ms);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->curl_err);
+  if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
+    return CHATAPP_ENOMEM;
+  call->attempts++;
+  c->stats.attempts++;
+  if (call->attempts > 1)
+    c->stats.retries++;
+  return CHATAPP_OK;
+}
+

@@ -1,0 +1,580 @@
+#include "ca_client_int.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "ca_crypto.h"
+
+#define BASE_THROTTLE_US 1000000 /* backoff base after a throttle answer */
+#define BASE_OTHER_US    100000  /* ... after other transient failures */
+#define BACKOFF_CAP_US   20000000
+#define BUDGET_START     10.0 /* retries allowed before any success */
+#define BUDGET_PER_CALL  0.1  /* retries earned per first attempt */
+#define BUDGET_MAX       100.0
+
+/* ---- helpers ------------------------------------------------------------ */
+
+void ca_client_log(ca_client *c, int level, const char *fmt, ...)
+{
+  ca_buf b = CA_BUF_INIT(64 * 1024);
+  va_list ap;
+
+  if (!c->log || level > c->verbose)
+    return;
+  va_start(ap, fmt);
+  if (ca_buf_vprintf(&b, fmt, ap) == CHATAPP_OK) {
+    ca_client_redact(c, &b);
+    c->log(c->log_ud, level, ca_buf_str(&b));
+  }
+  va_end(ap);
+  ca_buf_free(&b);
+}
+
+static char *xstrdup(const char *s)
+{
+  return s ? strdup(s) : NULL;
+}
+
+static void free_secret(char *s)
+{
+  if (s) {
+    ca_wipe(s, strlen(s));
+    free(s);
+  }
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* A URL host (name, IPv4 or [IPv6]) that can only mean this machine. */
+static int host_is_loopback(const char *host, size_t n)
+{
+  char h[256];
+
+  if (n == 0 || n >= sizeof h)
+    return 0;
+  memcpy(h, host, n);
+  h[n] = '\0';
+  if (strcasecmp(h, "localhost") == 0)
+    return 1;
+  if (h[0] == '[' && h[n - 1] == ']') {
+    h[n - 1] = '\0';
+    return ca_ip_is_loopback(h + 1);
+  }
+  return ca_ip_is_loopback(h);
+}
+
+/* Split "scheme://host[:port][/]" and check the rules for endpoints. */
+static chatapp_status parse_endpoint(ca_client *c, const char *url,
+                                     ca_buf *err)
+{
+  const char *p, *h, *end;
+  size_t hostlen, n = strlen(url);
+
+  if (strncmp(url, "https://", 8) == 0) {
+    h = url + 8;
+  } else if (strncmp(url, "http://", 7) == 0) {
+    h = url + 7;
+    c->plain_http = 1;
+  } else {
+    ca_buf_printf(err, "endpoint '%s' must start with https:// (or http:// "
+                       "for a local emulator)", url);
+    return CHATAPP_ECONFIG;
+  }
+  while (n > 0 && url[n - 1] == '/')
+    n--;
+  end = url + n;
+  for (p = h; p < end; p++)
+    if (*p == '/' || *p == '?' || *p == '#' || *p == '@') {
+      ca_buf_printf(err, "endpoint '%s' must be scheme://host[:port] with no "
+                         "path, query or user", url);
+      return CHATAPP_ECONFIG;
+    }
+  hostlen = (size_t)(end - h);
+  if (hostlen == 0) {
+    ca_buf_printf(err, "endpoint '%s' has no host", url);
+    return CHATAPP_ECONFIG;
+  }
+  /* Credentials never travel over plain http, except to this machine. */
+  if (c->plain_http) {
+    size_t name_len = hostlen;
+    const char *q = h[0] == '[' ? memchr(h, ']', hostlen) : NULL;
+    if (q)
+      name_len = (size_t)(q - h) + 1;
+    else if (h[0] != '[' && (q = memchr(h, ':', hostlen)) != NULL)
+      name_len = (size_t)(q - h);
+    if (!host_is_loopback(h, name_len)) {
+      ca_buf_printf(err,
+                    "refusing to send credentials over plain http to '%.*s'; "
+                    "use https:// (http is allowed only to 127.0.0.1, ::1 "
+                    "or localhost)",
+                    (int)name_len, h);
+      return CHATAPP_ECONFIG;
+    }
+  }
+  c->endpoint = strndup(url, n);
+  c->host = strndup(h, hostlen);
+  return c->endpoint && c->host ? CHATAPP_OK : CHATAPP_ENOMEM;
+}
+
+chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
+                             ca_buf *err)
+{
+  ca_client *c = calloc(1, sizeof *c);
+  chatapp_status st;
+
+  *out = NULL;
+  if (!c)
+    return CHATAPP_ENOMEM;
+  if (!cfg->access_key_id || !*cfg->access_key_id ||
+      !cfg->access_key_secret || !*cfg->access_key_secret) {
+    ca_buf_adds(err, "no AccessKey id and secret were given to the client");
+    st = CHATAPP_ECREDENTIALS;
+    goto fail;
+  }
+  st = parse_endpoint(c, cfg->endpoint ? cfg->endpoint : "", err);
+  if (st)
+    goto fail;
+  if (cfg->signature_version != 0 && cfg->signature_version != 2 &&
+      cfg->signature_version != 3) {
+    ca_buf_printf(err, "signature version must be v3 or v2, not %d",
+                  cfg->signature_version);
+    st = CHATAPP_EINVAL;
+    goto fail;
+  }
+  c->sigver = cfg->signature_version ? cfg->signature_version : 3;
+  c->ak_id = xstrdup(cfg->access_key_id);
+  c->secret = xstrdup(cfg->access_key_secret);
+  c->token = cfg->security_token && *cfg->security_token
+               ? xstrdup(cfg->security_token)
+               : NULL;
+  c->account_key = xstrdup(cfg->account_key && *cfg->account_key
+                             ? cfg->account_key
+                             : cfg->access_key_id);
+  c->user_agent = xstrdup(cfg->user_agent ? cfg->user_agent
+                                          : "chatapp-run/" CHATAPP_VERSION);
+  c->qps = cfg->qps;
+  c->connect_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
+  c->attempt_ms =
+    cfg->attempt_timeout_ms > 0 ? cfg->attempt_timeout_ms : 15000;
+  c->low_speed_s = cfg->low_speed_time_s > 0 ? cfg->low_speed_time_s : 10;
+  c->call_ms = cfg->call_timeout_ms > 0 ? cfg->call_timeout_ms : 60000;
+  c->max_retry_after_ms =
+    cfg->max_retry_after_ms > 0 ? cfg->max_retry_after_ms : 20000;
+  c->max_body = cfg->max_response_bytes ? cfg->max_response_bytes
+                                        : (size_t)64 << 20;
+  c->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 3;
+  c->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : 16;
+  c->log = cfg->log;
+  c->log_ud = cfg->log_ud;
+  c->verbose = cfg->verbose;
+  c->budget = BUDGET_START;
+  c->stats.min_factor = 1.0;
+  if ((cfg->security_token && *cfg->security_token && !c->token) ||
+      !c->ak_id || !c->secret || !c->account_key || !c->user_agent) {
+    st = CHATAPP_ENOMEM;
+    goto fail;
+  }
+  st = ca_limiter_new(cfg->limiter_path,
+                      cfg->window_margin_us > 0 ? cfg->window_margin_us
+                                                : CA_LIMITER_MARGIN_US,
+                      &c->limiter, err);
+  if (st)
+    goto fail;
+  c->multi = curl_multi_init();
+  if (!c->multi) {
+    st = CHATAPP_ENOMEM;
+    goto fail;
+  }
+  curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                    (long)c->max_in_flight);
+  *out = c;
+  return CHATAPP_OK;
+fail:
+  ca_client_free(c);
+  return st;
+}
+
+void ca_client_free(ca_client *c)
+{
+  if (!c)
+    return;
+  if (c->multi)
+    curl_multi_cleanup(c->multi);
+  ca_limiter_free(c->limiter);
+  free(c->endpoint);
+  free(c->host);
+  free(c->ak_id);
+  free_secret(c->secret);
+  free_secret(c->token);
+  free(c->account_key);
+  free(c->user_agent);
+  free(c);
+}
+
+const char *ca_client_endpoint(const ca_client *c)
+{
+  return c->endpoint;
+}
+
+int ca_client_signature_version(const ca_client *c)
+{
+  return c->sigver;
+}
+
+void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
+{
+  *out = c->stats;
+}
+
+/* ---- redaction ---------------------------------------------------------- */
+
+static void replace_all(ca_buf *b, const char *needle, size_t nlen)
+{
+  static const char mark[] = "<redacted>";
+  ca_buf out = CA_BUF_INIT(b->max);
+  const char *p = ca_buf_str(b), *q, *end = p + b->len;
+
+  if (nlen == 0 || !memmem(p, b->len, needle, nlen))
+    return;
+  while ((q = memmem(p, (size_t)(end - p), needle, nlen)) != NULL) {
+    ca_buf_add(&out, p, (size_t)(q - p));
+    ca_buf_add(&out, mark, sizeof mark - 1);
+    p = q + nlen;
+  }
+  ca_buf_add(&out, p, (size_t)(end - p));
+  ca_wipe(b->ptr, b->cap);
+  ca_buf_free(b);
+  *b = out;
+}
+
+static void redact_value(ca_buf *b, const char *secret)
+{
+  ca_buf once = CA_BUF_INIT(1 << 16), twice = CA_BUF_INIT(1 << 18);
+
+  if (!secret || !*secret)
+    return;
+  ca_pct_encode(&once, secret, strlen(secret));
+  ca_pct_encode(&twice, ca_buf_str(&once), once.len);
+  /* Longest form first, so a shorter one cannot split it. */
+  replace_all(b, ca_buf_str(&twice), twice.len);
+  replace_all(b, ca_buf_str(&once), once.len);
+  replace_all(b, secret, strlen(secret));
+  ca_wipe(once.ptr, once.cap);
+  ca_wipe(twice.ptr, twice.cap);
+  ca_buf_free(&once);
+  ca_buf_free(&twice);
+}
+
+void ca_client_redact(const ca_client *c, ca_buf *b)
+{
+  redact_value(b, c->secret);
+  redact_value(b, c->token);
+}
+
+/* ---- finishing an attempt ----------------------------------------------- */
+
+/* How a transport failure bears on retrying. */
+typedef enum { NET_FINAL, NET_NOT_SENT, NET_MAYBE_SENT } net_class;
+
+static net_class classify_curl(CURLcode rc)
+{
+  switch (rc) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+    return NET_NOT_SENT;
+  case CURLE_OPERATION_TIMEDOUT:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_GOT_NOTHING:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+  case CURLE_SSL_CONNECT_ERROR:
+    return NET_MAYBE_SENT;
+  default:
+    return NET_FINAL;
+  }
+}
+
+static int64_t backoff_us(int attempt, int throttled)
+{
+  int64_t base = throttled ? BASE_THROTTLE_US : BASE_OTHER_US;
+  int64_t d = base;
+  uint32_t r = 0;
+  int i;
+
+  for (i = 1; i < attempt && d < BACKOFF_CAP_US; i++)
+    d *= 2;
+  if (d > BACKOFF_CAP_US)
+    d = BACKOFF_CAP_US;
+  ca_random(&r, sizeof r);
+  /* d plus up to d of jitter: never less than the base. */
+  return d + (int64_t)((double)d * ((double)r / 4294967296.0));
+}
+
+/* The limiter key of an API call: account and operation. */
+static const char *limiter_key(const ca_client *c, const ca_call *call,
+                               char *buf, size_t size)
+{
+  snprintf(buf, size, "%s/%s", c->account_key, call->operation);
+  return buf;
+}
+
+static void finish(ca_client *c, ca_call *call, chatapp_status st)
+{
+  call->status = st;
+  call->state = ST_DONE;
+  c->stats.calls++;
+  if (st)
+    c->stats.failed++;
+}
+
+/* Decide what a completed attempt means: done, or retry when. */
+static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
+                             int64_t now)
+{
+  const char *subject = call->operation ? call->operation : call->url;
+  int retry = 0, throttled = 0;
+  chatapp_status st = CHATAPP_OK;
+  char perr[160];
+
+  curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->http_status);
+  if (rc != CURLE_OK) {
+    net_class nc = classify_curl(rc);
+    const char *what = call->curl_err[0] ? call->curl_err
+                                         : curl_easy_strerror(rc);
+    if (call->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+      snprintf(call->error, sizeof call->error,
+               "the answer is larger than the %zu-byte cap", c->max_body);
+      st = CHATAPP_ETOOBIG;
+    } else if (rc == CURLE_ABORTED_BY_CALLBACK && call->error[0]) {
+      st = CHATAPP_ECONFIG; /* the loopback rule; message already set */
+    } else {
+      snprintf(call->error, sizeof call->error, "%s", what);
+      st = rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT
+                                          : CHATAPP_ETRANSPORT;
+      retry = nc == NET_NOT_SENT || (nc == NET_MAYBE_SENT && !call->is_write);
+      if (nc == NET_MAYBE_SENT && call->is_write)
+        st = CHATAPP_EUNKNOWN;
+    }
+    ca_buf_reset(&call->body);
+  } else if (call->kind == CA_CALL_HTTP) {
+    long s = call->http_status;
+    if (s >= 200 && s < 300) {
+      st = CHATAPP_OK;
+    } else {
+      snprintf(call->error, sizeof call->error, "HTTP %ld", s);
+      st = CHATAPP_ETRANSPORT;
+      retry = s >= 500 || s == 429;
+      throttled = s == 429;
+    }
+  } else if (call->http_status >= 300 && call->http_status < 400) {
+    char *loc = NULL;
+    curl_easy_getinfo(call->easy, CURLINFO_REDIRECT_URL, &loc);
+    snprintf(call->error, sizeof call->error,
+             "HTTP %ld redirect to %s refused: signed calls never follow "
+             "redirects; check the endpoint",
+             call->http_status, loc ? loc : "(no Location)");
+    st = CHATAPP_ETRANSPORT;
+  } else if (ca_envelope_parse(ca_buf_str(&call->body), call->body.len,
+                               &call->env, perr, sizeof perr)) {
+    snprintf(call->error, sizeof call->error,
+             "HTTP %ld with a malformed body (%s)", call->http_status, perr);
+    st = call->is_write ? CHATAPP_EUNKNOWN : CHATAPP_EPARSE;
+    retry = !call->is_write;
+  } else {
+    ca_answer_class cls =
+      ca_classify_answer(call->http_status, call->env.code);
+    switch (cls) {
+    case CA_ANSWER_OK:
+      st = CHATAPP_OK;
+      break;
+    case CA_ANSWER_THROTTLED:
+      throttled = 1;
+      retry = 1;
+      st = CHATAPP_EAPI;
+      break;
+    case CA_ANSWER_NONCE:
+      retry = 1;
+      st = CHATAPP_EAPI;
+      break;
+    case CA_ANSWER_TRANSIENT:
+      retry = !call->is_write;
+      st = call->is_write ? CHATAPP_EUNKNOWN : CHATAPP_EAPI;
+      break;
+    case CA_ANSWER_FINAL:
+      st = CHATAPP_EAPI;
+      break;
+    }
+    if (st)
+      snprintf(call->error, sizeof call->error, "%s: %s",
+               call->env.code ? call->env.code : "(no Code)",
+               call->env.message ? call->env.message : "(no Message)");
+  }
+  curl_multi_remove_handle(c->multi, call->easy);
+  curl_easy_cleanup(call->easy);
+  call->easy = NULL;
+
+  if (throttled) {
+    char key[256];
+    call->throttled++;
+    c->stats.throttled++;
+    if (call->kind == CA_CALL_API)
+      ca_limiter_throttled(c->limiter, limiter_key(c, call, key, sizeof key),
+                           now);
+  }
+  call->retryable = retry;
+  if (st == CHATAPP_OK) {
+    finish(c, call, st);
+    return;
+  }
+  if (retry && call->attempts < c->max_attempts && c->budget >= 1.0) {
+    int64_t wait = backoff_us(call->attempts, throttled);
+    int64_t ra = call->retry_after_us;
+    if (ra > (int64_t)c->max_retry_after_ms * 1000)
+      ra = (int64_t)c->max_retry_after_ms * 1000;
+    if (ra > wait)
+      wait = ra;
+    if (now + wait < call->deadline_us) {
+      c->budget -= 1.0;
+      call->not_before_us = now + wait;
+      call->state = ST_WAITING;
+      ca_client_log(c, CA_LOG_DEBUG, "%s: attempt %d failed (%s); retrying in %lld ms",
+            subject, call->attempts, call->error, (long long)(wait / 1000));
+      return;
+    }
+  }
+  finish(c, call, st);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static int limit_for(ca_client *c, const char *operation)
+{
+  if (c->qps > 0)
+    return (int)(c->qps < 1 ? 1 : c->qps);
+  return ca_operation_qps(operation);
+}
+
+/* Complete the finished transfers; returns how many calls ended. */
+static size_t drain_messages(ca_client *c, int64_t now, int *in_flight)
+{
+  size_t ended = 0;
+  CURLMsg *m;
+  int left;
+
+  while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
+    ca_call *call = NULL;
+    if (m->msg != CURLMSG_DONE)
+      continue;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+    (*in_flight)--;
+    complete_attempt(c, call, m->data.result, now);
+    ended += call->state == ST_DONE;
+  }
+  return ended;
+}
+
+chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
+{
+  int64_t now = ca_now_us();
+  size_t remaining = 0, i;
+  int in_flight = 0;
+  char key[256];
+
+  for (i = 0; i < n; i++) {
+    ca_call *call = calls[i];
+    call->state = ST_WAITING;
+    call->not_before_us = now;
+    call->deadline_us = now + (int64_t)c->call_ms * 1000;
+    call->attempts = 0;
+    call->throttled = 0;
+    remaining++;
+    c->budget += BUDGET_PER_CALL;
+    if (c->budget > BUDGET_MAX)
+      c->budget = BUDGET_MAX;
+  }
+  while (remaining > 0) {
+    int64_t wake = now + 1000000;
+    int running = 0;
+    long timeout_ms;
+
+    now = ca_now_us();
+    for (i = 0; i < n; i++) {
+      ca_call *call = calls[i];
+      int64_t retry_at = 0;
+
+      if (call->state != ST_WAITING)
+        continue;
+      if (call->not_before_us > now) {
+        if (call->not_before_us < wake)
+          wake = call->not_before_us;
+        continue;
+      }
+      if (now >= call->deadline_us) {
+        if (!call->error[0])
+          snprintf(call->error, sizeof call->error,
+                   "no attempt could start before the call's %ld ms deadline",
+                   c->call_ms);
+        finish(c, call, call->status ? call->status : CHATAPP_ETIMEDOUT);
+        remaining--;
+        continue;
+      }
+      if (in_flight >= c->max_in_flight)
+        continue;
+      if (call->kind == CA_CALL_API) {
+        double f;
+        limiter_key(c, call, key, sizeof key);
+        if (!ca_limiter_acquire(c->limiter, key,
+                                limit_for(c, call->operation), now,
+                                &retry_at)) {
+          c->stats.limiter_waits++;
+          if (retry_at < wake)
+            wake = retry_at;
+          continue;
+        }
+        f = ca_limiter_factor(c->limiter, key, now);
+        if (f < c->stats.min_factor)
+          c->stats.min_factor = f;
+      }
+      if (ca_attempt_start(c, call) != CHATAPP_OK) {
+        if (!call->error[0])
+          snprintf(call->error, sizeof call->error,
+                   "could not prepare the request (out of memory?)");
+        finish(c, call, CHATAPP_ENOMEM);
+        remaining--;
+        continue;
+      }
+      in_flight++;
+    }
+    if (remaining == 0)
+      break;
+    timeout_ms = (long)((wake - now + 999) / 1000);
+    if (timeout_ms < 0)
+      timeout_ms = 0;
+    if (timeout_ms > 1000)
+      timeout_ms = 1000;
+    if (in_flight == 0) {
+      struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    } else {
+      curl_multi_poll(c->multi, NULL, 0, (int)timeout_ms, NULL);
+    }
+    curl_multi_perform(c->multi, &running);
+    now = ca_now_us();
+    remaining -= drain_messages(c, now, &in_flight);
+  }
+  return CHATAPP_OK;
+}

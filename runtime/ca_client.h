@@ -1,0 +1,139 @@
+/*
+ * ca_client: CAMS calls as the product makes them.
+ *
+ *   params -> sign (fresh date and nonce every attempt) -> limiter slot
+ *          -> libcurl multi transfer -> classify -> retry or finish
+ *
+ * Many calls run at once on one curl multi handle, so one process reaches
+ * the quota even when every call takes 300 ms.  Starts are gated by the
+ * shared limiter (ca_limiter.h); the number in flight is capped apart.
+ * Design notes: docs/internals/client.md.
+ *
+ * A client is used from one thread at a time.
+ */
+#ifndef CA_CLIENT_H
+#define CA_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ca_api.h"
+#include "ca_buf.h"
+#include "ca_limiter.h"
+#include "ca_sign.h"
+
+struct curl_slist;
+
+typedef void (*ca_log_fn)(void *ud, int level, const char *line);
+
+#define CA_LOG_ERROR 0
+#define CA_LOG_INFO  1
+#define CA_LOG_DEBUG 2
+#define CA_LOG_TRACE 3 /* canonical requests and strings to sign */
+
+typedef struct ca_client_config {
+  const char *endpoint; /* "https://host[:port]"; http only to loopback */
+  const char *access_key_id;
+  const char *access_key_secret;
+  const char *security_token; /* NULL unless STS */
+  int signature_version;      /* 3 (default) or 2 (legacy HMAC-SHA1) */
+  const char *account_key;    /* limiter key; default: the AccessKey id */
+  const char *limiter_path;   /* shared state file; NULL: this process */
+  double qps;                 /* > 0: override every operation's limit */
+  int64_t window_margin_us;   /* default CA_LIMITER_MARGIN_US */
+  long connect_timeout_ms;    /* default 5000 */
+  long attempt_timeout_ms;    /* whole attempt; default 15000 */
+  long low_speed_time_s;      /* abort below 1 B/s for this long; 10 */
+  long call_timeout_ms;       /* one call, all attempts; default 60000 */
+  long max_retry_after_ms;    /* cap on server-requested waits; 20000 */
+  size_t max_response_bytes;  /* default 64 MiB */
+  int max_attempts;           /* per call; default 3 */
+  int max_in_flight;          /* default 16 */
+  const char *user_agent;
+  ca_log_fn log;
+  void *log_ud;
+  int verbose; /* highest level passed to log */
+} ca_client_config;
+
+typedef struct ca_client ca_client;
+
+typedef enum ca_call_kind { CA_CALL_API, CA_CALL_HTTP } ca_call_kind;
+
+/*
+ * One logical call.  Inputs are copied at creation; outputs are filled by
+ * ca_client_perform().  Free with ca_call_free().
+ */
+typedef struct ca_call {
+  /* in */
+  ca_call_kind kind;
+  char *operation; /* CA_CALL_API */
+  ca_kv *params;   /* flattened; owned */
+  size_t nparams;
+  int is_write;
+  char *method;    /* CA_CALL_HTTP */
+  char *url;
+  ca_kv *headers; /* extra headers; owned */
+  size_t nheaders;
+  ca_buf req_body;
+
+  /* out */
+  chatapp_status status; /* CHATAPP_OK when the call succeeded */
+  long http_status;      /* last answer's, 0 if none */
+  ca_envelope env;       /* CA_CALL_API: last answer's envelope */
+  ca_buf body;           /* last answer's body */
+  int attempts;
+  int throttled;     /* throttle answers seen */
+  int retryable;     /* a later call may succeed */
+  char error[512];   /* what failed, without the operation (see ca_call_describe) */
+
+  /* engine state */
+  int state;
+  int64_t not_before_us;
+  int64_t deadline_us;
+  int64_t retry_after_us;
+  void *easy;
+  struct curl_slist *slist;
+  ca_buf url_buf;
+  char curl_err[256];
+  size_t header_bytes;
+  int too_big;
+} ca_call;
+
+/* A new API call (params copied).  NULL on out of memory. */
+ca_call *ca_call_new_api(const char *operation, const ca_kv *params,
+                         size_t n);
+/* A new plain HTTP request (webhooks); body may be NULL. */
+ca_call *ca_call_new_http(const char *method, const char *url,
+                          const ca_kv *headers, size_t nheaders,
+                          const void *body, size_t body_len);
+void ca_call_free(ca_call *call);
+
+/* Create a client; on failure returns CHATAPP_EINVAL / ECONFIG / EIO with
+ * the reason in err.  The secret and token are copied and wiped on free. */
+chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
+                             ca_buf *err);
+void ca_client_free(ca_client *c);
+
+/*
+ * Run the calls to completion, many at once.  Each call's own status says
+ * how it ended.  Returns CHATAPP_OK unless the engine itself failed.
+ */
+chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n);
+
+/* Counters since the client was created. */
+typedef struct ca_client_stats {
+  uint64_t calls, attempts, retries, throttled, failed;
+  uint64_t limiter_waits;        /* starts delayed by the limiter */
+  double min_factor;             /* lowest adaptive factor seen */
+} ca_client_stats;
+
+void ca_client_stats_get(const ca_client *c, ca_client_stats *out);
+const char *ca_client_endpoint(const ca_client *c);
+/* Signature version in use: 3 or 2. */
+int ca_client_signature_version(const ca_client *c);
+
+/* Replace every occurrence of the client's secrets (plain or percent-
+ * encoded once or twice) in b by "<redacted>". */
+void ca_client_redact(const ca_client *c, ca_buf *b);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * Internals shared by ca_client.c (configuration, the loop, retries) and
+ * ca_attempt.c (building and sending one signed attempt).
+ */
+#ifndef CA_CLIENT_INT_H
+#define CA_CLIENT_INT_H
+
+#include "ca_client.h"
+
+#include <curl/curl.h>
+
+enum { ST_WAITING, ST_IN_FLIGHT, ST_DONE };
+
+struct ca_client {
+  char *endpoint; /* without a trailing '/' */
+  char *host;     /* host[:port] exactly as in the URL (signed as host) */
+  int plain_http; /* http:// (loopback only) */
+  char *ak_id, *secret, *token;
+  char *account_key;
+  char *user_agent;
+  int sigver;
+  double qps;
+  long connect_ms, attempt_ms, low_speed_s, call_ms, max_retry_after_ms;
+  size_t max_body;
+  int max_attempts, max_in_flight;
+  ca_log_fn log;
+  void *log_ud;
+  int verbose;
+  ca_limiter *limiter;
+  CURLM *multi;
+  double budget;
+  ca_client_stats stats;
+};
+
+/* Set up call->easy for its next attempt, signed with a fresh date and
+ * nonce, and add it to the multi handle. */
+chatapp_status ca_attempt_start(ca_client *c, ca_call *call);
+
+/* A numeric address (no brackets) in 127.0.0.0/8 or ::1 (also mapped). */
+int ca_ip_is_loopback(const char *ip);
+
+/* Log a line at level, secrets redacted. */
+void ca_client_log(ca_client *c, int level, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,375 @@
+#include "ca_config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ca_cred.h"
+#include "ca_crypto.h"
+
+typedef enum kind { K_STR, K_SECRET, K_LONG, K_DOUBLE, K_BOOL, K_CHOICE }
+  kind;
+
+typedef struct option {
+  const char *name;
+  kind kind;
+  size_t offset;
+  double min, max;       /* K_LONG, K_DOUBLE */
+  const char *choices;   /* K_CHOICE: "a|b|c", index stored as int */
+  const char *arg;
+  const char *help;
+} option;
+
+#define OFF(f) offsetof(struct chatapp_config, f)
+
+static const option options[] = {
+  {"endpoint", K_STR, OFF(endpoint), 0, 0, NULL, "URL",
+   "API endpoint (default https://cams.<region>.aliyuncs.com)"},
+  {"region", K_STR, OFF(region), 0, 0, NULL, "ID",
+   "region id (default: the profile's, else ap-southeast-1)"},
+  {"access_key_id", K_STR, OFF(access_key_id), 0, 0, NULL, "ID",
+   "explicit AccessKey id (embedding only; the CLI uses the chain)"},
+  {"access_key_secret", K_SECRET, OFF(access_key_secret), 0, 0, NULL,
+   "SECRET", "explicit AccessKey secret (embedding only)"},
+  {"security_token", K_SECRET, OFF(security_token), 0, 0, NULL, "TOKEN",
+   "explicit STS token (embedding only)"},
+  {"profile", K_STR, OFF(profile), 0, 0, NULL, "NAME",
+   "credentials profile in ~/.aliyun/config.json or "
+   "~/.alibabacloud/credentials"},
+  {"account", K_STR, OFF(account), 0, 0, NULL, "NAME",
+   "quota account name: processes with the same name share one limiter "
+   "(default: the AccessKey id)"},
+  {"signature_version", K_CHOICE, OFF(signature_version), 0, 0, "v2|v3",
+   "v3|v2", "request signing: v3 (ACS3-HMAC-SHA256, default) or v2 (legacy "
+   "HMAC-SHA1)"},
+  {"qps", K_DOUBLE, OFF(qps), 1, 1000, NULL, "N",
+   "calls per second per operation (default: each operation's documented "
+   "limit, 10 for QueryChatappPhoneNumbers)"},
+  {"limiter", K_STR, OFF(limiter), 0, 0, NULL, "shared|process|FILE",
+   "share the rate limit with other processes on this host (default "
+   "shared), keep it to this process, or use this state file"},
+  {"window_margin_ms", K_LONG, OFF(window_margin_ms), 0, 1000, NULL, "MS",
+   "limiter window beyond 1 s, for network jitter (default 150)"},
+  {"connect_timeout_ms", K_LONG, OFF(connect_timeout_ms), 1, 600000, NULL,
+   "MS", "connect timeout (default 5000)"},
+  {"timeout_ms", K_LONG, OFF(timeout_ms), 1, 3600000, NULL, "MS",
+   "one attempt's total time (default 15000)"},
+  {"call_timeout_ms", K_LONG, OFF(call_timeout_ms), 1, 86400000, NULL, "MS",
+   "one call, all attempts (default 60000)"},
+  {"max_retry_after_ms", K_LONG, OFF(max_retry_after_ms), 0, 3600000, NULL,
+   "MS", "cap on a server's Retry-After (default 20000)"},
+  {"max_response_bytes", K_LONG, OFF(max_response_bytes), 1024, 1 << 30,
+   NULL, "BYTES", "largest answer accepted (default 64 MiB)"},
+  {"max_attempts", K_LONG, OFF(max_attempts), 1, 10, NULL, "N",
+   "attempts per call (default 3)"},
+  {"max_in_flight", K_LONG, OFF(max_in_flight), 1, 256, NULL, "N",
+   "requests in flight at once (default 16)"},
+  {"verbose", K_LONG, OFF(verbose), 0, 3, NULL, "0-3",
+   "log detail: 1 what happens, 2 retries, 3 canonical requests"},
+  {"output", K_CHOICE, OFF(output), 0, 0, "none|text|json", "text|json",
+   "report format on stdout"},
+  {"color", K_CHOICE, OFF(color), 0, 0, "never|always|auto",
+   "auto|always|never", "colours in the text report (default auto)"},
+  {"spaces", K_STR, OFF(spaces), 0, 0, NULL, "FILE",
+   "JSON list of ISV sub-customer spaces to run over"},
+  {"record", K_STR, OFF(record), 0, 0, NULL, "FILE",
+   "save what the API answered"},
+  {"replay", K_STR, OFF(replay), 0, 0, NULL, "FILE",
+   "run on a recording instead of the network"},
+  {"metrics", K_STR, OFF(metrics), 0, 0, NULL, "FILE",
+   "write Prometheus text metrics"},
+  {"allow_exec", K_BOOL, OFF(allow_exec), 0, 0, NULL, NULL,
+   "let policies run commands (exec actions)"},
+  {"memory_limit_mb", K_LONG, OFF(memory_limit_mb), 1, 65536, NULL, "MB",
+   "memory cap per policy (default 64)"},
+  {"instruction_limit", K_LONG, OFF(instruction_limit), 1000, 1e12, NULL,
+   "N", "Lua instructions per policy and run (default 100 million)"},
+  {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
+};
+
+const ca_config_key *ca_config_keys(void)
+{
+  static ca_config_key keys[sizeof options / sizeof options[0]];
+  size_t i;
+
+  for (i = 0; options[i].name; i++) {
+    keys[i].name = options[i].name;
+    keys[i].arg = options[i].arg;
+    keys[i].help = options[i].help;
+  }
+  return keys;
+}
+
+chatapp_config *chatapp_config_new(void)
+{
+  chatapp_config *cfg = calloc(1, sizeof *cfg);
+
+  if (!cfg)
+    return NULL;
+  cfg->signature_version = 3;
+  cfg->window_margin_ms = -1;
+  cfg->color = -1;
+  cfg->output = CA_OUTPUT_NONE;
+  return cfg;
+}
+
+static char **str_field(chatapp_config *cfg, const option *o)
+{
+  return (char **)(void *)((char *)cfg + o->offset);
+}
+
+void chatapp_config_free(chatapp_config *cfg)
+{
+  size_t i;
+
+  if (!cfg)
+    return;
+  for (i = 0; options[i].name; i++) {
+    char **p;
+    if (options[i].kind != K_STR && options[i].kind != K_SECRET)
+      continue;
+    p = str_field(cfg, &options[i]);
+    if (*p && options[i].kind == K_SECRET)
+      ca_wipe(*p, strlen(*p));
+    free(*p);
+  }
+  free(cfg);
+}
+
+chatapp_config *ca_config_dup(const chatapp_config *cfg)
+{
+  chatapp_config *d = malloc(sizeof *d);
+  size_t i;
+
+  if (!d)
+    return NULL;
+  memcpy(d, cfg, sizeof *d);
+  for (i = 0; options[i].name; i++) {
+    char **p;
+    if (options[i].kind != K_STR && options[i].kind != K_SECRET)
+      continue;
+    p = str_field(d, &options[i]);
+    if (*p && !(*p = strdup(*p))) {
+      /* free what was copied so far, and null the rest */
+      size_t j;
+      for (j = i + 1; options[j].name; j++)
+        if (options[j].kind == K_STR || options[j].kind == K_SECRET)
+          *str_field(d, &options[j]) = NULL;
+      chatapp_config_free(d);
+      return NULL;
+    }
+  }
+  return d;
+}
+
+const char *chatapp_config_errmsg(const chatapp_config *cfg)
+{
+  return cfg ? cfg->errmsg : "out of memory";
+}
+
+void chatapp_config_set_log(chatapp_config *cfg, chatapp_log_fn fn, void *ud)
+{
+  cfg->log = fn;
+  cfg->log_ud = ud;
+}
+
+/* Record why a value was refused. */
+#define BAD(...)                                                            \
+  (snprintf(cfg->errmsg, sizeof cfg->errmsg, __VA_ARGS__), CHATAPP_EINVAL)
+
+chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
+                                  const char *value)
+{
+  char name[64];
+  const option *o;
+  size_t i;
+
+  if (!cfg || !key)
+    return CHATAPP_EINVAL;
+  cfg->errmsg[0] = '\0';
+  /* "max-attempts" and "max_attempts" are the same key. */
+  for (i = 0; key[i] && i < sizeof name - 1; i++)
+    name[i] = key[i] == '-' ? '_' : key[i];
+  name[i] = '\0';
+  for (o = options; o->name; o++)
+    if (strcmp(o->name, name) == 0)
+      break;
+  if (!o->name)
+    return BAD("unknown option '%s'%s", key,
+               " (see docs/embedding.md for the list)");
+  if (!value)
+    return BAD("option '%s' needs a value%s", key, "");
+
+  switch (o->kind) {
+  case K_STR:
+  case K_SECRET: {
+    char **p = str_field(cfg, o);
+    char *copy = strdup(value);
+    if (!copy)
+      return CHATAPP_ENOMEM;
+    if (*p && o->kind == K_SECRET)
+      ca_wipe(*p, strlen(*p));
+    free(*p);
+    *p = *value ? copy : NULL;
+    if (!*value)
+      free(copy);
+    return CHATAPP_OK;
+  }
+  case K_LONG:
+  case K_DOUBLE: {
+    char *end;
+    double x;
+    errno = 0;
+    x = strtod(value, &end);
+    if (end == value || *end || errno || !isfinite(x) || x < o->min ||
+        x > o->max ||
+        (o->kind == K_LONG && x != floor(x))) {
+      snprintf(cfg->errmsg, sizeof cfg->errmsg,
+               "option '%s' must be a%s number from %g to %g, not '%s'", key,
+               o->kind == K_LONG ? " whole" : "", o->min, o->max, value);
+      return CHATAPP_EINVAL;
+    }
+    if (o->kind == K_LONG)
+      *(long *)(void *)((char *)cfg + o->offset) = (long)x;
+    else
+      *(double *)(void *)((char *)cfg + o->offset) = x;
+    return CHATAPP_OK;
+  }
+  case K_BOOL: {
+    int v;
+    if (!strcmp(value, "1") || !strcasecmp(value, "true") ||
+        !strcasecmp(value, "yes") || !strcasecmp(value, "on"))
+      v = 1;
+    else if (!strcmp(value, "0") || !strcasecmp(value, "false") ||
+             !strcasecmp(value, "no") || !strcasecmp(value, "off"))
+      v = 0;
+    else
+      return BAD("option '%s' must be true or false, not '%s'", key,
+                 value);
+    *(int *)(void *)((char *)cfg + o->offset) = v;
+    return CHATAPP_OK;
+  }
+  case K_CHOICE: {
+    const char *c = o->choices;
+    int idx = 0;
+    size_t n = strlen(value);
+    while (c) {
+      const char *bar = strchr(c, '|');
+      size_t len = bar ? (size_t)(bar - c) : strlen(c);
+      if (len == n && strncmp(c, value, n) == 0)
+        break;
+      c = bar ? bar + 1 : NULL;
+      idx++;
+    }
+    /* "3" / "2" are accepted for the signature version as well. */
+    if (!c && o->offset == OFF(signature_version) &&
+        (!strcmp(value, "2") || !strcmp(value, "3"))) {
+      c = value;
+      idx = value[0] == '2' ? 0 : 1;
+    }
+    if (!c) {
+      snprintf(cfg->errmsg, sizeof cfg->errmsg,
+               "option '%s' must be one of %s, not '%s'", key, o->choices,
+               value);
+      return CHATAPP_EINVAL;
+    }
+    if (o->offset == OFF(signature_version))
+      cfg->signature_version = idx == 0 ? 2 : 3;
+    else if (o->offset == OFF(color))
+      cfg->color = idx == 2 ? -1 : idx;
+    else
+      *(int *)(void *)((char *)cfg + o->offset) = idx;
+    return CHATAPP_OK;
+  }
+  }
+  return CHATAPP_EINVAL;
+}
+
+chatapp_status ca_config_new_client(const chatapp_config *cfg,
+                                    ca_client **out, ca_buf *err,
+                                    ca_buf *source)
+{
+  ca_cred_options co;
+  ca_credentials cred;
+  ca_client_config cc;
+  ca_buf endpoint = CA_BUF_INIT(4096), lpath = CA_BUF_INIT(4096);
+  const char *region;
+  chatapp_status st;
+
+  *out = NULL;
+  memset(&co, 0, sizeof co);
+  memset(&cred, 0, sizeof cred);
+  co.profile = cfg->profile;
+  co.access_key_id = cfg->access_key_id;
+  co.access_key_secret = cfg->access_key_secret;
+  co.security_token = cfg->security_token;
+  st = ca_cred_resolve(&co, &cred, err);
+  if (st)
+    goto out;
+  if (source)
+    ca_buf_adds(source, cred.source ? cred.source : "");
+  if (cred.warning && cfg->log)
+    cfg->log(cfg->log_ud, CA_LOG_ERROR, cred.warning);
+
+  region = cfg->region ? cfg->region
+           : cred.region ? cred.region
+                         : CA_DEFAULT_REGION;
+  if (cfg->endpoint)
+    st = ca_buf_adds(&endpoint, cfg->endpoint);
+  else
+    st = ca_buf_printf(&endpoint, "https://cams.%s.aliyuncs.com", region);
+  if (st)
+    goto out;
+
+  if (!cfg->limiter || strcmp(cfg->limiter, "shared") == 0) {
+    /* One limiter per account and endpoint host on this machine. */
+    ca_buf key = CA_BUF_INIT(4096);
+    st = ca_buf_printf(&key, "%s@%s",
+                       cfg->account ? cfg->account : cred.access_key_id,
+                       endpoint.ptr);
+    if (!st)
+      st = ca_limiter_default_path(key.ptr, &lpath, err);
+    ca_buf_free(&key);
+    if (st)
+      goto out;
+  } else if (strcmp(cfg->limiter, "process") != 0) {
+    st = ca_buf_adds(&lpath, cfg->limiter);
+    if (st)
+      goto out;
+  }
+
+  memset(&cc, 0, sizeof cc);
+  cc.endpoint = endpoint.ptr;
+  cc.access_key_id = cred.access_key_id;
+  cc.access_key_secret = cred.access_key_secret;
+  cc.security_token = cred.security_token;
+  cc.signature_version = cfg->signature_version;
+  cc.account_key = cfg->account;
+  cc.limiter_path = lpath.len ? lpath.ptr : NULL;
+  cc.qps = cfg->qps;
+  /* 0 means "the default" to the client; an explicit 0 becomes 1 us. */
+  cc.window_margin_us =
+    cfg->window_margin_ms < 0 ? 0
+    : cfg->window_margin_ms == 0 ? 1
+                                 : (int64_t)cfg->window_margin_ms * 1000;
+  cc.connect_timeout_ms = cfg->connect_timeout_ms;
+  cc.attempt_timeout_ms = cfg->timeout_ms;
+  cc.call_timeout_ms = cfg->call_timeout_ms;
+  cc.max_retry_after_ms = cfg->max_retry_after_ms;
+  cc.max_response_bytes = (size_t)cfg->max_response_bytes;
+  cc.max_attempts = (int)cfg->max_attempts;
+  cc.max_in_flight = (int)cfg->max_in_flight;
+  cc.log = cfg->log;
+  cc.log_ud = cfg->log_ud;
+  cc.verbose = cfg->verbose;
+  st = ca_client_new(&cc, out, err);
+out:
+  ca_cred_free(&cred);
+  ca_buf_free(&endpoint);
+  ca_buf_free(&lpath);
+  return st;
+}

@@ -1,0 +1,71 @@
+/*
+ * ca_config: chatapp_config, the one set of options shared by the CLI
+ * (long options), the C embedding API (chatapp_config_set) and the Lua
+ * module (chatapp.client{...}).  Every key is parsed and checked here, once.
+ */
+#ifndef CA_CONFIG_H
+#define CA_CONFIG_H
+
+#include "ca_buf.h"
+#include "ca_client.h"
+#include "chatapp.h"
+
+typedef enum ca_output { CA_OUTPUT_NONE, CA_OUTPUT_TEXT, CA_OUTPUT_JSON }
+  ca_output;
+
+struct chatapp_config {
+  /* where and who */
+  char *endpoint;
+  char *region;
+  char *access_key_id;
+  char *access_key_secret; /* wiped on free */
+  char *security_token;    /* wiped on free */
+  char *profile;
+  char *account;
+  /* the client */
+  int signature_version; /* 3 or 2 */
+  double qps;            /* 0: documented per operation */
+  char *limiter;         /* "shared" (default), "process", or a file path */
+  long window_margin_ms;
+  long connect_timeout_ms, timeout_ms, call_timeout_ms, max_retry_after_ms;
+  long max_response_bytes;
+  long max_attempts, max_in_flight;
+  /* the run */
+  int verbose;
+  ca_output output;
+  int color; /* -1 auto, 0 never, 1 always */
+  char *spaces;
+  char *record;
+  char *replay;
+  char *metrics;
+  int allow_exec;
+  long memory_limit_mb;
+  long instruction_limit;
+  /* host */
+  chatapp_log_fn log;
+  void *log_ud;
+  char errmsg[512];
+};
+
+/* A deep copy (NULL on out of memory); free with chatapp_config_free. */
+chatapp_config *ca_config_dup(const chatapp_config *cfg);
+
+/* Describe every key for --help and docs: name, kind, meaning. */
+typedef struct ca_config_key {
+  const char *name;
+  const char *arg; /* "URL", "N", ... or NULL for booleans */
+  const char *help;
+} ca_config_key;
+const ca_config_key *ca_config_keys(void);
+
+/*
+ * Make the API client the configuration describes: credentials from the
+ * explicit keys or the default chain, endpoint from endpoint / region,
+ * limiter state shared per account.  source (may be NULL) receives where
+ * the credentials came from, never the secret.
+ */
+chatapp_status ca_config_new_client(const chatapp_config *cfg,
+                                    ca_client **out, ca_buf *err,
+                                    ca_buf *source);
+
+#endif

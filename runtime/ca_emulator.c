@@ -1,0 +1,160 @@
+#include "ca_emulator.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct ca_emulator {
+  pid_t pid;
+  char dir[64];       /* temporary folder for the port file */
+  char endpoint[64];
+};
+
+static void sleep_ms(long ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+/* Path of the emulator binary into out; 1 if it is a path to run as is,
+ * 0 if it must be searched on PATH. */
+static int find_binary(char *out, size_t size)
+{
+  const char *env = getenv("CHATAPP_EMULATOR");
+  char self[PATH_MAX];
+  ssize_t n;
+
+  if (env && *env) {
+    snprintf(out, size, "%s", env);
+    return 1;
+  }
+  n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    char *slash;
+    self[n] = '\0';
+    slash = strrchr(self, '/');
+    if (slash) {
+      *slash = '\0';
+      if ((size_t)snprintf(out, size, "%s/chatapp-emulator", self) < size &&
+          access(out, X_OK) == 0)
+        return 1;
+    }
+  }
+  snprintf(out, size, "chatapp-emulator");
+  return 0;
+}
+
+chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
+                                 char *err, size_t errlen)
+{
+  ca_emulator *e = calloc(1, sizeof *e);
+  char bin[PATH_MAX], portfile[128];
+  const char *argv[32];
+  posix_spawn_file_actions_t fa;
+  size_t argc = 0;
+  int is_path, rc, i;
+
+  *out = NULL;
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return CHATAPP_ENOMEM;
+  }
+  snprintf(e->dir, sizeof e->dir, "/tmp/chatapp-emulator-XXXXXX");
+  if (!mkdtemp(e->dir)) {
+    snprintf(err, errlen, "cannot create a temporary folder: %s",
+             strerror(errno));
+    free(e);
+    return CHATAPP_EIO;
+  }
+  snprintf(portfile, sizeof portfile, "%s/port", e->dir);
+  is_path = find_binary(bin, sizeof bin);
+  argv[argc++] = bin;
+  argv[argc++] = "--port";
+  argv[argc++] = "0";
+  argv[argc++] = "--port-file";
+  argv[argc++] = portfile;
+  for (i = 0; extra && extra[i] && argc < 31; i++)
+    argv[argc++] = extra[i];
+  argv[argc] = NULL;
+
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  rc = (is_path ? posix_spawn : posix_spawnp)(
+    &e->pid, bin, &fa, NULL, (char *const *)(uintptr_t)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    snprintf(err, errlen,
+             "cannot start %s: %s (build it, or set CHATAPP_EMULATOR)", bin,
+             strerror(rc));
+    e->pid = 0;
+    ca_emulator_stop(e);
+    return CHATAPP_EIO;
+  }
+  /* Wait for the port file: written (atomically) once it listens. */
+  for (i = 0; i < 1000; i++) {
+    FILE *f = fopen(portfile, "r");
+    int port = 0, status;
+    if (f) {
+      if (fscanf(f, "%d", &port) != 1)
+        port = 0;
+      fclose(f);
+    }
+    if (port > 0 && port < 65536) {
+      snprintf(e->endpoint, sizeof e->endpoint, "http://127.0.0.1:%d", port);
+      *out = e;
+      return CHATAPP_OK;
+    }
+    if (waitpid(e->pid, &status, WNOHANG) == e->pid) {
+      snprintf(err, errlen, "%s exited before listening (status %d)", bin,
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+      e->pid = 0;
+      ca_emulator_stop(e);
+      return CHATAPP_EIO;
+    }
+    sleep_ms(10);
+  }
+  snprintf(err, errlen, "%s did not start listening within 10 s", bin);
+  ca_emulator_stop(e);
+  return CHATAPP_ETIMEDOUT;
+}
+
+const char *ca_emulator_endpoint(const ca_emulator *e)
+{
+  return e->endpoint;
+}
+
+void ca_emulator_stop(ca_emulator *e)
+{
+  char path[128];
+  int i, status;
+
+  if (!e)
+    return;
+  if (e->pid > 0) {
+    kill(e->pid, SIGTERM);
+    for (i = 0; i < 300 && waitpid(e->pid, &status, WNOHANG) == 0; i++)
+      sleep_ms(10);
+    if (i == 300) {
+      kill(e->pid, SIGKILL);
+      waitpid(e->pid, &status, 0);
+    }
+  }
+  snprintf(path, sizeof path, "%s/port", e->dir);
+  unlink(path);
+  rmdir(e->dir);
+  free(e);
+}

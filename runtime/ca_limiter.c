@@ -1,0 +1,328 @@
+#include "ca_limiter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAGIC   0x4d4c4143u /* "CALM" */
+#define VERSION 1u
+#define NSLOTS  64
+#define KEYLEN  96
+
+/* One key's state.  All fields are plain data so the struct can live in a
+ * shared mapping; every reader validates what it finds. */
+typedef struct slot {
+  char key[KEYLEN]; /* "" = free */
+  uint32_t count;   /* valid entries in times (<= CA_LIMITER_MAX_N) */
+  uint32_t head;    /* next position to write */
+  double factor;    /* adaptive multiplier at factor_at_us */
+  int64_t factor_at_us;
+  int64_t last_throttle_us;
+  int64_t last_use_us;
+  int64_t times[CA_LIMITER_MAX_N]; /* start times, a ring */
+} slot;
+
+typedef struct state {
+  uint32_t magic, version;
+  char boot_id[40];
+  slot slots[NSLOTS];
+} state;
+
+struct ca_limiter {
+  state *st;      /* the mapping, or malloc'd memory */
+  int fd;         /* -1: in-process only */
+  int64_t window; /* microseconds */
+};
+
+int64_t ca_now_us(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void read_boot_id(char out[40])
+{
+  FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+  size_t n = 0;
+
+  memset(out, 0, 40);
+  if (f) {
+    n = fread(out, 1, 39, f);
+    fclose(f);
+  }
+  while (n && (out[n - 1] == '\n' || out[n - 1] == '\0'))
+    out[--n] = '\0';
+}
+
+static void lock(ca_limiter *l)
+{
+  if (l->fd >= 0)
+    while (flock(l->fd, LOCK_EX) != 0 && errno == EINTR)
+      ;
+}
+
+static void unlock(ca_limiter *l)
+{
+  if (l->fd >= 0)
+    flock(l->fd, LOCK_UN);
+}
+
+/*
+ * Called under the lock: make a state written by another process (maybe
+ * one that died mid-update, or before a reboot) safe to use.  Errors are
+ * always on the conservative side: unknown times become "now".
+ */
+static void sanitize(state *s, int64_t now)
+{
+  char boot[40];
+  int reboot;
+  size_t i, j;
+
+  read_boot_id(boot);
+  reboot = s->magic != MAGIC || s->version != VERSION ||
+           memcmp(s->boot_id, boot, sizeof boot) != 0;
+  if (s->magic != MAGIC || s->version != VERSION)
+    memset(s, 0, sizeof *s);
+  s->magic = MAGIC;
+  s->version = VERSION;
+  memcpy(s->boot_id, boot, sizeof boot);
+  for (i = 0; i < NSLOTS; i++) {
+    slot *sl = &s->slots[i];
+    sl->key[KEYLEN - 1] = '\0';
+    if (sl->count > CA_LIMITER_MAX_N || sl->head >= CA_LIMITER_MAX_N) {
+      sl->count = CA_LIMITER_MAX_N;
+      sl->head = 0;
+      reboot = 1;
+    }
+    if (!(sl->factor >= CA_LIMITER_MIN_FACTOR && sl->factor <= 1.0))
+      sl->factor = 1.0;
+    for (j = 0; j < CA_LIMITER_MAX_N; j++)
+      if (reboot || sl->times[j] > now)
+        sl->times[j] = now;
+    if (sl->factor_at_us > now)
+      sl->factor_at_us = now;
+    if (sl->last_throttle_us > now)
+      sl->last_throttle_us = now;
+  }
+}
+
+chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
+                              ca_limiter **out, ca_buf *err)
+{
+  ca_limiter *l = calloc(1, sizeof *l);
+  struct stat sb;
+  void *map;
+
+  *out = NULL;
+  if (!l)
+    return CHATAPP_ENOMEM;
+  l->fd = -1;
+  l->window = 1000000 + (margin_us > 0 ? margin_us : 0);
+  if (!path) {
+    l->st = calloc(1, sizeof *l->st);
+    if (!l->st) {
+      free(l);
+      return CHATAPP_ENOMEM;
+    }
+    sanitize(l->st, ca_now_us());
+    *out = l;
+    return CHATAPP_OK;
+  }
+  l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (l->fd < 0) {
+    ca_buf_printf(err, "cannot open the limiter state file %s: %s", path,
+                  strerror(errno));
+    goto fail;
+  }
+  if (fstat(l->fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+      sb.st_uid != geteuid() || (sb.st_mode & 077) != 0) {
+    ca_buf_printf(err,
+                  "the limiter state file %s must be a regular file owned by "
+                  "you with mode 0600; remove it and run again",
+                  path);
+    goto fail;
+  }
+  lock(l);
+  if ((size_t)sb.st_size < sizeof(state) &&
+      ftruncate(l->fd, (off_t)sizeof(state)) != 0) {
+    unlock(l);
+    ca_buf_printf(err, "cannot size the limiter state file %s: %s", path,
+                  strerror(errno));
+    goto fail;
+  }
+  map = mmap(NULL, sizeof(state), PROT_READ | PROT_WRITE, MAP_SHARED, l->fd,
+             0);
+  if (map == MAP_FAILED) {
+    unlock(l);
+    ca_buf_printf(err, "cannot map the limiter state file %s: %s", path,
+                  strerror(errno));
+    goto fail;
+  }
+  l->st = map;
+  sanitize(l->st, ca_now_us());
+  unlock(l);
+  *out = l;
+  return CHATAPP_OK;
+fail:
+  if (l->fd >= 0)
+    close(l->fd);
+  free(l);
+  return CHATAPP_EIO;
+}
+
+void ca_limiter_free(ca_limiter *l)
+{
+  if (!l)
+    return;
+  if (l->fd >= 0) {
+    munmap(l->st, sizeof(state));
+    close(l->fd);
+  } else {
+    free(l->st);
+  }
+  free(l);
+}
+
+/* The slot for key, taking a free or the least recently used one. */
+static slot *find_slot(state *s, const char *key, int64_t now)
+{
+  slot *victim = &s->slots[0];
+  size_t i;
+
+  for (i = 0; i < NSLOTS; i++) {
+    slot *sl = &s->slots[i];
+    if (strncmp(sl->key, key, KEYLEN - 1) == 0 && sl->key[0])
+      return sl;
+    if (!victim->key[0])
+      continue;
+    if (!sl->key[0] || sl->last_use_us < victim->last_use_us)
+      victim = sl;
+  }
+  /* A reused slot keeps its times: conservative for the newcomer. */
+  memset(victim->key, 0, KEYLEN);
+  strncpy(victim->key, key, KEYLEN - 1);
+  victim->factor = 1.0;
+  victim->factor_at_us = now;
+  victim->last_throttle_us = 0;
+  return victim;
+}
+
+static double factor_at(const slot *sl, int64_t now)
+{
+  double f = sl->factor +
+             CA_LIMITER_RECOVERY * (double)(now - sl->factor_at_us) / 1e6;
+  return f > 1.0 ? 1.0 : f;
+}
+
+int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now,
+                       int64_t *retry_at)
+{
+  slot *sl;
+  int64_t oldest;
+  uint32_t k;
+  int granted;
+
+  lock(l);
+  sl = find_slot(l->st, key, now);
+  sl->last_use_us = now;
+  k = (uint32_t)floor((double)n * factor_at(sl, now) + 1e-9);
+  if (k < 1)
+    k = 1;
+  if (k > CA_LIMITER_MAX_N)
+    k = CA_LIMITER_MAX_N;
+  if (sl->count < k) {
+    granted = 1;
+  } else {
+    /* The k-th most recent start. */
+    oldest = sl->times[(sl->head + CA_LIMITER_MAX_N - k) % CA_LIMITER_MAX_N];
+    granted = oldest + l->window <= now;
+    if (!granted)
+      *retry_at = oldest + l->window;
+  }
+  if (granted) {
+    sl->times[sl->head] = now;
+    sl->head = (sl->head + 1) % CA_LIMITER_MAX_N;
+    if (sl->count < CA_LIMITER_MAX_N)
+      sl->count++;
+  }
+  unlock(l);
+  return granted;
+}
+
+void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now)
+{
+  slot *sl;
+  double f;
+
+  lock(l);
+  sl = find_slot(l->st, key, now);
+  if (sl->last_throttle_us == 0 || now - sl->last_throttle_us >= l->window) {
+    f = factor_at(sl, now) * CA_LIMITER_DECREASE;
+    sl->factor = f < CA_LIMITER_MIN_FACTOR ? CA_LIMITER_MIN_FACTOR : f;
+    sl->factor_at_us = now;
+    sl->last_throttle_us = now;
+  }
+  unlock(l);
+}
+
+double ca_limiter_factor(ca_limiter *l, const char *key, int64_t now)
+{
+  double f = 1.0;
+  size_t i;
+
+  lock(l);
+  for (i = 0; i < NSLOTS; i++)
+    if (l->st->slots[i].key[0] &&
+        strncmp(l->st->slots[i].key, key, KEYLEN - 1) == 0)
+      f = factor_at(&l->st->slots[i], now);
+  unlock(l);
+  return f;
+}
+
+chatapp_status ca_limiter_default_path(const char *account_key, ca_buf *b,
+                                       ca_buf *err)
+{
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  const unsigned char *p;
+  ca_buf dir = CA_BUF_INIT(4096);
+  chatapp_status st;
+  struct stat sb;
+
+  for (p = (const unsigned char *)account_key; *p; p++)
+    h = (h ^ *p) * 1099511628211ULL;
+  if (xdg && *xdg == '/')
+    st = ca_buf_printf(&dir, "%s/chatapp-run", xdg);
+  else
+    st = ca_buf_printf(&dir, "/tmp/chatapp-run-%u", (unsigned)geteuid());
+  if (st)
+    goto out;
+  if (mkdir(dir.ptr, 0700) != 0 && errno != EEXIST) {
+    ca_buf_printf(err, "cannot create %s: %s", dir.ptr, strerror(errno));
+    st = CHATAPP_EIO;
+    goto out;
+  }
+  if (lstat(dir.ptr, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+      sb.st_uid != geteuid() || (sb.st_mode & 077) != 0) {
+    ca_buf_printf(err,
+                  "%s must be a directory owned by you with mode 0700 (it "
+                  "holds the shared rate-limiter state)",
+                  dir.ptr);
+    st = CHATAPP_EIO;
+    goto out;
+  }
+  st = ca_buf_printf(b, "%s/limiter-%016llx.state", dir.ptr,
+                     (unsigned long long)h);
+out:
+  ca_buf_free(&dir);
+  return st;
+}

@@ -1,0 +1,71 @@
+/*
+ * ca_limiter: "never more than N calls started in any window W", per key
+ * (account x operation), shared by every call of a process and, through a
+ * small memory-mapped state file, by every process on the host that uses
+ * the same state directory.
+ *
+ * Model: a sliding-window log (docs/internals/limiter.md).  The last starts
+ * of each key are kept in a ring; a call may start at `now` when the N-th
+ * most recent start is at least W ago.  W is 1 s plus a margin for network
+ * jitter (default 150 ms), so the server, which counts arrivals, sees at
+ * most N in any 1 s window.  A token bucket with burst N would let 2N
+ * through; this never does.
+ *
+ * Adaptive: every key has a factor in (0, 1] applied to N.  A throttle
+ * answer (someone else spends the same account quota) multiplies it by 0.7,
+ * at most once per window; it then recovers additively over time.
+ *
+ * Time is passed in (monotonic microseconds), so tests need no sleeping.
+ * Cross-process state is guarded by flock(), which the kernel releases when
+ * a holder dies; the critical section only reads and writes the ring.
+ */
+#ifndef CA_LIMITER_H
+#define CA_LIMITER_H
+
+#include <stdint.h>
+
+#include "ca_buf.h"
+
+typedef struct ca_limiter ca_limiter;
+
+#define CA_LIMITER_MAX_N       128 /* largest N per window */
+#define CA_LIMITER_MARGIN_US   150000
+#define CA_LIMITER_RECOVERY    0.02 /* factor regained per second */
+#define CA_LIMITER_DECREASE    0.7
+#define CA_LIMITER_MIN_FACTOR  0.1
+
+/*
+ * A limiter with window 1 s + margin_us.  state_path NULL: in-process only;
+ * otherwise the shared state file (created 0600, parent directory must
+ * exist).  Returns CHATAPP_EIO with a message in err when the file cannot
+ * be used.  Free with ca_limiter_free.
+ */
+chatapp_status ca_limiter_new(const char *state_path, int64_t margin_us,
+                              ca_limiter **out, ca_buf *err);
+void ca_limiter_free(ca_limiter *l);
+
+/*
+ * Ask to start one call for key at now_us with a configured limit of n per
+ * window.  Returns 1 when granted (the start is recorded); otherwise 0 and
+ * *retry_at_us tells when to ask again.
+ */
+int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now_us,
+                       int64_t *retry_at_us);
+
+/* Report a throttle answer for key: slow down (at most once per window). */
+void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now_us);
+
+/* The current factor for key (1.0 when unknown), for reports. */
+double ca_limiter_factor(ca_limiter *l, const char *key, int64_t now_us);
+
+/* The default shared state path for an account key into b:
+ * $XDG_RUNTIME_DIR/chatapp-run/limiter-<hash>.state, else
+ * /tmp/chatapp-run-<uid>/limiter-<hash>.state; the folder is created 0700. */
+chatapp_status ca_limiter_default_path(const char *account_key, ca_buf *b,
+                                       ca_buf *err);
+
+/* Monotonic clock in microseconds (CLOCK_MONOTONIC, same for all
+ * processes of a host). */
+int64_t ca_now_us(void);
+
+#endif

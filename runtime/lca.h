@@ -1,0 +1,72 @@
+/*
+ * lca: the Lua bindings ("chatapp.core").  One file per type:
+ *
+ *   lca_core.c    luaopen_chatapp_core, JSON helpers, module functions
+ *   lca_client.c  Client: signed, throttled calls (ca_client.h)
+ *   lca_phone.c   PhoneNumber: typed, strict, compact results
+ *   lca_error.c   ApiError: what failed, where, and whether to retry
+ *
+ * Bindings never call libcurl or OpenSSL directly, and the C core never
+ * includes lua.h.  No C globals: per-state data lives in the registry under
+ * the keys below.
+ */
+#ifndef LCA_H
+#define LCA_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "ca_client.h"
+
+#define CLIENT_MT    "chatapp.Client"
+#define PHONE_MT     "chatapp.PhoneNumber"
+#define PHONELIST_MT "chatapp.PhoneList"
+#define APIERROR_MT  "chatapp.ApiError"
+
+/* Registry key of the lua-cjson instance the bindings decode with. */
+#define LCA_CJSON_KEY "chatapp.cjson"
+
+/* Each adds its functions to the module table on top of the stack. */
+void lca_open_client(lua_State *L);
+void lca_open_phone(lua_State *L);
+void lca_open_error(lua_State *L);
+
+/* Push a Client wrapping c; when owned, the Client frees it on close/gc. */
+void lca_client_push(lua_State *L, ca_client *c, int owned);
+/* The ca_client of the Client at idx (raises if not one, or closed). */
+ca_client *lca_client_check(lua_State *L, int idx);
+
+/* Push an ApiError for a finished call that failed. */
+void lca_push_call_error(lua_State *L, const ca_call *call);
+/* Push an ApiError built from parts (any may be NULL). */
+void lca_push_error(lua_State *L, const char *status, const char *operation,
+                    const char *code, const char *message,
+                    const char *request_id);
+
+/*
+ * Decode a QueryChatappPhoneNumbers answer into a PhoneList of PhoneNumber.
+ * The space table at space_idx (0: none) gives cust_space_id, isv_code and
+ * label for every number.  Pushes the list, or nil and a message.
+ */
+int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
+                             int space_idx);
+
+/*
+ * Decode JSON text with lua-cjson into plain Lua values, then clean them:
+ * integral numbers become integers, non-finite numbers are refused, object
+ * members that are null are dropped, null array elements become
+ * chatapp.json.null.  Pushes the value, or nil and a message.
+ */
+int lca_json_decode(lua_State *L, const char *text, size_t len);
+/* Decode without cleaning: cjson's own values (cjson.null, floats). */
+int lca_json_decode_raw(lua_State *L, const char *text, size_t len);
+/* Clean the value on top of the stack (see above; replaced, or changed in
+ * place); returns 0, or -1 with a message in err for a non-finite number
+ * or nesting too deep. */
+int lca_json_clean(lua_State *L, char *err, size_t errlen);
+
+/* Flatten a parameter table at idx into "Key.1.Sub" = "value" pairs:
+ * pushes a table of flat strings.  Raises on values that cannot be sent. */
+void lca_flatten_params(lua_State *L, int idx);
+
+#endif

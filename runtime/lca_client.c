@@ -1,0 +1,416 @@
+/*
+ * Client: signed, throttled, retried CAMS calls from Lua.
+ *
+ *   client:query_phone_numbers{cust_space_id=, isv_code=, status=, label=}
+ *       -> PhoneList | nil, ApiError
+ *   client:call(operation, params)        -> table | nil, ApiError
+ *   client:batch{ {operation=, params=, space=, typed=}, ... }
+ *       -> results, errors   (same indices; one of the two is set)
+ *   client:stats()                         -> table of counters
+ *   client:close()
+ *
+ * Every call of a batch runs at once under the shared limiter.  Expected
+ * failures return nil and an ApiError; misuse raises.  The C calls are
+ * owned by a scratch userdata while Lua code runs, so a raise never leaks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca_config.h"
+#include "lca.h"
+
+#define CALLSET_MT "chatapp.CallSet"
+#define QUERY_OP   "QueryChatappPhoneNumbers"
+
+typedef struct LClient {
+  ca_client *c; /* NULL when closed */
+  int owned;
+} LClient;
+
+typedef struct callset {
+  ca_call **calls;
+  size_t n;
+} callset;
+
+/* ---- the Client userdata ------------------------------------------------ */
+
+void lca_client_push(lua_State *L, ca_client *c, int owned)
+{
+  LClient *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->c = c;
+  u->owned = owned;
+  luaL_setmetatable(L, CLIENT_MT);
+}
+
+ca_client *lca_client_check(lua_State *L, int idx)
+{
+  LClient *u = luaL_checkudata(L, idx, CLIENT_MT);
+  luaL_argcheck(L, u->c != NULL, idx, "the client is closed");
+  return u->c;
+}
+
+static int client_close(lua_State *L)
+{
+  LClient *u = luaL_checkudata(L, 1, CLIENT_MT);
+  if (u->owned)
+    ca_client_free(u->c);
+  u->c = NULL;
+  return 0;
+}
+
+static int client_tostring(lua_State *L)
+{
+  LClient *u = luaL_checkudata(L, 1, CLIENT_MT);
+  if (u->c)
+    lua_pushfstring(L, "Client (%s, signature v%d)", ca_client_endpoint(u->c),
+                    ca_client_signature_version(u->c));
+  else
+    lua_pushliteral(L, "Client (closed)");
+  return 1;
+}
+
+/* ---- call sets ---------------------------------------------------------- */
+
+static void callset_clear(callset *cs)
+{
+  size_t i;
+
+  for (i = 0; cs->calls && i < cs->n; i++)
+    ca_call_free(cs->calls[i]);
+  free(cs->calls);
+  cs->calls = NULL;
+  cs->n = 0;
+}
+
+static int callset_gc(lua_State *L)
+{
+  callset_clear(luaL_checkudata(L, 1, CALLSET_MT));
+  return 0;
+}
+
+/* Build the ca_call for the flat parameter table on top (popped). */
+static ca_call *new_api_call(lua_State *L, const char *op)
+{
+  size_t n = 0, i = 0;
+  ca_kv *kv;
+  ca_call *call;
+
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    n++;
+    lua_pop(L, 1);
+  }
+  /* No Lua call may raise between this malloc and its free. */
+  kv = calloc(n ? n : 1, sizeof *kv);
+  if (!kv)
+    return NULL;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    kv[i].key = lua_tostring(L, -2); /* flat keys and values are strings */
+    kv[i].value = lua_tostring(L, -1);
+    i++;
+    lua_pop(L, 1);
+  }
+  call = ca_call_new_api(op, kv, n);
+  free(kv);
+  lua_pop(L, 1);
+  return call;
+}
+
+/* Copy space.k into flat[name] unless the caller set it. */
+static void param_from_space(lua_State *L, int flat, int space,
+                             const char *name, const char *k)
+{
+  if (lua_getfield(L, flat, name) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, space, k) == LUA_TSTRING && lua_rawlen(L, -1) > 0)
+    lua_setfield(L, flat, name);
+  else
+    lua_pop(L, 1);
+}
+
+/*
+ * Run the requests of the table at reqs; push results and errors tables.
+ * A request is {operation=, params=, space=, typed=} or {op, params}.
+ */
+static int run_requests(lua_State *L, int cl, int reqs)
+{
+  ca_client *c = lca_client_check(L, cl);
+  size_t n = lua_rawlen(L, reqs), i;
+  callset *cs;
+  int cs_idx, res, errs;
+
+  cs = lua_newuserdatauv(L, sizeof *cs, 0);
+  cs->calls = NULL;
+  cs->n = 0;
+  luaL_setmetatable(L, CALLSET_MT);
+  cs_idx = lua_gettop(L);
+  cs->calls = calloc(n ? n : 1, sizeof *cs->calls);
+  if (!cs->calls)
+    return luaL_error(L, "out of memory");
+  for (i = 1; i <= n; i++) {
+    const char *op;
+    int rq, flat;
+
+    if (lua_rawgeti(L, reqs, (lua_Integer)i) != LUA_TTABLE)
+      return luaL_error(L, "request %d is a %s, expected a table", (int)i,
+                        luaL_typename(L, -1));
+    rq = lua_gettop(L);
+    if (lua_getfield(L, rq, "operation") == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_rawgeti(L, rq, 1);
+    }
+    op = lua_tostring(L, -1);
+    if (!op || !*op)
+      return luaL_error(L, "request %d has no operation name", (int)i);
+    if (lua_getfield(L, rq, "params") == LUA_TNIL) {
+      lua_pop(L, 1);
+      if (lua_rawgeti(L, rq, 2) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+      }
+    }
+    lca_flatten_params(L, -1);
+    flat = lua_gettop(L);
+    if (lua_getfield(L, rq, "space") == LUA_TTABLE &&
+        strcmp(op, QUERY_OP) == 0) {
+      param_from_space(L, flat, flat + 1, "CustSpaceId", "cust_space_id");
+      param_from_space(L, flat, flat + 1, "IsvCode", "isv_code");
+    }
+    lua_pop(L, 1);
+    cs->calls[i - 1] = new_api_call(L, op); /* pops flat */
+    if (!cs->calls[i - 1])
+      return luaL_error(L, "out of memory");
+    cs->n = i;
+    lua_settop(L, cs_idx);
+  }
+
+  ca_client_perform(c, cs->calls, cs->n);
+
+  lua_createtable(L, (int)n, 0);
+  res = lua_gettop(L);
+  lua_createtable(L, (int)n, 0);
+  errs = lua_gettop(L);
+  for (i = 0; i < cs->n; i++) {
+    const ca_call *call = cs->calls[i];
+    int typed, ok, rq;
+
+    if (call->status != CHATAPP_OK) {
+      lca_push_call_error(L, call);
+      lua_rawseti(L, errs, (lua_Integer)i + 1);
+      continue;
+    }
+    lua_rawgeti(L, reqs, (lua_Integer)i + 1);
+    rq = lua_gettop(L);
+    typed = strcmp(call->operation, QUERY_OP) == 0 &&
+            (lua_getfield(L, rq, "typed") == LUA_TNIL || lua_toboolean(L, -1));
+    lua_getfield(L, rq, "space");
+    if (typed)
+      ok = lca_decode_phone_numbers(L, ca_buf_str(&call->body),
+                                    call->body.len,
+                                    lua_istable(L, -1) ? -1 : 0);
+    else
+      ok = lca_json_decode(L, ca_buf_str(&call->body), call->body.len);
+    if (ok) {
+      lua_rawseti(L, res, (lua_Integer)i + 1);
+    } else {
+      /* stack: ..., nil, message */
+      lca_push_error(L, "EPARSE", call->operation, NULL, lua_tostring(L, -1),
+                     call->env.request_id);
+      lua_rawseti(L, errs, (lua_Integer)i + 1);
+    }
+    lua_settop(L, errs);
+  }
+  callset_clear(cs);
+  return 2;
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+static int client_batch(lua_State *L)
+{
+  lca_client_check(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  return run_requests(L, 1, 2);
+}
+
+/* Run the one request on top; return value or nil, ApiError. */
+static int run_one(lua_State *L)
+{
+  int rq = lua_gettop(L);
+
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, rq);
+  lua_rawseti(L, -2, 1);
+  run_requests(L, 1, rq + 1);
+  if (lua_rawgeti(L, -2, 1) != LUA_TNIL)
+    return 1;
+  lua_rawgeti(L, -2, 1);
+  return 2;
+}
+
+static int client_call(lua_State *L)
+{
+  lca_client_check(L, 1);
+  luaL_checkstring(L, 2);
+  if (!lua_isnoneornil(L, 3))
+    luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "operation");
+  if (!lua_isnil(L, 3)) {
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "params");
+  }
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "typed");
+  return run_one(L);
+}
+
+/* query_phone_numbers{cust_space_id=, isv_code=, status=, label=} */
+static int client_query(lua_State *L)
+{
+  lca_client_check(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_createtable(L, 0, 3);
+  lua_pushliteral(L, QUERY_OP);
+  lua_setfield(L, -2, "operation");
+  lua_createtable(L, 0, 1);
+  if (lua_getfield(L, 2, "status") != LUA_TNIL)
+    lua_setfield(L, -2, "Status");
+  else
+    lua_pop(L, 1);
+  lua_setfield(L, -2, "params");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "space");
+  return run_one(L);
+}
+
+static int client_stats(lua_State *L)
+{
+  ca_client_stats s;
+
+  ca_client_stats_get(lca_client_check(L, 1), &s);
+  lua_createtable(L, 0, 7);
+#define SET(name)                                                            \
+  lua_pushinteger(L, (lua_Integer)s.name);                                   \
+  lua_setfield(L, -2, #name)
+  SET(calls);
+  SET(attempts);
+  SET(retries);
+  SET(throttled);
+  SET(failed);
+  SET(limiter_waits);
+#undef SET
+  lua_pushnumber(L, s.min_factor);
+  lua_setfield(L, -2, "min_factor");
+  return 1;
+}
+
+/* core.client{endpoint=, profile=, qps=, ...}: the same keys as
+ * chatapp_config_set (docs/embedding.md).  Credentials come from the
+ * default chain unless given. */
+static int l_client_new(lua_State *L)
+{
+  chatapp_config **box;
+  ca_buf err = CA_BUF_INIT(4096);
+  ca_client *c = NULL;
+  chatapp_status st;
+
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  box = lua_newuserdatauv(L, sizeof *box, 0); /* frees the config on raise */
+  *box = NULL;
+  luaL_setmetatable(L, "chatapp.ConfigBox");
+  *box = chatapp_config_new();
+  if (!*box)
+    return luaL_error(L, "out of memory");
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    const char *v;
+    if (lua_type(L, -2) != LUA_TSTRING)
+      return luaL_error(L, "client options are named by strings");
+    v = luaL_tolstring(L, -1, NULL);
+    if (chatapp_config_set(*box, lua_tostring(L, -3), v) != CHATAPP_OK)
+      return luaL_error(L, "%s", chatapp_config_errmsg(*box));
+    lua_pop(L, 2);
+  }
+  lca_client_push(L, NULL, 1); /* closed until the client exists */
+  st = ca_config_new_client(*box, &c, &err, NULL);
+  chatapp_config_free(*box);
+  *box = NULL;
+  if (st) {
+    char msg[2048]; /* copied out so no C memory is held if a push raises */
+    snprintf(msg, sizeof msg, "%s", ca_buf_str(&err));
+    ca_buf_free(&err);
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, chatapp_codename(st));
+    return 3;
+  }
+  ca_buf_free(&err);
+  ((LClient *)lua_touserdata(L, -1))->c = c;
+  return 1;
+}
+
+static int configbox_gc(lua_State *L)
+{
+  chatapp_config **box = luaL_checkudata(L, 1, "chatapp.ConfigBox");
+  chatapp_config_free(*box);
+  *box = NULL;
+  return 0;
+}
+
+void lca_open_client(lua_State *L)
+{
+  static const luaL_Reg methods[] = {
+    {"query_phone_numbers", client_query},
+    {"call", client_call},
+    {"batch", client_batch},
+    {"stats", client_stats},
+    {"close", client_close},
+    {NULL, NULL},
+  };
+  static const luaL_Reg meta[] = {
+    {"__index", NULL},
+    {"__gc", client_close},
+    {"__close", client_close},
+    {"__tostring", client_tostring},
+    {NULL, NULL},
+  };
+
+  luaL_newmetatable(L, CLIENT_MT);
+  luaL_setfuncs(L, meta, 0);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "Client");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+
+  luaL_newmetatable(L, CALLSET_MT);
+  lua_pushcfunction(L, callset_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+
+  luaL_newmetatable(L, "chatapp.ConfigBox");
+  lua_pushcfunction(L, configbox_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, l_client_new);
+  lua_setfield(L, -2, "client");
+}

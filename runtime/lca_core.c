@@ -1,0 +1,336 @@
+/*
+ * luaopen_chatapp_core: the "chatapp.core" module, plus the JSON and
+ * parameter helpers every binding uses.
+ *
+ * JSON goes through a private lua-cjson instance (cjson.new()), configured
+ * for API answers: invalid numbers (NaN, hex) refused, nesting capped.
+ * lua-cjson's traps under Lua 5.4 are mended by lca_json_clean (see lca.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/opensslv.h>
+
+#include "lca.h"
+
+#include <lua-cjson.h> /* after lua.h: Debian's header needs lua_State */
+#include <lualib.h>
+
+#define MAX_DEPTH 128 /* JSON nesting we accept in answers */
+
+/* ---- JSON --------------------------------------------------------------- */
+
+int lca_json_decode_raw(lua_State *L, const char *text, size_t len)
+{
+  lua_getfield(L, LUA_REGISTRYINDEX, LCA_CJSON_KEY);
+  lua_getfield(L, -1, "decode");
+  lua_remove(L, -2);
+  lua_pushlstring(L, text, len);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "malformed JSON");
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 0;
+  }
+  return 1;
+}
+
+static int clean(lua_State *L, int depth, char *err, size_t errlen)
+{
+  int t = lua_gettop(L);
+
+  switch (lua_type(L, t)) {
+  case LUA_TNUMBER: {
+    lua_Number x;
+    lua_Integer i;
+    if (lua_isinteger(L, t))
+      return 0;
+    x = lua_tonumber(L, t);
+    if (!isfinite(x)) {
+      snprintf(err, errlen, "a number is not finite (%g)", x);
+      return -1;
+    }
+    if (x == floor(x) && lua_numbertointeger(x, &i)) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, i);
+    }
+    return 0;
+  }
+  case LUA_TTABLE:
+    if (depth > MAX_DEPTH) {
+      snprintf(err, errlen, "nesting deeper than %d", MAX_DEPTH);
+      return -1;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, t)) { /* stack: t, key, value */
+      int is_index = lua_isinteger(L, -2);
+      if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
+        if (!is_index) { /* a null member: absent */
+          lua_pop(L, 1);
+          lua_pushvalue(L, -1);
+          lua_pushnil(L);
+          lua_rawset(L, t);
+        } else {
+          lua_pop(L, 1); /* a null element stays json.null */
+        }
+        continue;
+      }
+      if (clean(L, depth + 1, err, errlen))
+        return -1;
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, t);
+    }
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+int lca_json_clean(lua_State *L, char *err, size_t errlen)
+{
+  luaL_checkstack(L, 2 * MAX_DEPTH + 20, "JSON too deep");
+  return clean(L, 0, err, errlen);
+}
+
+int lca_json_decode(lua_State *L, const char *text, size_t len)
+{
+  char err[200];
+
+  if (!lca_json_decode_raw(L, text, len))
+    return 0;
+  if (lca_json_clean(L, err, sizeof err)) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 0;
+  }
+  return 1;
+}
+
+/* core.json_decode(s) -> value | nil, message */
+static int l_json_decode(lua_State *L)
+{
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  return lca_json_decode(L, s, len) ? 1 : 2;
+}
+
+/* core.json_encode(v) -> string | nil, message (plain values only). */
+static int l_json_encode(lua_State *L)
+{
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LCA_CJSON_KEY);
+  lua_getfield(L, -1, "encode");
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+/* A deep copy of plain tables (cycles are not expected in JSON data). */
+static int l_deepcopy(lua_State *L)
+{
+  luaL_checkstack(L, 8, NULL);
+  if (!lua_istable(L, 1)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lua_settop(L, 1);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) { /* 1: src, 2: dst, 3: key, 4: value */
+    if (lua_istable(L, 4)) {
+      lua_pushcfunction(L, l_deepcopy);
+      lua_insert(L, 4);
+      lua_call(L, 1, 1);
+    }
+    lua_pushvalue(L, 3);
+    lua_insert(L, 4);
+    lua_rawset(L, 2);
+  }
+  return 1;
+}
+
+/* ---- parameters --------------------------------------------------------- */
+
+/* Flatten the value on top under the name prefix (at stack index pfx) into
+ * the table at out; pops the value.  Rules: docs/internals/signing.md. */
+static void flatten(lua_State *L, int out, int depth)
+{
+  int v = lua_gettop(L), pfx = v - 1;
+
+  if (depth > 32)
+    luaL_error(L, "parameter %s is nested too deep", lua_tostring(L, pfx));
+  switch (lua_type(L, v)) {
+  case LUA_TSTRING:
+    lua_pushvalue(L, pfx);
+    lua_pushvalue(L, v);
+    break;
+  case LUA_TNUMBER: {
+    lua_Integer i;
+    lua_Number x = lua_tonumber(L, v);
+    lua_pushvalue(L, pfx);
+    if (lua_isinteger(L, v))
+      lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, v));
+    else if (x == floor(x) && lua_numbertointeger(x, &i))
+      lua_pushfstring(L, "%I", (LUAI_UACINT)i);
+    else if (isfinite(x))
+      lua_pushfstring(L, "%f", (LUAI_UACNUMBER)x);
+    else
+      luaL_error(L, "parameter %s is not a finite number",
+                 lua_tostring(L, pfx));
+    break;
+  }
+  case LUA_TBOOLEAN:
+    lua_pushvalue(L, pfx);
+    lua_pushstring(L, lua_toboolean(L, v) ? "true" : "false");
+    break;
+  case LUA_TLIGHTUSERDATA: /* json.null: skipped, like the SDK's nil */
+    lua_pop(L, 1);
+    return;
+  case LUA_TTABLE:
+    lua_pushnil(L);
+    while (lua_next(L, v)) { /* v, key, value */
+      int kt = lua_type(L, -2);
+      if (kt != LUA_TSTRING && !lua_isinteger(L, -2))
+        luaL_error(L, "parameter %s has a key of type %s",
+                   lua_tostring(L, pfx), luaL_typename(L, -2));
+      if (lua_rawlen(L, pfx))
+        lua_pushfstring(L, "%s.%s", lua_tostring(L, pfx),
+                        luaL_tolstring(L, -2, NULL));
+      else
+        lua_pushstring(L, luaL_tolstring(L, -2, NULL));
+      lua_remove(L, -2); /* the tolstring copy */
+      lua_insert(L, -2); /* v, key, name, value */
+      flatten(L, out, depth + 1);
+      lua_pop(L, 1); /* name */
+    }
+    lua_pop(L, 1);
+    return;
+  default:
+    luaL_error(L, "parameter %s is a %s, which cannot be sent",
+               lua_rawlen(L, pfx) ? lua_tostring(L, pfx) : "(top)",
+               luaL_typename(L, v));
+  }
+  if (lua_type(L, pfx) != LUA_TSTRING || lua_rawlen(L, pfx) == 0)
+    luaL_error(L, "parameters must be a table of named values");
+  lua_rawset(L, out);
+  lua_pop(L, 1);
+}
+
+void lca_flatten_params(lua_State *L, int idx)
+{
+  idx = lua_absindex(L, idx);
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_newtable(L);
+  lua_pushliteral(L, "");
+  lua_pushvalue(L, idx);
+  flatten(L, lua_gettop(L) - 2, 0);
+  lua_pop(L, 1); /* the empty prefix */
+}
+
+static int l_flatten(lua_State *L)
+{
+  lca_flatten_params(L, 1);
+  return 1;
+}
+
+/* ---- module ------------------------------------------------------------- */
+
+static int l_operations(lua_State *L)
+{
+  const ca_operation *op;
+
+  lua_newtable(L);
+  for (op = ca_operation_table(); op->name; op++) {
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, op->is_write);
+    lua_setfield(L, -2, "write");
+    lua_pushinteger(L, ca_operation_qps(op->name));
+    lua_setfield(L, -2, "qps");
+    lua_pushboolean(L, op->qps != 0);
+    lua_setfield(L, -2, "qps_documented");
+    lua_setfield(L, -2, op->name);
+  }
+  return 1;
+}
+
+static int l_versions(lua_State *L)
+{
+  curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, CHATAPP_VERSION);
+  lua_setfield(L, -2, "chatapp");
+  lua_pushstring(L, LUA_RELEASE);
+  lua_setfield(L, -2, "lua");
+  lua_pushstring(L, cv->version);
+  lua_setfield(L, -2, "libcurl");
+  lua_pushstring(L, OPENSSL_VERSION_TEXT);
+  lua_setfield(L, -2, "openssl");
+  return 1;
+}
+
+/* Create the private cjson instance without leaving a global behind
+ * (Debian's lua-cjson 2.1 sets the global "cjson" when opened). */
+static void open_cjson(lua_State *L)
+{
+  lua_getglobal(L, "cjson"); /* whatever was there */
+  luaL_requiref(L, "chatapp.cjson.base", luaopen_cjson, 0);
+  lua_getfield(L, -1, "new");
+  lua_call(L, 0, 1); /* stack: old, base, instance */
+  lua_getfield(L, -1, "decode_invalid_numbers");
+  lua_pushboolean(L, 0);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "decode_max_depth");
+  lua_pushinteger(L, MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode_invalid_numbers");
+  lua_pushboolean(L, 0);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode_max_depth");
+  lua_pushinteger(L, MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_setfield(L, LUA_REGISTRYINDEX, LCA_CJSON_KEY);
+  lua_pop(L, 1);     /* base */
+  lua_setglobal(L, "cjson"); /* restore */
+}
+
+int luaopen_chatapp_core(lua_State *L)
+{
+  static const luaL_Reg funcs[] = {
+    {"json_decode", l_json_decode},
+    {"json_encode", l_json_encode},
+    {"deepcopy", l_deepcopy},
+    {"flatten_params", l_flatten},
+    {"operations", l_operations},
+    {"versions", l_versions},
+    {NULL, NULL},
+  };
+
+  luaL_checkversion(L);
+  if (chatapp_global_init() != CHATAPP_OK)
+    return luaL_error(L, "cannot initialise libcurl");
+  open_cjson(L);
+  lua_pushcfunction(L, l_deepcopy);
+  lua_setfield(L, LUA_REGISTRYINDEX, "chatapp.deepcopy");
+  luaL_newlib(L, funcs);
+  lua_pushlightuserdata(L, NULL); /* cjson.null */
+  lua_setfield(L, -2, "json_null");
+  lua_pushstring(L, CHATAPP_VERSION);
+  lua_setfield(L, -2, "version");
+  lca_open_error(L);
+  lca_open_phone(L);
+  lca_open_client(L);
+  return 1;
+}

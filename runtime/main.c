@@ -1,0 +1,269 @@
+/*
+ * chatapp-run: run Lua policies over Alibaba Cloud CAMS sender numbers.
+ *
+ * Options map onto chatapp_config keys (ca_config.c), so the CLI and the
+ * embedding API cannot drift apart; this file adds the CLI-only parts:
+ * argument parsing, --emulator, the log sink and exit statuses.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <lua.h>
+#include <openssl/crypto.h>
+
+#include "ca_config.h"
+#include "ca_emulator.h"
+#include "ca_runtime.h"
+#include "chatapp.h"
+
+/* Exit statuses (documented in --help and docs/cli.md). */
+enum {
+  EXIT_ALL_WELL = 0,
+  EXIT_RUN_FAILED = 1, /* an API call, action or policy evaluation failed */
+  EXIT_USAGE = 2,      /* usage, configuration or credentials */
+  EXIT_LOAD = 3        /* a policy failed to load; nothing ran */
+};
+
+static const char usage_text[] =
+  "Usage: chatapp-run [OPTIONS] POLICY.lua...\n"
+  "\n"
+  "Run Lua policies over the WhatsApp / Viber sender numbers of an Alibaba\n"
+  "Cloud Chat App Message Service (CAMS) account: fetch the numbers with\n"
+  "signed, throttled calls, let each policy filter them and plan actions,\n"
+  "then carry the plan out (or only show it, with --dry-run).\n"
+  "\n"
+  "       chatapp-run [OPTIONS] --lua SCRIPT.lua [ARGS...]\n"
+  "\n"
+  "Modes:\n"
+  "      --emulator         run against a built-in local CAMS emulator with\n"
+  "                         sample data (no account needed)\n"
+  "  -n, --dry-run          plan only: change nothing, execute nothing\n"
+  "      --check            validate the policies; make no API call\n"
+  "      --lua SCRIPT       run a plain Lua script with the chatapp module\n"
+  "                         (no sandbox; for tools and tests)\n"
+  "\n"
+  "Where and who:\n"
+  "      --profile NAME     credentials profile (~/.aliyun/config.json or\n"
+  "                         ~/.alibabacloud/credentials); otherwise the\n"
+  "                         ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET environment\n"
+  "      --region ID        region (default ap-southeast-1)\n"
+  "      --endpoint URL     API endpoint (default https://cams.REGION."
+  "aliyuncs.com)\n"
+  "      --spaces FILE      JSON list of ISV sub-customer spaces to run over\n"
+  "\n"
+  "Calls:\n"
+  "      --qps N            calls per second per operation (default: the\n"
+  "                         documented limit, 10 for the phone-number query)\n"
+  "      --signature-version v3|v2\n"
+  "                         ACS3-HMAC-SHA256 (default) or legacy HMAC-SHA1\n"
+  "      --account NAME     share one rate limit with every process using\n"
+  "                         this name (default: the AccessKey id)\n"
+  "\n"
+  "Output:\n"
+  "      --output text|json text table (default) or JSON Lines\n"
+  "      --color auto|always|never\n"
+  "  -v, --verbose          more detail on stderr (repeat: -vv retries,\n"
+  "                         -vvv canonical requests for signature problems)\n"
+  "\n"
+  "  -h, --help             this help\n"
+  "      --version          versions of chatapp-run, Lua, libcurl, OpenSSL\n"
+  "\n"
+  "Every configuration key can also be given as --KEY VALUE (see\n"
+  "docs/cli.md), e.g. --timeout-ms 5000.\n"
+  "\n"
+  "Exit status: 0 all went well; 1 an API call, action or policy evaluation\n"
+  "failed (the rest of the run went on); 2 usage, configuration or\n"
+  "credentials error; 3 a policy failed to load (nothing ran).\n";
+
+static int verbosity;
+
+static void log_stderr(void *ud, int level, const char *line)
+{
+  (void)ud;
+  if (level <= verbosity)
+    fprintf(stderr, "chatapp-run: %s\n", line);
+}
+
+/* Report a usage error; evaluates to the exit status. */
+#define USAGE_ERROR(...)                                                    \
+  (fprintf(stderr, "chatapp-run: "), fprintf(stderr, __VA_ARGS__),          \
+   fprintf(stderr, "\nTry 'chatapp-run --help'.\n"), EXIT_USAGE)
+
+static int set(chatapp_config *cfg, const char *key, const char *value)
+{
+  if (chatapp_config_set(cfg, key, value) != CHATAPP_OK) {
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_config_errmsg(cfg));
+    return -1;
+  }
+  return 0;
+}
+
+static void print_version(void)
+{
+  curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+
+  printf("chatapp-run %s\n%s\nlibcurl %s\n%s\n", chatapp_version(),
+         LUA_RELEASE, cv->version, OpenSSL_version(OPENSSL_VERSION));
+}
+
+int main(int argc, char **argv)
+{
+  enum { O_EMULATOR = 256, O_CHECK, O_VERSION, O_LUA };
+  static const struct option longopts[] = {
+    {"emulator", no_argument, NULL, O_EMULATOR},
+    {"dry-run", no_argument, NULL, 'n'},
+    {"check", no_argument, NULL, O_CHECK},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, O_VERSION},
+    {"lua", no_argument, NULL, O_LUA},
+    {NULL, 0, NULL, 0},
+  };
+  chatapp_config *cfg = chatapp_config_new();
+  chatapp_runtime *rt = NULL;
+  ca_emulator *emu = NULL;
+  int use_emulator = 0, flags = 0, output_set = 0, limiter_set = 0;
+  int script = 0;
+  int rc = EXIT_USAGE, c, i;
+  chatapp_status st;
+
+  if (!cfg) {
+    fprintf(stderr, "chatapp-run: out of memory\n");
+    return EXIT_USAGE;
+  }
+  /* Generic --KEY VALUE options: turn them into config keys first. */
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+nvh", longopts, NULL)) != -1) {
+    switch (c) {
+    case O_EMULATOR:
+      use_emulator = 1;
+      break;
+    case 'n':
+      flags |= CHATAPP_RUN_DRY;
+      break;
+    case O_CHECK:
+      flags |= CHATAPP_RUN_CHECK;
+      break;
+    case 'v':
+      verbosity++;
+      break;
+    case O_LUA:
+      script = 1;
+      break;
+    case 'h':
+      fputs(usage_text, stdout);
+      chatapp_config_free(cfg);
+      return EXIT_ALL_WELL;
+    case O_VERSION:
+      print_version();
+      rc = EXIT_ALL_WELL;
+      goto out;
+    case '?': {
+      /* An unknown long option: a config key taking the next argument. */
+      const char *arg = argv[optind - 1];
+      const char *eq;
+      char key[64];
+      if (strncmp(arg, "--", 2) != 0) {
+        rc = USAGE_ERROR("unknown option '%s'", arg);
+        goto out;
+      }
+      eq = strchr(arg, '=');
+      snprintf(key, sizeof key, "%.*s",
+               (int)(eq ? (size_t)(eq - arg - 2) : strlen(arg + 2)), arg + 2);
+      if (!eq && optind >= argc) {
+        rc = USAGE_ERROR("option '%s' needs a value", arg);
+        goto out;
+      }
+      if (set(cfg, key, eq ? eq + 1 : argv[optind++]))
+        goto out;
+      output_set |= strcmp(key, "output") == 0;
+      limiter_set |= strcmp(key, "limiter") == 0;
+      if (strcmp(key, "access-key-secret") == 0 ||
+          strcmp(key, "access_key_secret") == 0 ||
+          strcmp(key, "security-token") == 0 ||
+          strcmp(key, "security_token") == 0) {
+        rc = USAGE_ERROR("%s", "secrets are never taken on the command line "
+                               "(they would show in ps and shell history); "
+                               "use the environment or a profile");
+        goto out;
+      }
+      break;
+    }
+    default:
+      rc = USAGE_ERROR("bad option '%s'", argv[optind - 1]);
+      goto out;
+    }
+  }
+  if (optind >= argc) {
+    rc = USAGE_ERROR("%s", script ? "--lua needs a script" : "no policy file given");
+    goto out;
+  }
+  {
+    char v[16];
+    snprintf(v, sizeof v, "%d", verbosity > 3 ? 3 : verbosity);
+    if (set(cfg, "verbose", v))
+      goto out;
+  }
+  if (!output_set && set(cfg, "output", "text"))
+    goto out;
+  chatapp_config_set_log(cfg, log_stderr, NULL);
+
+  if (use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
+    char err[512];
+    if (ca_emulator_start(NULL, &emu, err, sizeof err) != CHATAPP_OK) {
+      fprintf(stderr, "chatapp-run: --emulator: %s\n", err);
+      goto out;
+    }
+    if (set(cfg, "endpoint", ca_emulator_endpoint(emu)) ||
+        set(cfg, "access_key_id", CA_EMULATOR_KEY_ID) ||
+        set(cfg, "access_key_secret", CA_EMULATOR_KEY_SECRET) ||
+        (!limiter_set && set(cfg, "limiter", "process")))
+      goto out;
+    if (verbosity)
+      fprintf(stderr, "chatapp-run: emulator listening on %s\n",
+              ca_emulator_endpoint(emu));
+  }
+
+  st = chatapp_runtime_new(cfg, &rt);
+  if (st) {
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    goto out;
+  }
+  if (script) {
+    rc = ca_runtime_run_script(rt, argv[optind], argc - optind - 1,
+                               argv + optind + 1);
+    goto out;
+  }
+  for (i = optind; i < argc; i++) {
+    if (chatapp_runtime_load_file(rt, argv[i]) != CHATAPP_OK) {
+      fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+      rc = EXIT_LOAD;
+      goto out;
+    }
+  }
+  st = chatapp_runtime_run(rt, flags);
+  switch (st) {
+  case CHATAPP_OK:
+    rc = EXIT_ALL_WELL;
+    break;
+  case CHATAPP_ECONFIG:
+  case CHATAPP_ECREDENTIALS:
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    rc = EXIT_USAGE;
+    break;
+  default:
+    rc = EXIT_RUN_FAILED;
+    break;
+  }
+out:
+  chatapp_runtime_free(rt);
+  ca_emulator_stop(emu);
+  chatapp_config_free(cfg);
+  return rc;
+}
