@@ -17,7 +17,7 @@ typedef enum kind { K_STR, K_SECRET, K_LONG, K_DOUBLE, K_BOOL, K_CHOICE }
 typedef struct option {
   const char *name;
   kind kind;
-  size_t offset;
+  size_t offset, size; /* of the field: checked against the kind */
   double min, max;       /* K_LONG, K_DOUBLE */
   const char *choices;   /* K_CHOICE: "a|b|c", index stored as int */
   const char *arg;
@@ -25,70 +25,71 @@ typedef struct option {
 } option;
 
 #define OFF(f) offsetof(struct chatapp_config, f)
+#define FIELD(f) OFF(f), sizeof(((struct chatapp_config *)0)->f)
 
 static const option options[] = {
-  {"endpoint", K_STR, OFF(endpoint), 0, 0, NULL, "URL",
+  {"endpoint", K_STR, FIELD(endpoint), 0, 0, NULL, "URL",
    "API endpoint (default https://cams.<region>.aliyuncs.com)"},
-  {"region", K_STR, OFF(region), 0, 0, NULL, "ID",
+  {"region", K_STR, FIELD(region), 0, 0, NULL, "ID",
    "region id (default: the profile's, else ap-southeast-1)"},
-  {"access_key_id", K_STR, OFF(access_key_id), 0, 0, NULL, "ID",
+  {"access_key_id", K_STR, FIELD(access_key_id), 0, 0, NULL, "ID",
    "explicit AccessKey id (embedding only; the CLI uses the chain)"},
-  {"access_key_secret", K_SECRET, OFF(access_key_secret), 0, 0, NULL,
+  {"access_key_secret", K_SECRET, FIELD(access_key_secret), 0, 0, NULL,
    "SECRET", "explicit AccessKey secret (embedding only)"},
-  {"security_token", K_SECRET, OFF(security_token), 0, 0, NULL, "TOKEN",
+  {"security_token", K_SECRET, FIELD(security_token), 0, 0, NULL, "TOKEN",
    "explicit STS token (embedding only)"},
-  {"profile", K_STR, OFF(profile), 0, 0, NULL, "NAME",
+  {"profile", K_STR, FIELD(profile), 0, 0, NULL, "NAME",
    "credentials profile in ~/.aliyun/config.json or "
    "~/.alibabacloud/credentials"},
-  {"account", K_STR, OFF(account), 0, 0, NULL, "NAME",
+  {"account", K_STR, FIELD(account), 0, 0, NULL, "NAME",
    "quota account name: processes with the same name share one limiter "
    "(default: the AccessKey id)"},
-  {"signature_version", K_CHOICE, OFF(signature_version), 0, 0, "v2|v3",
+  {"signature_version", K_CHOICE, FIELD(signature_version), 0, 0, "v2|v3",
    "v3|v2", "request signing: v3 (ACS3-HMAC-SHA256, default) or v2 (legacy "
    "HMAC-SHA1)"},
-  {"qps", K_DOUBLE, OFF(qps), 1, 1000, NULL, "N",
+  {"qps", K_DOUBLE, FIELD(qps), 1, 1000, NULL, "N",
    "calls per second per operation (default: each operation's documented "
    "limit, 10 for QueryChatappPhoneNumbers)"},
-  {"limiter", K_STR, OFF(limiter), 0, 0, NULL, "shared|process|FILE",
+  {"limiter", K_STR, FIELD(limiter), 0, 0, NULL, "shared|process|FILE",
    "share the rate limit with other processes on this host (default "
    "shared), keep it to this process, or use this state file"},
-  {"window_margin_ms", K_LONG, OFF(window_margin_ms), 0, 1000, NULL, "MS",
+  {"window_margin_ms", K_LONG, FIELD(window_margin_ms), 0, 1000, NULL, "MS",
    "limiter window beyond 1 s, for network jitter (default 150)"},
-  {"connect_timeout_ms", K_LONG, OFF(connect_timeout_ms), 1, 600000, NULL,
+  {"connect_timeout_ms", K_LONG, FIELD(connect_timeout_ms), 1, 600000, NULL,
    "MS", "connect timeout (default 5000)"},
-  {"timeout_ms", K_LONG, OFF(timeout_ms), 1, 3600000, NULL, "MS",
+  {"timeout_ms", K_LONG, FIELD(timeout_ms), 1, 3600000, NULL, "MS",
    "one attempt's total time (default 15000)"},
-  {"call_timeout_ms", K_LONG, OFF(call_timeout_ms), 1, 86400000, NULL, "MS",
+  {"call_timeout_ms", K_LONG, FIELD(call_timeout_ms), 1, 86400000, NULL, "MS",
    "one call, all attempts (default 60000)"},
-  {"max_retry_after_ms", K_LONG, OFF(max_retry_after_ms), 0, 3600000, NULL,
+  {"max_retry_after_ms", K_LONG, FIELD(max_retry_after_ms), 0, 3600000, NULL,
    "MS", "cap on a server's Retry-After (default 20000)"},
-  {"max_response_bytes", K_LONG, OFF(max_response_bytes), 1024, 1 << 30,
+  {"max_response_bytes", K_LONG, FIELD(max_response_bytes), 1024, 1 << 30,
    NULL, "BYTES", "largest answer accepted (default 64 MiB)"},
-  {"max_attempts", K_LONG, OFF(max_attempts), 1, 10, NULL, "N",
+  {"max_attempts", K_LONG, FIELD(max_attempts), 1, 10, NULL, "N",
    "attempts per call (default 3)"},
-  {"max_in_flight", K_LONG, OFF(max_in_flight), 1, 256, NULL, "N",
+  {"max_in_flight", K_LONG, FIELD(max_in_flight), 1, 256, NULL, "N",
    "requests in flight at once (default 16)"},
-  {"verbose", K_LONG, OFF(verbose), 0, 3, NULL, "0-3",
+  {"verbose", K_LONG, FIELD(verbose), 0, 3, NULL, "0-3",
    "log detail: 1 what happens, 2 retries, 3 canonical requests"},
-  {"output", K_CHOICE, OFF(output), 0, 0, "none|text|json", "text|json",
+  {"output", K_CHOICE, FIELD(output), 0, 0, "none|text|json", "text|json",
    "report format on stdout"},
-  {"color", K_CHOICE, OFF(color), 0, 0, "never|always|auto",
+  {"color", K_CHOICE, FIELD(color), 0, 0, "never|always|auto",
    "auto|always|never", "colours in the text report (default auto)"},
-  {"spaces", K_STR, OFF(spaces), 0, 0, NULL, "FILE",
+  {"spaces", K_STR, FIELD(spaces), 0, 0, NULL, "FILE",
    "JSON list of ISV sub-customer spaces to run over"},
-  {"record", K_STR, OFF(record), 0, 0, NULL, "FILE",
+  {"record", K_STR, FIELD(record), 0, 0, NULL, "FILE",
    "save what the API answered"},
-  {"replay", K_STR, OFF(replay), 0, 0, NULL, "FILE",
+  {"replay", K_STR, FIELD(replay), 0, 0, NULL, "FILE",
    "run on a recording instead of the network"},
-  {"metrics", K_STR, OFF(metrics), 0, 0, NULL, "FILE",
+  {"metrics", K_STR, FIELD(metrics), 0, 0, NULL, "FILE",
    "write Prometheus text metrics"},
-  {"allow_exec", K_BOOL, OFF(allow_exec), 0, 0, NULL, NULL,
+  {"allow_exec", K_BOOL, FIELD(allow_exec), 0, 0, NULL, NULL,
    "let policies run commands (exec actions)"},
-  {"memory_limit_mb", K_LONG, OFF(memory_limit_mb), 1, 65536, NULL, "MB",
+  {"memory_limit_mb", K_LONG, FIELD(memory_limit_mb), 1, 65536, NULL, "MB",
    "memory cap per policy (default 64)"},
-  {"instruction_limit", K_LONG, OFF(instruction_limit), 1000, 1e12, NULL,
+  {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL,
    "N", "Lua instructions per policy and run (default 100 million)"},
-  {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
+  {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
 const ca_config_key *ca_config_keys(void)
@@ -233,10 +234,12 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
                o->kind == K_LONG ? " whole" : "", o->min, o->max, value);
       return CHATAPP_EINVAL;
     }
-    if (o->kind == K_LONG)
+    if (o->kind == K_LONG && o->size == sizeof(long))
       *(long *)(void *)((char *)cfg + o->offset) = (long)x;
-    else
+    else if (o->kind == K_DOUBLE && o->size == sizeof(double))
       *(double *)(void *)((char *)cfg + o->offset) = x;
+    else
+      return BAD("option '%s': internal error (field size)", key);
     return CHATAPP_OK;
   }
   case K_BOOL: {
@@ -250,6 +253,8 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
     else
       return BAD("option '%s' must be true or false, not '%s'", key,
                  value);
+    if (o->size != sizeof(int))
+      return BAD("option '%s': internal error (field size)", key);
     *(int *)(void *)((char *)cfg + o->offset) = v;
     return CHATAPP_OK;
   }
@@ -281,8 +286,10 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
       cfg->signature_version = idx == 0 ? 2 : 3;
     else if (o->offset == OFF(color))
       cfg->color = idx == 2 ? -1 : idx;
-    else
+    else if (o->size == sizeof(int))
       *(int *)(void *)((char *)cfg + o->offset) = idx;
+    else
+      return BAD("option '%s': internal error (field size)", key);
     return CHATAPP_OK;
   }
   }
@@ -365,7 +372,7 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg,
   cc.max_in_flight = (int)cfg->max_in_flight;
   cc.log = cfg->log;
   cc.log_ud = cfg->log_ud;
-  cc.verbose = cfg->verbose;
+  cc.verbose = (int)cfg->verbose;
   st = ca_client_new(&cc, out, err);
 out:
   ca_cred_free(&cred);

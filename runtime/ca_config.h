@@ -31,7 +31,7 @@ struct chatapp_config {
   long max_response_bytes;
   long max_attempts, max_in_flight;
   /* the run */
-  int verbose;
+  long verbose;
   ca_output output;
   int color; /* -1 auto, 0 never, 1 always */
   char *spaces;

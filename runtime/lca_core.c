@@ -29,10 +29,9 @@ int lca_json_decode_raw(lua_State *L, const char *text, size_t len)
   lua_remove(L, -2);
   lua_pushlstring(L, text, len);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      lua_pop(L, 1);
-      lua_pushliteral(L, "malformed JSON");
-    }
+    const char *why = lua_tostring(L, -1);
+    lua_pushfstring(L, "malformed JSON: %s", why ? why : "unreadable");
+    lua_remove(L, -2);
     lua_pushnil(L);
     lua_insert(L, -2);
     return 0;

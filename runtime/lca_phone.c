@@ -201,7 +201,7 @@ static int no_such_field(lua_State *L, const char *key)
       best = fields[i].name;
     }
   }
-  luaL_where(L, 2); /* the policy line that read the field */
+  luaL_where(L, 1); /* the policy line that read the field */
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "PhoneNumber has no field '");
   luaL_addstring(&b, key);
@@ -267,7 +267,7 @@ static int phone_index(lua_State *L)
 
 static int phone_newindex(lua_State *L)
 {
-  luaL_where(L, 2);
+  luaL_where(L, 1);
   lua_pushfstring(L, "PhoneNumber is read-only (tried to set '%s'); "
                      "plan an action instead",
                   luaL_tolstring(L, 2, NULL));
@@ -536,6 +536,8 @@ static int build_list(lua_State *L)
   if (!lua_istable(L, 1))
     return luaL_error(L, "the answer is a %s, expected an object",
                       luaL_typename(L, 1));
+  if (lua_rawlen(L, 1) > 0)
+    return luaL_error(L, "the answer is an array, expected an object");
   lua_newtable(L);
   b.pool = lua_gettop(L);
   lua_newtable(L);
