@@ -100,10 +100,34 @@ end
 ---------------------------------------------------------------------------
 -- Output
 
-local function pad(s, n)
-  s = tostring(s or "-")
-  if #s >= n then return s end
-  return s .. (" "):rep(n - #s)
+-- Columns of the match table: header and how to read a cell.
+local columns = {
+  { "NUMBER", function(m) return m.number.phone_number end },
+  { "NAME", function(m) return m.number.verified_name end },
+  { "STATUS", function(m) return m.number.status end },
+  { "QUALITY", function(m) return m.number.quality_rating end },
+  { "TIER", function(m) return m.number.messaging_limit_tier end },
+  { "SPACE", function(m) return m.space.label or m.space.cust_space_id end },
+}
+
+-- Rows of cells, padded to the widest cell of each column.
+local function table_lines(rows)
+  local width = {}
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do
+      width[i] = math.max(width[i] or 0, utf8.len(cell) or #cell)
+    end
+  end
+  local lines = {}
+  for r, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      local w = utf8.len(cell) or #cell
+      cells[i] = i < #row and cell .. (" "):rep(width[i] - w) or cell
+    end
+    lines[r] = table.concat(cells, "  ")
+  end
+  return lines
 end
 
 function Report:print_text()
@@ -111,20 +135,20 @@ function Report:print_text()
   for _, e in ipairs(self.policies) do
     out:write(e.name, e.file and ("  (" .. e.file .. ")") or "", "\n")
     if e.description then out:write("  ", e.description, "\n") end
-    local any = false
+    local rows = {}
     for _, m in ipairs(self.matches) do
       if m.policy == e then
-        if not any then
-          out:write("  ", pad("NUMBER", 16), pad("NAME", 20), pad("STATUS", 14),
-                    pad("QUALITY", 9), pad("TIER", 16), "SPACE\n")
-          any = true
+        if #rows == 0 then
+          local header = {}
+          for i, c in ipairs(columns) do header[i] = c[1] end
+          rows[1] = header
         end
-        local n = m.number
-        out:write("  ", pad(n.phone_number, 16), pad(n.verified_name, 20), pad(n.status, 14),
-                  pad(n.quality_rating, 9), pad(n.messaging_limit_tier, 16),
-                  m.space.label or m.space.cust_space_id or "-", "\n")
+        local row = {}
+        for i, c in ipairs(columns) do row[i] = tostring(c[2](m) or "-") end
+        rows[#rows + 1] = row
       end
     end
+    for _, line in ipairs(table_lines(rows)) do out:write("  ", line, "\n") end
     out:write(("  %d of %d numbers matched"):format(e.matched, e.seen))
     if e.errors > 0 then out:write((", %d errors"):format(e.errors)) end
     out:write("\n\n")

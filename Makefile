@@ -1,0 +1,39 @@
+# chatapp-run: the two commands a fresh machine needs.
+#
+#   make demo   build, then run an example policy against the built-in
+#               emulator and its sample data (no account needed)
+#   make test   the whole test suite, as CI runs it: gcc -Werror, then
+#               clang with AddressSanitizer + UBSan, then valgrind
+#
+# Both install missing Debian packages first (scripts/setup.sh).
+
+BUILD ?= build
+JOBS ?= 2
+POLICY ?= scripts/policies/quality-alert.lua
+
+.PHONY: all setup build demo test test-fast bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) >/dev/null
+
+demo: build
+	./$(BUILD)/chatapp-run --emulator $(POLICY)
+
+test: setup
+	@bash scripts/test-all.sh
+
+# One gcc pass only, for quick local runs.
+test-fast: build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+bench: build
+	@bash scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) build-ci-*
