@@ -38,6 +38,7 @@ enum {
   F_STATUS_CALLBACK_URL,
   F_UP_QUEUE,
   F_STATUS_QUEUE,
+  F_IS_OFFICIAL,
   N_API, /* fields above come from the API; below, from the space */
   F_CUST_SPACE_ID = N_API,
   F_ISV_CODE,
@@ -64,6 +65,7 @@ static const struct {
   {"status_callback_url", "StatusCallbackUrl"},
   {"up_queue", "UpQueue"},
   {"status_queue", "StatusQueue"},
+  {"is_official", "IsOfficial"},
   {"cust_space_id", NULL},
   {"isv_code", NULL},
   {"space_label", NULL},

@@ -48,6 +48,7 @@ T.cases {
     T.eq(n.status_callback_url, full.StatusCallbackUrl)
     T.eq(n.up_queue, full.UpQueue)
     T.eq(n.status_queue, full.StatusQueue)
+    T.eq(n.is_official, "Y")
     T.eq(n.cust_space_id, "C1")
     T.eq(n.isv_code, "ISV")
     T.eq(n.space_label, "Acme")
@@ -61,7 +62,7 @@ T.cases {
     for _, f in ipairs(chatapp.fields) do
       T.check(pcall(function() return list[1][f] end), "field " .. f)
     end
-    T.eq(#chatapp.fields, 17)
+    T.eq(#chatapp.fields, 18)
   end },
 
   { "enums: every known value, and unknown ones kept", function()
