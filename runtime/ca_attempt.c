@@ -95,22 +95,54 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
   return n;
 }
 
-/* Plain http goes to loopback only: checked on the connected address,
- * before any request byte is sent. */
+/* Addresses no request of ours may reach: link-local (169.254.0.0/16,
+ * fe80::/10) and Alibaba Cloud's metadata service, which hands out RAM
+ * role credentials to whoever asks from an ECS instance. */
+static int ip_is_forbidden(const char *ip)
+{
+  struct in6_addr a6;
+  struct in_addr a4;
+
+  if (strcmp(ip, "100.100.100.200") == 0)
+    return 1;
+  if (inet_pton(AF_INET, ip, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 16) == 0xA9FE;
+  if (inet_pton(AF_INET6, ip, &a6) == 1)
+    return IN6_IS_ADDR_LINKLOCAL(&a6) ||
+           (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 169 &&
+            a6.s6_addr[13] == 254);
+  return 0;
+}
+
+/*
+ * Checked on the connected address, before any request byte is sent:
+ * plain http goes to loopback only (credentials, webhook secrets); no
+ * request goes to a link-local or metadata address.
+ */
 static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
                      int conn_primary_port, int conn_local_port)
 {
   ca_call *call = ud;
+  int plain = call->kind == CA_CALL_API ? 1
+                                        : strncmp(call->url, "http://", 7) == 0;
 
   (void)conn_local_ip;
   (void)conn_primary_port;
   (void)conn_local_port;
-  if (ca_ip_is_loopback(conn_primary_ip))
-    return CURL_PREREQFUNC_OK;
-  snprintf(call->error, sizeof call->error,
-           "refused: plain http resolved to %s, which is not loopback",
-           conn_primary_ip);
-  return CURL_PREREQFUNC_ABORT;
+  if (ip_is_forbidden(conn_primary_ip)) {
+    snprintf(call->error, sizeof call->error,
+             "refused: %s is a link-local or metadata address",
+             conn_primary_ip);
+    return CURL_PREREQFUNC_ABORT;
+  }
+  if (plain && !ca_ip_is_loopback(conn_primary_ip)) {
+    snprintf(call->error, sizeof call->error,
+             "refused: plain http resolved to %s, which is not loopback; "
+             "use https",
+             conn_primary_ip);
+    return CURL_PREREQFUNC_ABORT;
+  }
+  return CURL_PREREQFUNC_OK;
 }
 
 static chatapp_status add_header(ca_call *call, const char *name,
@@ -271,6 +303,8 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
         return st;
     curl_easy_setopt(e, CURLOPT_URL, call->url);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, call->method);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, call);
     if (call->req_body.len || strcmp(call->method, "POST") == 0 ||
         strcmp(call->method, "PUT") == 0) {
       curl_easy_setopt(e, CURLOPT_POSTFIELDS, ca_buf_str(&call->req_body));
@@ -289,7 +323,8 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->attempt_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                   call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms);
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);

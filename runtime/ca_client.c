@@ -135,15 +135,19 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
   *out = NULL;
   if (!c)
     return CHATAPP_ENOMEM;
-  if (!cfg->access_key_id || !*cfg->access_key_id ||
-      !cfg->access_key_secret || !*cfg->access_key_secret) {
+  if (!cfg->http_only &&
+      (!cfg->access_key_id || !*cfg->access_key_id ||
+       !cfg->access_key_secret || !*cfg->access_key_secret)) {
     ca_buf_adds(err, "no AccessKey id and secret were given to the client");
     st = CHATAPP_ECREDENTIALS;
     goto fail;
   }
-  st = parse_endpoint(c, cfg->endpoint ? cfg->endpoint : "", err);
-  if (st)
-    goto fail;
+  c->http_only = cfg->http_only;
+  if (!c->http_only) {
+    st = parse_endpoint(c, cfg->endpoint ? cfg->endpoint : "", err);
+    if (st)
+      goto fail;
+  }
   if (cfg->signature_version != 0 && cfg->signature_version != 2 &&
       cfg->signature_version != 3) {
     ca_buf_printf(err, "signature version must be v3 or v2, not %d",
@@ -152,14 +156,14 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     goto fail;
   }
   c->sigver = cfg->signature_version ? cfg->signature_version : 3;
-  c->ak_id = xstrdup(cfg->access_key_id);
-  c->secret = xstrdup(cfg->access_key_secret);
+  c->ak_id = xstrdup(cfg->access_key_id ? cfg->access_key_id : "");
+  c->secret = xstrdup(cfg->access_key_secret ? cfg->access_key_secret : "");
   c->token = cfg->security_token && *cfg->security_token
                ? xstrdup(cfg->security_token)
                : NULL;
   c->account_key = xstrdup(cfg->account_key && *cfg->account_key
                              ? cfg->account_key
-                             : cfg->access_key_id);
+                             : c->ak_id ? c->ak_id : "");
   c->user_agent = xstrdup(cfg->user_agent ? cfg->user_agent
                                           : "chatapp-run/" CHATAPP_VERSION);
   c->qps = cfg->qps;
@@ -223,7 +227,7 @@ void ca_client_free(ca_client *c)
 
 const char *ca_client_endpoint(const ca_client *c)
 {
-  return c->endpoint;
+  return c->endpoint ? c->endpoint : "(HTTP only)";
 }
 
 int ca_client_signature_version(const ca_client *c)
@@ -439,7 +443,10 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
     finish(c, call, st);
     return;
   }
-  if (retry && call->attempts < c->max_attempts && c->budget >= 1.0) {
+  if (retry &&
+      call->attempts < (call->max_attempts ? call->max_attempts
+                                           : c->max_attempts) &&
+      c->budget >= 1.0) {
     int64_t wait = backoff_us(call->attempts, throttled);
     int64_t ra = call->retry_after_us;
     if (ra > (int64_t)c->max_retry_after_ms * 1000)
@@ -533,6 +540,14 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
       }
       if (in_flight >= c->max_in_flight)
         continue;
+      if (call->kind == CA_CALL_API && c->http_only) {
+        snprintf(call->error, sizeof call->error,
+                 "this client has no credentials: it makes plain HTTP "
+                 "requests only");
+        finish(c, call, CHATAPP_ECREDENTIALS);
+        remaining--;
+        continue;
+      }
       if (call->kind == CA_CALL_API) {
         double f;
         limiter_key(c, call, key, sizeof key);

@@ -50,6 +50,7 @@ typedef struct ca_client_config {
   int max_attempts;           /* per call; default 3 */
   int max_in_flight;          /* default 16 */
   const char *user_agent;
+  int http_only; /* no credentials: plain HTTP calls (webhooks) only */
   ca_log_fn log;
   void *log_ud;
   int verbose; /* highest level passed to log */
@@ -75,6 +76,8 @@ typedef struct ca_call {
   ca_kv *headers; /* extra headers; owned */
   size_t nheaders;
   ca_buf req_body;
+  long timeout_ms;  /* per attempt; 0: the client's */
+  int max_attempts; /* 0: the client's */
 
   /* out */
   chatapp_status status; /* CHATAPP_OK when the call succeeded */

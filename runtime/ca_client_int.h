@@ -15,6 +15,7 @@ struct ca_client {
   char *endpoint; /* without a trailing '/' */
   char *host;     /* host[:port] exactly as in the URL (signed as host) */
   int plain_http; /* http:// (loopback only) */
+  int http_only;  /* no credentials: CA_CALL_HTTP only */
   char *ak_id, *secret, *token;
   char *account_key;
   char *user_agent;

@@ -380,3 +380,23 @@ out:
   ca_buf_free(&lpath);
   return st;
 }
+
+chatapp_status ca_config_new_http_client(const chatapp_config *cfg,
+                                         ca_client **out, ca_buf *err)
+{
+  ca_client_config cc;
+
+  memset(&cc, 0, sizeof cc);
+  cc.http_only = 1;
+  cc.connect_timeout_ms = cfg->connect_timeout_ms;
+  cc.attempt_timeout_ms = cfg->timeout_ms;
+  cc.call_timeout_ms = cfg->call_timeout_ms;
+  cc.max_retry_after_ms = cfg->max_retry_after_ms;
+  cc.max_response_bytes = (size_t)cfg->max_response_bytes;
+  cc.max_attempts = (int)cfg->max_attempts;
+  cc.max_in_flight = (int)cfg->max_in_flight;
+  cc.log = cfg->log;
+  cc.log_ud = cfg->log_ud;
+  cc.verbose = (int)cfg->verbose;
+  return ca_client_new(&cc, out, err);
+}

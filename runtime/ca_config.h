@@ -68,4 +68,9 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg,
                                     ca_client **out, ca_buf *err,
                                     ca_buf *source);
 
+/* A client without credentials for plain HTTP requests (webhooks), with
+ * the configuration's timeouts and caps. */
+chatapp_status ca_config_new_http_client(const chatapp_config *cfg,
+                                         ca_client **out, ca_buf *err);
+
 #endif

@@ -24,9 +24,11 @@
 
 struct chatapp_runtime {
   chatapp_config *cfg;
+  lca_alloc_state alloc; /* the Lua state's allocator: counts, caps */
   lua_State *L;
   int runner;        /* registry ref of the runner object */
   ca_client *client; /* created on first use */
+  ca_client *http;   /* the same, for webhooks (no credentials) */
   ca_buf cred_source;
   ca_buf errmsg;
   chatapp_policy_report *reports;
@@ -131,6 +133,14 @@ const char *chatapp_runtime_errmsg(const chatapp_runtime *rt)
   return rt ? ca_buf_str(&rt->errmsg) : "out of memory";
 }
 
+/* An error outside any protected call: say what it was before abort(). */
+static int panic(lua_State *L)
+{
+  fprintf(stderr, "chatapp: unprotected Lua error: %s\n",
+          lua_tostring(L, -1) ? lua_tostring(L, -1) : "(not a string)");
+  return 0;
+}
+
 /* Message handler: a traceback for errors that are strings. */
 static int traceback(lua_State *L)
 {
@@ -188,6 +198,25 @@ static int host_client(lua_State *L)
   lca_client_push(L, rt->client, 0);
   lua_pushstring(L, ca_buf_str(&rt->cred_source));
   return 2;
+}
+
+/* host.http() -> Client for plain HTTP requests | nil, message */
+static int host_http(lua_State *L)
+{
+  chatapp_runtime *rt = lua_touserdata(L, lua_upvalueindex(1));
+  ca_buf err = CA_BUF_INIT(4096);
+  char msg[1024];
+
+  if (!rt->http && ca_config_new_http_client(rt->cfg, &rt->http, &err)) {
+    snprintf(msg, sizeof msg, "%s", ca_buf_str(&err));
+    ca_buf_free(&err);
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    return 2;
+  }
+  ca_buf_free(&err);
+  lca_client_push(L, rt->http, 0);
+  return 1;
 }
 
 /* host.log(level, line): to the embedder's log callback, secrets redacted. */
@@ -262,9 +291,10 @@ chatapp_status chatapp_runtime_new(const chatapp_config *cfg,
   rt->cfg = cfg ? ca_config_dup(cfg) : chatapp_config_new();
   if (!rt->cfg)
     return fail(rt, CHATAPP_ENOMEM, "out of memory");
-  L = rt->L = luaL_newstate();
+  L = rt->L = lua_newstate(lca_alloc, &rt->alloc);
   if (!L)
     return fail(rt, CHATAPP_ENOMEM, "cannot create a Lua state");
+  lua_atpanic(L, panic);
   luaL_openlibs(L);
   install_modules(L);
 
@@ -283,6 +313,9 @@ chatapp_status chatapp_runtime_new(const chatapp_config *cfg,
     lua_pushlightuserdata(L, rt);
     lua_pushcclosure(L, host_log, 1);
     lua_setfield(L, -2, "log");
+    lua_pushlightuserdata(L, rt);
+    lua_pushcclosure(L, host_http, 1);
+    lua_setfield(L, -2, "http");
     st = lua_pcall(L, 2, 1, -5);
   }
   if (st != LUA_OK)
@@ -311,6 +344,7 @@ void chatapp_runtime_free(chatapp_runtime *rt)
   if (rt->L)
     lua_close(rt->L); /* before the client: Lua holds a borrowed handle */
   ca_client_free(rt->client);
+  ca_client_free(rt->http);
   chatapp_config_free(rt->cfg);
   clear_reports(rt);
   ca_buf_free(&rt->cred_source);

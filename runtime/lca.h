@@ -5,6 +5,9 @@
  *   lca_client.c  Client: signed, throttled calls (ca_client.h)
  *   lca_phone.c   PhoneNumber: typed, strict, compact results
  *   lca_error.c   ApiError: what failed, where, and whether to retry
+ *   lca_json.c    a deterministic JSON encoder (decoding is lua-cjson)
+ *   lca_sys.c     commands, atomic file writes, terminals, clocks
+ *   lca_sandbox.c memory cap and instruction budget for policy code
  *
  * Bindings never call libcurl or OpenSSL directly, and the C core never
  * includes lua.h.  No C globals: per-state data lives in the registry under
@@ -30,6 +33,16 @@
 void lca_open_client(lua_State *L);
 void lca_open_phone(lua_State *L);
 void lca_open_error(lua_State *L);
+void lca_open_json(lua_State *L);
+void lca_open_sys(lua_State *L);
+void lca_open_sandbox(lua_State *L);
+
+/* The allocator of states made by the runtime: counts bytes and refuses
+ * to grow past limit (0: no limit), so policies can be capped. */
+typedef struct lca_alloc_state {
+  size_t used, peak, limit;
+} lca_alloc_state;
+void *lca_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 /* Push a Client wrapping c; when owned, the Client frees it on close/gc. */
 void lca_client_push(lua_State *L, ca_client *c, int owned);

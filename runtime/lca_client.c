@@ -6,6 +6,9 @@
  *   client:call(operation, params)        -> table | nil, ApiError
  *   client:batch{ {operation=, params=, space=, typed=}, ... }
  *       -> results, errors   (same indices; one of the two is set)
+ *   A batch may also hold plain HTTP requests (webhooks):
+ *     {url=, method=, headers={name=value}, body=, timeout_ms=,
+ *      max_attempts=, idempotent=}  -> result {status=, body=}
  *   client:stats()                         -> table of counters
  *   client:close()
  *
@@ -118,6 +121,72 @@ static ca_call *new_api_call(lua_State *L, const char *op)
   return call;
 }
 
+/* Build the ca_call for the HTTP request table at rq. */
+static ca_call *new_http_call(lua_State *L, int rq)
+{
+  const char *url, *method, *body = NULL;
+  size_t body_len = 0, n = 0, i = 0;
+  ca_kv *kv;
+  ca_call *call;
+  int headers;
+
+  lua_getfield(L, rq, "url");
+  url = lua_tostring(L, -1);
+  lua_getfield(L, rq, "body");
+  if (lua_type(L, -1) == LUA_TSTRING)
+    body = lua_tolstring(L, -1, &body_len);
+  else if (!lua_isnil(L, -1))
+    luaL_error(L, "request body must be a string");
+  lua_getfield(L, rq, "method");
+  method = lua_tostring(L, -1);
+  if (!method)
+    method = body ? "POST" : "GET";
+  if (lua_getfield(L, rq, "headers") != LUA_TNIL)
+    luaL_checktype(L, -1, LUA_TTABLE);
+  headers = lua_gettop(L);
+  if (lua_istable(L, headers)) {
+    lua_pushnil(L);
+    while (lua_next(L, headers)) {
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "request headers must map names to strings");
+      if (strpbrk(lua_tostring(L, -2), "\r\n:") ||
+          strpbrk(lua_tostring(L, -1), "\r\n"))
+        luaL_error(L, "request header %s has a newline or colon in it",
+                   lua_tostring(L, -2));
+      n++;
+      lua_pop(L, 1);
+    }
+  }
+  /* No Lua call may raise between this malloc and its free. */
+  kv = calloc(n ? n : 1, sizeof *kv);
+  if (!kv)
+    return NULL;
+  if (lua_istable(L, headers)) {
+    lua_pushnil(L);
+    while (lua_next(L, headers)) {
+      kv[i].key = lua_tostring(L, -2);
+      kv[i].value = lua_tostring(L, -1);
+      i++;
+      lua_pop(L, 1);
+    }
+  }
+  call = ca_call_new_http(method, url, kv, n, body, body_len);
+  free(kv);
+  if (!call)
+    return NULL;
+  lua_getfield(L, rq, "timeout_ms");
+  call->timeout_ms = (long)lua_tointeger(L, -1);
+  lua_getfield(L, rq, "max_attempts");
+  call->max_attempts = (int)lua_tointeger(L, -1);
+  /* With an idempotency key a POST may be sent again after a network
+   * failure: the receiver deduplicates. */
+  lua_getfield(L, rq, "idempotent");
+  if (lua_toboolean(L, -1))
+    call->is_write = 0;
+  lua_settop(L, rq);
+  return call;
+}
+
 /* Copy space.k into flat[name] unless the caller set it. */
 static void param_from_space(lua_State *L, int flat, int space,
                              const char *name, const char *k)
@@ -160,6 +229,16 @@ static int run_requests(lua_State *L, int cl, int reqs)
       return luaL_error(L, "request %d is a %s, expected a table", (int)i,
                         luaL_typename(L, -1));
     rq = lua_gettop(L);
+    if (lua_getfield(L, rq, "url") == LUA_TSTRING) {
+      lua_pop(L, 1);
+      cs->calls[i - 1] = new_http_call(L, rq);
+      if (!cs->calls[i - 1])
+        return luaL_error(L, "out of memory");
+      cs->n = i;
+      lua_settop(L, cs_idx);
+      continue;
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, rq, "operation") == LUA_TNIL) {
       lua_pop(L, 1);
       lua_rawgeti(L, rq, 1);
@@ -202,6 +281,15 @@ static int run_requests(lua_State *L, int cl, int reqs)
     if (call->status != CHATAPP_OK) {
       lca_push_call_error(L, call);
       lua_rawseti(L, errs, (lua_Integer)i + 1);
+      continue;
+    }
+    if (call->kind == CA_CALL_HTTP) {
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, call->http_status);
+      lua_setfield(L, -2, "status");
+      lua_pushlstring(L, ca_buf_str(&call->body), call->body.len);
+      lua_setfield(L, -2, "body");
+      lua_rawseti(L, res, (lua_Integer)i + 1);
       continue;
     }
     lua_rawgeti(L, reqs, (lua_Integer)i + 1);
@@ -318,15 +406,10 @@ static int client_stats(lua_State *L)
   return 1;
 }
 
-/* core.client{endpoint=, profile=, qps=, ...}: the same keys as
- * chatapp_config_set (docs/embedding.md).  Credentials come from the
- * default chain unless given. */
-static int l_client_new(lua_State *L)
+/* Fill a config from the options table at 1; raises on a bad key. */
+static chatapp_config *config_from_table(lua_State *L)
 {
   chatapp_config **box;
-  ca_buf err = CA_BUF_INIT(4096);
-  ca_client *c = NULL;
-  chatapp_status st;
 
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
@@ -338,33 +421,77 @@ static int l_client_new(lua_State *L)
   luaL_setmetatable(L, "chatapp.ConfigBox");
   *box = chatapp_config_new();
   if (!*box)
-    return luaL_error(L, "out of memory");
+    luaL_error(L, "out of memory");
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     const char *v;
     if (lua_type(L, -2) != LUA_TSTRING)
-      return luaL_error(L, "client options are named by strings");
+      luaL_error(L, "client options are named by strings");
     v = luaL_tolstring(L, -1, NULL);
     if (chatapp_config_set(*box, lua_tostring(L, -3), v) != CHATAPP_OK)
-      return luaL_error(L, "%s", chatapp_config_errmsg(*box));
+      luaL_error(L, "%s", chatapp_config_errmsg(*box));
     lua_pop(L, 2);
   }
-  lca_client_push(L, NULL, 1); /* closed until the client exists */
-  st = ca_config_new_client(*box, &c, &err, NULL);
+  return *box;
+}
+
+/* Take the config out of its box (at -1 after config_from_table...) */
+static void config_release(lua_State *L, int box_idx)
+{
+  chatapp_config **box = lua_touserdata(L, box_idx);
   chatapp_config_free(*box);
   *box = NULL;
+}
+
+/* Push the new client, or nil, message, code; frees the config first. */
+static int finish_new(lua_State *L, chatapp_status st, ca_client *c,
+                      ca_buf *err)
+{
   if (st) {
     char msg[2048]; /* copied out so no C memory is held if a push raises */
-    snprintf(msg, sizeof msg, "%s", ca_buf_str(&err));
-    ca_buf_free(&err);
+    snprintf(msg, sizeof msg, "%s", ca_buf_str(err));
+    ca_buf_free(err);
     lua_pushnil(L);
     lua_pushstring(L, msg);
     lua_pushstring(L, chatapp_codename(st));
     return 3;
   }
-  ca_buf_free(&err);
+  ca_buf_free(err);
   ((LClient *)lua_touserdata(L, -1))->c = c;
   return 1;
+}
+
+/* core.http_client{timeout_ms=, max_in_flight=, ...}: plain HTTP only (no
+ * credentials), for webhooks. */
+static int l_http_client_new(lua_State *L)
+{
+  chatapp_config *cfg = config_from_table(L);
+  int box = lua_gettop(L);
+  ca_buf err = CA_BUF_INIT(4096);
+  ca_client *c = NULL;
+  chatapp_status st;
+
+  lca_client_push(L, NULL, 1); /* closed until the client exists */
+  st = ca_config_new_http_client(cfg, &c, &err);
+  config_release(L, box);
+  return finish_new(L, st, c, &err);
+}
+
+/* core.client{endpoint=, profile=, qps=, ...}: the same keys as
+ * chatapp_config_set (docs/embedding.md).  Credentials come from the
+ * default chain unless given. */
+static int l_client_new(lua_State *L)
+{
+  chatapp_config *cfg = config_from_table(L);
+  int box = lua_gettop(L);
+  ca_buf err = CA_BUF_INIT(4096);
+  ca_client *c = NULL;
+  chatapp_status st;
+
+  lca_client_push(L, NULL, 1); /* closed until the client exists */
+  st = ca_config_new_client(cfg, &c, &err, NULL);
+  config_release(L, box);
+  return finish_new(L, st, c, &err);
 }
 
 static int configbox_gc(lua_State *L)
@@ -413,4 +540,6 @@ void lca_open_client(lua_State *L)
 
   lua_pushcfunction(L, l_client_new);
   lua_setfield(L, -2, "client");
+  lua_pushcfunction(L, l_http_client_new);
+  lua_setfield(L, -2, "http_client");
 }

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <openssl/opensslv.h>
 
+#include "ca_crypto.h"
 #include "lca.h"
 
 #include <lua-cjson.h> /* after lua.h: Debian's header needs lua_State */
@@ -118,22 +119,6 @@ static int l_json_decode(lua_State *L)
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   return lca_json_decode(L, s, len) ? 1 : 2;
-}
-
-/* core.json_encode(v) -> string | nil, message (plain values only). */
-static int l_json_encode(lua_State *L)
-{
-  luaL_checkany(L, 1);
-  lua_settop(L, 1);
-  lua_getfield(L, LUA_REGISTRYINDEX, LCA_CJSON_KEY);
-  lua_getfield(L, -1, "encode");
-  lua_pushvalue(L, 1);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
-  return 1;
 }
 
 /* A deep copy of plain tables (cycles are not expected in JSON data). */
@@ -246,6 +231,19 @@ static int l_flatten(lua_State *L)
 
 /* ---- module ------------------------------------------------------------- */
 
+/* core.sha256_hex(s) -> 64 lower-case hex digits */
+static int l_sha256(lua_State *L)
+{
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char hex[65];
+
+  if (ca_sha256_hex(s, len, hex) != CHATAPP_OK)
+    return luaL_error(L, "SHA-256 failed");
+  lua_pushstring(L, hex);
+  return 1;
+}
+
 static int l_operations(lua_State *L)
 {
   const ca_operation *op;
@@ -309,8 +307,8 @@ int luaopen_chatapp_core(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
     {"json_decode", l_json_decode},
-    {"json_encode", l_json_encode},
     {"deepcopy", l_deepcopy},
+    {"sha256_hex", l_sha256},
     {"flatten_params", l_flatten},
     {"operations", l_operations},
     {"versions", l_versions},
@@ -328,6 +326,9 @@ int luaopen_chatapp_core(lua_State *L)
   lua_setfield(L, -2, "json_null");
   lua_pushstring(L, CHATAPP_VERSION);
   lua_setfield(L, -2, "version");
+  lca_open_json(L);
+  lca_open_sys(L);
+  lca_open_sandbox(L);
   lca_open_error(L);
   lca_open_phone(L);
   lca_open_client(L);
