@@ -235,6 +235,12 @@ int ca_client_signature_version(const ca_client *c)
   return c->sigver;
 }
 
+void ca_client_set_progress(ca_client *c, ca_progress_fn fn, void *ud)
+{
+  c->progress = fn;
+  c->progress_ud = ud;
+}
+
 void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
 {
   *out = c->stats;
@@ -498,6 +504,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
   int64_t now = ca_now_us();
   size_t remaining = 0, i;
   int in_flight = 0;
+  int64_t last_progress = 0;
   char key[256];
 
   for (i = 0; i < n; i++) {
@@ -571,6 +578,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
         remaining--;
         continue;
       }
+      call->state = ST_IN_FLIGHT;
       in_flight++;
     }
     if (remaining == 0)
@@ -589,7 +597,14 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     }
     curl_multi_perform(c->multi, &running);
     now = ca_now_us();
-    remaining -= drain_messages(c, now, &in_flight);
+    {
+      size_t ended = drain_messages(c, now, &in_flight);
+      remaining -= ended;
+      if (c->progress && (ended || now - last_progress >= 200000)) {
+        c->progress(c->progress_ud, n - remaining, n);
+        last_progress = now;
+      }
+    }
   }
   return CHATAPP_OK;
 }

@@ -123,6 +123,11 @@ void ca_client_free(ca_client *c);
  */
 chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n);
 
+/* Called while ca_client_perform runs: after calls end and at least every
+ * 200 ms (for a progress line). */
+typedef void (*ca_progress_fn)(void *ud, size_t done, size_t total);
+void ca_client_set_progress(ca_client *c, ca_progress_fn fn, void *ud);
+
 /* Counters since the client was created. */
 typedef struct ca_client_stats {
   uint64_t calls, attempts, retries, throttled, failed;

@@ -30,6 +30,8 @@ struct ca_client {
   ca_limiter *limiter;
   CURLM *multi;
   double budget;
+  ca_progress_fn progress;
+  void *progress_ud;
   ca_client_stats stats;
 };
 

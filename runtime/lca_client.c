@@ -4,7 +4,7 @@
  *   client:query_phone_numbers{cust_space_id=, isv_code=, status=, label=}
  *       -> PhoneList | nil, ApiError
  *   client:call(operation, params)        -> table | nil, ApiError
- *   client:batch{ {operation=, params=, space=, typed=}, ... }
+ *   client:batch{ {operation=, params=, space=, typed=, keep_body=}, ... }
  *       -> results, errors   (same indices; one of the two is set)
  *   A batch may also hold plain HTTP requests (webhooks):
  *     {url=, method=, headers={name=value}, body=, timeout_ms=,
@@ -202,11 +202,31 @@ static void param_from_space(lua_State *L, int flat, int space,
     lua_pop(L, 1);
 }
 
+/* A progress line on stderr: "label: 3/10, 12 calls, 0 throttled". */
+typedef struct progress {
+  ca_client *c;
+  char label[96];
+  int shown;
+} progress;
+
+static void show_progress(void *ud, size_t done, size_t total)
+{
+  progress *p = ud;
+  ca_client_stats s;
+
+  ca_client_stats_get(p->c, &s);
+  fprintf(stderr, "\r\033[K%s: %zu/%zu, %llu calls, %llu throttled", p->label,
+          done, total, (unsigned long long)s.attempts,
+          (unsigned long long)s.throttled);
+  fflush(stderr);
+  p->shown = 1;
+}
+
 /*
  * Run the requests of the table at reqs; push results and errors tables.
  * A request is {operation=, params=, space=, typed=} or {op, params}.
  */
-static int run_requests(lua_State *L, int cl, int reqs)
+static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
 {
   ca_client *c = lca_client_check(L, cl);
   size_t n = lua_rawlen(L, reqs), i;
@@ -268,7 +288,15 @@ static int run_requests(lua_State *L, int cl, int reqs)
     lua_settop(L, cs_idx);
   }
 
+  /* No raise can happen between these two: prog may live on the stack. */
+  if (prog)
+    ca_client_set_progress(c, show_progress, prog);
   ca_client_perform(c, cs->calls, cs->n);
+  ca_client_set_progress(c, NULL, NULL);
+  if (prog && prog->shown) {
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+  }
 
   lua_createtable(L, (int)n, 0);
   res = lua_gettop(L);
@@ -304,6 +332,13 @@ static int run_requests(lua_State *L, int cl, int reqs)
     else
       ok = lca_json_decode(L, ca_buf_str(&call->body), call->body.len);
     if (ok) {
+      /* --record keeps the answer's text beside the decoded value */
+      if (lua_getfield(L, rq, "keep_body") != LUA_TNIL && lua_toboolean(L, -1) &&
+          lua_istable(L, -2)) {
+        lua_pushlstring(L, ca_buf_str(&call->body), call->body.len);
+        lua_setfield(L, -3, "raw_body");
+      }
+      lua_pop(L, 1);
       lua_rawseti(L, res, (lua_Integer)i + 1);
     } else {
       /* stack: ..., nil, message */
@@ -319,12 +354,22 @@ static int run_requests(lua_State *L, int cl, int reqs)
 
 /* ---- methods ------------------------------------------------------------ */
 
+/* client:batch(requests [, {progress = label}]) */
 static int client_batch(lua_State *L)
 {
-  lca_client_check(L, 1);
+  ca_client *c = lca_client_check(L, 1);
+  progress p;
+  int use = 0;
+
   luaL_checktype(L, 2, LUA_TTABLE);
+  memset(&p, 0, sizeof p);
+  p.c = c;
+  if (lua_istable(L, 3) && lua_getfield(L, 3, "progress") == LUA_TSTRING) {
+    snprintf(p.label, sizeof p.label, "%s", lua_tostring(L, -1));
+    use = 1;
+  }
   lua_settop(L, 2);
-  return run_requests(L, 1, 2);
+  return run_requests(L, 1, 2, use ? &p : NULL);
 }
 
 /* Run the one request on top; return value or nil, ApiError. */
@@ -335,7 +380,7 @@ static int run_one(lua_State *L)
   lua_createtable(L, 1, 0);
   lua_pushvalue(L, rq);
   lua_rawseti(L, -2, 1);
-  run_requests(L, 1, rq + 1);
+  run_requests(L, 1, rq + 1, NULL);
   if (lua_rawgeti(L, -2, 1) != LUA_TNIL)
     return 1;
   lua_rawgeti(L, -2, 1);

@@ -243,10 +243,17 @@ static void encode(enc *e, int idx, int depth)
       double x = (double)lua_tonumber(L, idx);
       if (!isfinite(x))
         luaL_error(L, "cannot encode %f as JSON", x);
-      if (x == floor(x) && fabs(x) < 1e15)
+      int prec;
+      if (x == floor(x) && fabs(x) < 1e15) {
         len = (size_t)snprintf(num, sizeof num, "%.0f", x);
-      else
-        len = (size_t)snprintf(num, sizeof num, "%.17g", x);
+      } else {
+        /* The shortest form that reads back as the same double. */
+        for (prec = 15; prec <= 17; prec++) {
+          len = (size_t)snprintf(num, sizeof num, "%.*g", prec, x);
+          if (strtod(num, NULL) == x)
+            break;
+        }
+      }
     }
     put(e, num, len);
     return;

@@ -58,37 +58,17 @@ for _, f in ipairs(core.phone_fields) do field_set[f] = true end
 ---------------------------------------------------------------------------
 -- JSON
 
-local json_null = core.json_null
-
--- Plain Lua values for JSON: PhoneNumber values become their raw() table.
-local function to_plain(v, depth)
-  depth = depth or 0
-  if depth > 100 then error("value nested too deep for JSON", 0) end
-  local t = type(v)
-  if t == "userdata" then
-    if v == json_null then return v end
-    local ok, raw = pcall(function() return v:raw() end)
-    if ok then return raw end
-    error(("cannot encode a %s as JSON"):format(tostring(v)), 0)
-  elseif t == "table" then
-    local r = {}
-    for k, x in pairs(v) do r[k] = to_plain(x, depth + 1) end
-    return r
-  end
-  return v
-end
-
 M.json = {
-  null = json_null,
-  --- Encode a value as JSON; PhoneNumber values encode as the API shapes them.
-  encode = function(v)
-    local ok, plain = pcall(to_plain, v)
-    if not ok then return nil, plain end
-    return core.json_encode(plain)
-  end,
+  --- null in arrays of decoded JSON (null object members are left out).
+  null = core.json_null,
+  --- Encode a value as JSON: keys sorted, integers exact; PhoneNumber
+  --- values encode as the API shapes them.  Returns nil, message on error.
+  encode = core.json_encode,
   --- Decode JSON text: integers stay integers, null members are absent,
-  --- null array elements are chatapp.json.null.  Returns nil, message on error.
+  --- null array elements are chatapp.json.null.  nil, message on error.
   decode = core.json_decode,
+  --- Mark a table to encode as an array even when empty.
+  array = core.json_array,
 }
 
 ---------------------------------------------------------------------------
@@ -134,7 +114,8 @@ end
 
 local allowed_keys = {
   name = "string", description = "string", where = "table",
-  filter = "function", decide = "function", spaces = "table",
+  filter = "function", decide = "function", finish = "function",
+  spaces = "table",
 }
 
 --- Declare a policy.  Checked here, when the file loads: a bad field name
@@ -158,6 +139,11 @@ function M.policy(spec)
   if type(spec.name) ~= "string" or spec.name == "" then
     error("policy needs a name (a non-empty string)", 2)
   end
+  for i, sp in ipairs(spec.spaces or {}) do
+    if type(sp) ~= "string" or sp == "" then
+      error(("policy spaces[%d] must be a space id or label (a non-empty string)"):format(i), 2)
+    end
+  end
   local info = debug and debug.getinfo and debug.getinfo(2, "Sl")
   local p = {
     name = spec.name,
@@ -165,11 +151,21 @@ function M.policy(spec)
     where = spec.where,
     filter = spec.filter,
     decide = spec.decide,
+    finish = spec.finish,
     spaces = spec.spaces,
     warnings = spec.where and check_where(spec.where, 3) or {},
     source = info and (info.short_src .. ":" .. info.currentline) or nil,
   }
   return setmetatable(p, policy_mt)
+end
+
+--- True when the policy runs over this space.
+function policy_mt:uses_space(space)
+  if not self.spaces then return true end
+  for _, s in ipairs(self.spaces) do
+    if s == space.cust_space_id or s == space.label then return true end
+  end
+  return false
 end
 
 --- True when n satisfies the policy's where clause.

@@ -1,12 +1,16 @@
---- The run report: counts per policy, matches, errors; printed as a text
---- table (a terminal) or JSON Lines (machines), and returned to the host.
+--- The run report: what each policy saw, matched and did; printed as a
+--- text table or JSON Lines, written as Prometheus metrics, and returned to
+--- the host (chatapp_runtime_run reads status, message and policies).
 --
--- Report shape (also what chatapp_runtime_run reads):
---   status    "ok" | "policy" | "api" | "action" | "config" | "credentials"
+--   status    "ok" | "api" | "action" | "policy" | "config" | "credentials"
 --   message   why, when status is not "ok"
---   policies  { {name, seen, matched, planned, done, failed, errors}, ... }
+--   policies  { {name, seen, matched, planned, done, failed, skipped, errors}, ... }
+--
+-- The JSON Lines objects and the metrics are documented in docs/cli.md.
 
 local chatapp = require "chatapp"
+local core = chatapp.core
+local spaces_mod = require "chatapp.spaces"
 
 local Report = {}
 Report.__index = Report
@@ -18,19 +22,22 @@ function M.new(options, policies)
     options = options,
     out = io.stdout,
     policies = {},
-    by_name = {},
+    by_policy = {},
     matches = {},
+    actions = {},
     errors = {},
     spaces = {},
+    numbers = {}, -- every number fetched, for metrics: {space, list}
     status = "ok",
+    started = core.monotonic(),
   }, Report)
   for _, p in ipairs(policies) do
     local entry = {
       name = p.name, file = p.file, description = p.description,
-      seen = 0, matched = 0, planned = 0, done = 0, failed = 0, errors = 0,
+      seen = 0, matched = 0, planned = 0, done = 0, failed = 0, skipped = 0, errors = 0,
     }
     r.policies[#r.policies + 1] = entry
-    r.by_name[p] = entry
+    r.by_policy[p] = entry
   end
   return r
 end
@@ -42,48 +49,74 @@ function Report:fail(status, message)
   if rank[status] > rank[self.status] then
     self.status = status
     self.message = message
-  elseif not self.message then
-    self.message = message
   end
 end
 
-local function stderr(line)
-  io.stderr:write("chatapp-run: ", line, "\n")
+function Report:warn(line)
+  if self.options.output ~= "none" then io.stderr:write("chatapp-run: ", line, "\n") end
+end
+
+function Report:space(space, list, err)
+  local s = { space = space, numbers = list and #list or nil, error = err and tostring(err) }
+  self.spaces[#self.spaces + 1] = s
+  if list then
+    self.numbers[#self.numbers + 1] = { space = space, list = list }
+  else
+    local msg = ("space %s: %s"):format(spaces_mod.name(space), s.error)
+    self:warn(msg)
+    self:fail("api", msg)
+  end
 end
 
 function Report:seen(policy)
-  local e = self.by_name[policy]
+  local e = self.by_policy[policy]
   e.seen = e.seen + 1
 end
 
 function Report:matched(policy, space, n)
-  local e = self.by_name[policy]
+  local e = self.by_policy[policy]
   e.matched = e.matched + 1
   self.matches[#self.matches + 1] = { policy = e, space = space, number = n }
 end
 
-function Report:policy_error(policy, space, n, err)
-  local e = self.by_name[policy]
+--- filter, decide or finish raised for one number (n may be nil).
+function Report:policy_error(policy, space, n, message)
+  local e = self.by_policy[policy]
   e.errors = e.errors + 1
-  local msg = ("policy %s failed on number %s (space %s): %s")
-    :format(policy.name, tostring(n.phone_number), space.label or space.cust_space_id or "?",
-            tostring(err))
-  self.errors[#self.errors + 1] = msg
-  stderr(msg)
+  local msg = ("policy %s failed%s%s: %s"):format(policy.name,
+    n and (" on number " .. tostring(n.phone_number)) or "",
+    space and (" (space " .. spaces_mod.name(space) .. ")") or "", tostring(message))
+  self.errors[#self.errors + 1] = { policy = e, space = space, number = n, message = tostring(message) }
+  self:warn(msg)
   self:fail("policy", msg)
 end
 
-function Report:space(space, list, err)
-  local s = { label = space.label, cust_space_id = space.cust_space_id }
-  if list then
-    s.numbers = #list
-  else
-    s.error = tostring(err)
-    local msg = ("space %s: %s"):format(space.label or space.cust_space_id or "?", s.error)
-    stderr(msg)
-    self:fail("api", msg)
+function Report:action(a)
+  local e = self.by_policy[a.policy_ref]
+  a.report_entry = e
+  if a.kind ~= "log" then e.planned = e.planned + 1 end -- logs are lines, not actions
+  self.actions[#self.actions + 1] = a
+end
+
+--- After execution: count outcomes.
+function Report:settle(dry_run)
+  for _, a in ipairs(self.actions) do
+    local e = a.report_entry
+    if a.kind == "log" then
+      -- a line in the report, nothing to count
+    elseif a.status == "done" then
+      e.done = e.done + 1
+    elseif a.status == "failed" then
+      e.failed = e.failed + 1
+      local msg = ("policy %s: %s %s%s failed: %s"):format(a.policy, a.kind, M.describe(a),
+        a.phone_number and (" for " .. a.phone_number) or "", a.error)
+      self:warn(msg)
+      self:fail("action", msg)
+    elseif a.status == "skipped" then
+      e.skipped = e.skipped + 1
+    end
   end
-  self.spaces[#self.spaces + 1] = s
+  self.dry_run = dry_run
 end
 
 function Report:calls(stats)
@@ -98,9 +131,70 @@ function Report:abort(status, message)
 end
 
 ---------------------------------------------------------------------------
--- Output
+-- Describing actions
 
--- Columns of the match table: header and how to read a cell.
+local secret_header = { authorization = true, cookie = true, ["proxy-authorization"] = true }
+
+--- Header values that may carry secrets are shown as <redacted>.
+function M.redact_headers(h)
+  local r = {}
+  for k, v in pairs(h or {}) do
+    local l = k:lower()
+    if l ~= "idempotency-key" and (secret_header[l] or l:find("token", 1, true) or
+        l:find("secret", 1, true) or l:find("key", 1, true) or l:find("password", 1, true) or
+        l:find("signature", 1, true)) then
+      v = "<redacted>"
+    end
+    r[k] = v
+  end
+  return r
+end
+
+--- One line: what the action does.
+function M.describe(a)
+  local r = a.request
+  if a.kind == "webhook" then return ("%s %s"):format(r.method, r.url) end
+  if a.kind == "call" then return r.operation end
+  if a.kind == "exec" then return table.concat(r.argv, " ") end
+  if a.kind == "lua" then return r.name end
+  return r.message
+end
+
+--- The request as data, secrets redacted (JSON output, dry run).
+function M.request_view(a)
+  local r = a.request
+  if a.kind == "webhook" then
+    local headers = M.redact_headers(r.headers)
+    headers["Idempotency-Key"] = headers["Idempotency-Key"] or a.id
+    return { method = r.method, url = r.url, headers = headers, body = r.body }
+  elseif a.kind == "call" then
+    return { operation = r.operation, params = r.params, write = a.write }
+  elseif a.kind == "exec" then
+    return { argv = r.argv, stdin_bytes = r.stdin and #r.stdin or nil }
+  elseif a.kind == "lua" then
+    return { ["function"] = r.name }
+  end
+  return { message = r.message }
+end
+
+---------------------------------------------------------------------------
+-- Text output
+
+local colors = { done = "32", failed = "31", planned = "33", skipped = "90" }
+
+function Report:use_color()
+  local c = self.options.color
+  if c == 0 then return false end
+  if os.getenv("NO_COLOR") and os.getenv("NO_COLOR") ~= "" then return false end
+  if c == 1 then return true end
+  return core.isatty(1)
+end
+
+function Report:paint(code, s)
+  if not self.color then return s end
+  return ("\27[%sm%s\27[0m"):format(code, s)
+end
+
 local columns = {
   { "NUMBER", function(m) return m.number.phone_number end },
   { "NAME", function(m) return m.number.verified_name end },
@@ -130,10 +224,55 @@ local function table_lines(rows)
   return lines
 end
 
+-- Sorted "k=v" pairs of a flat table.
+local function pairs_line(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = ("%s=%s"):format(k, t[k]) end
+  return table.concat(keys, " ")
+end
+
+function Report:print_action(a, out)
+  local status = a.status
+  local outcome = status
+  if a.kind == "log" then
+    out:write("    log: ", a.request.message, "\n")
+    return
+  end
+  if a.result and a.result.http_status and a.result.http_status > 0 then
+    outcome = ("%s (HTTP %d)"):format(status, a.result.http_status)
+  elseif a.result and a.result.request_id then
+    outcome = ("%s (RequestId %s)"):format(status, a.result.request_id)
+  end
+  out:write(("    %-7s %s%s  %s\n"):format(a.kind, M.describe(a),
+    a.phone_number and ("  " .. a.phone_number) or "", self:paint(colors[status] or "0", outcome)))
+  if a.error then out:write("      error: ", a.error, "\n") end
+  if a.reason then out:write("      ", a.reason, "\n") end
+  if not self.dry_run then return end
+  -- The exact request, for review before applying.
+  local v = M.request_view(a)
+  if a.kind == "webhook" then
+    local names = {}
+    for k in pairs(v.headers) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do out:write(("      %s: %s\n"):format(k, v.headers[k])) end
+    if v.body then out:write("      ", v.body, "\n") end
+  elseif a.kind == "call" then
+    out:write("      ", pairs_line(v.params), "\n")
+    for k, cur in pairs(a.current or {}) do
+      out:write(("      %s: %q -> %q\n"):format(k, cur, v.params[k]))
+    end
+  elseif a.kind == "exec" and v.stdin_bytes then
+    out:write(("      stdin: %d bytes\n"):format(v.stdin_bytes))
+  end
+end
+
 function Report:print_text()
   local out = self.out
+  self.color = self:use_color()
   for _, e in ipairs(self.policies) do
-    out:write(e.name, e.file and ("  (" .. e.file .. ")") or "", "\n")
+    out:write(self:paint("1", e.name), e.file and ("  " .. e.file) or "", "\n")
     if e.description then out:write("  ", e.description, "\n") end
     local rows = {}
     for _, m in ipairs(self.matches) do
@@ -149,30 +288,155 @@ function Report:print_text()
       end
     end
     for _, line in ipairs(table_lines(rows)) do out:write("  ", line, "\n") end
-    out:write(("  %d of %d numbers matched"):format(e.matched, e.seen))
-    if e.errors > 0 then out:write((", %d errors"):format(e.errors)) end
-    out:write("\n\n")
+    local any = false
+    for _, a in ipairs(self.actions) do
+      if a.report_entry == e then
+        if not any then out:write(self.dry_run and "  plan (dry run: nothing sent)\n" or "  actions\n") end
+        any = true
+        self:print_action(a, out)
+      end
+    end
+    local line = ("  %d seen, %d matched"):format(e.seen, e.matched)
+    if e.planned > 0 then
+      line = line .. (", %d actions: %d planned, %d done, %d failed"):format(
+        e.planned, e.planned - e.done - e.failed - e.skipped, e.done, e.failed)
+      if e.skipped > 0 then line = line .. (", %d skipped"):format(e.skipped) end
+    end
+    if e.errors > 0 then line = line .. self:paint("31", (", %d errors"):format(e.errors)) end
+    out:write(line, "\n\n")
   end
+  self:print_summary_text()
+end
+
+function Report:print_summary_text()
+  local failed, numbers = 0, 0
+  for _, s in ipairs(self.spaces) do
+    if s.error then failed = failed + 1 else numbers = numbers + s.numbers end
+  end
+  local parts = { ("%d space%s"):format(#self.spaces, #self.spaces == 1 and "" or "s") }
+  if failed > 0 then parts[1] = parts[1] .. self:paint("31", (" (%d failed)"):format(failed)) end
+  parts[#parts + 1] = ("%d numbers"):format(numbers)
+  local st = self.call_stats
+  if st then
+    parts[#parts + 1] = ("%d API calls (%d throttled, %d retries)"):format(st.calls, st.throttled, st.retries)
+  end
+  self.out:write(("run: %s in %.1f s%s\n"):format(table.concat(parts, ", "),
+    core.monotonic() - self.started, self.replay and " (replayed)" or ""))
+end
+
+---------------------------------------------------------------------------
+-- JSON Lines
+
+local function space_fields(t, space)
+  t.space = space and space.cust_space_id or ""
+  t.space_label = space and space.label
+  return t
 end
 
 function Report:print_json()
   local out = self.out
-  for _, m in ipairs(self.matches) do
-    out:write(chatapp.json.encode {
-      type = "match", policy = m.policy.name,
-      space = m.space.cust_space_id or "", space_label = m.space.label,
-      number = m.number,
-    }, "\n")
+  local function emit(t) out:write(assert(core.json_encode(t)), "\n") end
+  for _, s in ipairs(self.spaces) do
+    emit(space_fields({ type = "space", numbers = s.numbers, error = s.error }, s.space))
   end
-  local summary = { type = "summary", status = self.status, message = self.message, policies = {} }
+  for _, m in ipairs(self.matches) do
+    emit(space_fields({ type = "match", policy = m.policy.name, number = m.number }, m.space))
+  end
+  for _, e in ipairs(self.errors) do
+    emit(space_fields({ type = "error", policy = e.policy.name,
+      phone_number = e.number and e.number.phone_number, message = e.message }, e.space))
+  end
+  for _, a in ipairs(self.actions) do
+    emit(space_fields({
+      type = "action", policy = a.policy, phone_number = a.phone_number, kind = a.kind,
+      id = a.id, status = a.status, request = M.request_view(a), current = a.current,
+      result = a.result, error = a.error, reason = a.reason,
+    }, a.space))
+  end
+  local summary = {
+    type = "summary", status = self.status, message = self.message,
+    dry_run = self.dry_run or false, replay = self.replay or false,
+    duration_s = core.monotonic() - self.started,
+    policies = chatapp.json.array(), calls = self.call_stats,
+  }
   for i, e in ipairs(self.policies) do
     summary.policies[i] = {
       name = e.name, seen = e.seen, matched = e.matched, planned = e.planned,
-      done = e.done, failed = e.failed, errors = e.errors,
+      done = e.done, failed = e.failed, skipped = e.skipped, errors = e.errors,
     }
   end
-  out:write(chatapp.json.encode(summary), "\n")
+  emit(summary)
 end
+
+---------------------------------------------------------------------------
+-- Prometheus metrics
+
+local function label_value(v)
+  return (tostring(v or ""):gsub("\\", "\\\\"):gsub("\n", "\\n"):gsub('"', '\\"'))
+end
+
+local function labels(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = ('%s="%s"'):format(k, label_value(t[k])) end
+  return "{" .. table.concat(keys, ",") .. "}"
+end
+
+function Report:metrics_text()
+  local lines = {}
+  local function metric(name, help, kind, samples)
+    lines[#lines + 1] = ("# HELP %s %s"):format(name, help)
+    lines[#lines + 1] = ("# TYPE %s %s"):format(name, kind)
+    for _, s in ipairs(samples) do
+      lines[#lines + 1] = ("%s%s %s"):format(name, s[1] and labels(s[1]) or "", s[2])
+    end
+  end
+  -- numbers by space, status, quality and tier
+  local counts, keys = {}, {}
+  for _, entry in ipairs(self.numbers) do
+    for _, n in ipairs(entry.list) do
+      local l = { space = entry.space.cust_space_id or "", space_label = entry.space.label or "",
+        status = n.status or "", quality = n.quality_rating or "", tier = n.messaging_limit_tier or "" }
+      local k = labels(l)
+      if not counts[k] then counts[k] = { l, 0 }; keys[#keys + 1] = k end
+      counts[k][2] = counts[k][2] + 1
+    end
+  end
+  table.sort(keys)
+  local samples = {}
+  for i, k in ipairs(keys) do samples[i] = counts[k] end
+  metric("chatapp_numbers", "Sender numbers by space, status, quality rating and messaging tier.", "gauge", samples)
+  local up = {}
+  for i, s in ipairs(self.spaces) do
+    up[i] = { { space = s.space.cust_space_id or "", space_label = s.space.label or "" }, s.error and 0 or 1 }
+  end
+  metric("chatapp_space_up", "1 when the space's numbers could be fetched.", "gauge", up)
+  local st = self.call_stats or {}
+  metric("chatapp_api_calls_total", "API calls made (logical calls).", "counter", { { nil, st.calls or 0 } })
+  metric("chatapp_api_attempts_total", "HTTP attempts, retries included.", "counter", { { nil, st.attempts or 0 } })
+  metric("chatapp_api_retries_total", "Retried attempts.", "counter", { { nil, st.retries or 0 } })
+  metric("chatapp_api_throttled_total", "Throttle answers (Throttling.*, System.LimitControl).", "counter",
+    { { nil, st.throttled or 0 } })
+  metric("chatapp_api_failed_total", "Calls that failed after all attempts.", "counter", { { nil, st.failed or 0 } })
+  local pol, act = {}, {}
+  for _, e in ipairs(self.policies) do
+    pol[#pol + 1] = { { policy = e.name }, e.matched }
+    for _, status in ipairs { "done", "failed", "skipped" } do
+      act[#act + 1] = { { policy = e.name, status = status }, e[status] }
+    end
+    act[#act + 1] = { { policy = e.name, status = "planned" }, e.planned - e.done - e.failed - e.skipped }
+  end
+  metric("chatapp_policy_matched", "Numbers matched by each policy.", "gauge", pol)
+  metric("chatapp_actions", "Actions by policy and outcome.", "gauge", act)
+  metric("chatapp_run_duration_seconds", "Duration of the run.", "gauge",
+    { { nil, ("%.3f"):format(core.monotonic() - self.started) } })
+  metric("chatapp_run_success", "1 when the run went well.", "gauge", { { nil, self.status == "ok" and 1 or 0 } })
+  metric("chatapp_run_timestamp_seconds", "When the run ended (Unix time).", "gauge", { { nil, os.time() } })
+  return table.concat(lines, "\n") .. "\n"
+end
+
+---------------------------------------------------------------------------
 
 function Report:finish()
   if self.options.output == "text" then
@@ -181,13 +445,25 @@ function Report:finish()
     self:print_json()
   end
   self.out:flush()
+  if self.options.metrics then
+    local ok, err = core.write_file_atomic(self.options.metrics, self:metrics_text())
+    if not ok then
+      local msg = "cannot write the metrics: " .. err
+      self:warn(msg)
+      self:fail("config", msg)
+    end
+  end
   return self
 end
 
 function Report:finish_check()
-  if self.options.output ~= "none" then
+  if self.options.output == "text" then
     for _, e in ipairs(self.policies) do
       self.out:write(("%s: ok (%s)\n"):format(e.name, e.file or "?"))
+    end
+  elseif self.options.output == "json" then
+    for _, e in ipairs(self.policies) do
+      self.out:write(assert(core.json_encode { type = "policy", name = e.name, file = e.file, status = "ok" }), "\n")
     end
   end
   return self

@@ -1,16 +1,24 @@
---- The run: load policies, fetch every space once, evaluate, report.
+--- The run: load policies, fetch every space once, evaluate, plan, carry
+--- the plan out (unless dry), report.
 --
 -- Created by the C runtime (ca_runtime.c) with the options of the
 -- configuration and the host functions:
 --   host.client() -> Client, credential source | nil, message, code
+--   host.http()   -> Client for plain HTTP (webhooks) | nil, message
 --   host.log(level, line)
 -- Policies decide; the runner carries out.  See docs/policies.md.
 
 local chatapp = require "chatapp"
+local core = chatapp.core
 local sandbox = require "chatapp.sandbox"
 local report = require "chatapp.report"
+local plans = require "chatapp.plan"
+local spaces_mod = require "chatapp.spaces"
+local recording = require "chatapp.recording"
+local executor = require "chatapp.executor"
 
 local QUERY = "QueryChatappPhoneNumbers"
+local MB = 1024 * 1024
 
 local Runner = {}
 Runner.__index = Runner
@@ -18,16 +26,27 @@ Runner.__index = Runner
 local M = {}
 
 function M.new(options, host)
+  options = options or {}
   return setmetatable({
-    options = options or {},
+    options = options,
     host = host,
     policies = {},
+    memory = (options.memory_limit_mb and options.memory_limit_mb > 0 and options.memory_limit_mb or 64) * MB,
+    instructions = options.instruction_limit and options.instruction_limit > 0
+      and options.instruction_limit or 200000000,
   }, Runner)
 end
 
 function Runner:log(level, line)
   self.host.log(level, line)
 end
+
+function Runner:new_budget()
+  return { instructions = self.instructions, memory = self.memory, retained = 0 }
+end
+
+---------------------------------------------------------------------------
+-- Loading
 
 --- Turn what a policy file returned into a list of policies.
 local function policies_of(value, name)
@@ -45,17 +64,25 @@ local function policies_of(value, name)
 end
 
 function Runner:load_string(name, src)
-  if src:sub(1, 1) == "\27" then
+  if src:byte(1) == 27 then
     return nil, name .. ": precompiled chunks are refused; give Lua source text"
   end
   local env = sandbox.env(function(line) self:log(0, name .. ": " .. line) end)
   local chunk, err = load(src, "@" .. name, "t", env)
   if not chunk then return nil, err end
-  local ok, value = pcall(chunk)
-  if not ok then return nil, tostring(value) end
+  local budget = self:new_budget()
+  local ok, value, kind = sandbox.call(budget, chunk)
+  if not ok then
+    return nil, ("%s%s"):format(value, kind == "error" and "" or (" (while loading " .. name .. ")"))
+  end
   local list, perr = policies_of(value, name)
   if not list then return nil, perr end
   for _, p in ipairs(list) do
+    for _, other in ipairs(self.policies) do
+      if other.name == p.name then
+        return nil, ("%s: policy name %q is already used by %s"):format(name, p.name, other.file)
+      end
+    end
     p.file = name
     for _, w in ipairs(p.warnings) do self:log(0, ("%s: policy %s: %s"):format(name, p.name, w)) end
     self.policies[#self.policies + 1] = p
@@ -71,54 +98,157 @@ function Runner:load_file(path)
   return self:load_string(path, src)
 end
 
---- The spaces to run over: the caller's own numbers by default.
+---------------------------------------------------------------------------
+-- Fetching
+
 function Runner:spaces()
-  return { { label = "own numbers" } }
+  if self.options.spaces then return spaces_mod.load(self.options.spaces) end
+  return { spaces_mod.OWN }
 end
 
---- Evaluate one policy over one space's numbers.
-local function evaluate(rep, policy, space, list)
+--- Fetch every space once: lists[i] or errors[i].
+function Runner:fetch(rep, spaces)
+  local lists, errors = {}, {}
+  if self.options.replay then
+    local rec, err = recording.load(self.options.replay)
+    if not rec then return nil, err, "config" end
+    for i, space in ipairs(spaces) do
+      lists[i], errors[i] = recording.answer(rec, space, self.options.replay)
+    end
+    rep.replay = true
+    return lists, errors
+  end
+  local client, source, code = self.host.client()
+  if not client then
+    return nil, source, code == "ECREDENTIALS" and "credentials" or "config"
+  end
+  self:log(1, "credentials: " .. source)
+  local requests = {}
+  for i, space in ipairs(spaces) do
+    requests[i] = { operation = QUERY, space = space, keep_body = self.options.record ~= nil }
+  end
+  lists, errors = client:batch(requests, { progress = self:progress_label("fetching spaces") })
+  if self.options.record then
+    local entries = {}
+    for i, space in ipairs(spaces) do
+      entries[i] = { space = space, body = lists[i] and lists[i].raw_body, error = errors[i] }
+      if lists[i] then lists[i].raw_body = nil end
+    end
+    local ok, err = recording.save(self.options.record, entries)
+    if not ok then rep:warn("cannot write the recording: " .. err); rep:fail("config", err) end
+  end
+  return lists, errors
+end
+
+-- Progress on stderr only when it is a terminal and the report goes
+-- somewhere else than stderr.
+function Runner:progress_label(label)
+  if self.options.output ~= "none" and core.isatty(2) then return label end
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- Evaluating
+
+-- Evaluate one policy over one space's numbers, planning its actions.
+function Runner:evaluate(rep, policy, space, list, plan, state)
+  local filter, decide = policy.filter, policy.decide
   for _, n in ipairs(list) do
+    if state.stopped then return end
     rep:seen(policy)
-    local ok, hit = true, policy:matches_where(n)
-    if hit and policy.filter then
-      ok, hit = xpcall(policy.filter, debug.traceback, n)
+    local ok, hit, kind = true, policy:matches_where(n), nil
+    if hit and filter then
+      ok, hit, kind = sandbox.call(state.budget, filter, n)
+    end
+    if ok and hit then
+      rep:matched(policy, space, n)
+      state.matched[#state.matched + 1] = n
+      if decide then
+        plans.focus(plan, n, space)
+        ok, hit, kind = sandbox.call(state.budget, decide, n, plan)
+      end
     end
     if not ok then
       rep:policy_error(policy, space, n, hit)
-    elseif hit then
-      rep:matched(policy, space, n)
+      if kind ~= "error" then
+        -- Out of budget: the rest of this policy's numbers are skipped.
+        state.stopped = true
+        rep:policy_error(policy, nil, nil, ("stopped: %s; raise the limit with --%s")
+          :format(kind == "memory" and "memory cap reached" or "instruction budget used up",
+                  kind == "memory" and "memory-limit-mb" or "instruction-limit"))
+      end
     end
   end
+end
+
+function Runner:plan_for(policy, rep, state)
+  local seen_ids = {}
+  return plans.new(policy, function(plan, action)
+    if state.count >= plans.MAX_ACTIONS then
+      error(("policy planned more than %d actions"):format(plans.MAX_ACTIONS), 3)
+    end
+    plans.complete(plan, action)
+    action.policy_ref = policy
+    action.number = rawget(plan, "_n")
+    -- The same action planned twice (same policy, subject and request)
+    -- is carried out once.
+    if seen_ids[action.id] then return action end
+    seen_ids[action.id] = true
+    state.count = state.count + 1
+    rep:action(action)
+    return action
+  end)
 end
 
 function Runner:run(flags)
   flags = flags or {}
   local rep = report.new(self.options, self.policies)
-  if flags.check then
-    return rep:finish_check()
-  end
-  local client, source, code = self.host.client()
-  if not client then
-    return rep:abort(code == "ECREDENTIALS" and "credentials" or "config", source)
-  end
-  self:log(1, "credentials: " .. source)
+  if flags.check then return rep:finish_check() end
 
-  local spaces = self:spaces()
-  local requests = {}
-  for i, space in ipairs(spaces) do
-    requests[i] = { operation = QUERY, space = space }
-  end
-  local lists, errors = client:batch(requests)
-  for i, space in ipairs(spaces) do
-    rep:space(space, lists[i], errors[i])
-  end
+  local spaces, serr = self:spaces()
+  if not spaces then return rep:abort("config", serr) end
+  local lists, errors, fail_kind = self:fetch(rep, spaces)
+  if not lists then return rep:abort(fail_kind, errors) end
+  for i, space in ipairs(spaces) do rep:space(space, lists[i], errors[i]) end
+
+  local budgets = {}
   for _, policy in ipairs(self.policies) do
+    local state = { budget = self:new_budget(), matched = {}, count = 0 }
+    budgets[policy.name] = state.budget
+    local plan = self:plan_for(policy, rep, state)
     for i, space in ipairs(spaces) do
-      if lists[i] then evaluate(rep, policy, space, lists[i]) end
+      if lists[i] and policy:uses_space(space) then
+        self:evaluate(rep, policy, space, lists[i], plan, state)
+      end
+    end
+    if policy.finish and not state.stopped then
+      plans.focus(plan, nil, nil)
+      local ok, err = sandbox.call(state.budget, policy.finish, plan, state.matched)
+      if not ok then rep:policy_error(policy, nil, nil, err) end
     end
   end
-  rep:calls(client:stats())
+
+  local dry = flags.dry_run or self.options.replay ~= nil
+  if not dry then
+    executor.run(rep.actions, {
+      client = function()
+        local c, err = self.host.client()
+        return c, err
+      end,
+      http = self.host.http,
+      allow_exec = self.options.allow_exec,
+      budget = function(name) return budgets[name] end,
+    })
+  else
+    for _, a in ipairs(rep.actions) do
+      if a.kind == "log" then a.status = "done" end
+    end
+  end
+  rep:settle(dry)
+  if not self.options.replay then
+    local client = self.host.client()
+    if client then rep:calls(client:stats()) end
+  end
   return rep:finish()
 end
 
