@@ -216,7 +216,9 @@ int main(int argc, char **argv)
 
   if (use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
     char err[512];
-    if (ca_emulator_start(NULL, &emu, err, sizeof err) != CHATAPP_OK) {
+    static const char *const quiet[] = {"--quiet", NULL};
+    if (ca_emulator_start(verbosity < 2 ? quiet : NULL, &emu, err,
+                          sizeof err) != CHATAPP_OK) {
       fprintf(stderr, "chatapp-run: --emulator: %s\n", err);
       goto out;
     }

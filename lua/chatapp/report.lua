@@ -356,7 +356,7 @@ function Report:print_json()
   local summary = {
     type = "summary", status = self.status, message = self.message,
     dry_run = self.dry_run or false, replay = self.replay or false,
-    duration_s = core.monotonic() - self.started,
+    duration_s = math.floor((core.monotonic() - self.started) * 1000 + 0.5) / 1000,
     policies = chatapp.json.array(), calls = self.call_stats,
   }
   for i, e in ipairs(self.policies) do
