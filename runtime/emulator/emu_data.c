@@ -17,8 +17,9 @@
  *
  * Members whose name starts with "_" are comments.  Number objects are kept
  * as (name, raw JSON text) pairs in their order, so every field, known or
- * not, nested or not, is passed through byte for byte; only members that a
- * call changes (UpdatePhoneWebhook) are re-encoded.
+ * not, nested or not, is passed through as written (only the whitespace
+ * between tokens is dropped); only members that a call changes
+ * (UpdatePhoneWebhook) are re-encoded.
  */
 #include "emu.h"
 
@@ -105,6 +106,38 @@ static char *sdup(const char *s)
   return s ? strdup(s) : NULL;
 }
 
+/*
+ * Copy the raw text of a JSON value without the whitespace between tokens
+ * (fixtures are indented; answers are compact).  Strings and numbers are
+ * kept byte for byte.
+ */
+static char *compact_dup(const char *s, size_t n)
+{
+  char *r = malloc(n + 1);
+  size_t i, o = 0;
+  int in_str = 0;
+
+  if (!r)
+    return NULL;
+  for (i = 0; i < n; i++) {
+    char c = s[i];
+    if (in_str) {
+      r[o++] = c;
+      if (c == '\\' && i + 1 < n)
+        r[o++] = s[++i];
+      else if (c == '"')
+        in_str = 0;
+    } else if (c == '"') {
+      in_str = 1;
+      r[o++] = c;
+    } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+      r[o++] = c;
+    }
+  }
+  r[o] = '\0';
+  return r;
+}
+
 /* Decode a raw JSON string value; NULL if it is not a string. */
 static char *decode_raw(const char *raw)
 {
@@ -136,7 +169,7 @@ static chatapp_status number_from_json(const ca_json *o, emu_number *n,
     goto nomem;
   for (m = o->child; m; m = m->next) {
     n->m[n->n].key = ndup(m->key, m->key_len);
-    n->m[n->n].raw = ndup(m->raw, m->raw_len);
+    n->m[n->n].raw = compact_dup(m->raw, m->raw_len);
     n->n++;
     if (!n->m[n->n - 1].key || !n->m[n->n - 1].raw)
       goto nomem;

@@ -233,7 +233,7 @@ int main(int argc, char **argv)
       log_path = optarg;
       break;
     case OPT_SKEW:
-      if (parse_uint(optarg, 86400 * 366, &skew))
+      if (parse_uint(optarg, 20u * 366 * 86400, &skew))
         return usage_error("--skew: expected seconds, got \"%s\"", optarg);
       break;
     case OPT_NONCE_MAX:
