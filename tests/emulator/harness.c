@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,19 +34,43 @@ static void sleep_ms(long ms)
   nanosleep(&ts, NULL);
 }
 
+static int rm_one(const char *path, const struct stat *sb, int flag,
+                  struct FTW *ftw)
+{
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Remove a temp dir and what is in it. */
+static void rm_tree(const char *dir)
+{
+  if (dir[0])
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char scratch[256];
+
+static void rm_scratch(void)
+{
+  rm_tree(scratch);
+}
+
 const char *scratch_dir(void)
 {
-  static char dir[256];
-
-  if (!dir[0]) {
-    snprintf(dir, sizeof dir, "/tmp/emu-test-XXXXXX");
-    if (!mkdtemp(dir)) {
+  if (!scratch[0]) {
+    snprintf(scratch, sizeof scratch, "/tmp/emu-test-XXXXXX");
+    if (!mkdtemp(scratch)) {
       perror("mkdtemp");
       exit(2);
     }
+    atexit(rm_scratch);
   }
-  return dir;
+  return scratch;
 }
+
+static void remember_run_dir(const char *dir);
 
 int emu_start(emu_proc *p, const char *const *args)
 {
@@ -58,6 +83,7 @@ int emu_start(emu_proc *p, const char *const *args)
   snprintf(p->dir, sizeof p->dir, "/tmp/emu-run-XXXXXX");
   if (!mkdtemp(p->dir))
     return -1;
+  remember_run_dir(p->dir);
   snprintf(portfile, sizeof portfile, "%s/port", p->dir);
   snprintf(p->log_path, sizeof p->log_path, "%s/log.jsonl", p->dir);
   argv[n++] = emu_exe;
@@ -102,6 +128,25 @@ int emu_start(emu_proc *p, const char *const *args)
   }
   emu_stop(p);
   return -1;
+}
+
+/* Run dirs are removed at exit (tests read a log after the stop). */
+static char run_dirs[32][256];
+static size_t nrun_dirs;
+
+static void rm_run_dirs(void)
+{
+  size_t i;
+  for (i = 0; i < nrun_dirs; i++)
+    rm_tree(run_dirs[i]);
+}
+
+static void remember_run_dir(const char *dir)
+{
+  if (nrun_dirs == 0)
+    atexit(rm_run_dirs);
+  if (nrun_dirs < sizeof run_dirs / sizeof run_dirs[0])
+    snprintf(run_dirs[nrun_dirs++], sizeof run_dirs[0], "%s", dir);
 }
 
 int emu_stop(emu_proc *p)
