@@ -321,7 +321,7 @@ static void test_fixture_dir(void)
   write_temp(NULL, "fixtures/b.json", b);
   write_temp(NULL, "fixtures/notes.txt", "not json");
   if (emu_start(&p, args) != 0) {
-    CHECK(!"emulator did not start");
+    CHECK(0 && "emulator did not start");
     return;
   }
   memset(&o, 0, sizeof o);

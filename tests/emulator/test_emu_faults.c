@@ -334,7 +334,7 @@ static void test_flags(void)
 
   fprintf(stderr, "faults from flags\n");
   if (emu_start(&p, args) != 0) {
-    CHECK(!"emulator did not start");
+    CHECK(0 && "emulator did not start");
     return;
   }
   t0 = now_ms();

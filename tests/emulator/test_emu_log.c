@@ -53,7 +53,7 @@ static void test_log(void)
 
   fprintf(stderr, "request log\n");
   if (emu_start(&p, args) != 0) {
-    CHECK(!"emulator did not start");
+    CHECK(0 && "emulator did not start");
     return;
   }
   memset(&o, 0, sizeof o);

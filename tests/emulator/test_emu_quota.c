@@ -209,7 +209,7 @@ static void test_retry_after(void)
 
   fprintf(stderr, "throttled answers with retry-after\n");
   if (emu_start(&p, args) != 0) {
-    CHECK(!"emulator did not start");
+    CHECK(0 && "emulator did not start");
     return;
   }
   memset(&o, 0, sizeof o);

@@ -285,7 +285,7 @@ static void test_e2e(const char *vectors)
                           pass == 0 ? "315360000" : "900", NULL};
     emu_proc p;
     if (emu_start(&p, args) != 0) {
-      CHECK(!"emulator did not start");
+      CHECK(0 && "emulator did not start");
       continue;
     }
     for (v = ca_json_get(ca_json_root(doc), "vectors")->child; v;
