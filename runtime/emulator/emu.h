@@ -52,8 +52,8 @@ typedef struct emu_kvs {
   size_t n, cap;
 } emu_kvs;
 
-chatapp_status emu_kvs_add(emu_kvs *l, const char *k, size_t kn,
-                           const char *v, size_t vn);
+chatapp_status emu_kvs_add(emu_kvs *l, const char *k, size_t kn, const char *v,
+                           size_t vn);
 void emu_kvs_free(emu_kvs *l);
 /* First value of key (exact match), or NULL. */
 const char *emu_kvs_get(const emu_kvs *l, const char *key);
@@ -101,8 +101,8 @@ char *emu_read_file(const char *path, size_t max, size_t *len);
 typedef struct emu_key {
   char *access_key_id;
   char *secret;
-  char *token;   /* STS security token, or NULL for a permanent key */
-  char *account; /* the owning account's uid */
+  char *token;     /* STS security token, or NULL for a permanent key */
+  char *account;   /* the owning account's uid */
   int64_t expires; /* wall-clock seconds; 0 = never */
   int disabled;
 } emu_key;
@@ -153,13 +153,17 @@ size_t emu_nonces_count(const emu_nonces *ns);
 
 /* ---- emu_verify.c ------------------------------------------------------ */
 
-typedef enum emu_scheme { EMU_SCHEME_NONE, EMU_SCHEME_V3, EMU_SCHEME_RPC } emu_scheme;
+typedef enum emu_scheme {
+  EMU_SCHEME_NONE,
+  EMU_SCHEME_V3,
+  EMU_SCHEME_RPC
+} emu_scheme;
 
 /* The outcome of checking a request's signature. */
 typedef struct emu_auth {
   emu_scheme scheme;
-  const char *code;    /* NULL: verified; else the error Code */
-  unsigned status;     /* HTTP status of the error */
+  const char *code; /* NULL: verified; else the error Code */
+  unsigned status;  /* HTTP status of the error */
   ca_buf message;
   char *access_key_id; /* as sent */
   const emu_key *key;  /* NULL when unknown */
@@ -198,7 +202,7 @@ typedef struct emu_quota {
   struct emu_qop {
     char *op;
     unsigned limit;
-  } *ops;
+  } * ops;
   size_t nops;
   emu_qentry *entries; /* per (account, op) and per op (account NULL) */
 } emu_quota;
@@ -242,10 +246,10 @@ typedef enum emu_fault_kind {
 typedef struct emu_fault {
   unsigned id;
   emu_fault_kind kind;
-  char *op; /* scope: NULL = every operation */
-  double p; /* probability; 1 = always */
-  unsigned every; /* every Nth matching call; 0 = each */
-  long long next; /* fire for the next K matching calls; -1 = unlimited */
+  char *op;         /* scope: NULL = every operation */
+  double p;         /* probability; 1 = always */
+  unsigned every;   /* every Nth matching call; 0 = each */
+  long long next;   /* fire for the next K matching calls; -1 = unlimited */
   int64_t until_us; /* expiry (monotonic); 0 = never */
   uint64_t matched, fired;
   /* kind-specific */
@@ -267,16 +271,14 @@ typedef struct emu_faults {
 chatapp_status emu_fault_parse(const char *spec, size_t len, int64_t now_us,
                                emu_fault **out, char *err, size_t errlen);
 chatapp_status emu_fault_from_json(const ca_json *o, int64_t now_us,
-                                   emu_fault **out, char *err,
-                                   size_t errlen);
+                                   emu_fault **out, char *err, size_t errlen);
 void emu_fault_free(emu_fault *f);
 void emu_faults_add(emu_faults *fs, emu_fault *f); /* takes ownership */
 void emu_faults_clear(emu_faults *fs);
 int emu_faults_remove(emu_faults *fs, unsigned id); /* 1 if found */
 const char *emu_fault_kind_name(emu_fault_kind k);
 /* Append the rules as a JSON array. */
-chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b,
-                               int64_t now_us);
+chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b, int64_t now_us);
 
 /* Latency rules matching op (any call). */
 int64_t emu_faults_latency(emu_faults *fs, const char *op, int64_t now_us);
@@ -291,8 +293,8 @@ void emu_faults_expire(emu_faults *fs, int64_t now_us);
 /* ---- emu_data.c -------------------------------------------------------- */
 
 typedef struct emu_member {
-  char *key;  /* decoded member name */
-  char *raw;  /* the value's JSON text, passed through untouched */
+  char *key; /* decoded member name */
+  char *raw; /* the value's JSON text, passed through untouched */
 } emu_member;
 
 typedef struct emu_number {
@@ -306,7 +308,7 @@ typedef struct emu_space {
   char *cust_space_id; /* "" for the caller's own space */
   char *isv_code;      /* NULL: no IsvCode needed */
   char *label;
-  char *account;       /* NULL: every account may use it */
+  char *account; /* NULL: every account may use it */
   int is_default;
   emu_number *numbers;
   size_t nnumbers;
@@ -359,7 +361,7 @@ typedef struct emu_counts {
   struct emu_count {
     char *key;
     uint64_t n;
-  } *v;
+  } * v;
   size_t n;
 } emu_counts;
 
@@ -372,14 +374,14 @@ typedef struct emu_stats {
 typedef struct emu {
   pthread_mutex_t lock; /* guards everything below except log */
   emu_keys keys;
-  emu_data data;         /* the live data, changed by calls */
-  emu_data pristine;     /* as loaded, for POST /_emulator/reset */
+  emu_data data;     /* the live data, changed by calls */
+  emu_data pristine; /* as loaded, for POST /_emulator/reset */
   emu_quota quota;
   emu_nonces nonces;
   emu_faults faults;
   emu_stats stats;
   emu_log *log;
-  int64_t skew_s;       /* allowed timestamp skew, seconds (900) */
+  int64_t skew_s;           /* allowed timestamp skew, seconds (900) */
   int throttle_retry_after; /* quota throttles carry retry-after headers */
   unsigned port;
   atomic_int stopping;
@@ -399,9 +401,9 @@ typedef enum emu_send_mode {
 
 /* A request as received. */
 typedef struct emu_request {
-  int64_t arrival_us;  /* monotonic, when the request line came in */
+  int64_t arrival_us; /* monotonic, when the request line came in */
   int64_t arrival_wall_ms;
-  char *raw_uri;       /* path and query as sent */
+  char *raw_uri; /* path and query as sent */
   const char *method;
   emu_kvs headers;
   ca_buf body;
@@ -412,11 +414,11 @@ typedef struct emu_request {
 /* An answer to send. */
 typedef struct emu_answer {
   unsigned status;
-  char code[96];       /* the body's Code, for logs and statistics */
+  char code[96]; /* the body's Code, for logs and statistics */
   ca_buf body;
-  emu_kvs headers;     /* extra response headers */
+  emu_kvs headers; /* extra response headers */
   emu_send_mode mode;
-  int64_t delay_us;    /* sleep before answering */
+  int64_t delay_us; /* sleep before answering */
   long long after_bytes, bytes, interval_ms, hang_ms;
 } emu_answer;
 
@@ -436,8 +438,7 @@ void emu_stats_reset(emu_stats *s, int64_t now_us); /* also frees */
 
 /* emu_ops.c: run an operation whose call was accepted (emu.lock held). */
 void emu_ops_run(emu *e, const char *op, const emu_kvs *params,
-                 const char *account, const char *request_id,
-                 emu_answer *a);
+                 const char *account, const char *request_id, emu_answer *a);
 /* 1 if op is a CAMS operation the emulator answers. */
 int emu_ops_known(const char *op);
 /* 1 if op is a documented CAMS operation (emulated or not). */

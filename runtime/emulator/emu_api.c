@@ -44,8 +44,9 @@ void emu_answer_error(emu_answer *a, unsigned status, const char *code,
   a->status = status;
   snprintf(a->code, sizeof a->code, "%s", code);
   ca_buf_reset(&a->body);
-  st = ca_buf_printf(&a->body, "{\"RequestId\":\"%s\",\"HostId\":\"%s\","
-                               "\"Code\":",
+  st = ca_buf_printf(&a->body,
+                     "{\"RequestId\":\"%s\",\"HostId\":\"%s\","
+                     "\"Code\":",
                      rid, EMU_HOST_ID);
   if (!st)
     st = emu_json_strz(&a->body, code);
@@ -148,8 +149,8 @@ static chatapp_status log_line(ca_buf *b, const emu_request *rq,
   if (!st)
     st = emu_json_strz(b, rq->method);
   if (!st)
-    st = ca_buf_printf(b, ",\"scheme\":\"%s\",\"op\":",
-                       scheme_name(au->scheme));
+    st =
+      ca_buf_printf(b, ",\"scheme\":\"%s\",\"op\":", scheme_name(au->scheme));
   if (!st)
     st = emu_json_strz(b, au->action);
   if (!st)
@@ -202,8 +203,9 @@ static chatapp_status log_line(ca_buf *b, const emu_request *rq,
   if (!st)
     st = emu_json_strz(b, a->code);
   if (!st)
-    st = ca_buf_printf(b, ",\"status\":%u,\"request_id\":\"%s\","
-                          "\"delay_ms\":%lld}",
+    st = ca_buf_printf(b,
+                       ",\"status\":%u,\"request_id\":\"%s\","
+                       "\"delay_ms\":%lld}",
                        a->status, rid, (long long)(delay_us / 1000));
   return st;
 }
@@ -225,8 +227,9 @@ void emu_api_call(emu *e, emu_request *rq, emu_answer *a)
   if (rq->body_too_big) {
     au.code = "InvalidParameter";
     au.status = 413;
-    (void)ca_buf_printf(&au.message, "The request body is larger than %d "
-                                     "bytes.",
+    (void)ca_buf_printf(&au.message,
+                        "The request body is larger than %d "
+                        "bytes.",
                         EMU_MAX_BODY);
   } else {
     emu_verify(e, rq, &au);
@@ -311,8 +314,8 @@ void emu_api_call(emu *e, emu_request *rq, emu_answer *a)
   emu_counts_add(&e->stats.answers_by_code, a->code);
   emu_faults_expire(&e->faults, now);
   pthread_mutex_unlock(&e->lock);
-  if (e->log && log_line(&line, rq, &au, a, rid, verdict, fired, delay) ==
-                  CHATAPP_OK)
+  if (e->log &&
+      log_line(&line, rq, &au, a, rid, verdict, fired, delay) == CHATAPP_OK)
     emu_log_line(e->log, line.ptr, line.len);
   ca_buf_free(&line);
   emu_auth_free(&au);

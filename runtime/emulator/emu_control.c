@@ -89,8 +89,9 @@ static chatapp_status qentry_json(ca_buf *b, const emu_qentry *q)
   chatapp_status st = emu_json_strz(b, q->op);
 
   if (!st)
-    st = ca_buf_printf(b, ":{\"accepted\":%llu,\"throttled\":%llu,"
-                          "\"busiest_1s\":%zu}",
+    st = ca_buf_printf(b,
+                       ":{\"accepted\":%llu,\"throttled\":%llu,"
+                       "\"busiest_1s\":%zu}",
                        (unsigned long long)q->accepted,
                        (unsigned long long)q->throttled, q->busiest);
   return st;
@@ -113,11 +114,11 @@ static chatapp_status stats_json(emu *e, ca_buf *b, int64_t now)
     "\"throttled\":%llu,\"rejected\":%llu,\"faulted\":%llu,"
     "\"control\":%llu,\"nonces_remembered\":%zu,\"faults_active\":%zu,"
     "\"rejected_by_code\":",
-    (long long)((now - s->started_us) / 1000),
-    (unsigned long long)s->requests, (unsigned long long)s->accepted,
-    (unsigned long long)s->ok, (unsigned long long)s->throttled,
-    (unsigned long long)s->rejected, (unsigned long long)s->faulted,
-    (unsigned long long)s->control, emu_nonces_count(&e->nonces), nf);
+    (long long)((now - s->started_us) / 1000), (unsigned long long)s->requests,
+    (unsigned long long)s->accepted, (unsigned long long)s->ok,
+    (unsigned long long)s->throttled, (unsigned long long)s->rejected,
+    (unsigned long long)s->faulted, (unsigned long long)s->control,
+    emu_nonces_count(&e->nonces), nf);
   if (!st)
     st = counts_json(b, &s->rejected_by_code);
   if (!st)
@@ -211,9 +212,8 @@ static void add_faults(emu *e, const emu_request *rq, int quota_only,
                        emu_answer *a)
 {
   char jerr[160], err[256];
-  ca_json_doc *doc =
-    ca_json_parse(ca_buf_str(&rq->body), rq->body.len, 16, 0, jerr,
-                  sizeof jerr);
+  ca_json_doc *doc = ca_json_parse(ca_buf_str(&rq->body), rq->body.len, 16, 0,
+                                   jerr, sizeof jerr);
   const ca_json *root = doc ? ca_json_root(doc) : NULL, *list, *m;
   emu_fault **fs = NULL;
   size_t n = 0, i;
@@ -229,8 +229,8 @@ static void add_faults(emu *e, const emu_request *rq, int quota_only,
   list = root;
   if (root->type == CA_JSON_OBJECT && ca_json_get(root, "faults"))
     list = ca_json_get(root, "faults");
-  if (quota_only && (root->type != CA_JSON_OBJECT ||
-                     ca_json_get(root, "kind"))) {
+  if (quota_only &&
+      (root->type != CA_JSON_OBJECT || ca_json_get(root, "kind"))) {
     reply_error(a, 400, "expected {\"quota\":N, \"for_ms\":MS, \"op\":...}");
     goto out;
   }

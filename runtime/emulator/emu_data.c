@@ -158,8 +158,9 @@ static chatapp_status number_from_json(const ca_json *o, emu_number *n,
 
   memset(n, 0, sizeof *n);
   if (o->type != CA_JSON_OBJECT || !phone || !*phone) {
-    snprintf(err, errlen, "each phone number is an object with a "
-                          "\"PhoneNumber\" string");
+    snprintf(err, errlen,
+             "each phone number is an object with a "
+             "\"PhoneNumber\" string");
     return CHATAPP_EPARSE;
   }
   n->m = calloc(o->count ? o->count : 1, sizeof *n->m);
@@ -181,8 +182,8 @@ nomem:
 }
 
 static const char *const space_fields[] = {
-  "cust_space_id", "default", "isv_code", "account", "label",
-  "phone_numbers", NULL,
+  "cust_space_id", "default",       "isv_code", "account",
+  "label",         "phone_numbers", NULL,
 };
 
 static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
@@ -208,9 +209,10 @@ static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
   }
   nums = ca_json_get(o, "phone_numbers");
   if (!id || !nums || nums->type != CA_JSON_ARRAY) {
-    snprintf(err, errlen, "a space needs \"cust_space_id\" (a string, \"\" "
-                          "for the caller's own numbers) and "
-                          "\"phone_numbers\" (an array)");
+    snprintf(err, errlen,
+             "a space needs \"cust_space_id\" (a string, \"\" "
+             "for the caller's own numbers) and "
+             "\"phone_numbers\" (an array)");
     return CHATAPP_EPARSE;
   }
   for (i = 0; i < d->nspaces; i++) {
@@ -240,10 +242,9 @@ static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
       return st;
     s->nnumbers++;
     for (i = 0; i + 1 < s->nnumbers; i++) {
-      if (strcmp(s->numbers[i].phone, s->numbers[s->nnumbers - 1].phone) ==
-          0) {
-        snprintf(err, errlen, "space \"%s\": PhoneNumber %s appears twice",
-                 id, s->numbers[i].phone);
+      if (strcmp(s->numbers[i].phone, s->numbers[s->nnumbers - 1].phone) == 0) {
+        snprintf(err, errlen, "space \"%s\": PhoneNumber %s appears twice", id,
+                 s->numbers[i].phone);
         return CHATAPP_EPARSE;
       }
     }
@@ -253,8 +254,9 @@ static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
     if (t->is_default && s->is_default &&
         ((!t->account && !s->account) ||
          (t->account && s->account && !strcmp(t->account, s->account)))) {
-      snprintf(err, errlen, "two default spaces (\"%s\" and \"%s\") for the "
-                            "same account",
+      snprintf(err, errlen,
+               "two default spaces (\"%s\" and \"%s\") for the "
+               "same account",
                t->cust_space_id, id);
       return CHATAPP_EPARSE;
     }
@@ -262,9 +264,8 @@ static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
   return CHATAPP_OK;
 }
 
-static chatapp_status load_text(emu_data *d, const char *name,
-                                const char *text, size_t len, char *err,
-                                size_t errlen)
+static chatapp_status load_text(emu_data *d, const char *name, const char *text,
+                                size_t len, char *err, size_t errlen)
 {
   char jerr[160], serr[200];
   ca_json_doc *doc = ca_json_parse(text, len, 64, 0, jerr, sizeof jerr);
@@ -284,8 +285,9 @@ static chatapp_status load_text(emu_data *d, const char *name,
   } else if (ca_json_get(root, "cust_space_id")) {
     st = add_space(d, root, serr, sizeof serr);
   } else {
-    snprintf(serr, sizeof serr, "expected {\"spaces\": [...]} or one space "
-                                "object");
+    snprintf(serr, sizeof serr,
+             "expected {\"spaces\": [...]} or one space "
+             "object");
     st = CHATAPP_EPARSE;
   }
   if (st)

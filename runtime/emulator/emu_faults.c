@@ -34,14 +34,31 @@
 #include "ca_crypto.h"
 
 static const char *const kind_names[EMU_FAULT_NKINDS] = {
-  "latency", "error", "reset", "truncate", "malformed", "drip",
-  "oversize", "chunked", "redirect", "hang", "quota",
+  "latency",  "error",   "reset",    "truncate", "malformed", "drip",
+  "oversize", "chunked", "redirect", "hang",     "quota",
 };
 
 static const char *const fields[] = {
-  "kind", "op", "p", "every", "next", "for_ms", "ms", "jitter_ms",
-  "interval_ms", "after_bytes", "bytes", "status", "quota", "code",
-  "message", "location", "body", "retry_after", "x_acs_retry_after", NULL,
+  "kind",
+  "op",
+  "p",
+  "every",
+  "next",
+  "for_ms",
+  "ms",
+  "jitter_ms",
+  "interval_ms",
+  "after_bytes",
+  "bytes",
+  "status",
+  "quota",
+  "code",
+  "message",
+  "location",
+  "body",
+  "retry_after",
+  "x_acs_retry_after",
+  NULL,
 };
 
 const char *emu_fault_kind_name(emu_fault_kind k)
@@ -154,9 +171,10 @@ chatapp_status emu_fault_from_json(const ca_json *o, int64_t now_us,
     if (strcmp(kind, kind_names[k]) == 0)
       break;
   if (!kind || k == EMU_FAULT_NKINDS) {
-    snprintf(err, errlen, "\"kind\" must be one of latency, error, reset, "
-                          "truncate, malformed, drip, oversize, chunked, "
-                          "redirect, hang, quota");
+    snprintf(err, errlen,
+             "\"kind\" must be one of latency, error, reset, "
+             "truncate, malformed, drip, oversize, chunked, "
+             "redirect, hang, quota");
     return CHATAPP_EINVAL;
   }
   f = calloc(1, sizeof *f);
@@ -172,18 +190,19 @@ chatapp_status emu_fault_from_json(const ca_json *o, int64_t now_us,
       str(o, "message", &f->message) || str(o, "location", &f->location) ||
       str(o, "body", &f->body) || str(o, "retry_after", &f->retry_after) ||
       str(o, "x_acs_retry_after", &f->x_acs_retry_after)) {
-    snprintf(err, errlen, "op, code, message, location, body, retry_after "
-                          "and x_acs_retry_after are strings");
+    snprintf(err, errlen,
+             "op, code, message, location, body, retry_after "
+             "and x_acs_retry_after are strings");
     goto bad;
   }
-#define NUMFIELD(name, lo, hi, assign)                                     \
-  r = num(o, name, &d);                                                    \
-  if (r < 0 || (r > 0 && (d < (lo) || d > (hi)))) {                        \
-    snprintf(err, errlen, "\"%s\" must be a number from %g to %g", name,   \
-             (double)(lo), (double)(hi));                                  \
-    goto bad;                                                              \
-  }                                                                        \
-  if (r > 0)                                                               \
+#define NUMFIELD(name, lo, hi, assign)                                         \
+  r = num(o, name, &d);                                                        \
+  if (r < 0 || (r > 0 && (d < (lo) || d > (hi)))) {                            \
+    snprintf(err, errlen, "\"%s\" must be a number from %g to %g", name,       \
+             (double)(lo), (double)(hi));                                      \
+    goto bad;                                                                  \
+  }                                                                            \
+  if (r > 0)                                                                   \
     assign;
   NUMFIELD("p", 0, 1, f->p = d)
   NUMFIELD("every", 1, 1e9, f->every = (unsigned)d)
@@ -399,8 +418,7 @@ int64_t emu_faults_latency(emu_faults *fs, const char *op, int64_t now_us)
   int64_t total = 0;
 
   for (f = fs->head; f; f = f->nextf) {
-    if (f->kind != EMU_FAULT_LATENCY || !applies(f, op, now_us) ||
-        !hits(fs, f))
+    if (f->kind != EMU_FAULT_LATENCY || !applies(f, op, now_us) || !hits(fs, f))
       continue;
     {
       double j = f->jitter_ms ? (2 * rnd(fs) - 1) * (double)f->jitter_ms : 0;
@@ -442,28 +460,26 @@ int emu_faults_quota(emu_faults *fs, const char *op, int64_t now_us,
   return found;
 }
 
-chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b,
-                               int64_t now_us)
+chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b, int64_t now_us)
 {
   const emu_fault *f;
   chatapp_status st = ca_buf_addc(b, '[');
 
   for (f = fs->head; f && !st; f = f->nextf) {
-    st = ca_buf_printf(b, "%s{\"id\":%u,\"kind\":\"%s\",\"op\":",
-                       f == fs->head ? "" : ",", f->id,
-                       emu_fault_kind_name(f->kind));
+    st = ca_buf_printf(
+      b, "%s{\"id\":%u,\"kind\":\"%s\",\"op\":", f == fs->head ? "" : ",",
+      f->id, emu_fault_kind_name(f->kind));
     if (!st)
       st = emu_json_strz(b, f->op);
     if (!st)
-      st = ca_buf_printf(b, ",\"p\":%g,\"every\":%u,\"next\":%lld,"
-                            "\"remaining_ms\":%lld,\"matched\":%llu,"
-                            "\"fired\":%llu",
-                         f->p, f->every, f->next,
-                         f->until_us ? (long long)((f->until_us - now_us) /
-                                                   1000)
-                                     : -1LL,
-                         (unsigned long long)f->matched,
-                         (unsigned long long)f->fired);
+      st = ca_buf_printf(
+        b,
+        ",\"p\":%g,\"every\":%u,\"next\":%lld,"
+        "\"remaining_ms\":%lld,\"matched\":%llu,"
+        "\"fired\":%llu",
+        f->p, f->every, f->next,
+        f->until_us ? (long long)((f->until_us - now_us) / 1000) : -1LL,
+        (unsigned long long)f->matched, (unsigned long long)f->fired);
     if (!st && f->kind == EMU_FAULT_LATENCY)
       st = ca_buf_printf(b, ",\"ms\":%lld,\"jitter_ms\":%lld", f->ms,
                          f->jitter_ms);

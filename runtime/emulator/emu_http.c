@@ -37,9 +37,9 @@
 
 #include <microhttpd.h>
 
-#define STEP_US      50000
-#define BLOCK_SIZE   16384
-#define CONTROL_LEN  (sizeof EMU_CONTROL_PATH - 1)
+#define STEP_US     50000
+#define BLOCK_SIZE  16384
+#define CONTROL_LEN (sizeof EMU_CONTROL_PATH - 1)
 
 enum { WAIT_DONE, WAIT_GONE, WAIT_STOP };
 
@@ -142,8 +142,8 @@ typedef struct body_state {
   emu_send_mode mode;
   char *data;
   size_t len;
-  uint64_t cut;      /* TRUNCATE/RESET: bytes to send */
-  uint64_t total;    /* OVERSIZE/CHUNKED: bytes in all; 0 = endless */
+  uint64_t cut;   /* TRUNCATE/RESET: bytes to send */
+  uint64_t total; /* OVERSIZE/CHUNKED: bytes in all; 0 = endless */
   int64_t interval_us;
 } body_state;
 
@@ -218,10 +218,9 @@ static struct MHD_Response *make_response(emu *e, int fd, emu_answer *a)
   long long half = (long long)(a->body.len / 2);
 
   if (a->mode == EMU_SEND_NORMAL)
-    return MHD_create_response_from_buffer(a->body.len,
-                                           (void *)(uintptr_t)
-                                             ca_buf_str(&a->body),
-                                           MHD_RESPMEM_MUST_COPY);
+    return MHD_create_response_from_buffer(
+      a->body.len, (void *)(uintptr_t)ca_buf_str(&a->body),
+      MHD_RESPMEM_MUST_COPY);
   b = calloc(1, sizeof *b);
   if (!b)
     return NULL;

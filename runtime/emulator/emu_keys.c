@@ -33,8 +33,7 @@ static const struct {
    "1000000000000001"},
   {"STS.emulatorTemporaryKey", "emulator-sts-secret", "emulator-sts-token",
    "1000000000000001"},
-  {"LTAIemulatorOtherAcct", "emulator-other-secret", NULL,
-   "1000000000000002"},
+  {"LTAIemulatorOtherAcct", "emulator-other-secret", NULL, "1000000000000002"},
 };
 
 static void wipe_free(char *s)
@@ -73,8 +72,7 @@ static chatapp_status key_set(emu_key *k, const char *id, const char *secret,
   k->secret = strdup(secret);
   k->token = token ? strdup(token) : NULL;
   k->account = strdup(account);
-  if (!k->access_key_id || !k->secret || (token && !k->token) ||
-      !k->account) {
+  if (!k->access_key_id || !k->secret || (token && !k->token) || !k->account) {
     key_free(k);
     return CHATAPP_ENOMEM;
   }
@@ -125,8 +123,10 @@ chatapp_status emu_keys_load(emu_keys *ks, const char *path, char *err,
   }
   keys = ca_json_get(ca_json_root(doc), "keys");
   if (!keys || keys->type != CA_JSON_ARRAY || keys->count == 0) {
-    snprintf(err, errlen, "%s: expected {\"keys\": [ ... ]} with at least "
-                          "one key", path);
+    snprintf(err, errlen,
+             "%s: expected {\"keys\": [ ... ]} with at least "
+             "one key",
+             path);
     goto out;
   }
   ks->v = calloc(keys->count, sizeof *ks->v);
@@ -143,14 +143,15 @@ chatapp_status emu_keys_load(emu_keys *ks, const char *path, char *err,
     const ca_json *dis = ca_json_get(k, "disabled");
 
     if (!id || !*id || !secret || !*secret || !account || !*account) {
-      snprintf(err, errlen, "%s: key %zu needs access_key_id, "
-                            "access_key_secret and account strings",
+      snprintf(err, errlen,
+               "%s: key %zu needs access_key_id, "
+               "access_key_secret and account strings",
                path, i + 1);
       goto out;
     }
     if (emu_keys_find(ks, id)) {
-      snprintf(err, errlen, "%s: key %zu: access_key_id %s given twice",
-               path, i + 1, id);
+      snprintf(err, errlen, "%s: key %zu: access_key_id %s given twice", path,
+               i + 1, id);
       goto out;
     }
     st = key_set(&ks->v[ks->n], id, secret, token && *token ? token : NULL,
@@ -160,8 +161,10 @@ chatapp_status emu_keys_load(emu_keys *ks, const char *path, char *err,
     ks->n++;
     st = CHATAPP_ECONFIG;
     if (exp && emu_parse_iso8601(exp, &ks->v[ks->n - 1].expires) != 0) {
-      snprintf(err, errlen, "%s: key %s: expiration must look like "
-                            "2030-01-01T00:00:00Z", path, id);
+      snprintf(err, errlen,
+               "%s: key %s: expiration must look like "
+               "2030-01-01T00:00:00Z",
+               path, id);
       goto out;
     }
     ks->v[ks->n - 1].disabled = dis && dis->type == CA_JSON_TRUE;

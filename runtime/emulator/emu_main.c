@@ -48,7 +48,8 @@ static const char usage_text[] =
   "                       (default 900 = 15 min)\n"
   "  --nonce-max N        nonces kept per generation (default 1000000)\n"
   "  --fault SPEC         a fault rule (repeatable): JSON or key=value,...\n"
-  "  --latency MS[:J]     shorthand for --fault kind=latency,ms=MS,jitter_ms=J\n"
+  "  --latency MS[:J]     shorthand for --fault "
+  "kind=latency,ms=MS,jitter_ms=J\n"
   "  --log FILE           request log, JSON Lines, flushed per line (- =\n"
   "                       standard output)\n"
   "  -q, --quiet          no banner on standard error\n"
@@ -58,24 +59,31 @@ static const char usage_text[] =
   "Once listening it prints http://127.0.0.1:PORT on standard output.\n"
   "\n"
   "Built-in credentials (throwaway, valid only here):\n"
-  "  LTAIemulatorTestKey01 / emulator-secret-not-real  account 1000000000000001\n"
+  "  LTAIemulatorTestKey01 / emulator-secret-not-real  account "
+  "1000000000000001\n"
   "  STS.emulatorTemporaryKey / emulator-sts-secret, token emulator-sts-token\n"
-  "                                                    account 1000000000000001\n"
-  "  LTAIemulatorOtherAcct / emulator-other-secret     account 1000000000000002\n"
+  "                                                    account "
+  "1000000000000001\n"
+  "  LTAIemulatorOtherAcct / emulator-other-secret     account "
+  "1000000000000002\n"
   "--keys FILE: {\"keys\":[{\"access_key_id\":..., \"access_key_secret\":...,\n"
   "  \"account\":..., \"security_token\": (STS), \"expiration\": (ISO 8601),\n"
   "  \"disabled\": bool}]}\n"
   "\n"
   "Operations: QueryChatappPhoneNumbers (CustSpaceId, IsvCode, Status),\n"
-  "ChatappSyncPhoneNumber, UpdatePhoneWebhook, GetPhoneNumberVerificationStatus;\n"
+  "ChatappSyncPhoneNumber, UpdatePhoneWebhook, "
+  "GetPhoneNumberVerificationStatus;\n"
   "others answer InvalidAction.NotFound (404).\n"
   "\n"
   "Fixture: {\"spaces\":[{\"cust_space_id\":\"C1\", \"default\":bool,\n"
-  "  \"isv_code\":..., \"account\":..., \"label\":..., \"phone_numbers\":[...]}]}\n"
+  "  \"isv_code\":..., \"account\":..., \"label\":..., "
+  "\"phone_numbers\":[...]}]}\n"
   "  number objects are served as they are, unknown fields included.\n"
   "\n"
-  "Fault rules: kind = latency {ms, jitter_ms} | error {code, status, message}\n"
-  "  | reset {after_bytes} | truncate {after_bytes} | malformed {body, status}\n"
+  "Fault rules: kind = latency {ms, jitter_ms} | error {code, status, "
+  "message}\n"
+  "  | reset {after_bytes} | truncate {after_bytes} | malformed {body, "
+  "status}\n"
   "  | drip {interval_ms} | oversize {bytes} | chunked {bytes, 0 = endless}\n"
   "  | redirect {location, status} | hang {ms, 0 = until the client leaves}\n"
   "  | quota {quota}; any rule: op, p (probability), every (Nth call),\n"
@@ -110,8 +118,8 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
   return 0;
 }
 
-__attribute__((format(printf, 1, 2))) static int
-usage_error(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
+                                                             ...)
 {
   va_list ap;
 
@@ -124,9 +132,20 @@ usage_error(const char *fmt, ...)
 }
 
 enum {
-  OPT_PORT = 256, OPT_PORT_FILE, OPT_DATA, OPT_KEYS, OPT_QUOTA, OPT_QUOTA_OP,
-  OPT_FAULT, OPT_LATENCY, OPT_LOG, OPT_SKEW, OPT_NONCE_MAX, OPT_VERSION,
-  OPT_PRINT_SAMPLE, OPT_RETRY_AFTER,
+  OPT_PORT = 256,
+  OPT_PORT_FILE,
+  OPT_DATA,
+  OPT_KEYS,
+  OPT_QUOTA,
+  OPT_QUOTA_OP,
+  OPT_FAULT,
+  OPT_LATENCY,
+  OPT_LOG,
+  OPT_SKEW,
+  OPT_NONCE_MAX,
+  OPT_VERSION,
+  OPT_PRINT_SAMPLE,
+  OPT_RETRY_AFTER,
 };
 
 static const struct option long_opts[] = {
@@ -155,8 +174,8 @@ static int add_fault(emu *e, const char *spec)
   emu_fault *f = NULL;
   char err[256];
 
-  if (emu_fault_parse(spec, strlen(spec), emu_mono_us(), &f, err,
-                      sizeof err) != CHATAPP_OK)
+  if (emu_fault_parse(spec, strlen(spec), emu_mono_us(), &f, err, sizeof err) !=
+      CHATAPP_OK)
     return usage_error("--fault: %s", err);
   emu_faults_add(&e->faults, f);
   return 0;
@@ -238,8 +257,7 @@ int main(int argc, char **argv)
       break;
     case OPT_NONCE_MAX:
       if (parse_uint(optarg, 100000000, &nonce_max) || nonce_max == 0)
-        return usage_error("--nonce-max: expected a count, got \"%s\"",
-                           optarg);
+        return usage_error("--nonce-max: expected a count, got \"%s\"", optarg);
       break;
     case OPT_RETRY_AFTER:
       e.throttle_retry_after = 1;
@@ -271,8 +289,7 @@ int main(int argc, char **argv)
   if (pthread_mutex_init(&e.lock, NULL) != 0)
     return 1;
   emu_quota_init(&e.quota, quota);
-  emu_nonces_init(&e.nonces, 2 * (int64_t)skew * 1000000 + 60000000,
-                  nonce_max);
+  emu_nonces_init(&e.nonces, 2 * (int64_t)skew * 1000000 + 60000000, nonce_max);
   emu_stats_reset(&e.stats, emu_mono_us());
   e.skew_s = skew;
   for (i = 0; i < quota_ops.n; i++) {
@@ -313,8 +330,7 @@ int main(int argc, char **argv)
     char text[16];
     int n = snprintf(text, sizeof text, "%u\n", e.port);
     if (emu_write_file_atomic(port_file, text, (size_t)n) != 0) {
-      fprintf(stderr, "chatapp-emulator: %s: %s\n", port_file,
-              strerror(errno));
+      fprintf(stderr, "chatapp-emulator: %s: %s\n", port_file, strerror(errno));
       goto out;
     }
   }

@@ -18,26 +18,49 @@
 #include <string.h>
 
 static const char *const documented[] = {
-  "QueryChatappPhoneNumbers", "ChatappSyncPhoneNumber",
-  "UpdatePhoneWebhook", "GetPhoneNumberVerificationStatus",
-  "GetWhatsappHealthStatus", "GetChatappPhoneNumberMetric",
-  "EnableWhatsappROIMetric", "GetChatappPhoneNumberSetting",
-  "QueryPhoneBusinessProfile", "GetPhoneEncryptionPublicKey",
-  "GetConversationalAutomation", "GetCommerceSetting",
-  "ListPhoneMessageQrdl", "GetWhatsappUserName",
-  "GetWhatsappUserNameSuggestions", "QueryChatappBindWaba",
-  "QueryWabaBusinessInfo", "ListChatappMessage", "UpdateAccountWebhook",
-  "ModifyPhoneBusinessProfile", "UpdatePhoneEncryptionPublicKey",
-  "UpdateConversationalAutomation", "UpdateCommerceSetting",
-  "CreatePhoneMessageQrdl", "UpdatePhoneMessageQrdl",
-  "DeletePhoneMessageQrdl", "UpdateWhatsappUserName",
-  "DeleteWhatsappUserName", "FlowBindPhone", "FlowUnbindPhone",
-  "FlowRebindPhone", "AddChatappPhoneNumber", "GetChatappVerifyCode",
-  "ChatappVerifyAndRegister", "ChatappPhoneNumberRegister",
-  "ChatappPhoneNumberDeregister", "GetPreValidatePhoneId",
-  "CreateChatappMigrationInitiate", "GetMigrationVerifyCode",
-  "ChatappMigrationVerified", "ChatappMigrationRegister",
-  "SubmitVerifyCodeResult", NULL,
+  "QueryChatappPhoneNumbers",
+  "ChatappSyncPhoneNumber",
+  "UpdatePhoneWebhook",
+  "GetPhoneNumberVerificationStatus",
+  "GetWhatsappHealthStatus",
+  "GetChatappPhoneNumberMetric",
+  "EnableWhatsappROIMetric",
+  "GetChatappPhoneNumberSetting",
+  "QueryPhoneBusinessProfile",
+  "GetPhoneEncryptionPublicKey",
+  "GetConversationalAutomation",
+  "GetCommerceSetting",
+  "ListPhoneMessageQrdl",
+  "GetWhatsappUserName",
+  "GetWhatsappUserNameSuggestions",
+  "QueryChatappBindWaba",
+  "QueryWabaBusinessInfo",
+  "ListChatappMessage",
+  "UpdateAccountWebhook",
+  "ModifyPhoneBusinessProfile",
+  "UpdatePhoneEncryptionPublicKey",
+  "UpdateConversationalAutomation",
+  "UpdateCommerceSetting",
+  "CreatePhoneMessageQrdl",
+  "UpdatePhoneMessageQrdl",
+  "DeletePhoneMessageQrdl",
+  "UpdateWhatsappUserName",
+  "DeleteWhatsappUserName",
+  "FlowBindPhone",
+  "FlowUnbindPhone",
+  "FlowRebindPhone",
+  "AddChatappPhoneNumber",
+  "GetChatappVerifyCode",
+  "ChatappVerifyAndRegister",
+  "ChatappPhoneNumberRegister",
+  "ChatappPhoneNumberDeregister",
+  "GetPreValidatePhoneId",
+  "CreateChatappMigrationInitiate",
+  "GetMigrationVerifyCode",
+  "ChatappMigrationVerified",
+  "ChatappMigrationRegister",
+  "SubmitVerifyCodeResult",
+  NULL,
 };
 
 typedef void (*op_fn)(emu *e, const emu_kvs *p, const char *account,
@@ -49,8 +72,8 @@ static void op_sync(emu *, const emu_kvs *, const char *, const char *,
                     emu_answer *);
 static void op_update_webhook(emu *, const emu_kvs *, const char *,
                               const char *, emu_answer *);
-static void op_verification(emu *, const emu_kvs *, const char *,
-                            const char *, emu_answer *);
+static void op_verification(emu *, const emu_kvs *, const char *, const char *,
+                            emu_answer *);
 
 static const struct {
   const char *name;
@@ -145,8 +168,7 @@ static emu_space *space_of(emu *e, const char *id, const char *account,
 
   if (!s && id && *id)
     emu_answer_error(a, 400, "Unknown.ResourceOwnerId",
-                     "The resource does not belong to the current user.",
-                     rid);
+                     "The resource does not belong to the current user.", rid);
   return s;
 }
 
@@ -184,8 +206,7 @@ static void op_query(emu *e, const emu_kvs *p, const char *account,
     return;
   if (s && s->isv_code && !(isv && strcmp(isv, s->isv_code) == 0)) {
     emu_answer_error(a, 400, "Ram.PermissionDeny",
-                     "You are not authorized to perform the operation.",
-                     rid);
+                     "You are not authorized to perform the operation.", rid);
     return;
   }
   list_numbers(s, emu_kvs_get(p, "Status"), a, rid);

@@ -26,8 +26,8 @@ static char *dup_n(const char *s, size_t n)
   return r;
 }
 
-chatapp_status emu_kvs_add(emu_kvs *l, const char *k, size_t kn,
-                           const char *v, size_t vn)
+chatapp_status emu_kvs_add(emu_kvs *l, const char *k, size_t kn, const char *v,
+                           size_t vn)
 {
   char *kk = NULL, *vv = NULL;
 
@@ -290,8 +290,7 @@ int emu_parse_iso8601(const char *s, int64_t *epoch)
       s[13] != ':' || s[16] != ':' || s[19] != 'Z')
     return -1;
   if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) ||
-      digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) ||
-      digits(s + 17, 2, &se))
+      digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &se))
     return -1;
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
     return -1;

@@ -146,8 +146,8 @@ static int nonce_fresh(emu *e, emu_auth *a)
   int r;
 
   pthread_mutex_lock(&e->lock);
-  r = emu_nonces_check_add(&e->nonces, a->access_key_id, a->nonce,
-                           emu_mono_us());
+  r =
+    emu_nonces_check_add(&e->nonces, a->access_key_id, a->nonce, emu_mono_us());
   pthread_mutex_unlock(&e->lock);
   if (r == 1) {
     fail(a, 400, "SignatureNonceUsed",
@@ -155,8 +155,9 @@ static int nonce_fresh(emu *e, emu_auth *a)
     return -1;
   }
   if (r < 0) {
-    fail(a, 500, "InternalError", "The request processing has failed due "
-                                  "to some unknown error (out of memory).");
+    fail(a, 500, "InternalError",
+         "The request processing has failed due "
+         "to some unknown error (out of memory).");
     return -1;
   }
   return 0;
@@ -249,8 +250,7 @@ static void verify_v3(emu *e, const emu_request *rq, const emu_kvs *query,
   a->access_key_id = strdup(cred);
   a->action = dup_or_null(emu_kvs_geti(&rq->headers, "x-acs-action"));
   a->version = dup_or_null(emu_kvs_geti(&rq->headers, "x-acs-version"));
-  a->nonce =
-    dup_or_null(emu_kvs_geti(&rq->headers, "x-acs-signature-nonce"));
+  a->nonce = dup_or_null(emu_kvs_geti(&rq->headers, "x-acs-signature-nonce"));
   if (ca_buf_adds(&a->signed_headers, sh) != CHATAPP_OK) {
     fail(a, 400, "IncompleteSignature", "SignedHeaders is too long.");
     goto out;
@@ -336,10 +336,9 @@ static void verify_v3(emu *e, const emu_request *rq, const emu_kvs *query,
   for (i = 0; i < rq->headers.n; i++) {
     const ca_kv *h = &rq->headers.v[i];
     int signed_ = list_has(sh, h->key);
-    if (!signed_ &&
-        (strcasecmp(h->key, "host") == 0 ||
-         strcasecmp(h->key, "content-type") == 0 ||
-         strncasecmp(h->key, "x-acs-", 6) == 0)) {
+    if (!signed_ && (strcasecmp(h->key, "host") == 0 ||
+                     strcasecmp(h->key, "content-type") == 0 ||
+                     strncasecmp(h->key, "x-acs-", 6) == 0)) {
       fail(a, 400, "IncompleteSignature",
            "The header \"%s\" was sent but is not in SignedHeaders; host, "
            "content-type and every x-acs-* header must be signed.",
@@ -485,8 +484,7 @@ void emu_verify(emu *e, const emu_request *rq, emu_auth *a)
   }
   if (ctype &&
       strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0 &&
-      emu_parse_urlencoded(ca_buf_str(&rq->body), rq->body.len, &form) !=
-        0) {
+      emu_parse_urlencoded(ca_buf_str(&rq->body), rq->body.len, &form) != 0) {
     fail(a, 400, "InvalidParameter",
          "The form body is not valid percent-encoding (or holds %%00).");
     goto out;

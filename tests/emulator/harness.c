@@ -242,10 +242,9 @@ static size_t on_header(char *d, size_t sz, size_t n, void *ud)
 }
 
 /* Perform a request; fills r. */
-static int perform(const char *method, const char *url,
-                   struct curl_slist *hdrs, const char *body,
-                   size_t body_len, long timeout_ms, size_t max_body,
-                   http_resp *r)
+static int perform(const char *method, const char *url, struct curl_slist *hdrs,
+                   const char *body, size_t body_len, long timeout_ms,
+                   size_t max_body, http_resp *r)
 {
   CURL *c = curl_easy_init();
   sink s;
@@ -456,8 +455,8 @@ int emu_call(const emu_proc *p, const call_opts *o, http_resp *r)
     snprintf(line, sizeof line, "Host: %s", o->sign_host);
     h = curl_slist_append(h, line);
   }
-  rc = perform(method, url, h, body.ptr, body.len, o->timeout_ms, o->max_body,
-               r);
+  rc =
+    perform(method, url, h, body.ptr, body.len, o->timeout_ms, o->max_body, r);
   curl_slist_free_all(h);
   ca_buf_free(&query);
   ca_buf_free(&body);

@@ -13,14 +13,14 @@
 #include "ca_json.h"
 #include "ca_sign.h"
 
-#define KEY_ID     "LTAIemulatorTestKey01"
-#define KEY_SECRET "emulator-secret-not-real"
-#define STS_ID     "STS.emulatorTemporaryKey"
-#define STS_SECRET "emulator-sts-secret"
-#define STS_TOKEN  "emulator-sts-token"
+#define KEY_ID      "LTAIemulatorTestKey01"
+#define KEY_SECRET  "emulator-secret-not-real"
+#define STS_ID      "STS.emulatorTemporaryKey"
+#define STS_SECRET  "emulator-sts-secret"
+#define STS_TOKEN   "emulator-sts-token"
 #define KEY2_ID     "LTAIemulatorOtherAcct"
 #define KEY2_SECRET "emulator-other-secret"
-#define QUERY      "QueryChatappPhoneNumbers"
+#define QUERY       "QueryChatappPhoneNumbers"
 
 typedef struct emu_proc {
   pid_t pid;
@@ -38,11 +38,11 @@ int emu_stop(emu_proc *p);
 
 typedef struct http_resp {
   long status;
-  int curl_code;   /* CURLE_* */
-  char *body;      /* NUL-terminated */
+  int curl_code; /* CURLE_* */
+  char *body;    /* NUL-terminated */
   size_t len;
-  char *headers;   /* raw response headers */
-  double seconds;  /* total time */
+  char *headers;  /* raw response headers */
+  double seconds; /* total time */
 } http_resp;
 
 void http_resp_free(http_resp *r);
@@ -57,17 +57,17 @@ typedef struct call_opts {
   const char *token;         /* STS token to send */
   const ca_kv *params;
   size_t nparams;
-  int legacy;                /* legacy HMAC-SHA1 instead of V3 */
-  int form;                  /* operation params in a form body */
-  long long ts_offset_s;     /* added to the signing time */
-  const char *nonce;         /* fixed nonce (default: fresh) */
-  const char *version;       /* default 2020-06-06 */
-  const char *sign_host;     /* host to sign (default 127.0.0.1:PORT) */
-  int tamper;                /* flip the signature */
-  int unsigned_acs_header;   /* send x-acs-extra unsigned */
-  const char *method;        /* default POST */
-  long timeout_ms;           /* default 10000 */
-  size_t max_body;           /* abort the transfer past this (0: 16 MB) */
+  int legacy;              /* legacy HMAC-SHA1 instead of V3 */
+  int form;                /* operation params in a form body */
+  long long ts_offset_s;   /* added to the signing time */
+  const char *nonce;       /* fixed nonce (default: fresh) */
+  const char *version;     /* default 2020-06-06 */
+  const char *sign_host;   /* host to sign (default 127.0.0.1:PORT) */
+  int tamper;              /* flip the signature */
+  int unsigned_acs_header; /* send x-acs-extra unsigned */
+  const char *method;      /* default POST */
+  long timeout_ms;         /* default 10000 */
+  size_t max_body;         /* abort the transfer past this (0: 16 MB) */
 } call_opts;
 
 /* One signed call.  0 when a response (of any status) arrived. */

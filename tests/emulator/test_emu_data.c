@@ -49,8 +49,8 @@ static const ca_json *number(const ca_json *root, const char *phone)
 {
   const ca_json *n;
 
-  for (n = ca_json_get(root, "PhoneNumbers") ?
-             ca_json_get(root, "PhoneNumbers")->child
+  for (n = ca_json_get(root, "PhoneNumbers")
+             ? ca_json_get(root, "PhoneNumbers")->child
              : NULL;
        n; n = n->next) {
     const char *pn = ca_json_get_str(n, "PhoneNumber");
@@ -85,19 +85,48 @@ static void collect(const ca_json *root, const char *field, char *seen,
 
 static void test_sample(const emu_proc *p)
 {
-  static const char *const fields[] = {
-    "Status", "QualityRating", "MessagingLimitTier",
-    "CodeVerificationStatus", "NameStatus", "IsOfficial", NULL};
-  static const char *const want[] = {
-    "CONNECTED", "FLAGGED", "RESTRICTED", "BANNED", "RATE_LIMITED",
-    "PENDING", "MIGRATED", "DISCONNECTED", "UNVERIFIED", "DELETED",
-    "UNKNOWN", "OFFLINE", "GREEN", "YELLOW", "RED", "TIER_50", "TIER_250",
-    "TIER_1K", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED",
-    "VERIFIED", "REVOKED", "MORE_INFORMATION_REQUESTED", "REJECTED",
-    "Approval", "Pending_Review", "Rejected", "Y", "N", NULL};
-  static const char *const spaces[] = {
-    "C20230115000001", "C20230220000002", "C20230307000003",
-    "C20230412000004", NULL};
+  static const char *const fields[] = {"Status",
+                                       "QualityRating",
+                                       "MessagingLimitTier",
+                                       "CodeVerificationStatus",
+                                       "NameStatus",
+                                       "IsOfficial",
+                                       NULL};
+  static const char *const want[] = {"CONNECTED",
+                                     "FLAGGED",
+                                     "RESTRICTED",
+                                     "BANNED",
+                                     "RATE_LIMITED",
+                                     "PENDING",
+                                     "MIGRATED",
+                                     "DISCONNECTED",
+                                     "UNVERIFIED",
+                                     "DELETED",
+                                     "UNKNOWN",
+                                     "OFFLINE",
+                                     "GREEN",
+                                     "YELLOW",
+                                     "RED",
+                                     "TIER_50",
+                                     "TIER_250",
+                                     "TIER_1K",
+                                     "TIER_2K",
+                                     "TIER_10K",
+                                     "TIER_100K",
+                                     "TIER_UNLIMITED",
+                                     "VERIFIED",
+                                     "REVOKED",
+                                     "MORE_INFORMATION_REQUESTED",
+                                     "REJECTED",
+                                     "Approval",
+                                     "Pending_Review",
+                                     "Rejected",
+                                     "Y",
+                                     "N",
+                                     NULL};
+  static const char *const spaces[] = {"C20230115000001", "C20230220000002",
+                                       "C20230307000003", "C20230412000004",
+                                       NULL};
   char seen[2048] = "|";
   ca_json_doc *d;
   const ca_json *root, *n;
@@ -120,8 +149,7 @@ static void test_sample(const emu_proc *p)
   total += count(root);
   ca_json_free(d);
   for (i = 0; spaces[i]; i++) {
-    ca_kv q[2] = {{"CustSpaceId", spaces[i]},
-                  {"IsvCode", "isv-acme-7f3k9q2m"}};
+    ca_kv q[2] = {{"CustSpaceId", spaces[i]}, {"IsvCode", "isv-acme-7f3k9q2m"}};
     root = call(p, QUERY, q, 2, NULL, NULL, &d, &st);
     CHECK(root && st == 200 && count(root) >= 2);
     if (!root)
@@ -195,11 +223,11 @@ static void test_queries(const emu_proc *p)
   {
     ca_kv v[2] = {{"CustSpaceId", "C20230220000002"},
                   {"PhoneNumber", "60123456792"}};
-    root = call(p, "GetPhoneNumberVerificationStatus", v, 2, NULL, NULL, &d,
-                &st);
-    CHECK_STR(ca_json_get_str(ca_json_get(root, "Data"),
-                              "CodeVerificationStatus"),
-              "REJECTED");
+    root =
+      call(p, "GetPhoneNumberVerificationStatus", v, 2, NULL, NULL, &d, &st);
+    CHECK_STR(
+      ca_json_get_str(ca_json_get(root, "Data"), "CodeVerificationStatus"),
+      "REJECTED");
     ca_json_free(d);
   }
 }

@@ -288,11 +288,11 @@ static void test_log_and_stats(const emu_proc *p)
   size_t n, i;
   char **l = read_log(p, &n);
   int kinds = 0;
-  const char *want[] = {"\"fault\":\"reset\"", "\"fault\":\"truncate\"",
+  const char *want[] = {"\"fault\":\"reset\"",     "\"fault\":\"truncate\"",
                         "\"fault\":\"malformed\"", "\"fault\":\"drip\"",
-                        "\"fault\":\"oversize\"", "\"fault\":\"chunked\"",
-                        "\"fault\":\"redirect\"", "\"fault\":\"hang\"",
-                        "\"fault\":\"error\"", NULL};
+                        "\"fault\":\"oversize\"",  "\"fault\":\"chunked\"",
+                        "\"fault\":\"redirect\"",  "\"fault\":\"hang\"",
+                        "\"fault\":\"error\"",     NULL};
   size_t k;
   http_resp r;
 
@@ -324,10 +324,11 @@ static void test_log_and_stats(const emu_proc *p)
 
 static void test_flags(void)
 {
-  const char *args[] = {"--fault",
-                        "kind=error,code=ServiceUnavailable,next=1",
-                        "--latency", "200:0", "--fault",
-                        "{\"kind\":\"quota\",\"quota\":1}", NULL};
+  const char *args[] = {
+    "--fault",   "kind=error,code=ServiceUnavailable,next=1",
+    "--latency", "200:0",
+    "--fault",   "{\"kind\":\"quota\",\"quota\":1}",
+    NULL};
   emu_proc p;
   long st = 0;
   double t0;

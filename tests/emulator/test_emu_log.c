@@ -23,9 +23,9 @@
 
 extern const char *emu_exe;
 
-static const char *const secrets[] = {KEY_SECRET, STS_SECRET, STS_TOKEN,
-                                      KEY2_SECRET, "Authorization",
-                                      "\"Signature\"", NULL};
+static const char *const secrets[] = {
+  KEY_SECRET,      STS_SECRET,      STS_TOKEN, KEY2_SECRET,
+  "Authorization", "\"Signature\"", NULL};
 
 /* The log line holding needle, parsed; NULL if none. */
 static ca_json_doc *line_with(char **l, size_t n, const char *needle)
@@ -107,8 +107,7 @@ static void test_log(void)
   CHECK_STR(ca_json_get_str(root, "account"), "1000000000000001");
   CHECK_STR(ca_json_get_str(ca_json_get(root, "params"), "Status"),
             "CONNECTED");
-  CHECK(ca_json_get(root, "status") &&
-        ca_json_get(root, "status")->num == 200);
+  CHECK(ca_json_get(root, "status") && ca_json_get(root, "status")->num == 200);
   sh = ca_json_get(root, "signed_headers");
   CHECK(sh && sh->count == 6 && sh->child &&
         strcmp(sh->child->str, "host") == 0);
@@ -129,8 +128,7 @@ static void test_log(void)
   d = line_with(l, n, "log-test-nonce-throttled");
   root = d ? ca_json_root(d) : NULL;
   CHECK_STR(ca_json_get_str(root, "verdict"), "throttled");
-  CHECK(ca_json_get(root, "status") &&
-        ca_json_get(root, "status")->num == 400);
+  CHECK(ca_json_get(root, "status") && ca_json_get(root, "status")->num == 400);
   ca_json_free(d);
   free_lines(l, n);
 
@@ -144,9 +142,9 @@ static void test_log(void)
   CHECK(ca_json_get(root, "accepted")->num == 2);
   CHECK(ca_json_get(root, "throttled")->num == 1);
   CHECK(ca_json_get(root, "rejected")->num == 1);
-  CHECK(ca_json_get(ca_json_get(root, "rejected_by_code"),
-                    "SignatureDoesNotMatch")
-          ->num == 1);
+  CHECK(
+    ca_json_get(ca_json_get(root, "rejected_by_code"), "SignatureDoesNotMatch")
+      ->num == 1);
   CHECK(ca_json_get(ca_json_get(ca_json_get(root, "operations"), QUERY),
                     "busiest_1s")
           ->num == 2);
@@ -273,8 +271,7 @@ static void test_cli(void)
   CHECK(line[0] == '{');
   CHECK(wait_exit(pid) == 0);
   pid = spawn_read(run, line, sizeof line, 0);
-  CHECK(strncmp(line, "http://127.0.0.1:", 17) == 0 &&
-        atoi(line + 17) > 0);
+  CHECK(strncmp(line, "http://127.0.0.1:", 17) == 0 && atoi(line + 17) > 0);
   kill(pid, SIGINT);
   CHECK(wait_exit(pid) == 0);
 }

@@ -45,8 +45,8 @@ static void *run_job(void *arg)
 }
 
 /* n calls at once (one thread each); how many answered code. */
-static int burst(const emu_proc *p, const call_opts *o, int n,
-                 const char *code, int *throttled)
+static int burst(const emu_proc *p, const call_opts *o, int n, const char *code,
+                 int *throttled)
 {
   pthread_t t[64];
   job *jobs = calloc((size_t)n, sizeof *jobs);
@@ -120,16 +120,14 @@ static void test_window(const emu_proc *p)
   /* Still inside the window: throttled; after it: accepted again. */
   CHECK(emu_call(p, &o, &r) == 0);
   CHECK_STR(resp_code(&r), "Throttling.User");
-  CHECK(strstr(r.body, "Request was denied due to user flow control.") !=
-        NULL);
+  CHECK(strstr(r.body, "Request was denied due to user flow control.") != NULL);
   http_resp_free(&r);
   pause_ms(1100);
   CHECK(emu_call(p, &o, &r) == 0);
   CHECK_STR(resp_code(&r), "OK");
   http_resp_free(&r);
   CHECK(stat_num(p, "operations", QUERY, NULL, "busiest_1s") == 10);
-  CHECK(stat_num(p, "accounts", "1000000000000001", QUERY, "busiest_1s") ==
-        10);
+  CHECK(stat_num(p, "accounts", "1000000000000001", QUERY, "busiest_1s") == 10);
   CHECK(stat_num(p, NULL, NULL, NULL, "throttled") == 6);
 
   fprintf(stderr, "rejected calls do not count\n");
@@ -177,8 +175,8 @@ static void test_lowered(const emu_proc *p)
 
   fprintf(stderr, "quota lowered for a while\n");
   pause_ms(1100);
-  CHECK(emu_http(p, "POST", "/_emulator/quota",
-                 "{\"quota\":5,\"for_ms\":1500}", &r) == 0);
+  CHECK(emu_http(p, "POST", "/_emulator/quota", "{\"quota\":5,\"for_ms\":1500}",
+                 &r) == 0);
   CHECK(r.status == 200);
   http_resp_free(&r);
   memset(&o, 0, sizeof o);

@@ -115,7 +115,8 @@ static void test_bad_calls(const emu_proc *p)
     o.akid = KEY_ID;
     o.secret = KEY_SECRET;
     o.token = STS_TOKEN;
-    CHECK_STR(code_of(p, &o, &st), "InvalidSecurityToken.MismatchWithAccessKey");
+    CHECK_STR(code_of(p, &o, &st),
+              "InvalidSecurityToken.MismatchWithAccessKey");
     o.token = NULL;
     /* Nonce reuse. */
     o.nonce = legacy ? "fixed-nonce-legacy-0001" : "fixed-nonce-v3-0001";
@@ -137,8 +138,7 @@ static void test_bad_calls(const emu_proc *p)
   memset(&o, 0, sizeof o);
   o.tamper = 1;
   CHECK(emu_call(p, &o, &r) == 0);
-  CHECK(strstr(r.body, "server string to sign is:ACS3-HMAC-SHA256\\n") !=
-        NULL);
+  CHECK(strstr(r.body, "server string to sign is:ACS3-HMAC-SHA256\\n") != NULL);
   http_resp_free(&r);
   o.legacy = 1;
   CHECK(emu_call(p, &o, &r) == 0);
@@ -281,15 +281,15 @@ static void test_e2e(const char *vectors)
   snprintf(fpath, sizeof fpath, "%s",
            write_temp(NULL, "e2e-data.json", fixture));
   for (pass = 0; pass < 2; pass++) {
-    const char *args[] = {"--keys", kpath, "--data", fpath, "--skew",
-                          pass == 0 ? "315360000" : "900", NULL};
+    const char *args[] = {"--keys", kpath,    "--data",
+                          fpath,    "--skew", pass == 0 ? "315360000" : "900",
+                          NULL};
     emu_proc p;
     if (emu_start(&p, args) != 0) {
       CHECK(0 && "emulator did not start");
       continue;
     }
-    for (v = ca_json_get(ca_json_root(doc), "vectors")->child; v;
-         v = v->next) {
+    for (v = ca_json_get(ca_json_root(doc), "vectors")->child; v; v = v->next) {
       const char *id = ca_json_get_str(v, "id");
       const ca_json *cap = ca_json_get(v, "captured_request");
       const char *wire = ca_json_get_str(cap, "wire_query_string");
@@ -301,7 +301,8 @@ static void test_e2e(const char *vectors)
 
       if (!id || strncmp(id, "e2e-", 4) != 0)
         continue;
-      fprintf(stderr, "  %s (%s)\n", id, pass == 0 ? "as captured" : "re-signed");
+      fprintf(stderr, "  %s (%s)\n", id,
+              pass == 0 ? "as captured" : "re-signed");
       nh = members(ca_json_get(cap, "headers"), h, 16);
       ca_iso8601((long long)time(NULL), date);
       ca_nonce(nonce);
@@ -337,8 +338,7 @@ static void test_e2e(const char *vectors)
               h[i].value = ca_buf_str(&out.authorization);
         }
         for (i = 0; i < nh; i++) {
-          snprintf(lines[i], sizeof lines[i], "%s: %s", h[i].key,
-                   h[i].value);
+          snprintf(lines[i], sizeof lines[i], "%s: %s", h[i].key, h[i].value);
           sent[i] = lines[i];
         }
         sent[nh] = "user-agent: AlibabaCloud (linux; x64) Node.js/v20.0.0 "
@@ -390,8 +390,7 @@ static void test_e2e(const char *vectors)
           snprintf(path, sizeof path, "/?%s", ca_buf_str(&w));
         }
         for (i = 0; i < nh; i++) {
-          snprintf(lines[i], sizeof lines[i], "%s: %s", h[i].key,
-                   h[i].value);
+          snprintf(lines[i], sizeof lines[i], "%s: %s", h[i].key, h[i].value);
           sent[i] = lines[i];
         }
         sent[nh] = NULL;
@@ -404,9 +403,9 @@ static void test_e2e(const char *vectors)
         fprintf(stderr, "    %s\n", r.body);
       /* Status=VERIFIED filters to the fixture's one number, passed
        * through untouched (nested object, 2.50 and null kept as sent). */
-      CHECK(strstr(r.body, "{\"PhoneNumber\":\"6591234567\",\"Status\":"
-                           "\"VERIFIED\",\"Extra\":{\"a\":[1,2.50,null]}}") !=
-            NULL);
+      CHECK(strstr(r.body,
+                   "{\"PhoneNumber\":\"6591234567\",\"Status\":"
+                   "\"VERIFIED\",\"Extra\":{\"a\":[1,2.50,null]}}") != NULL);
       http_resp_free(&r);
     }
     {
