@@ -6,7 +6,8 @@
  *   emu_main.c     command line, start-up, signals, shutdown
  *   emu_http.c     libmicrohttpd glue: collect a request, send an answer in
  *                  one of the fault shapes (drip, reset, truncated, ...)
- *   emu_api.c      the pipeline of one API call: verify, quota, faults, op
+ *   emu_api.c      the pipeline of one API call: verify, quota, faults, op,
+ *                  and the JSON Lines request log
  *   emu_verify.c   V3 and legacy signature checks, timestamps, STS tokens
  *   emu_keys.c     the credential store (built-in throwaway keys or --keys)
  *   emu_nonce.c    the replay cache of signature nonces
@@ -15,7 +16,6 @@
  *   emu_data.c     fixture spaces and numbers, rendered as API JSON
  *   emu_ops.c      the CAMS operations
  *   emu_control.c  the unsigned /_emulator/ endpoints and the statistics
- *   emu_log.c      the JSON Lines request log
  *   emu_util.c     key/value lists, URL decoding, JSON writing, clocks
  *
  * Threads: libmicrohttpd runs one thread per connection.  Everything that
@@ -345,7 +345,7 @@ chatapp_status emu_number_set_str(emu_number *num, const char *key,
 /* Append the number as a JSON object, members in fixture order. */
 chatapp_status emu_number_json(const emu_number *num, ca_buf *b);
 
-/* ---- emu_log.c --------------------------------------------------------- */
+/* ---- the request log (emu_api.c) ------------------------------------- */
 
 typedef struct emu_log emu_log;
 /* path "-" is standard output.  NULL on failure (errno set). */
