@@ -1,0 +1,452 @@
+/*
+ * emu.h: internals of chatapp-emulator, a local stand-in for Alibaba Cloud's
+ * Chat App Message Service (CAMS, API 2020-06-06, RPC style).
+ *
+ * One job per file:
+ *   emu_main.c     command line, start-up, signals, shutdown
+ *   emu_http.c     libmicrohttpd glue: collect a request, send an answer in
+ *                  one of the fault shapes (drip, reset, truncated, ...)
+ *   emu_api.c      the pipeline of one API call: verify, quota, faults, op,
+ *                  and the JSON Lines request log
+ *   emu_verify.c   V3 and legacy signature checks, timestamps, STS tokens
+ *   emu_keys.c     the credential store (built-in throwaway keys or --keys)
+ *   emu_nonce.c    the replay cache of signature nonces
+ *   emu_quota.c    sliding 1 s logs per (account, operation), busiest window
+ *   emu_faults.c   fault rules: parse, select, expire
+ *   emu_data.c     fixture spaces and numbers, rendered as API JSON
+ *   emu_ops.c      the CAMS operations
+ *   emu_control.c  the unsigned /_emulator/ endpoints and the statistics
+ *   emu_util.c     key/value lists, URL decoding, JSON writing, clocks
+ *
+ * Threads: libmicrohttpd runs one thread per connection.  Everything that
+ * is shared (data, nonces, quota logs, fault rules, statistics) is guarded
+ * by emu.lock; the log has its own lock.  Nothing sleeps while holding a
+ * lock.
+ */
+#ifndef CHATAPP_EMU_H
+#define CHATAPP_EMU_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ca_buf.h"
+#include "ca_json.h"
+#include "ca_sign.h"
+
+#define EMU_VERSION      "0.1.0"
+#define EMU_API_VERSION  "2020-06-06"
+#define EMU_HOST_ID      "cams.ap-southeast-1.aliyuncs.com"
+#define EMU_MAX_BODY     (1024 * 1024)      /* largest request body */
+#define EMU_WINDOW_US    INT64_C(1000000)   /* the quota window: 1 s */
+#define EMU_MAX_ANSWER   (64 * 1024 * 1024) /* largest answer we build */
+#define EMU_CONTROL_PATH "/_emulator/"
+
+/* ---- emu_util.c -------------------------------------------------------- */
+
+/* An owned list of key/value strings (query or form parameters, headers). */
+typedef struct emu_kvs {
+  ca_kv *v; /* keys and values are malloc'd, NUL-terminated */
+  size_t n, cap;
+} emu_kvs;
+
+chatapp_status emu_kvs_add(emu_kvs *l, const char *k, size_t kn, const char *v,
+                           size_t vn);
+void emu_kvs_free(emu_kvs *l);
+/* First value of key (exact match), or NULL. */
+const char *emu_kvs_get(const emu_kvs *l, const char *key);
+/* First value of key compared without case (header names), or NULL. */
+const char *emu_kvs_geti(const emu_kvs *l, const char *key);
+
+/*
+ * Parse "a=1&b=x%20y" into out, percent-decoding names and values ('+' is
+ * a space, as in HTML forms).  Returns 0, or -1 for a malformed escape or
+ * a %00 (out then holds what was parsed before it).
+ */
+int emu_parse_urlencoded(const char *s, size_t n, emu_kvs *out);
+
+/* Append s[0..n) as a JSON string literal (quotes included); bytes that
+ * are not valid UTF-8 become U+FFFD. */
+chatapp_status emu_json_str(ca_buf *b, const char *s, size_t n);
+chatapp_status emu_json_strz(ca_buf *b, const char *s); /* NULL: null */
+
+/* Clocks: monotonic microseconds; wall-clock seconds and milliseconds. */
+int64_t emu_mono_us(void);
+int64_t emu_wall_ms(void);
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" into out[32]. */
+void emu_iso8601_ms(int64_t wall_ms, char out[32]);
+/* Parse strict "YYYY-MM-DDTHH:MM:SSZ"; 0 and *epoch on success, else -1. */
+int emu_parse_iso8601(const char *s, int64_t *epoch);
+
+/* An Alibaba-style request id, e.g. "6BE56E05-1A2B-4C3D-8E9F-FD90C4FFD581". */
+void emu_request_id(char out[37]);
+
+/* The value of a hex digit, or -1. */
+int emu_hexval(char c);
+
+/* Constant-time equality of two strings (length leaks, content does not). */
+int emu_ct_equal(const char *a, const char *b);
+
+/* Write data to path atomically (path.tmp.PID, then rename). 0 or -1. */
+int emu_write_file_atomic(const char *path, const char *data, size_t len);
+
+/* Read a whole file (at most max bytes) into a NUL-terminated malloc'd
+ * buffer; NULL with errno set on failure (EFBIG when too large). */
+char *emu_read_file(const char *path, size_t max, size_t *len);
+
+/* ---- emu_keys.c -------------------------------------------------------- */
+
+typedef struct emu_key {
+  char *access_key_id;
+  char *secret;
+  char *token;     /* STS security token, or NULL for a permanent key */
+  char *account;   /* the owning account's uid */
+  int64_t expires; /* wall-clock seconds; 0 = never */
+  int disabled;
+} emu_key;
+
+typedef struct emu_keys {
+  emu_key *v;
+  size_t n;
+} emu_keys;
+
+/* The built-in throwaway keys (docs/emulator.md lists them). */
+chatapp_status emu_keys_builtin(emu_keys *ks);
+/* Load a --keys file; on failure err says why (never a secret). */
+chatapp_status emu_keys_load(emu_keys *ks, const char *path, char *err,
+                             size_t errlen);
+void emu_keys_free(emu_keys *ks);
+const emu_key *emu_keys_find(const emu_keys *ks, const char *access_key_id);
+/* The key whose token is token, or NULL. */
+const emu_key *emu_keys_find_token(const emu_keys *ks, const char *token);
+
+/* ---- emu_nonce.c ------------------------------------------------------- */
+
+/*
+ * Two generations of a hash set of (access key, nonce) digests.  A nonce is
+ * remembered for at least retain_us (the current generation is retired
+ * after retain_us, and kept one more period as the previous generation),
+ * or until max entries force an early rotation.
+ */
+typedef struct emu_nonce_set {
+  unsigned char *slots; /* 16-byte digests; all zero = empty */
+  size_t cap, used;
+} emu_nonce_set;
+
+typedef struct emu_nonces {
+  emu_nonce_set cur, prev;
+  int64_t cur_since_us;
+  int64_t retain_us;
+  size_t max; /* entries in one generation */
+  uint64_t rotations_early;
+} emu_nonces;
+
+void emu_nonces_init(emu_nonces *ns, int64_t retain_us, size_t max);
+void emu_nonces_free(emu_nonces *ns);
+/* 1 if (akid, nonce) was seen (and is still remembered); else records it
+ * and returns 0; -1 when out of memory. */
+int emu_nonces_check_add(emu_nonces *ns, const char *akid, const char *nonce,
+                         int64_t now_us);
+size_t emu_nonces_count(const emu_nonces *ns);
+
+/* ---- emu_verify.c ------------------------------------------------------ */
+
+typedef enum emu_scheme {
+  EMU_SCHEME_NONE,
+  EMU_SCHEME_V3,
+  EMU_SCHEME_RPC
+} emu_scheme;
+
+/* The outcome of checking a request's signature. */
+typedef struct emu_auth {
+  emu_scheme scheme;
+  const char *code; /* NULL: verified; else the error Code */
+  unsigned status;  /* HTTP status of the error */
+  ca_buf message;
+  char *access_key_id; /* as sent */
+  const emu_key *key;  /* NULL when unknown */
+  char *nonce, *action, *version;
+  ca_buf signed_headers; /* names, ';'-separated (V3) */
+  emu_kvs params;        /* query + form body, decoded, minus Signature */
+} emu_auth;
+
+void emu_auth_init(emu_auth *a);
+void emu_auth_free(emu_auth *a);
+struct emu;
+struct emu_request;
+/* Verify rq against e's keys, clock and nonce cache (takes emu.lock only
+ * for the nonce).  a->code is NULL when every check passed. */
+void emu_verify(struct emu *e, const struct emu_request *rq, emu_auth *a);
+
+/* ---- emu_quota.c ------------------------------------------------------- */
+
+/* Arrival times (monotonic us) of accepted calls, sorted, pruned. */
+typedef struct emu_tlog {
+  int64_t *t;
+  size_t n, cap;
+} emu_tlog;
+
+typedef struct emu_qentry {
+  char *account; /* NULL for the all-accounts statistics log */
+  char *op;
+  emu_tlog log;
+  uint64_t accepted, throttled;
+  size_t busiest; /* max accepted calls in any 1 s window */
+  struct emu_qentry *next;
+} emu_qentry;
+
+typedef struct emu_quota {
+  unsigned default_limit;
+  struct emu_qop {
+    char *op;
+    unsigned limit;
+  } * ops;
+  size_t nops;
+  emu_qentry *entries; /* per (account, op) and per op (account NULL) */
+} emu_quota;
+
+void emu_quota_init(emu_quota *q, unsigned default_limit);
+void emu_quota_free(emu_quota *q);
+/* Per-operation limit (--quota-op); replaces an earlier one. */
+chatapp_status emu_quota_set_op(emu_quota *q, const char *op, unsigned n);
+/* The configured limit for op (before temporary lowering by faults). */
+unsigned emu_quota_limit(const emu_quota *q, const char *op);
+/*
+ * Admit a call of op by account that arrived at t_us (monotonic) under
+ * limit: 1 accepted (recorded), 0 throttled; -1 out of memory.  When
+ * throttled and retry_ms is not NULL, *retry_ms is how long until a slot
+ * frees.  Exact for out-of-order arrivals: no 1 s window ends up with more
+ * than limit accepted calls.
+ */
+int emu_quota_admit(emu_quota *q, const char *account, const char *op,
+                    int64_t t_us, int64_t now_us, unsigned limit,
+                    int64_t *retry_ms);
+/* Forget every log and counter (keeps the limits). */
+void emu_quota_reset(emu_quota *q);
+
+/* ---- emu_faults.c ------------------------------------------------------ */
+
+typedef enum emu_fault_kind {
+  EMU_FAULT_LATENCY,   /* delay the answer: ms +- jitter_ms */
+  EMU_FAULT_ERROR,     /* answer code/status instead */
+  EMU_FAULT_RESET,     /* send after_bytes of the body, then a TCP RST */
+  EMU_FAULT_TRUNCATE,  /* Content-Length of the whole body, send less, close */
+  EMU_FAULT_MALFORMED, /* 200 with a body that is not valid JSON */
+  EMU_FAULT_DRIP,      /* the body one byte every interval_ms */
+  EMU_FAULT_OVERSIZE,  /* Content-Length: bytes, body padded to it */
+  EMU_FAULT_CHUNKED,   /* chunked body that never ends */
+  EMU_FAULT_REDIRECT,  /* 302 (or status) to location */
+  EMU_FAULT_HANG,      /* read the request, never answer */
+  EMU_FAULT_QUOTA,     /* lower the quota to quota */
+  EMU_FAULT_NKINDS
+} emu_fault_kind;
+
+typedef struct emu_fault {
+  unsigned id;
+  emu_fault_kind kind;
+  char *op;         /* scope: NULL = every operation */
+  double p;         /* probability; 1 = always */
+  unsigned every;   /* every Nth matching call; 0 = each */
+  long long next;   /* fire for the next K matching calls; -1 = unlimited */
+  int64_t until_us; /* expiry (monotonic); 0 = never */
+  uint64_t matched, fired;
+  /* kind-specific */
+  long long ms, jitter_ms, interval_ms, after_bytes, bytes;
+  unsigned status, quota;
+  char *code, *message, *location, *body;
+  char *retry_after, *x_acs_retry_after; /* header values, sent verbatim */
+  struct emu_fault *nextf;
+} emu_fault;
+
+typedef struct emu_faults {
+  emu_fault *head;
+  unsigned next_id;
+  uint64_t rng; /* xorshift state for p and jitter */
+} emu_faults;
+
+/* Parse one rule from JSON text ({...}) or "kind=error,code=X,p=0.5";
+ * on failure err says why. */
+chatapp_status emu_fault_parse(const char *spec, size_t len, int64_t now_us,
+                               emu_fault **out, char *err, size_t errlen);
+chatapp_status emu_fault_from_json(const ca_json *o, int64_t now_us,
+                                   emu_fault **out, char *err, size_t errlen);
+void emu_fault_free(emu_fault *f);
+void emu_faults_add(emu_faults *fs, emu_fault *f); /* takes ownership */
+void emu_faults_clear(emu_faults *fs);
+int emu_faults_remove(emu_faults *fs, unsigned id); /* 1 if found */
+const char *emu_fault_kind_name(emu_fault_kind k);
+/* Append the rules as a JSON array. */
+chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b, int64_t now_us);
+
+/* Latency rules matching op (any call). */
+int64_t emu_faults_latency(emu_faults *fs, const char *op, int64_t now_us);
+/* The answer-replacing rule for an accepted call of op, or NULL. */
+emu_fault *emu_faults_pick(emu_faults *fs, const char *op, int64_t now_us);
+/* The lowest active quota rule for op into *limit: 1, or 0 when none. */
+int emu_faults_quota(emu_faults *fs, const char *op, int64_t now_us,
+                     unsigned *limit);
+/* Drop expired and used-up rules. */
+void emu_faults_expire(emu_faults *fs, int64_t now_us);
+
+/* ---- emu_data.c -------------------------------------------------------- */
+
+typedef struct emu_member {
+  char *key; /* decoded member name */
+  char *raw; /* the value's JSON text, passed through untouched */
+} emu_member;
+
+typedef struct emu_number {
+  emu_member *m;
+  size_t n;
+  char *phone;  /* PhoneNumber, decoded */
+  char *status; /* Status, decoded, or NULL */
+} emu_number;
+
+typedef struct emu_space {
+  char *cust_space_id; /* "" for the caller's own space */
+  char *isv_code;      /* NULL: no IsvCode needed */
+  char *label;
+  char *account; /* NULL: every account may use it */
+  int is_default;
+  emu_number *numbers;
+  size_t nnumbers;
+} emu_space;
+
+typedef struct emu_data {
+  emu_space *spaces;
+  size_t nspaces;
+  char *source; /* where it came from, for messages */
+} emu_data;
+
+/* Load a fixture file or a directory of *.json files (path NULL: the
+ * embedded sample). */
+chatapp_status emu_data_load(emu_data *d, const char *path, char *err,
+                             size_t errlen);
+void emu_data_free(emu_data *d);
+/* A deep copy of src into dst (to restore the data on reset). */
+chatapp_status emu_data_copy(emu_data *dst, const emu_data *src);
+/* The embedded sample fixture (NUL-terminated). */
+const char *emu_sample_json(size_t *len);
+
+/* The space a call addresses: cust_space_id NULL or "" = the account's
+ * default space.  NULL when there is none. */
+emu_space *emu_data_space(emu_data *d, const char *cust_space_id,
+                          const char *account);
+emu_number *emu_space_number(emu_space *s, const char *phone);
+/* The string value of a member, decoded, into out; NULL if absent or not a
+ * string. */
+const char *emu_number_str(const emu_number *num, const char *key, char *out,
+                           size_t outlen);
+/* Set member key to the JSON string value (added at the end if absent). */
+chatapp_status emu_number_set_str(emu_number *num, const char *key,
+                                  const char *value);
+/* Append the number as a JSON object, members in fixture order. */
+chatapp_status emu_number_json(const emu_number *num, ca_buf *b);
+
+/* ---- the request log (emu_api.c) ------------------------------------- */
+
+typedef struct emu_log emu_log;
+/* path "-" is standard output.  NULL on failure (errno set). */
+emu_log *emu_log_open(const char *path);
+void emu_log_close(emu_log *l);
+/* Write one line (a complete JSON object, no newline) and flush. */
+void emu_log_line(emu_log *l, const char *json, size_t len);
+
+/* ---- the server and one API call ------------------------------------- */
+
+/* Counters by name (error codes, fault kinds). */
+typedef struct emu_counts {
+  struct emu_count {
+    char *key;
+    uint64_t n;
+  } * v;
+  size_t n;
+} emu_counts;
+
+typedef struct emu_stats {
+  uint64_t requests, accepted, ok, throttled, rejected, faulted, control;
+  emu_counts rejected_by_code, faults_by_kind, answers_by_code;
+  int64_t started_us;
+} emu_stats;
+
+typedef struct emu {
+  pthread_mutex_t lock; /* guards everything below except log */
+  emu_keys keys;
+  emu_data data;     /* the live data, changed by calls */
+  emu_data pristine; /* as loaded, for POST /_emulator/reset */
+  emu_quota quota;
+  emu_nonces nonces;
+  emu_faults faults;
+  emu_stats stats;
+  emu_log *log;
+  int64_t skew_s;           /* allowed timestamp skew, seconds (900) */
+  int throttle_retry_after; /* quota throttles carry retry-after headers */
+  unsigned port;
+  atomic_int stopping;
+} emu;
+
+/* How an answer is to be sent (emu_http.c carries it out). */
+typedef enum emu_send_mode {
+  EMU_SEND_NORMAL,
+  EMU_SEND_RESET,
+  EMU_SEND_TRUNCATE,
+  EMU_SEND_DRIP,
+  EMU_SEND_OVERSIZE,
+  EMU_SEND_CHUNKED,
+  EMU_SEND_HANG,
+  EMU_SEND_CLOSE /* close without an answer */
+} emu_send_mode;
+
+/* A request as received. */
+typedef struct emu_request {
+  int64_t arrival_us; /* monotonic, when the request line came in */
+  int64_t arrival_wall_ms;
+  char *raw_uri; /* path and query as sent */
+  const char *method;
+  emu_kvs headers;
+  ca_buf body;
+  int body_too_big;
+  char remote[64];
+} emu_request;
+
+/* An answer to send. */
+typedef struct emu_answer {
+  unsigned status;
+  char code[96]; /* the body's Code, for logs and statistics */
+  ca_buf body;
+  emu_kvs headers; /* extra response headers */
+  emu_send_mode mode;
+  int64_t delay_us; /* sleep before answering */
+  long long after_bytes, bytes, interval_ms, hang_ms;
+} emu_answer;
+
+void emu_answer_init(emu_answer *a);
+void emu_answer_free(emu_answer *a);
+/* Fill a with Alibaba's error shape. */
+void emu_answer_error(emu_answer *a, unsigned status, const char *code,
+                      const char *message, const char *request_id);
+
+/* emu_api.c: one signed API call, end to end (takes and drops emu.lock). */
+void emu_api_call(emu *e, emu_request *rq, emu_answer *a);
+
+/* emu_control.c: GET/POST/DELETE under /_emulator/. */
+void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a);
+void emu_counts_add(emu_counts *c, const char *key);
+void emu_stats_reset(emu_stats *s, int64_t now_us); /* also frees */
+
+/* emu_ops.c: run an operation whose call was accepted (emu.lock held). */
+void emu_ops_run(emu *e, const char *op, const emu_kvs *params,
+                 const char *account, const char *request_id, emu_answer *a);
+/* 1 if op is a CAMS operation the emulator answers. */
+int emu_ops_known(const char *op);
+/* 1 if op is a documented CAMS operation (emulated or not). */
+int emu_ops_documented(const char *op);
+
+/* emu_http.c */
+struct MHD_Daemon;
+struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
+                                  size_t errlen);
+
+#endif

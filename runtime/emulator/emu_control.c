@@ -1,0 +1,359 @@
+/*
+ * emu_control.c: the unsigned control endpoint under /_emulator/, on the
+ * same port (loopback only), so a test can change the emulator mid-run:
+ *
+ *   GET    /_emulator/health        {"ok":true}
+ *   GET    /_emulator/stats         counters and busiest 1 s windows
+ *   GET    /_emulator/faults        the active fault rules
+ *   POST   /_emulator/faults        add rules: one object, an array, or
+ *                                   {"faults":[...]}; answers their ids
+ *   DELETE /_emulator/faults        remove every rule
+ *   DELETE /_emulator/faults/ID     remove one rule
+ *   POST   /_emulator/quota         shorthand for a quota rule:
+ *                                   {"quota":5,"for_ms":10000,"op":...}
+ *   POST   /_emulator/reset         rules, quota logs, statistics and data
+ *                                   back to how they were at start (the
+ *                                   nonce cache is kept: replays stay
+ *                                   replays)
+ */
+#include "emu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void emu_counts_add(emu_counts *c, const char *key)
+{
+  size_t i;
+  struct emu_count *v;
+  char *k;
+
+  for (i = 0; i < c->n; i++) {
+    if (strcmp(c->v[i].key, key) == 0) {
+      c->v[i].n++;
+      return;
+    }
+  }
+  k = strdup(key);
+  v = k ? realloc(c->v, (c->n + 1) * sizeof *v) : NULL;
+  if (!v) {
+    free(k);
+    return; /* a statistic lost to memory pressure */
+  }
+  c->v = v;
+  c->v[c->n].key = k;
+  c->v[c->n].n = 1;
+  c->n++;
+}
+
+static void counts_free(emu_counts *c)
+{
+  size_t i;
+
+  for (i = 0; i < c->n; i++)
+    free(c->v[i].key);
+  free(c->v);
+  c->v = NULL;
+  c->n = 0;
+}
+
+void emu_stats_reset(emu_stats *s, int64_t now_us)
+{
+  counts_free(&s->rejected_by_code);
+  counts_free(&s->faults_by_kind);
+  counts_free(&s->answers_by_code);
+  memset(s, 0, sizeof *s);
+  s->started_us = now_us;
+}
+
+static chatapp_status counts_json(ca_buf *b, const emu_counts *c)
+{
+  chatapp_status st = ca_buf_addc(b, '{');
+  size_t i;
+
+  for (i = 0; i < c->n && !st; i++) {
+    if (i)
+      st = ca_buf_addc(b, ',');
+    if (!st)
+      st = emu_json_strz(b, c->v[i].key);
+    if (!st)
+      st = ca_buf_printf(b, ":%llu", (unsigned long long)c->v[i].n);
+  }
+  if (!st)
+    st = ca_buf_addc(b, '}');
+  return st;
+}
+
+static chatapp_status qentry_json(ca_buf *b, const emu_qentry *q)
+{
+  chatapp_status st = emu_json_strz(b, q->op);
+
+  if (!st)
+    st = ca_buf_printf(b,
+                       ":{\"accepted\":%llu,\"throttled\":%llu,"
+                       "\"busiest_1s\":%zu}",
+                       (unsigned long long)q->accepted,
+                       (unsigned long long)q->throttled, q->busiest);
+  return st;
+}
+
+static chatapp_status stats_json(emu *e, ca_buf *b, int64_t now)
+{
+  const emu_stats *s = &e->stats;
+  const emu_qentry *q, *r;
+  chatapp_status st;
+  int first = 1;
+  const emu_fault *f;
+  size_t nf = 0, i;
+
+  for (f = e->faults.head; f; f = f->nextf)
+    nf++;
+  st = ca_buf_printf(
+    b,
+    "{\"uptime_ms\":%lld,\"requests\":%llu,\"accepted\":%llu,\"ok\":%llu,"
+    "\"throttled\":%llu,\"rejected\":%llu,\"faulted\":%llu,"
+    "\"control\":%llu,\"nonces_remembered\":%zu,\"faults_active\":%zu,"
+    "\"rejected_by_code\":",
+    (long long)((now - s->started_us) / 1000), (unsigned long long)s->requests,
+    (unsigned long long)s->accepted, (unsigned long long)s->ok,
+    (unsigned long long)s->throttled, (unsigned long long)s->rejected,
+    (unsigned long long)s->faulted, (unsigned long long)s->control,
+    emu_nonces_count(&e->nonces), nf);
+  if (!st)
+    st = counts_json(b, &s->rejected_by_code);
+  if (!st)
+    st = ca_buf_adds(b, ",\"faults_by_kind\":");
+  if (!st)
+    st = counts_json(b, &s->faults_by_kind);
+  if (!st)
+    st = ca_buf_adds(b, ",\"answers_by_code\":");
+  if (!st)
+    st = counts_json(b, &s->answers_by_code);
+  if (!st)
+    st = ca_buf_printf(b, ",\"quota\":{\"default\":%u,\"ops\":{",
+                       e->quota.default_limit);
+  for (i = 0; i < e->quota.nops && !st; i++) {
+    if (i)
+      st = ca_buf_addc(b, ',');
+    if (!st)
+      st = emu_json_strz(b, e->quota.ops[i].op);
+    if (!st)
+      st = ca_buf_printf(b, ":%u", e->quota.ops[i].limit);
+  }
+  if (!st)
+    st = ca_buf_adds(b, "}},\"operations\":{");
+  for (q = e->quota.entries; q && !st; q = q->next) {
+    if (q->account)
+      continue;
+    if (!first)
+      st = ca_buf_addc(b, ',');
+    first = 0;
+    if (!st)
+      st = qentry_json(b, q);
+  }
+  if (!st)
+    st = ca_buf_adds(b, "},\"accounts\":{");
+  first = 1;
+  for (q = e->quota.entries; q && !st; q = q->next) {
+    int seen = 0, inner = 1;
+    if (!q->account)
+      continue;
+    for (r = e->quota.entries; r != q; r = r->next)
+      if (r->account && strcmp(r->account, q->account) == 0)
+        seen = 1;
+    if (seen)
+      continue;
+    if (!first)
+      st = ca_buf_addc(b, ',');
+    first = 0;
+    if (!st)
+      st = emu_json_strz(b, q->account);
+    if (!st)
+      st = ca_buf_adds(b, ":{");
+    for (r = q; r && !st; r = r->next) {
+      if (!r->account || strcmp(r->account, q->account) != 0)
+        continue;
+      if (!inner)
+        st = ca_buf_addc(b, ',');
+      inner = 0;
+      if (!st)
+        st = qentry_json(b, r);
+    }
+    if (!st)
+      st = ca_buf_addc(b, '}');
+  }
+  if (!st)
+    st = ca_buf_adds(b, "}}");
+  return st;
+}
+
+static void reply(emu_answer *a, unsigned status, const char *json)
+{
+  a->status = status;
+  snprintf(a->code, sizeof a->code, status < 300 ? "OK" : "Error");
+  ca_buf_reset(&a->body);
+  (void)ca_buf_adds(&a->body, json);
+}
+
+static void reply_error(emu_answer *a, unsigned status, const char *msg)
+{
+  a->status = status;
+  snprintf(a->code, sizeof a->code, "Error");
+  ca_buf_reset(&a->body);
+  if (ca_buf_adds(&a->body, "{\"ok\":false,\"error\":") ||
+      emu_json_strz(&a->body, msg) || ca_buf_addc(&a->body, '}')) {
+    ca_buf_reset(&a->body);
+    (void)ca_buf_adds(&a->body, "{\"ok\":false}");
+  }
+}
+
+/* Parse every rule of body first, then add them all (or none). */
+static void add_faults(emu *e, const emu_request *rq, int quota_only,
+                       emu_answer *a)
+{
+  char jerr[160], err[256];
+  ca_json_doc *doc = ca_json_parse(ca_buf_str(&rq->body), rq->body.len, 16, 0,
+                                   jerr, sizeof jerr);
+  const ca_json *root = doc ? ca_json_root(doc) : NULL, *list, *m;
+  emu_fault **fs = NULL;
+  size_t n = 0, i;
+  int64_t now = emu_mono_us();
+  chatapp_status st = CHATAPP_OK;
+  ca_buf out = CA_BUF_INIT(64 * 1024);
+
+  if (!doc) {
+    snprintf(err, sizeof err, "body: %s", jerr);
+    reply_error(a, 400, err);
+    goto out;
+  }
+  list = root;
+  if (root->type == CA_JSON_OBJECT && ca_json_get(root, "faults"))
+    list = ca_json_get(root, "faults");
+  if (quota_only &&
+      (root->type != CA_JSON_OBJECT || ca_json_get(root, "kind"))) {
+    reply_error(a, 400, "expected {\"quota\":N, \"for_ms\":MS, \"op\":...}");
+    goto out;
+  }
+  fs = calloc(list->type == CA_JSON_ARRAY ? list->count + 1 : 1, sizeof *fs);
+  if (!fs) {
+    reply_error(a, 500, "out of memory");
+    goto out;
+  }
+  for (m = list->type == CA_JSON_ARRAY ? list->child : list; m && !st;
+       m = list->type == CA_JSON_ARRAY ? m->next : NULL) {
+    err[0] = '\0';
+    st = emu_fault_from_json(m, now, &fs[n], err, sizeof err);
+    if (!st)
+      n++;
+  }
+  if (st) {
+    reply_error(a, st == CHATAPP_ENOMEM ? 500 : 400,
+                *err ? err : "out of memory");
+    goto out;
+  }
+  pthread_mutex_lock(&e->lock);
+  st = ca_buf_adds(&out, "{\"ok\":true,\"ids\":[");
+  for (i = 0; i < n; i++) {
+    emu_faults_add(&e->faults, fs[i]);
+    if (!st)
+      st = ca_buf_printf(&out, "%s%u", i ? "," : "", fs[i]->id);
+    fs[i] = NULL;
+  }
+  pthread_mutex_unlock(&e->lock);
+  if (!st)
+    st = ca_buf_adds(&out, "]}");
+  reply(a, 200, st ? "{\"ok\":true}" : out.ptr);
+out:
+  for (i = 0; fs && i < n; i++)
+    emu_fault_free(fs[i]);
+  free(fs);
+  ca_buf_free(&out);
+  ca_json_free(doc);
+}
+
+static void reset_all(emu *e, emu_answer *a)
+{
+  emu_data fresh;
+  int64_t now = emu_mono_us();
+
+  if (emu_data_copy(&fresh, &e->pristine) != CHATAPP_OK) {
+    reply_error(a, 500, "out of memory");
+    return;
+  }
+  pthread_mutex_lock(&e->lock);
+  emu_faults_clear(&e->faults);
+  emu_quota_reset(&e->quota);
+  emu_stats_reset(&e->stats, now);
+  emu_data_free(&e->data);
+  e->data = fresh;
+  pthread_mutex_unlock(&e->lock);
+  reply(a, 200, "{\"ok\":true}");
+}
+
+void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a)
+{
+  const char *m = rq->method;
+  int64_t now = emu_mono_us();
+  ca_buf b = CA_BUF_INIT(EMU_MAX_ANSWER);
+  chatapp_status st;
+
+  pthread_mutex_lock(&e->lock);
+  e->stats.control++;
+  pthread_mutex_unlock(&e->lock);
+  if (strcmp(path, "health") == 0 && strcmp(m, "GET") == 0) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "{\"ok\":true,\"port\":%u,\"version\":\"%s\"}",
+             e->port, EMU_VERSION);
+    reply(a, 200, msg);
+  } else if (strcmp(path, "stats") == 0 && strcmp(m, "GET") == 0) {
+    pthread_mutex_lock(&e->lock);
+    st = stats_json(e, &b, now);
+    pthread_mutex_unlock(&e->lock);
+    if (st)
+      reply_error(a, 500, "out of memory");
+    else
+      reply(a, 200, b.ptr);
+  } else if (strcmp(path, "faults") == 0 && strcmp(m, "GET") == 0) {
+    pthread_mutex_lock(&e->lock);
+    emu_faults_expire(&e->faults, now);
+    st = ca_buf_adds(&b, "{\"faults\":");
+    if (!st)
+      st = emu_faults_json(&e->faults, &b, now);
+    pthread_mutex_unlock(&e->lock);
+    if (!st)
+      st = ca_buf_addc(&b, '}');
+    if (st)
+      reply_error(a, 500, "out of memory");
+    else
+      reply(a, 200, b.ptr);
+  } else if (strcmp(path, "faults") == 0 && strcmp(m, "POST") == 0) {
+    add_faults(e, rq, 0, a);
+  } else if (strcmp(path, "quota") == 0 && strcmp(m, "POST") == 0) {
+    add_faults(e, rq, 1, a);
+  } else if (strcmp(path, "faults") == 0 && strcmp(m, "DELETE") == 0) {
+    pthread_mutex_lock(&e->lock);
+    emu_faults_clear(&e->faults);
+    pthread_mutex_unlock(&e->lock);
+    reply(a, 200, "{\"ok\":true}");
+  } else if (strncmp(path, "faults/", 7) == 0 && strcmp(m, "DELETE") == 0) {
+    char *end;
+    unsigned long id = strtoul(path + 7, &end, 10);
+    int found;
+    pthread_mutex_lock(&e->lock);
+    found = !*end && path[7] && emu_faults_remove(&e->faults, (unsigned)id);
+    pthread_mutex_unlock(&e->lock);
+    if (found)
+      reply(a, 200, "{\"ok\":true}");
+    else
+      reply_error(a, 404, "no such fault rule");
+  } else if (strcmp(path, "reset") == 0 && strcmp(m, "POST") == 0) {
+    reset_all(e, a);
+  } else if (strcmp(path, "health") == 0 || strcmp(path, "stats") == 0 ||
+             strcmp(path, "faults") == 0 || strcmp(path, "quota") == 0 ||
+             strcmp(path, "reset") == 0 || strncmp(path, "faults/", 7) == 0) {
+    reply_error(a, 405, "method not allowed here");
+  } else {
+    reply_error(a, 404, "unknown control path; see chatapp-emulator --help");
+  }
+  ca_buf_free(&b);
+}

@@ -1,0 +1,378 @@
+/*
+ * emu_http.c: libmicrohttpd glue.
+ *
+ * One thread per connection, so an answer that sleeps (latency, drip, hang)
+ * never holds up another request.  The URI log callback stamps the arrival
+ * time as soon as the request line is in and keeps the raw URI (the query
+ * string exactly as sent: the signature is checked against it, decoded by
+ * our own rules).  Headers and body are collected, then the request goes to
+ * the control endpoint or to the API pipeline, and the answer is sent in
+ * the shape it asks for:
+ *
+ *   NORMAL    the body, Content-Length
+ *   TRUNCATE  Content-Length of the whole body, after_bytes sent, close
+ *   RESET     after_bytes sent, then a TCP RST (connect(AF_UNSPEC) on
+ *             Linux aborts the connection without closing the descriptor,
+ *             which stays libmicrohttpd's to close)
+ *   DRIP      one byte every interval_ms
+ *   OVERSIZE  Content-Length: bytes, the body padded with spaces to it
+ *   CHUNKED   chunked encoding, the body then spaces, without end (or up
+ *             to bytes)
+ *   HANG      no answer until the client hangs up (or ms passes)
+ *
+ * Every wait polls the socket for the client hanging up and checks the
+ * stop flag every 50 ms, so shutdown is never held up.
+ */
+#include "emu.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#define STEP_US     50000
+#define BLOCK_SIZE  16384
+#define CONTROL_LEN (sizeof EMU_CONTROL_PATH - 1)
+
+enum { WAIT_DONE, WAIT_GONE, WAIT_STOP };
+
+typedef struct conn_req {
+  emu_request rq;
+  int started;
+  char method[16];
+} conn_req;
+
+/* Sleep for us (< 0: without end), waking early when the client hangs up
+ * or the emulator stops. */
+static int wait_us(emu *e, int fd, int64_t us)
+{
+  int64_t end = emu_mono_us() + (us > 0 ? us : 0);
+
+  for (;;) {
+    int64_t now = emu_mono_us(), step = STEP_US;
+    struct pollfd p;
+
+    if (atomic_load(&e->stopping))
+      return WAIT_STOP;
+    if (us >= 0 && now >= end)
+      return WAIT_DONE;
+    if (us >= 0 && end - now < step)
+      step = end - now;
+    p.fd = fd;
+    p.events = POLLRDHUP;
+    p.revents = 0;
+    if (fd < 0) {
+      usleep((useconds_t)step);
+      continue;
+    }
+    if (poll(&p, 1, (int)((step + 999) / 1000)) > 0 &&
+        (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+      return WAIT_GONE;
+  }
+}
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
+{
+  conn_req *r = calloc(1, sizeof *r);
+  const union MHD_ConnectionInfo *ci;
+
+  (void)cls;
+  if (!r)
+    return NULL;
+  r->rq.arrival_us = emu_mono_us();
+  r->rq.arrival_wall_ms = emu_wall_ms();
+  r->rq.raw_uri = strdup(uri ? uri : "/");
+  ca_buf_init(&r->rq.body, EMU_MAX_BODY);
+  ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET) {
+    const struct sockaddr_in *sin =
+      (const struct sockaddr_in *)(const void *)ci->client_addr;
+    char ip[INET_ADDRSTRLEN];
+    if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip))
+      snprintf(r->rq.remote, sizeof r->rq.remote, "%s:%u", ip,
+               (unsigned)ntohs(sin->sin_port));
+  }
+  if (!r->rq.raw_uri) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+  conn_req *r = *req_cls;
+
+  (void)cls;
+  (void)c;
+  (void)toe;
+  if (!r)
+    return;
+  free(r->rq.raw_uri);
+  emu_kvs_free(&r->rq.headers);
+  ca_buf_free(&r->rq.body);
+  free(r);
+  *req_cls = NULL;
+}
+
+static enum MHD_Result header_it(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, const char *value)
+{
+  emu_kvs *h = cls;
+
+  (void)kind;
+  if (emu_kvs_add(h, key, strlen(key), value ? value : "",
+                  value ? strlen(value) : 0) != CHATAPP_OK)
+    return MHD_NO;
+  return MHD_YES;
+}
+
+/* State of a body sent by a callback. */
+typedef struct body_state {
+  emu *e;
+  int fd;
+  emu_send_mode mode;
+  char *data;
+  size_t len;
+  uint64_t cut;   /* TRUNCATE/RESET: bytes to send */
+  uint64_t total; /* OVERSIZE/CHUNKED: bytes in all; 0 = endless */
+  int64_t interval_us;
+} body_state;
+
+static void body_free(void *cls)
+{
+  body_state *b = cls;
+
+  free(b->data);
+  free(b);
+}
+
+static size_t fill(const body_state *b, uint64_t pos, char *buf, size_t max)
+{
+  size_t n = 0;
+
+  if (pos < b->len) {
+    n = b->len - (size_t)pos < max ? b->len - (size_t)pos : max;
+    memcpy(buf, b->data + pos, n);
+  }
+  if (n < max)
+    memset(buf + n, ' ', max - n);
+  return max;
+}
+
+static ssize_t body_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+  body_state *b = cls;
+  size_t n;
+
+  if (atomic_load(&b->e->stopping))
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  switch (b->mode) {
+  case EMU_SEND_TRUNCATE:
+  case EMU_SEND_RESET:
+    if (pos >= b->cut) {
+      if (b->mode == EMU_SEND_RESET && b->fd >= 0) {
+        struct sockaddr sa;
+        /* Let the bytes sent so far reach the client, then abort. */
+        (void)wait_us(b->e, b->fd, 50000);
+        memset(&sa, 0, sizeof sa);
+        sa.sa_family = AF_UNSPEC;
+        (void)connect(b->fd, &sa, sizeof sa);
+      }
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    n = (size_t)(b->cut - pos) < max ? (size_t)(b->cut - pos) : max;
+    memcpy(buf, b->data + pos, n);
+    return (ssize_t)n;
+  case EMU_SEND_DRIP:
+    if (pos >= b->len)
+      return MHD_CONTENT_READER_END_OF_STREAM;
+    if (wait_us(b->e, b->fd, b->interval_us) != WAIT_DONE)
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    buf[0] = b->data[pos];
+    return 1;
+  case EMU_SEND_OVERSIZE:
+  case EMU_SEND_CHUNKED:
+    if (b->total && pos >= b->total)
+      return MHD_CONTENT_READER_END_OF_STREAM;
+    if (b->total && b->total - pos < max)
+      max = (size_t)(b->total - pos);
+    return (ssize_t)fill(b, pos, buf, max);
+  default:
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  }
+}
+
+static struct MHD_Response *make_response(emu *e, int fd, emu_answer *a)
+{
+  body_state *b;
+  uint64_t size;
+  long long half = (long long)(a->body.len / 2);
+
+  if (a->mode == EMU_SEND_NORMAL)
+    return MHD_create_response_from_buffer(
+      a->body.len, (void *)(uintptr_t)ca_buf_str(&a->body),
+      MHD_RESPMEM_MUST_COPY);
+  b = calloc(1, sizeof *b);
+  if (!b)
+    return NULL;
+  b->e = e;
+  b->fd = fd;
+  b->mode = a->mode;
+  b->len = a->body.len;
+  b->data = ca_buf_steal(&a->body);
+  if (!b->data)
+    b->data = calloc(1, 1);
+  if (!b->data) {
+    free(b);
+    return NULL;
+  }
+  b->cut = (uint64_t)(a->after_bytes >= 0 ? a->after_bytes : half);
+  if (b->cut > b->len)
+    b->cut = b->len;
+  b->interval_us = (int64_t)a->interval_ms * 1000;
+  b->total = (uint64_t)(a->bytes > 0 ? a->bytes : 0);
+  switch (a->mode) {
+  case EMU_SEND_OVERSIZE:
+    if (b->total < b->len)
+      b->total = b->len;
+    size = b->total;
+    break;
+  case EMU_SEND_CHUNKED:
+    size = MHD_SIZE_UNKNOWN;
+    break;
+  default:
+    size = b->len;
+    break;
+  }
+  {
+    struct MHD_Response *r = MHD_create_response_from_callback(
+      size, a->mode == EMU_SEND_DRIP ? 1 : BLOCK_SIZE, body_reader, b,
+      body_free);
+    if (!r)
+      body_free(b);
+    return r;
+  }
+}
+
+static enum MHD_Result send_answer(emu *e, struct MHD_Connection *c,
+                                   emu_answer *a)
+{
+  const union MHD_ConnectionInfo *ci =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  int fd = ci ? ci->connect_fd : -1;
+  struct MHD_Response *r;
+  enum MHD_Result ok;
+  size_t i;
+
+  if (a->delay_us > 0 && wait_us(e, fd, a->delay_us) != WAIT_DONE)
+    return MHD_NO;
+  if (a->mode == EMU_SEND_HANG) {
+    (void)wait_us(e, fd, a->hang_ms > 0 ? a->hang_ms * 1000 : -1);
+    return MHD_NO; /* close without an answer */
+  }
+  if (a->mode == EMU_SEND_CLOSE)
+    return MHD_NO;
+  r = make_response(e, fd, a);
+  if (!r)
+    return MHD_NO;
+  if (MHD_add_response_header(r, "Content-Type",
+                              "application/json;charset=utf-8") != MHD_YES)
+    goto fail;
+  for (i = 0; i < a->headers.n; i++)
+    if (MHD_add_response_header(r, a->headers.v[i].key,
+                                a->headers.v[i].value) != MHD_YES)
+      goto fail;
+  ok = MHD_queue_response(c, a->status, r);
+  MHD_destroy_response(r);
+  return ok;
+fail:
+  MHD_destroy_response(r);
+  return MHD_NO;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
+                               const char *url, const char *method,
+                               const char *version, const char *upload,
+                               size_t *upload_size, void **req_cls)
+{
+  emu *e = cls;
+  conn_req *r = *req_cls;
+  emu_answer a;
+  enum MHD_Result ok;
+  char path[256];
+  size_t plen;
+
+  (void)url;
+  (void)version;
+  if (!r)
+    return MHD_NO; /* out of memory in uri_cb */
+  if (!r->started) {
+    r->started = 1;
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->rq.method = r->method;
+    if (MHD_get_connection_values(c, MHD_HEADER_KIND, header_it,
+                                  &r->rq.headers) < 0)
+      return MHD_NO;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (!r->rq.body_too_big &&
+        ca_buf_add(&r->rq.body, upload, *upload_size) != CHATAPP_OK)
+      r->rq.body_too_big = 1;
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  emu_answer_init(&a);
+  plen = strcspn(r->rq.raw_uri, "?");
+  if (plen >= CONTROL_LEN - 1 &&
+      strncmp(r->rq.raw_uri, EMU_CONTROL_PATH, CONTROL_LEN - 1) == 0 &&
+      (plen == CONTROL_LEN - 1 || r->rq.raw_uri[CONTROL_LEN - 1] == '/')) {
+    size_t off = plen > CONTROL_LEN ? CONTROL_LEN : plen;
+    size_t n = plen - off < sizeof path - 1 ? plen - off : sizeof path - 1;
+    memcpy(path, r->rq.raw_uri + off, n);
+    path[n] = '\0';
+    emu_control(e, &r->rq, path, &a);
+  } else {
+    emu_api_call(e, &r->rq, &a);
+  }
+  ok = send_answer(e, c, &a);
+  emu_answer_free(&a);
+  return ok;
+}
+
+struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
+                                  size_t errlen)
+{
+  struct sockaddr_in sa;
+  struct MHD_Daemon *d;
+  const union MHD_DaemonInfo *di;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  d = MHD_start_daemon(
+    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+      MHD_USE_POLL,
+    (uint16_t)port, NULL, NULL, handler, e, MHD_OPTION_SOCK_ADDR, &sa,
+    MHD_OPTION_URI_LOG_CALLBACK, uri_cb, e, MHD_OPTION_NOTIFY_COMPLETED,
+    completed_cb, e, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
+  if (!d) {
+    snprintf(err, errlen, "cannot listen on 127.0.0.1:%u: %s", port,
+             errno ? strerror(errno) : "libmicrohttpd failed to start");
+    return NULL;
+  }
+  di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  e->port = di && di->port ? di->port : port;
+  return d;
+}
