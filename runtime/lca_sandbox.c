@@ -111,14 +111,17 @@ static lua_Integer budget_field(lua_State *L, const char *k)
   return v;
 }
 
-/* Message handler: a traceback (not called for memory errors). */
+/* Message handler: a traceback for string errors (not called for memory
+ * errors); error objects (tables) are passed through untouched. */
 static int traceback(lua_State *L)
 {
   const char *msg = lua_tostring(L, 1);
   if (msg)
     luaL_traceback(L, L, msg, 1);
-  else if (!luaL_callmeta(L, 1, "__tostring"))
+  else if (!lua_istable(L, 1) && !luaL_callmeta(L, 1, "__tostring"))
     lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  else
+    lua_settop(L, 1);
   return 1;
 }
 

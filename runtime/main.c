@@ -104,6 +104,22 @@ static int set(chatapp_config *cfg, const char *key, const char *value)
   return 0;
 }
 
+/* A boolean configuration key: given as a bare --flag. */
+static int is_flag(const char *key)
+{
+  const ca_config_key *k;
+  char name[64];
+  size_t i;
+
+  for (i = 0; key[i] && i < sizeof name - 1; i++)
+    name[i] = key[i] == '-' ? '_' : key[i];
+  name[i] = '\0';
+  for (k = ca_config_keys(); k->name; k++)
+    if (strcmp(k->name, name) == 0)
+      return k->arg == NULL;
+  return 0;
+}
+
 static void print_version(void)
 {
   curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
@@ -176,6 +192,11 @@ int main(int argc, char **argv)
       eq = strchr(arg, '=');
       snprintf(key, sizeof key, "%.*s",
                (int)(eq ? (size_t)(eq - arg - 2) : strlen(arg + 2)), arg + 2);
+      if (!eq && is_flag(key)) {
+        if (set(cfg, key, "true"))
+          goto out;
+        break;
+      }
       if (!eq && optind >= argc) {
         rc = USAGE_ERROR("option '%s' needs a value", arg);
         goto out;

@@ -78,24 +78,38 @@ local policy_mt = { __name = "chatapp.Policy" }
 policy_mt.__index = policy_mt
 M.Policy = policy_mt
 
-local function check_where(where, level)
+-- A mistake in a policy's declaration.  `token` is the text to look for in
+-- the source (a field name, a value) so the runner can give file:line even
+-- when `return chatapp.policy {...}` is a tail call and the Lua stack no
+-- longer knows the line.
+local PolicyError = { __name = "chatapp.PolicyError" }
+PolicyError.__tostring = function(e) return (e.where or "") .. e.message end
+M.PolicyError = PolicyError
+
+local caller -- where chatapp.policy was called from, if the stack knows
+
+local function policy_error(message, token)
+  error(setmetatable({ message = message, token = token, where = caller }, PolicyError), 0)
+end
+
+local function check_where(where)
   if type(where) ~= "table" then
-    error(("policy 'where' must be a table of field = value(s), not a %s"):format(type(where)), level)
+    policy_error(("policy 'where' must be a table of field = value(s), not a %s"):format(type(where)), "where")
   end
   local warnings = {}
   for field, want in pairs(where) do
     if type(field) ~= "string" or not field_set[field] then
-      error(("policy 'where' names unknown field %s; fields: %s")
-        :format(tostring(field), table.concat(core.phone_fields, ", ")), level)
+      policy_error(("policy 'where' names unknown field %s; fields: %s")
+        :format(tostring(field), table.concat(core.phone_fields, ", ")), tostring(field))
     end
     local values = type(want) == "table" and want or { want }
     if #values == 0 then
-      error(("policy 'where.%s' is an empty list"):format(field), level)
+      policy_error(("policy 'where.%s' is an empty list"):format(field), field)
     end
     local e = enum_by_field[field]
     for _, v in ipairs(values) do
       if type(v) ~= "string" and type(v) ~= "number" then
-        error(("policy 'where.%s' values must be strings, not %s"):format(field, type(v)), level)
+        policy_error(("policy 'where.%s' values must be strings, not %s"):format(field, type(v)), field)
       end
       if e then
         local known = false
@@ -103,7 +117,7 @@ local function check_where(where, level)
         if not known then
           local msg = ("'where.%s' value %q is not a known %s (known: %s)")
             :format(field, tostring(v), e.name, table.concat(e.values, ", "))
-          if e.closed then error("policy " .. msg, level) end
+          if e.closed then policy_error("policy " .. msg, tostring(v)) end
           warnings[#warnings + 1] = msg .. "; kept, as the API may send new values"
         end
       end
@@ -121,8 +135,10 @@ local allowed_keys = {
 --- Declare a policy.  Checked here, when the file loads: a bad field name
 --- or value fails with the policy file's line, before any API call.
 function M.policy(spec)
+  local info = debug.getinfo(2, "Sl")
+  caller = info and info.currentline > 0 and ("%s:%d: "):format(info.short_src, info.currentline) or nil
   if type(spec) ~= "table" then
-    error("chatapp.policy expects a table", 2)
+    policy_error("chatapp.policy expects a table", "chatapp.policy")
   end
   for k, v in pairs(spec) do
     local want = allowed_keys[k]
@@ -130,21 +146,20 @@ function M.policy(spec)
       local names = {}
       for n in pairs(allowed_keys) do names[#names + 1] = n end
       table.sort(names)
-      error(("policy has unknown key %q (allowed: %s)"):format(tostring(k), table.concat(names, ", ")), 2)
+      policy_error(("policy has unknown key %q (allowed: %s)"):format(tostring(k), table.concat(names, ", ")), tostring(k))
     end
     if type(v) ~= want then
-      error(("policy key %q must be a %s, not a %s"):format(k, want, type(v)), 2)
+      policy_error(("policy key %q must be a %s, not a %s"):format(k, want, type(v)), k)
     end
   end
   if type(spec.name) ~= "string" or spec.name == "" then
-    error("policy needs a name (a non-empty string)", 2)
+    policy_error("policy needs a name (a non-empty string)", "chatapp.policy")
   end
   for i, sp in ipairs(spec.spaces or {}) do
     if type(sp) ~= "string" or sp == "" then
-      error(("policy spaces[%d] must be a space id or label (a non-empty string)"):format(i), 2)
+      policy_error(("policy spaces[%d] must be a space id or label (a non-empty string)"):format(i), "spaces")
     end
   end
-  local info = debug and debug.getinfo and debug.getinfo(2, "Sl")
   local p = {
     name = spec.name,
     description = spec.description,
@@ -153,8 +168,7 @@ function M.policy(spec)
     decide = spec.decide,
     finish = spec.finish,
     spaces = spec.spaces,
-    warnings = spec.where and check_where(spec.where, 3) or {},
-    source = info and (info.short_src .. ":" .. info.currentline) or nil,
+    warnings = spec.where and check_where(spec.where) or {},
   }
   return setmetatable(p, policy_mt)
 end

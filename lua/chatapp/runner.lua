@@ -63,6 +63,27 @@ local function policies_of(value, name)
     :format(name, type(value))
 end
 
+-- file:line of the first line of src holding token as a word, or file.
+local function locate(name, src, token)
+  if token then
+    local n = 0
+    for line in (src .. "\n"):gmatch("([^\n]*)\n") do
+      n = n + 1
+      local from = 1
+      while true do
+        local i, j = line:find(token, from, true)
+        if not i then break end
+        local before, after = line:sub(i - 1, i - 1), line:sub(j + 1, j + 1)
+        if not before:match("[%w_]") and not after:match("[%w_]") then
+          return ("%s:%d"):format(name, n)
+        end
+        from = j + 1
+      end
+    end
+  end
+  return name
+end
+
 function Runner:load_string(name, src)
   if src:byte(1) == 27 then
     return nil, name .. ": precompiled chunks are refused; give Lua source text"
@@ -73,7 +94,10 @@ function Runner:load_string(name, src)
   local budget = self:new_budget()
   local ok, value, kind = sandbox.call(budget, chunk)
   if not ok then
-    return nil, ("%s%s"):format(value, kind == "error" and "" or (" (while loading " .. name .. ")"))
+    if getmetatable(value) == chatapp.PolicyError then
+      return nil, (value.where or (locate(name, src, value.token) .. ": ")) .. value.message
+    end
+    return nil, ("%s%s"):format(tostring(value), kind == "error" and "" or (" (while loading " .. name .. ")"))
   end
   local list, perr = policies_of(value, name)
   if not list then return nil, perr end

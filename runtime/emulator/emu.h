@@ -16,6 +16,7 @@
  *   emu_data.c     fixture spaces and numbers, rendered as API JSON
  *   emu_ops.c      the CAMS operations
  *   emu_control.c  the unsigned /_emulator/ endpoints and the statistics
+ *   emu_sink.c     a webhook receiver for testing policies' webhooks
  *   emu_util.c     key/value lists, URL decoding, JSON writing, clocks
  *
  * Threads: libmicrohttpd runs one thread per connection.  Everything that
@@ -371,6 +372,14 @@ typedef struct emu_stats {
   int64_t started_us;
 } emu_stats;
 
+/* emu_sink.c: the webhook receiver's deliveries (rendered JSON). */
+#define EMU_SINK_MAX 10000
+typedef struct emu_sink {
+  char *items[EMU_SINK_MAX];
+  size_t n;
+  unsigned long long total;
+} emu_sink;
+
 typedef struct emu {
   pthread_mutex_t lock; /* guards everything below except log */
   emu_keys keys;
@@ -380,6 +389,7 @@ typedef struct emu {
   emu_nonces nonces;
   emu_faults faults;
   emu_stats stats;
+  emu_sink sink;
   emu_log *log;
   int64_t skew_s;           /* allowed timestamp skew, seconds (900) */
   int throttle_retry_after; /* quota throttles carry retry-after headers */
@@ -434,6 +444,12 @@ void emu_api_call(emu *e, emu_request *rq, emu_answer *a);
 /* emu_control.c: GET/POST/DELETE under /_emulator/. */
 void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a);
 void emu_counts_add(emu_counts *c, const char *key);
+
+/* emu_sink.c: the webhook receiver under /_emulator/sink. */
+void emu_sink_receive(emu *e, emu_request *rq, const char *path,
+                      emu_answer *a);
+chatapp_status emu_sink_json(emu *e, ca_buf *b); /* takes emu.lock */
+void emu_sink_clear(emu_sink *s);                /* emu.lock held */
 void emu_stats_reset(emu_stats *s, int64_t now_us); /* also frees */
 
 /* emu_ops.c: run an operation whose call was accepted (emu.lock held). */

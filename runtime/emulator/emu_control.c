@@ -15,6 +15,8 @@
  *                                   back to how they were at start (the
  *                                   nonce cache is kept: replays stay
  *                                   replays)
+ *   ANY    /_emulator/sink[/NAME]   a webhook receiver (emu_sink.c)
+ *   GET    /_emulator/deliveries    what it received; DELETE forgets
  */
 #include "emu.h"
 
@@ -348,9 +350,22 @@ void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a)
       reply_error(a, 404, "no such fault rule");
   } else if (strcmp(path, "reset") == 0 && strcmp(m, "POST") == 0) {
     reset_all(e, a);
+  } else if (strcmp(path, "sink") == 0 || strncmp(path, "sink/", 5) == 0) {
+    emu_sink_receive(e, rq, path, a);
+  } else if (strcmp(path, "deliveries") == 0 && strcmp(m, "GET") == 0) {
+    if (emu_sink_json(e, &b))
+      reply_error(a, 500, "out of memory");
+    else
+      reply(a, 200, b.ptr);
+  } else if (strcmp(path, "deliveries") == 0 && strcmp(m, "DELETE") == 0) {
+    pthread_mutex_lock(&e->lock);
+    emu_sink_clear(&e->sink);
+    pthread_mutex_unlock(&e->lock);
+    reply(a, 200, "{\"ok\":true}");
   } else if (strcmp(path, "health") == 0 || strcmp(path, "stats") == 0 ||
              strcmp(path, "faults") == 0 || strcmp(path, "quota") == 0 ||
-             strcmp(path, "reset") == 0 || strncmp(path, "faults/", 7) == 0) {
+             strcmp(path, "reset") == 0 || strncmp(path, "faults/", 7) == 0 ||
+             strcmp(path, "deliveries") == 0) {
     reply_error(a, 405, "method not allowed here");
   } else {
     reply_error(a, 404, "unknown control path; see chatapp-emulator --help");

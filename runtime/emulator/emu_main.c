@@ -96,6 +96,8 @@ static const char usage_text[] =
   "  POST /_emulator/faults (rule, array or {\"faults\":[...]})\n"
   "  DELETE /_emulator/faults[/ID]   POST /_emulator/quota {\"quota\":N,...}\n"
   "  POST /_emulator/reset (rules, quota logs, statistics, data)\n"
+  "  ANY /_emulator/sink[/NAME][?status=N&delay_ms=M]  a webhook receiver;\n"
+  "  GET|DELETE /_emulator/deliveries  what it received\n"
   "\n"
   "Log lines: t_us (monotonic arrival), time, remote, method, scheme, op,\n"
   "  params (no Signature; SecurityToken redacted), signed_headers, nonce,\n"
@@ -362,6 +364,7 @@ out:
   emu_faults_clear(&e.faults);
   emu_data_free(&e.data);
   emu_data_free(&e.pristine);
+  emu_sink_clear(&e.sink);
   emu_keys_free(&e.keys);
   emu_nonces_free(&e.nonces);
   emu_quota_free(&e.quota);

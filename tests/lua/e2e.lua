@@ -1,0 +1,183 @@
+--- Helpers for end-to-end tests run by `chatapp-run --lua`:
+--- start and stop chatapp-emulator on 127.0.0.1, drive its control
+--- endpoint, run chatapp-run as a user would and capture what it prints.
+--
+--   local E = require "e2e"        -- arg[1] = chatapp-run, arg[2] = emulator
+--   local emu = E.emulator { "--quota", "10" }
+--   local r = E.run { "--endpoint", emu.url, "policy.lua" }
+--   emu:stop()
+
+local chatapp = require "chatapp"
+local core = chatapp.core
+
+local E = {}
+
+E.run_bin = assert(arg[1], "arg[1]: the chatapp-run binary")
+E.emu_bin = assert(arg[2], "arg[2]: the chatapp-emulator binary")
+E.root = (arg[0]:match("^(.*)/tests/lua/[^/]*$")) or "."
+E.KEY_ID = "LTAIemulatorTestKey01"
+E.KEY_SECRET = "emulator-secret-not-real"
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+E.quote = sh_quote
+
+local tmp_root
+--- A fresh temporary directory (removed by E.cleanup()).
+function E.tmpdir()
+  if not tmp_root then
+    local p = io.popen("mktemp -d /tmp/chatapp-e2e-XXXXXX")
+    tmp_root = p:read("l")
+    p:close()
+  end
+  E.n = (E.n or 0) + 1
+  local d = ("%s/%d"):format(tmp_root, E.n)
+  os.execute("mkdir -p " .. sh_quote(d))
+  return d
+end
+
+function E.cleanup()
+  if tmp_root then os.execute("rm -rf " .. sh_quote(tmp_root)) end
+end
+
+function E.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function E.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function sleep_ms(ms)
+  os.execute(("sleep %.3f"):format(ms / 1000))
+end
+E.sleep_ms = sleep_ms
+
+---------------------------------------------------------------------------
+-- The emulator
+
+local Emu = {}
+Emu.__index = Emu
+
+--- Start chatapp-emulator with extra arguments; waits until it listens.
+function E.emulator(args)
+  local dir = E.tmpdir()
+  local portfile = dir .. "/port"
+  local log = dir .. "/emulator.log"
+  local cmd = { sh_quote(E.emu_bin), "--quiet", "--port", "0", "--port-file", sh_quote(portfile),
+                "--log", sh_quote(log) }
+  for _, a in ipairs(args or {}) do cmd[#cmd + 1] = sh_quote(a) end
+  local p = io.popen(table.concat(cmd, " ") .. " >/dev/null 2>>" .. sh_quote(dir .. "/stderr") ..
+                     " & echo $!")
+  local pid = tonumber(p:read("l"))
+  p:close()
+  local port
+  for _ = 1, 500 do
+    local s = E.read(portfile)
+    port = s and tonumber(s:match("%d+"))
+    if port then break end
+    sleep_ms(10)
+  end
+  assert(port, "the emulator did not start: " .. (E.read(dir .. "/stderr") or ""))
+  local emu = setmetatable({ pid = pid, port = port, url = "http://127.0.0.1:" .. port,
+                             dir = dir, log = log }, Emu)
+  emu.http = assert(core.http_client { timeout_ms = 5000, max_attempts = 1 })
+  return emu
+end
+
+--- A control request: method, path under /_emulator/, body table or nil.
+function Emu:control(method, path, body)
+  local req = { url = self.url .. "/_emulator/" .. path, method = method }
+  if body ~= nil then req.body = assert(core.json_encode(body)) end
+  local res, err = self.http:batch { req }
+  local r = res[1]
+  if not r then error("control " .. path .. ": " .. tostring(err[1])) end
+  return chatapp.json.decode(r.body), r.status
+end
+
+function Emu:stats() return (self:control("GET", "stats")) end
+function Emu:fault(rule) return self:control("POST", "faults", rule) end
+function Emu:clear_faults() return self:control("DELETE", "faults") end
+function Emu:reset() return self:control("POST", "reset") end
+function Emu:deliveries() return self:control("GET", "deliveries").deliveries end
+
+--- The request log, one table per line.
+function Emu:log_lines()
+  local lines = {}
+  for line in (E.read(self.log) or ""):gmatch("[^\n]+") do
+    lines[#lines + 1] = assert(chatapp.json.decode(line))
+  end
+  return lines
+end
+
+function Emu:stop()
+  if not self.pid then return end
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  for _ = 1, 300 do
+    if not os.execute("kill -0 " .. self.pid .. " 2>/dev/null") then break end
+    sleep_ms(10)
+  end
+  os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
+  self.pid = nil
+end
+
+---------------------------------------------------------------------------
+-- chatapp-run
+
+--- Run chatapp-run with args (a list) and env (name -> value; the
+--- emulator's keys by default).  Returns {code, out, err}.
+function E.run(args, env, opts)
+  opts = opts or {}
+  local dir = E.tmpdir()
+  local vars = { ALIBABA_CLOUD_ACCESS_KEY_ID = E.KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET = E.KEY_SECRET,
+                 NO_COLOR = "", HOME = dir }
+  for k, v in pairs(env or {}) do vars[k] = v end
+  local cmd = { "env", "-i", "PATH=" .. sh_quote(os.getenv("PATH") or "/usr/bin:/bin") }
+  for k, v in pairs(vars) do
+    if v ~= false then cmd[#cmd + 1] = k .. "=" .. sh_quote(v) end
+  end
+  if opts.wrap then cmd[#cmd + 1] = opts.wrap end
+  cmd[#cmd + 1] = sh_quote(opts.bin or E.run_bin)
+  if not opts.no_limiter and not opts.bin then
+    cmd[#cmd + 1] = "--limiter"
+    cmd[#cmd + 1] = "process"
+  end
+  for _, a in ipairs(args) do cmd[#cmd + 1] = sh_quote(a) end
+  local out, err = dir .. "/stdout", dir .. "/stderr"
+  local line = table.concat(cmd, " ") .. " >" .. sh_quote(out) .. " 2>" .. sh_quote(err) ..
+               (opts.stdin and (" <" .. sh_quote(opts.stdin)) or " </dev/null")
+  local ok, how, code = os.execute(line)
+  if how == "signal" then code = 128 + code end
+  return { code = code, out = E.read(out) or "", err = E.read(err) or "", dir = dir, ok = ok }
+end
+
+--- JSON Lines output as a list of tables, and the objects by type.
+function E.json_lines(text)
+  local all, by = {}, {}
+  for line in text:gmatch("[^\n]+") do
+    local t = assert(chatapp.json.decode(line), "not JSON: " .. line)
+    all[#all + 1] = t
+    by[t.type] = by[t.type] or {}
+    table.insert(by[t.type], t)
+  end
+  return all, by
+end
+
+--- A policy file from source text.
+function E.policy(src)
+  return E.write(E.tmpdir() .. "/policy.lua", src)
+end
+
+function E.path(rel)
+  return E.root .. "/" .. rel
+end
+
+return E

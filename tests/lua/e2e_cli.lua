@@ -1,0 +1,329 @@
+-- chatapp-run end to end against chatapp-emulator: the example policies in
+-- dry run and applied, JSON output, errors in one number / one space / one
+-- webhook, --check, exit statuses, --record/--replay, --metrics, exec.
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local T = require "testlib"
+local E = require "e2e"
+
+local emu = E.emulator()
+local SPACES = E.path("scripts/spaces/sample-spaces.json")
+local function policy(name) return E.path("scripts/policies/" .. name .. ".lua") end
+local function base(...) return { "--endpoint", emu.url, ... } end
+local function with(list, ...)
+  local r = {}
+  for _, v in ipairs(list) do r[#r + 1] = v end
+  for _, v in ipairs { ... } do r[#r + 1] = v end
+  return r
+end
+
+local function changes(stats)
+  -- calls of any operation other than the query (the only read we make)
+  local n = 0
+  for op, s in pairs(stats.operations or {}) do
+    if op ~= "QueryChatappPhoneNumbers" then n = n + (s.accepted or 0) end
+  end
+  return n
+end
+
+T.cases {
+  { "the main job: quality alert on the sample data", function()
+    local r = E.run(base(policy("quality-alert")))
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("8613800000002", 1, true), "the YELLOW number is listed")
+    T.check(r.out:find("8613800000003", 1, true), "the RED number is listed")
+    T.check(not r.out:find("8613800000001", 1, true), "the GREEN one is not")
+    T.check(r.out:find("7 seen, 2 matched", 1, true), r.out)
+    T.check(not r.out:find("\27[", 1, true), "no colours when not a terminal")
+  end },
+
+  { "--emulator mode needs no account", function()
+    local r = E.run({ "--emulator", policy("quality-alert") },
+      { ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false,
+        CHATAPP_EMULATOR = E.emu_bin })
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("2 matched", 1, true), r.out)
+  end },
+
+  { "JSON Lines output", function()
+    local r = E.run(base("--output", "json", policy("quality-alert")))
+    T.eq(r.code, 0, r.err)
+    local all, by = E.json_lines(r.out)
+    T.eq(all[#all].type, "summary", "summary last")
+    T.eq(#by.match, 2)
+    T.eq(by.match[1].policy, "quality-alert")
+    T.eq(by.match[1].number.QualityRating, "YELLOW")
+    T.eq(by.space[1].numbers, 7)
+    T.eq(by.summary[1].status, "ok")
+    T.eq(by.summary[1].policies[1].matched, 2)
+    T.eq(by.summary[1].calls.calls, 1)
+  end },
+
+  { "--check validates without calling the API", function()
+    local before = emu:stats().requests
+    local r = E.run(with(base("--check"), policy("quality-alert"), policy("number-health"),
+                         policy("webhook-drift"), policy("tier-report")))
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("quality-alert: ok", 1, true), r.out)
+    T.eq(emu:stats().requests, before, "no request")
+    local bad = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "bad", where = { qualty_rating = "RED" } }]])
+    r = E.run(base("--check", bad))
+    T.eq(r.code, 3, "a load error is exit 3")
+    T.check(r.err:find("policy.lua:2:", 1, true), r.err)
+    T.check(r.err:find("unknown field qualty_rating", 1, true), r.err)
+    local closed = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "bad", where = { quality_rating = "PINK" } }]])
+    r = E.run(base("--check", closed))
+    T.eq(r.code, 3)
+    T.check(r.err:find("not a known QualityRating", 1, true), r.err)
+    local syntax = E.policy("return chatapp.policy {")
+    r = E.run(base("--check", syntax))
+    T.eq(r.code, 3)
+    T.check(r.err:find("policy.lua:1:", 1, true), r.err)
+  end },
+
+  { "usage errors are exit 2", function()
+    T.eq(E.run(base()).code, 2, "no policy")
+    local r = E.run(base("--no-such-option", "x", policy("quality-alert")))
+    T.eq(r.code, 2)
+    T.check(r.err:find("unknown option", 1, true), r.err)
+    r = E.run(base("--access-key-secret", "s", policy("quality-alert")))
+    T.eq(r.code, 2)
+    T.check(r.err:find("never taken on the command line", 1, true), r.err)
+    r = E.run({ "--endpoint", "http://example.com", policy("quality-alert") })
+    T.eq(r.code, 2)
+    T.check(r.err:find("plain http", 1, true), r.err)
+    r = E.run({ "--version" })
+    T.eq(r.code, 0)
+    T.check(r.out:find("Lua 5.4", 1, true) and r.out:find("libcurl", 1, true) and
+            r.out:find("OpenSSL", 1, true), r.out)
+    r = E.run({ "--help" })
+    T.check(r.out:find("Exit status", 1, true), "help lists exit statuses")
+  end },
+
+  { "no credentials: one clear error, exit 2", function()
+    local r = E.run(base(policy("quality-alert")),
+      { ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false })
+    T.eq(r.code, 2)
+    T.check(r.err:find("no Alibaba Cloud credentials found", 1, true), r.err)
+  end },
+
+  { "an error on one number: the others and other policies carry on", function()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return {
+  chatapp.policy { name = "fragile", filter = function(n)
+    if n.phone_number == "8613800000003" then error("cannot judge this one") end
+    return true
+  end },
+  chatapp.policy { name = "steady", filter = function(n) return true end },
+}]])
+    local r = E.run(base("--output", "json", p))
+    T.eq(r.code, 1, "exit 1: something failed")
+    local _, by = E.json_lines(r.out)
+    T.eq(by.summary[1].policies[1].matched, 6, "fragile matched the other six")
+    T.eq(by.summary[1].policies[1].errors, 1)
+    T.eq(by.summary[1].policies[2].matched, 7, "steady matched all")
+    T.eq(by.error[1].phone_number, "8613800000003")
+    T.check(r.err:find("policy fragile failed on number 8613800000003", 1, true), r.err)
+    T.check(r.err:find("policy.lua:4: cannot judge this one", 1, true), r.err)
+    T.check(r.err:find("stack traceback", 1, true), "a traceback")
+  end },
+
+  { "a failing space is reported; the others carry on", function()
+    local spaces = E.write(E.tmpdir() .. "/spaces.json", [=[
+[{"cust_space_id": "C20230115000001", "isv_code": "wrong", "label": "Acme"},
+ {"cust_space_id": "C20230220000002", "label": "Borneo"},
+ {"cust_space_id": "C99999999999999", "label": "Nobody"}]]=])
+    local r = E.run(base("--spaces", spaces, "--output", "json", policy("tier-report")))
+    T.eq(r.code, 1)
+    local _, by = E.json_lines(r.out)
+    T.eq(#by.space, 3)
+    T.check(by.space[1].error and by.space[1].error:find("Ram.PermissionDeny", 1, true), by.space[1].error)
+    T.eq(by.space[2].numbers, 5)
+    T.check(by.space[3].error and by.space[3].error:find("Unknown.ResourceOwnerId", 1, true), by.space[3].error)
+    T.check(by.space[3].error:find("RequestId", 1, true), "the RequestId is in the message")
+    T.eq(by.summary[1].policies[1].seen, 5)
+    T.check(r.err:find("space Nobody (C99999999999999)", 1, true), r.err)
+  end },
+
+  { "a bad spaces file", function()
+    local spaces = E.write(E.tmpdir() .. "/spaces.json", '[{"label": "no id"}]')
+    local r = E.run(base("--spaces", spaces, policy("tier-report")))
+    T.eq(r.code, 2)
+    T.check(r.err:find("item 1: cust_space_id must be a non-empty string", 1, true), r.err)
+  end },
+
+  { "webhooks: delivered once each with a stable Idempotency-Key", function()
+    emu:control("DELETE", "deliveries")
+    local hook = emu.url .. "/_emulator/sink/ops"
+    local r = E.run(base("--output", "json", policy("quality-alert")), { OPS_HOOK = hook })
+    T.eq(r.code, 0, r.err)
+    local d = emu:deliveries()
+    T.eq(#d, 2)
+    T.eq(d[1].method, "POST")
+    T.eq(d[1].content_type, "application/json")
+    local json = require("chatapp").json
+    local b1 = json.decode(d[1].body)
+    T.eq(b1.event, "quality-alert")
+    T.check(b1.number == "8613800000002" or b1.number == "8613800000003")
+    T.check(#d[1].idempotency_key == 32, "an id")
+    local _, by = E.json_lines(r.out)
+    T.eq(#by.action, 2)
+    T.eq(by.action[1].status, "done")
+    T.eq(by.action[1].result.http_status, 200)
+    -- The same run again: the same keys (the receiver can deduplicate).
+    E.run(base(policy("quality-alert")), { OPS_HOOK = hook })
+    local again = emu:deliveries()
+    T.eq(#again, 4)
+    local keys = {}
+    for i = 1, 2 do keys[again[i].idempotency_key] = true end
+    T.check(keys[again[3].idempotency_key] and keys[again[4].idempotency_key], "same keys")
+  end },
+
+  { "a failing webhook is retried, then reported", function()
+    emu:control("DELETE", "deliveries")
+    local r = E.run(base("--output", "json", policy("quality-alert")),
+      { OPS_HOOK = emu.url .. "/_emulator/sink/down?status=503" })
+    T.eq(r.code, 1)
+    T.eq(#emu:deliveries(), 6, "3 attempts for each of 2 numbers")
+    local _, by = E.json_lines(r.out)
+    T.eq(by.action[1].status, "failed")
+    T.check(by.action[1].error:find("HTTP 503", 1, true), by.action[1].error)
+    T.check(r.err:find("webhook POST", 1, true), r.err)
+  end },
+
+  { "webhook URLs are checked when planned", function()
+    local r = E.run(base(policy("quality-alert")), { OPS_HOOK = "http://example.com/hook" })
+    T.eq(r.code, 1)
+    T.check(r.err:find("plain http is only allowed to 127.0.0.1", 1, true), r.err)
+    T.check(r.err:find("quality-alert.lua:", 1, true), "names the policy line")
+  end },
+
+  { "dry run: every request shown, nothing that changes anything sent", function()
+    emu:reset()
+    emu:control("DELETE", "deliveries")
+    local r = E.run(base("--dry-run", "--spaces", SPACES, policy("webhook-drift")))
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("plan (dry run: nothing sent)", 1, true), r.out)
+    T.check(r.out:find('StatusCallbackUrl: "https://hooks.example.org/borneo/status" -> ' ..
+      '"https://hooks.example.com/cams/C20230220000002/status"', 1, true), r.out)
+    T.check(r.out:find("UpdatePhoneWebhook", 1, true), r.out)
+    T.eq(changes(emu:stats()), 0, "no write reached the emulator")
+    r = E.run(base("--dry-run", policy("quality-alert")), { OPS_HOOK = emu.url .. "/_emulator/sink" })
+    T.check(r.out:find("Idempotency-Key:", 1, true), r.out)
+    T.eq(#emu:deliveries(), 0, "no webhook sent in a dry run")
+  end },
+
+  { "drift repair: applied, then nothing left to do", function()
+    emu:reset()
+    local r = E.run(base("--spaces", SPACES, "--output", "json", policy("webhook-drift")))
+    T.eq(r.code, 0, r.err)
+    local _, by = E.json_lines(r.out)
+    T.eq(#by.action, 3, "RESTRICTED with no URLs, one drifted status URL, one plain-http URL")
+    for _, a in ipairs(by.action) do
+      T.eq(a.status, "done", a.phone_number)
+      T.check(a.result.request_id, "a RequestId")
+    end
+    r = E.run(base("--spaces", SPACES, "--output", "json", policy("webhook-drift")))
+    T.eq(r.code, 0, r.err)
+    _, by = E.json_lines(r.out)
+    T.eq(by.action, nil, "the second run finds nothing to do")
+    T.eq(by.summary[1].policies[1].matched, 0)
+  end },
+
+  { "number health and the tier report, with metrics", function()
+    emu:reset()
+    local dir = E.tmpdir()
+    local metrics = dir .. "/chatapp.prom"
+    local r = E.run(base("--spaces", SPACES, "--metrics", metrics, policy("number-health"), policy("tier-report")))
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("6591234572 (BANNED): Meta banned the number", 1, true), r.out)
+    T.check(r.out:find("Thames Fintech: TIER_10K 1, TIER_UNLIMITED 1", 1, true), r.out)
+    local m = E.read(metrics) or ""
+    T.check(m:find('# TYPE chatapp_numbers gauge', 1, true), m)
+    T.check(m:find('chatapp_numbers{quality="RED",space="C20230115000001",space_label="Acme Retail",status="BANNED",tier="TIER_50"} 1', 1, true), m)
+    T.check(m:find('chatapp_run_success 1', 1, true), m)
+    T.check(m:find('chatapp_api_calls_total 4', 1, true), m)
+    local leftovers = io.popen("ls " .. E.quote(dir)):read("a")
+    T.eq(leftovers, "chatapp.prom\n", "no temporary file left")
+  end },
+
+  { "record, then replay with the network gone", function()
+    emu:reset()
+    local dir = E.tmpdir()
+    local rec = dir .. "/numbers.rec"
+    local r = E.run(base("--spaces", SPACES, "--record", rec, "--dry-run", policy("quality-alert")))
+    T.eq(r.code, 0, r.err)
+    local text = E.read(rec) or ""
+    T.check(text:find('"format":"chatapp-run recording"', 1, true), "a recording")
+    T.check(not text:find("isv-acme", 1, true), "no IsvCode in the recording")
+    T.check(not text:find(E.KEY_SECRET, 1, true), "no secret")
+    local attrs = io.popen("stat -c %a " .. E.quote(rec)):read("l")
+    T.eq(attrs, "600")
+    -- No emulator, an unreachable endpoint, no credentials: still runs.
+    r = E.run({ "--endpoint", "http://127.0.0.1:1", "--spaces", SPACES, "--replay", rec,
+                "--output", "json", policy("quality-alert") },
+              { ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false })
+    T.eq(r.code, 0, r.err)
+    local _, by = E.json_lines(r.out)
+    T.eq(#by.match, 2)
+    T.eq(by.summary[1].replay, true)
+    -- A space the recording does not have is reported.
+    local other = E.write(dir .. "/other.json", '[{"cust_space_id": "C404", "label": "x"}]')
+    r = E.run({ "--spaces", other, "--replay", rec, policy("quality-alert") })
+    T.eq(r.code, 1)
+    T.check(r.err:find("not in the recording", 1, true), r.err)
+  end },
+
+  { "exec actions need --allow-exec", function()
+    local dir = E.tmpdir()
+    local p = E.policy(([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "touch", where = { quality_rating = "RED" },
+  decide = function(n, plan) plan:exec { argv = { "sh", "-c", "echo $0 >> %s", n.phone_number } } end }]])
+      :format(dir .. "/out"))
+    local r = E.run(base("--output", "json", p))
+    T.eq(r.code, 0, r.err)
+    local _, by = E.json_lines(r.out)
+    T.eq(by.action[1].status, "skipped")
+    T.eq(E.read(dir .. "/out"), nil, "nothing ran")
+    r = E.run(base("--allow-exec", "--output", "json", p))
+    T.eq(r.code, 0, r.err)
+    _, by = E.json_lines(r.out)
+    T.eq(by.action[1].status, "done")
+    T.eq(#by.action, 2)
+    local out = E.read(dir .. "/out") or ""
+    T.check(out:find("8613800000003", 1, true) and out:find("8613800000004", 1, true), out)
+  end },
+
+  { "lua actions run only when applying; logs always", function()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+local ran = 0
+return chatapp.policy { name = "fn", where = { status = "FLAGGED" },
+  decide = function(n, plan)
+    plan:lua(function(num) ran = ran + 1 print("applied to " .. num.phone_number) end)
+    plan:log("flagged: %s", n.phone_number)
+  end }]])
+    local r = E.run(base("--dry-run", p))
+    T.eq(r.code, 0, r.err)
+    T.check(not r.err:find("applied to", 1, true), "not run in a dry run")
+    T.check(r.out:find("log: flagged: 8613800000004", 1, true), r.out)
+    r = E.run(base(p))
+    T.eq(r.code, 0, r.err)
+    T.check(r.err:find("applied to 8613800000004", 1, true), r.err)
+  end },
+
+  { "legacy signatures work end to end", function()
+    local r = E.run(base("--signature-version", "v2", policy("quality-alert")))
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("2 matched", 1, true), r.out)
+  end },
+}
+
+emu:stop()
+E.cleanup()
+return T.done()
