@@ -449,10 +449,12 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
     finish(c, call, st);
     return;
   }
+  /* The retry budget guards against hammering a failing server; a throttle
+   * answer comes from a live one, and the limiter slows down for it. */
   if (retry &&
       call->attempts < (call->max_attempts ? call->max_attempts
                                            : c->max_attempts) &&
-      c->budget >= 1.0) {
+      (throttled || c->budget >= 1.0)) {
     int64_t wait = backoff_us(call->attempts, throttled);
     int64_t ra = call->retry_after_us;
     if (ra > (int64_t)c->max_retry_after_ms * 1000)
@@ -460,7 +462,8 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
     if (ra > wait)
       wait = ra;
     if (now + wait < call->deadline_us) {
-      c->budget -= 1.0;
+      if (!throttled)
+        c->budget -= 1.0;
       call->not_before_us = now + wait;
       call->state = ST_WAITING;
       ca_client_log(c, CA_LOG_DEBUG, "%s: attempt %d failed (%s); retrying in %lld ms",

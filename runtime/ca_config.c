@@ -61,6 +61,9 @@ static const option options[] = {
    "one attempt's total time (default 15000)"},
   {"call_timeout_ms", K_LONG, FIELD(call_timeout_ms), 1, 86400000, NULL, "MS",
    "one call, all attempts (default 60000)"},
+  {"low_speed_time_s", K_LONG, FIELD(low_speed_time_s), 1, 3600, NULL, "S",
+   "abort an answer that sends nothing (under 1 byte/s) for this long "
+   "(default 10)"},
   {"max_retry_after_ms", K_LONG, FIELD(max_retry_after_ms), 0, 3600000, NULL,
    "MS", "cap on a server's Retry-After (default 20000)"},
   {"max_response_bytes", K_LONG, FIELD(max_response_bytes), 1024, 1 << 30,
@@ -367,6 +370,7 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg,
   cc.attempt_timeout_ms = cfg->timeout_ms;
   cc.call_timeout_ms = cfg->call_timeout_ms;
   cc.max_retry_after_ms = cfg->max_retry_after_ms;
+  cc.low_speed_time_s = cfg->low_speed_time_s;
   cc.max_response_bytes = (size_t)cfg->max_response_bytes;
   cc.max_attempts = (int)cfg->max_attempts;
   cc.max_in_flight = (int)cfg->max_in_flight;
@@ -392,6 +396,7 @@ chatapp_status ca_config_new_http_client(const chatapp_config *cfg,
   cc.attempt_timeout_ms = cfg->timeout_ms;
   cc.call_timeout_ms = cfg->call_timeout_ms;
   cc.max_retry_after_ms = cfg->max_retry_after_ms;
+  cc.low_speed_time_s = cfg->low_speed_time_s;
   cc.max_response_bytes = (size_t)cfg->max_response_bytes;
   cc.max_attempts = (int)cfg->max_attempts;
   cc.max_in_flight = (int)cfg->max_in_flight;

@@ -28,6 +28,7 @@ struct chatapp_config {
   char *limiter;         /* "shared" (default), "process", or a file path */
   long window_margin_ms;
   long connect_timeout_ms, timeout_ms, call_timeout_ms, max_retry_after_ms;
+  long low_speed_time_s;
   long max_response_bytes;
   long max_attempts, max_in_flight;
   /* the run */

@@ -25,7 +25,7 @@ end
 
 local function failed(a, err)
   a.status = "failed"
-  a.error = tostring(err)
+  a.error = require("chatapp.report").text(err)
 end
 
 local runners = {}

@@ -17,6 +17,14 @@ Report.__index = Report
 
 local M = {}
 
+--- tostring that never raises (an error object's __tostring may).
+function M.text(v)
+  local ok, s = pcall(tostring, v)
+  if ok and type(s) == "string" then return s end
+  return ("(a %s error value whose __tostring failed)"):format(type(v))
+end
+local text = M.text
+
 function M.new(options, policies)
   local r = setmetatable({
     options = options,
@@ -57,7 +65,7 @@ function Report:warn(line)
 end
 
 function Report:space(space, list, err)
-  local s = { space = space, numbers = list and #list or nil, error = err and tostring(err) }
+  local s = { space = space, numbers = list and #list or nil, error = err and text(err) }
   self.spaces[#self.spaces + 1] = s
   if list then
     self.numbers[#self.numbers + 1] = { space = space, list = list }
@@ -83,10 +91,11 @@ end
 function Report:policy_error(policy, space, n, message)
   local e = self.by_policy[policy]
   e.errors = e.errors + 1
+  message = text(message)
   local msg = ("policy %s failed%s%s: %s"):format(policy.name,
     n and (" on number " .. tostring(n.phone_number)) or "",
-    space and (" (space " .. spaces_mod.name(space) .. ")") or "", tostring(message))
-  self.errors[#self.errors + 1] = { policy = e, space = space, number = n, message = tostring(message) }
+    space and (" (space " .. spaces_mod.name(space) .. ")") or "", message)
+  self.errors[#self.errors + 1] = { policy = e, space = space, number = n, message = message }
   self:warn(msg)
   self:fail("policy", msg)
 end

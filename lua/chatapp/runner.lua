@@ -97,7 +97,7 @@ function Runner:load_string(name, src)
     if getmetatable(value) == chatapp.PolicyError then
       return nil, (value.where or (locate(name, src, value.token) .. ": ")) .. value.message
     end
-    return nil, ("%s%s"):format(tostring(value), kind == "error" and "" or (" (while loading " .. name .. ")"))
+    return nil, ("%s%s"):format(report.text(value), kind == "error" and "" or (" (while loading " .. name .. ")"))
   end
   local list, perr = policies_of(value, name)
   if not list then return nil, perr end

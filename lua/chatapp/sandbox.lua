@@ -117,11 +117,15 @@ for k, v in pairs(string) do
   if k ~= "dump" then string_lib[k] = v end
 end
 
--- Policies see the chatapp module through read-only views.
+-- Policies see a read-only view of the chatapp module without its host
+-- side: no chatapp.core (commands, files, the sandbox itself), no clients
+-- (policies plan API calls; the runner makes them).
+local policy_api = { "version", "fields", "enums", "policy", "enum_for_field" }
 local chatapp_view
 do
   local t = {}
-  for k, v in pairs(chatapp) do t[k] = v end
+  for _, k in ipairs(policy_api) do t[k] = chatapp[k] end
+  for name in pairs(chatapp.enums) do t[name] = chatapp[name] end
   t.json = frozen("chatapp.json", chatapp.json)
   chatapp_view = frozen("chatapp", t)
 end
