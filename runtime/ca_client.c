@@ -248,47 +248,77 @@ void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
 
 /* ---- redaction ---------------------------------------------------------- */
 
-static void replace_all(ca_buf *b, const char *needle, size_t nlen)
+/*
+ * Replace every occurrence of the client's secrets in b by "<redacted>":
+ * the secret and the token as they are, percent-encoded once (legacy query
+ * strings) and twice (legacy strings to sign).  One pass, longest needle
+ * first at each position, so a replacement is never searched again.
+ * Needles shorter than MIN_SECRET are not real secrets (AccessKey secrets
+ * have 30 characters) and would garble every line; they are skipped.
+ */
+#define MIN_SECRET 4
+#define NEEDLES    6
+
+static void add_needle(ca_buf *needles, size_t *n, const char *s, size_t len)
 {
-  static const char mark[] = "<redacted>";
-  ca_buf out = CA_BUF_INIT(b->max);
-  const char *p = ca_buf_str(b), *q, *end = p + b->len;
+  size_t i;
 
-  if (nlen == 0 || !memmem(p, b->len, needle, nlen))
+  if (len < MIN_SECRET || *n >= NEEDLES)
     return;
-  while ((q = memmem(p, (size_t)(end - p), needle, nlen)) != NULL) {
-    ca_buf_add(&out, p, (size_t)(q - p));
-    ca_buf_add(&out, mark, sizeof mark - 1);
-    p = q + nlen;
-  }
-  ca_buf_add(&out, p, (size_t)(end - p));
-  ca_wipe(b->ptr, b->cap);
-  ca_buf_free(b);
-  *b = out;
-}
-
-static void redact_value(ca_buf *b, const char *secret)
-{
-  ca_buf once = CA_BUF_INIT(1 << 16), twice = CA_BUF_INIT(1 << 18);
-
-  if (!secret || !*secret)
-    return;
-  ca_pct_encode(&once, secret, strlen(secret));
-  ca_pct_encode(&twice, ca_buf_str(&once), once.len);
-  /* Longest form first, so a shorter one cannot split it. */
-  replace_all(b, ca_buf_str(&twice), twice.len);
-  replace_all(b, ca_buf_str(&once), once.len);
-  replace_all(b, secret, strlen(secret));
-  ca_wipe(once.ptr, once.cap);
-  ca_wipe(twice.ptr, twice.cap);
-  ca_buf_free(&once);
-  ca_buf_free(&twice);
+  for (i = 0; i < *n; i++)
+    if (needles[i].len == len && memcmp(needles[i].ptr, s, len) == 0)
+      return;
+  ca_buf_init(&needles[*n], len + 1);
+  if (ca_buf_add(&needles[*n], s, len) == CHATAPP_OK)
+    (*n)++;
 }
 
 void ca_client_redact(const ca_client *c, ca_buf *b)
 {
-  redact_value(b, c->secret);
-  redact_value(b, c->token);
+  static const char mark[] = "<redacted>";
+  const char *secrets[2] = {c->secret, c->token};
+  ca_buf needles[NEEDLES], out = CA_BUF_INIT(b->max);
+  size_t n = 0, i, k, pos = 0;
+  int any = 0;
+
+  for (k = 0; k < 2; k++) {
+    ca_buf once = CA_BUF_INIT(1 << 16), twice = CA_BUF_INIT(1 << 18);
+    if (!secrets[k] || strlen(secrets[k]) < MIN_SECRET)
+      continue;
+    ca_pct_encode(&once, secrets[k], strlen(secrets[k]));
+    ca_pct_encode(&twice, ca_buf_str(&once), once.len);
+    add_needle(needles, &n, ca_buf_str(&twice), twice.len);
+    add_needle(needles, &n, ca_buf_str(&once), once.len);
+    add_needle(needles, &n, secrets[k], strlen(secrets[k]));
+    ca_wipe(once.ptr, once.cap);
+    ca_wipe(twice.ptr, twice.cap);
+    ca_buf_free(&once);
+    ca_buf_free(&twice);
+  }
+  for (k = 0; k < n && !any; k++)
+    any = memmem(ca_buf_str(b), b->len, needles[k].ptr, needles[k].len) != NULL;
+  while (any && pos < b->len) {
+    size_t best = 0;
+    for (k = 0; k < n; k++)
+      if (needles[k].len > best && needles[k].len <= b->len - pos &&
+          memcmp(b->ptr + pos, needles[k].ptr, needles[k].len) == 0)
+        best = needles[k].len;
+    if (best) {
+      ca_buf_add(&out, mark, sizeof mark - 1);
+      pos += best;
+    } else {
+      ca_buf_addc(&out, b->ptr[pos++]);
+    }
+  }
+  if (any) {
+    ca_wipe(b->ptr, b->cap);
+    ca_buf_free(b);
+    *b = out;
+  }
+  for (i = 0; i < n; i++) {
+    ca_wipe(needles[i].ptr, needles[i].cap);
+    ca_buf_free(&needles[i]);
+  }
 }
 
 /* ---- finishing an attempt ----------------------------------------------- */

@@ -141,7 +141,8 @@ const char *ca_client_endpoint(const ca_client *c);
 int ca_client_signature_version(const ca_client *c);
 
 /* Replace every occurrence of the client's secrets (plain or percent-
- * encoded once or twice) in b by "<redacted>". */
+ * encoded once or twice; at least 4 characters long) in b by
+ * "<redacted>". */
 void ca_client_redact(const ca_client *c, ca_buf *b);
 
 #endif

@@ -1,0 +1,156 @@
+-- Secrets never leak (reliability.md 7F): canary AccessKey secrets and STS
+-- tokens go through every main path at full verbosity, failures included,
+-- and must appear in no output, log, recording, metrics file or webhook.
+-- Also: which credential source won is named by -v, never the secret.
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local T = require "testlib"
+local E = require "e2e"
+local chatapp = require "chatapp"
+
+local CANARY_SECRET = "CANARY-SECRET-9b1e4f7a"
+local CANARY_STS_SECRET = "CANARY-STS+SECRET/77aa="
+local CANARY_TOKEN = "CANARY-TOKEN+c3d2/e1=="
+local CANARIES = { CANARY_SECRET, CANARY_STS_SECRET, CANARY_TOKEN }
+
+local dir = E.tmpdir()
+local keys = E.write(dir .. "/keys.json", assert(chatapp.json.encode {
+  keys = {
+    { access_key_id = "LTAIcanaryKey0001", access_key_secret = CANARY_SECRET, account = "2000000000000001" },
+    { access_key_id = "STS.canaryTemporary", access_key_secret = CANARY_STS_SECRET,
+      security_token = CANARY_TOKEN, account = "2000000000000001" },
+  },
+}))
+local emu = E.emulator { "--keys", keys }
+local SPACES = E.path("scripts/spaces/sample-spaces.json")
+local policy = E.path("scripts/policies/quality-alert.lua")
+local drift = E.path("scripts/policies/webhook-drift.lua")
+
+local checked = {}
+local function no_canary(where, text)
+  text = text or ""
+  for _, c in ipairs(CANARIES) do
+    -- the secret itself, and its percent-encoded forms
+    local once = c:gsub("[^%w%-_.~]", function(ch) return ("%%%02X"):format(ch:byte()) end)
+    local twice = once:gsub("%%", "%%25")
+    for _, form in ipairs { c, once, twice } do
+      T.check(not text:find(form, 1, true), ("%s contains a canary (%s)"):format(where, form))
+    end
+  end
+  checked[#checked + 1] = where
+end
+
+local ak_env = { ALIBABA_CLOUD_ACCESS_KEY_ID = "LTAIcanaryKey0001", ALIBABA_CLOUD_ACCESS_KEY_SECRET = CANARY_SECRET }
+local sts_env = { ALIBABA_CLOUD_ACCESS_KEY_ID = "STS.canaryTemporary",
+                  ALIBABA_CLOUD_ACCESS_KEY_SECRET = CANARY_STS_SECRET,
+                  ALIBABA_CLOUD_SECURITY_TOKEN = CANARY_TOKEN }
+
+local function check_run(name, r)
+  no_canary(name .. " stdout", r.out)
+  no_canary(name .. " stderr", r.err)
+end
+
+local function run(name, args, env, expect)
+  local full = { "--endpoint", emu.url, "-vvv" }
+  for _, a in ipairs(args) do full[#full + 1] = a end
+  local r = E.run(full, env)
+  if expect then T.eq(r.code, expect, name .. ": " .. r.err) end
+  check_run(name, r)
+  return r
+end
+
+T.cases {
+  { "success paths, both signatures, STS, record, metrics, webhooks", function()
+    local hook = emu.url .. "/_emulator/sink/ops"
+    for _, sig in ipairs { "v3", "v2" } do
+      for name, env in pairs { ak = ak_env, sts = sts_env } do
+        local e = {}
+        for k, v in pairs(env) do e[k] = v end
+        e.OPS_HOOK = hook
+        local rec, met = dir .. "/rec-" .. sig .. name, dir .. "/met-" .. sig .. name
+        local r = run(sig .. "/" .. name, { "--signature-version", sig, "--record", rec, "--metrics", met,
+          "--output", "json", "--spaces", SPACES, policy }, e, 0)
+        T.check(r.err:find("canonical request", 1, true) or r.err:find("string to sign", 1, true),
+          "-vvv shows the signing intermediates")
+        no_canary("recording", E.read(rec))
+        no_canary("metrics", E.read(met))
+      end
+    end
+    T.check(#emu:deliveries() > 0, "webhooks were sent")
+    no_canary("webhook deliveries", assert(chatapp.json.encode(emu:deliveries())))
+  end },
+
+  { "failure paths", function()
+    -- a wrong secret: SignatureDoesNotMatch (the server's string to sign is shown)
+    local wrong = { ALIBABA_CLOUD_ACCESS_KEY_ID = "LTAIcanaryKey0001",
+                    ALIBABA_CLOUD_ACCESS_KEY_SECRET = CANARY_SECRET .. "x" }
+    CANARIES[#CANARIES + 1] = CANARY_SECRET .. "x"
+    local r = run("bad signature", { policy }, wrong, 1)
+    T.check(r.err:find("SignatureDoesNotMatch", 1, true), r.err)
+    -- throttling with retries, then a dead endpoint
+    emu:fault { kind = "error", code = "Throttling.User", next = 2 }
+    run("throttled", { policy }, sts_env, 0)
+    local dead = E.run({ "--endpoint", "http://127.0.0.1:1", "-vvv", policy }, sts_env)
+    T.eq(dead.code, 1)
+    check_run("network error", dead)
+    -- writes failing with an unknown outcome
+    emu:fault { kind = "error", code = "InternalError", op = "UpdatePhoneWebhook" }
+    run("write failure", { "--spaces", SPACES, drift }, sts_env, 1)
+    emu:clear_faults()
+    -- a policy that fails and one that tries to read the secret
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "nosy", filter = function(n)
+  print("token:", os.getenv("ALIBABA_CLOUD_SECURITY_TOKEN"))
+end }]])
+    r = run("policy error", { "--spaces", SPACES, p }, sts_env, 1)
+    T.check(r.err:find("policies cannot read credentials", 1, true), r.err)
+    run("dry run", { "--dry-run", "--spaces", SPACES, drift }, sts_env, 0)
+    run("check", { "--check", policy }, sts_env, 0)
+  end },
+
+  { "credential files: the source is named, the secret never", function()
+    local home = E.tmpdir()
+    os.execute("mkdir -p " .. E.quote(home .. "/.alibabacloud"))
+    local creds = E.write(home .. "/.alibabacloud/credentials", ([[
+[default]
+type = sts
+access_key_id = STS.canaryTemporary
+access_key_secret = %s
+security_token = %s
+]]):format(CANARY_STS_SECRET, CANARY_TOKEN))
+    os.execute("chmod 600 " .. E.quote(creds))
+    local env = { HOME = home, ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false }
+    local r = run("INI file", { "-v", policy }, env, 0)
+    T.check(r.err:find("section [default] (type sts) of " .. creds, 1, true), r.err)
+    os.execute("chmod 644 " .. E.quote(creds))
+    r = run("unprotected INI file", { policy }, env, 2)
+    T.check(r.err:find("0644", 1, true) and r.err:find("chmod 600", 1, true), r.err)
+    os.execute("mkdir -p " .. E.quote(home .. "/.aliyun"))
+    local cfg = E.write(home .. "/.aliyun/config.json", assert(chatapp.json.encode {
+      current = "main",
+      profiles = {
+        { name = "main", mode = "StsToken", access_key_id = "STS.canaryTemporary",
+          access_key_secret = CANARY_STS_SECRET, sts_token = CANARY_TOKEN, region_id = "ap-southeast-1" },
+        { name = "role", mode = "RamRoleArn", access_key_id = "LTAIcanaryKey0001",
+          access_key_secret = CANARY_SECRET, ram_role_arn = "acs:ram::1:role/x" },
+      },
+    }))
+    os.execute("chmod 600 " .. E.quote(cfg))
+    r = run("aliyun profile", { "-v", policy }, env, 0)
+    T.check(r.err:find("profile 'main' (mode StsToken) of " .. cfg, 1, true), r.err)
+    r = run("unsupported mode", { "--profile", "role", policy }, env, 2)
+    T.check(r.err:find("RamRoleArn", 1, true), r.err)
+    os.execute("chmod 600 " .. E.quote(creds))
+    r = run("missing profile", { "--profile", "nope", policy }, env, 2)
+    T.check(r.err:find("nope", 1, true), r.err)
+  end },
+
+  { "the emulator's log holds no secret either", function()
+    no_canary("emulator log", E.read(emu.log))
+    T.check(#checked >= 30, "checked " .. #checked .. " outputs")
+  end },
+}
+
+emu:stop()
+E.cleanup()
+return T.done()
