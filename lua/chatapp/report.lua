@@ -96,7 +96,14 @@ function Report:policy_error(policy, space, n, message)
     n and (" on number " .. tostring(n.phone_number)) or "",
     space and (" (space " .. spaces_mod.name(space) .. ")") or "", message)
   self.errors[#self.errors + 1] = { policy = e, space = space, number = n, message = message }
-  self:warn(msg)
+  if message == e.last_error then
+    -- the same failure again: one line, not the traceback again
+    self:warn(("policy %s failed%s: the same error"):format(policy.name,
+      n and (" on number " .. tostring(n.phone_number)) or ""))
+  else
+    self:warn(msg)
+  end
+  e.last_error = message
   self:fail("policy", msg)
 end
 

@@ -197,6 +197,11 @@ function M.call(budget, fn, ...)
   M.active = true
   local r = table.pack(chatapp.core.sandbox_call(budget, fn, ...))
   M.active = false
+  if not r[1] and type(r[2]) == "string" then
+    -- The traceback ends where the policy was called: the runner's own
+    -- frames below that say nothing to the policy's author.
+    r[2] = r[2]:gsub("\n%s*%[C%]: in function 'chatapp%.core%.sandbox_call'.*$", "")
+  end
   return table.unpack(r, 1, r.n)
 end
 
