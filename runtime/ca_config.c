@@ -54,7 +54,8 @@ static const option options[] = {
    "share the rate limit with other processes on this host (default "
    "shared), keep it to this process, or use this state file"},
   {"window_margin_ms", K_LONG, FIELD(window_margin_ms), 0, 1000, NULL, "MS",
-   "limiter window beyond 1 s, for network jitter (default 150)"},
+   "limiter window beyond 1 s: how much the arrival of a request at the "
+   "server can vary (default 50)"},
   {"connect_timeout_ms", K_LONG, FIELD(connect_timeout_ms), 1, 600000, NULL,
    "MS", "connect timeout (default 5000)"},
   {"timeout_ms", K_LONG, FIELD(timeout_ms), 1, 3600000, NULL, "MS",

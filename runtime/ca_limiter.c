@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #define MAGIC   0x4d4c4143u /* "CALM" */
-#define VERSION 1u
+#define VERSION 2u
 #define NSLOTS  64
 #define KEYLEN  96
 
@@ -24,6 +24,7 @@ typedef struct slot {
   uint32_t count;   /* valid entries in times (<= CA_LIMITER_MAX_N) */
   uint32_t head;    /* next position to write */
   double factor;    /* adaptive multiplier at factor_at_us */
+  double threshold; /* the factor at the last throttle answer */
   int64_t factor_at_us;
   int64_t last_throttle_us;
   int64_t last_use_us;
@@ -105,6 +106,8 @@ static void sanitize(state *s, int64_t now)
     }
     if (!(sl->factor >= CA_LIMITER_MIN_FACTOR && sl->factor <= 1.0))
       sl->factor = 1.0;
+    if (!(sl->threshold >= 0.0 && sl->threshold <= 1.0))
+      sl->threshold = 0.0;
     for (j = 0; j < CA_LIMITER_MAX_N; j++)
       if (reboot || sl->times[j] > now)
         sl->times[j] = now;
@@ -211,15 +214,46 @@ static slot *find_slot(state *s, const char *key, int64_t now)
   memset(victim->key, 0, KEYLEN);
   strncpy(victim->key, key, KEYLEN - 1);
   victim->factor = 1.0;
+  victim->threshold = 0.0;
   victim->factor_at_us = now;
   victim->last_throttle_us = 0;
   return victim;
 }
 
+/*
+ * The factor at now: piecewise linear from (factor, factor_at_us) --
+ * quickly up to the last throttle level, slowly above it while the last
+ * throttle is recent, quickly again after a quiet spell.
+ */
 static double factor_at(const slot *sl, int64_t now)
 {
-  double f = sl->factor +
-             CA_LIMITER_RECOVERY * (double)(now - sl->factor_at_us) / 1e6;
+  double f = sl->factor;
+  int64_t t = sl->factor_at_us;
+  int64_t quiet_end = sl->last_throttle_us ? sl->last_throttle_us +
+                                               CA_LIMITER_QUIET_US
+                                           : 0;
+  int i;
+
+  for (i = 0; i < 3 && t < now && f < 1.0; i++) {
+    if (f < sl->threshold) {
+      double need_s = (sl->threshold - f) / CA_LIMITER_FAST;
+      int64_t reach = t + (int64_t)(need_s * 1e6);
+      if (reach >= now) {
+        f += CA_LIMITER_FAST * (double)(now - t) / 1e6;
+        t = now;
+      } else {
+        f = sl->threshold;
+        t = reach;
+      }
+    } else if (t < quiet_end) {
+      int64_t end = quiet_end < now ? quiet_end : now;
+      f += CA_LIMITER_SLOW * (double)(end - t) / 1e6;
+      t = end;
+    } else {
+      f += CA_LIMITER_FAST * (double)(now - t) / 1e6;
+      t = now;
+    }
+  }
   return f > 1.0 ? 1.0 : f;
 }
 
@@ -266,7 +300,8 @@ void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now)
   lock(l);
   sl = find_slot(l->st, key, now);
   if (sl->last_throttle_us == 0 || now - sl->last_throttle_us >= l->window) {
-    f = factor_at(sl, now) * CA_LIMITER_DECREASE;
+    sl->threshold = factor_at(sl, now);
+    f = sl->threshold * CA_LIMITER_DECREASE;
     sl->factor = f < CA_LIMITER_MIN_FACTOR ? CA_LIMITER_MIN_FACTOR : f;
     sl->factor_at_us = now;
     sl->last_throttle_us = now;

@@ -9,11 +9,16 @@
  * most recent start is at least W ago.  W is 1 s plus a margin for network
  * jitter (default 150 ms), so the server, which counts arrivals, sees at
  * most N in any 1 s window.  A token bucket with burst N would let 2N
- * through; this never does.
+ * through; this never does.  The margin must cover how much the arrival of
+ * a request at the server can vary; the default, 50 ms, lets one process
+ * reach 95% of the quota.
  *
  * Adaptive: every key has a factor in (0, 1] applied to N.  A throttle
  * answer (someone else spends the same account quota) multiplies it by 0.7,
- * at most once per window; it then recovers additively over time.
+ * at most once per window, and remembers the factor it was throttled at.
+ * The factor then climbs back quickly (0.05 per second) to that level,
+ * probes slowly above it (0.01 per second) while throttles are recent, and
+ * climbs quickly again once the account has been quiet for 5 s.
  *
  * Time is passed in (monotonic microseconds), so tests need no sleeping.
  * Cross-process state is guarded by flock(), which the kernel releases when
@@ -29,13 +34,15 @@
 typedef struct ca_limiter ca_limiter;
 
 #define CA_LIMITER_MAX_N       128 /* largest N per window */
-#define CA_LIMITER_MARGIN_US   150000
-#define CA_LIMITER_RECOVERY    0.02 /* factor regained per second */
+#define CA_LIMITER_MARGIN_US   50000
+#define CA_LIMITER_FAST        0.05 /* factor regained per second */
+#define CA_LIMITER_SLOW        0.01 /* ... above the last throttle level */
+#define CA_LIMITER_QUIET_US    5000000
 #define CA_LIMITER_DECREASE    0.7
 #define CA_LIMITER_MIN_FACTOR  0.1
 
 /*
- * A limiter with window 1 s + margin_us.  state_path NULL: in-process only;
+ * A limiter with window 1 s + margin_us (0: CA_LIMITER_MARGIN_US).  state_path NULL: in-process only;
  * otherwise the shared state file (created 0600, parent directory must
  * exist).  Returns CHATAPP_EIO with a message in err when the file cannot
  * be used.  Free with ca_limiter_free.
