@@ -372,33 +372,121 @@ static int phone_pairs(lua_State *L)
 
 /* ---- decoding ----------------------------------------------------------- */
 
-/* Stack indices used while building one list. */
+/*
+ * Sharing strings while one list is built: an open-addressing table from
+ * string to pool index, in a scratch userdata (its memory is freed by the
+ * collector even if building raises).  Lua interns short strings, so equal
+ * short strings have one address and are found by pointer; longer ones
+ * (callback URLs) by content.  Getting this wrong could only cost memory:
+ * equal strings under different keys get two pool slots.
+ */
+#define SHORT_STRING 40 /* LUAI_MAXSHORTLEN in Lua 5.4 */
+#define SHARE_MT     "chatapp.phone.share"
+
+typedef struct share_entry {
+  const char *s; /* anchored in the pool table */
+  size_t len;
+  uint32_t hash, ix;
+} share_entry;
+
+typedef struct share {
+  share_entry *v;
+  size_t cap, n; /* cap: a power of two */
+} share;
+
+static int share_gc(lua_State *L)
+{
+  share *t = luaL_checkudata(L, 1, SHARE_MT);
+  free(t->v);
+  t->v = NULL;
+  t->cap = t->n = 0;
+  return 0;
+}
+
+static uint32_t share_hash(const char *s, size_t len)
+{
+  uint64_t h = 0x9E3779B97F4A7C15u ^ len, w;
+  size_t i;
+
+  if (len <= SHORT_STRING) { /* interned: the address is the identity */
+    uintptr_t p = (uintptr_t)s;
+    return (uint32_t)((p >> 4) ^ (p >> 20)) * 2654435761u;
+  }
+  /* Eight bytes at a time, then the tail: URLs are hashed often. */
+  for (i = 0; i + 8 <= len; i += 8) {
+    memcpy(&w, s + i, 8);
+    h = (h ^ w) * 0x100000001B3u;
+    h ^= h >> 29;
+  }
+  w = 0;
+  memcpy(&w, s + i, len - i);
+  h = (h ^ w) * 0x100000001B3u;
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+static share_entry *share_slot(share *t, const char *s, size_t len,
+                               uint32_t h)
+{
+  size_t i = h & (t->cap - 1);
+
+  for (;; i = (i + 1) & (t->cap - 1)) {
+    share_entry *e = &t->v[i];
+    if (!e->s)
+      return e;
+    if (e->hash == h && e->len == len &&
+        (e->s == s || (len > SHORT_STRING && memcmp(e->s, s, len) == 0)))
+      return e;
+  }
+}
+
+static int share_grow(share *t)
+{
+  share_entry *old = t->v, *nv;
+  size_t oldcap = t->cap, cap = oldcap ? oldcap * 2 : 256, i;
+
+  nv = calloc(cap, sizeof *nv);
+  if (!nv)
+    return -1;
+  t->v = nv;
+  t->cap = cap;
+  for (i = 0; i < oldcap; i++)
+    if (old[i].s)
+      *share_slot(t, old[i].s, old[i].len, old[i].hash) = old[i];
+  free(old);
+  return 0;
+}
+
+/* Stack indices and state used while building one list. */
 typedef struct builder {
-  int pool;   /* array of strings and extra tables */
-  int intern; /* string -> pool index */
-  int api;    /* API name -> field id */
-  int mt;     /* PhoneNumber metatable */
-  uint32_t n; /* pool size */
+  int pool;               /* array of strings and extra tables */
+  int mt;                 /* PhoneNumber metatable */
+  uint32_t n;             /* pool size */
+  share *shared;          /* string -> pool index */
+  const char *api[N_API]; /* the API names, interned: compared by address */
 } builder;
 
-/* Pool index of the value on top (popped): strings are shared. */
+/* Pool index of the string on top (popped): equal strings share a slot. */
 static uint32_t intern_top(lua_State *L, builder *b)
 {
-  uint32_t ix;
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  uint32_t h = share_hash(s, len);
+  share_entry *e;
 
-  lua_pushvalue(L, -1);
-  if (lua_rawget(L, b->intern) == LUA_TNUMBER) {
-    ix = (uint32_t)lua_tointeger(L, -1);
-    lua_pop(L, 2);
-    return ix;
+  if (b->shared->n * 2 >= b->shared->cap && share_grow(b->shared))
+    luaL_error(L, "out of memory");
+  e = share_slot(b->shared, s, len, h);
+  if (e->s) {
+    lua_pop(L, 1);
+    return e->ix;
   }
-  lua_pop(L, 1);
-  ix = ++b->n;
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, b->pool, ix);
-  lua_pushinteger(L, ix);
-  lua_rawset(L, b->intern); /* pops the value and the index */
-  return ix;
+  e->s = s; /* anchored by the pool table below */
+  e->len = len;
+  e->hash = h;
+  e->ix = ++b->n;
+  b->shared->n++;
+  lua_rawseti(L, b->pool, e->ix);
+  return e->ix;
 }
 
 /*
@@ -438,6 +526,16 @@ static int to_field_string(lua_State *L, const char *name)
   }
 }
 
+/* Pool index of the value on top (popped), not shared: for values that
+ * are unique per number (the phone number), where sharing costs a lookup
+ * and saves nothing. */
+static uint32_t pool_top(lua_State *L, builder *b)
+{
+  uint32_t ix = ++b->n;
+  lua_rawseti(L, b->pool, ix);
+  return ix;
+}
+
 /* Build one PhoneNumber from the decoded object at idx; push it.  Known
  * fields are typed here; unknown ones are cleaned (lca_json_clean) and kept
  * for raw(). */
@@ -458,15 +556,18 @@ static void build_phone(lua_State *L, builder *b, int idx,
   while (lua_next(L, idx)) { /* stack: ..., phone, key, value */
     int f = -1;
     if (lua_type(L, -2) == LUA_TSTRING) {
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, b->api) == LUA_TNUMBER)
-        f = (int)lua_tointeger(L, -1);
-      lua_pop(L, 1);
+      const char *k = lua_tostring(L, -2);
+      int i;
+      for (i = 0; i < N_API; i++)
+        if (k == b->api[i]) {
+          f = i;
+          break;
+        }
     }
     if (f >= 0) {
       int r = to_field_string(L, fields[f].api);
       if (r > 0)
-        p->v[f] = intern_top(L, b);
+        p->v[f] = f == F_PHONE_NUMBER ? pool_top(L, b) : intern_top(L, b);
       if (r >= 0)
         continue;
     } else if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
@@ -540,12 +641,33 @@ static int build_list(lua_State *L)
                       luaL_typename(L, 1));
   if (lua_rawlen(L, 1) > 0)
     return luaL_error(L, "the answer is an array, expected an object");
-  lua_newtable(L);
-  b.pool = lua_gettop(L);
-  lua_newtable(L);
-  b.intern = lua_gettop(L);
+  /* The pool gets about one unique string per number (the phone number)
+   * plus the shared ones: sized so it does not grow while the list is
+   * built. */
+  {
+    lua_Integer guess = 0;
+    if (lua_getfield(L, 1, "PhoneNumbers") == LUA_TTABLE)
+      guess = (lua_Integer)lua_rawlen(L, -1);
+    lua_pop(L, 1);
+    if (guess > 1 << 24)
+      guess = 1 << 24;
+    lua_createtable(L, (int)(guess + 64), 0);
+    b.pool = lua_gettop(L);
+  }
+  b.shared = lua_newuserdatauv(L, sizeof *b.shared, 0);
+  memset(b.shared, 0, sizeof *b.shared);
+  luaL_setmetatable(L, SHARE_MT);
+  if (share_grow(b.shared))
+    return luaL_error(L, "out of memory");
+  /* The API names as Lua holds them (anchored as keys of the registry's
+   * API table): a key from the decoder is one of them iff same address. */
   lua_getfield(L, LUA_REGISTRYINDEX, API_KEY);
-  b.api = lua_gettop(L);
+  for (i = 0; i < N_API; i++) {
+    lua_pushstring(L, fields[i].api);
+    b.api[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   luaL_getmetatable(L, PHONE_MT);
   b.mt = lua_gettop(L);
   b.n = 0;
@@ -584,12 +706,20 @@ static int build_list(lua_State *L)
 int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
                              int space_idx)
 {
-  int top;
+  int top, running, st;
 
   if (space_idx)
     space_idx = lua_absindex(L, space_idx);
-  if (!lca_json_decode_raw(L, body, len))
+  /* Everything decoding and typing allocate stays reachable until the list
+   * is built: a collection meanwhile would walk the answer for nothing.
+   * The collector is paused for both and resumes right after. */
+  running = lua_gc(L, LUA_GCISRUNNING);
+  lua_gc(L, LUA_GCSTOP);
+  if (!lca_json_decode_raw(L, body, len)) {
+    if (running)
+      lua_gc(L, LUA_GCRESTART);
     return 0; /* nil, message */
+  }
   top = lua_gettop(L);
   lua_pushcfunction(L, build_list);
   lua_insert(L, top);
@@ -597,7 +727,10 @@ int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
     lua_pushvalue(L, space_idx);
   else
     lua_pushnil(L);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+  st = lua_pcall(L, 2, 1, 0);
+  if (running)
+    lua_gc(L, LUA_GCRESTART);
+  if (st != LUA_OK) {
     if (lua_type(L, -1) != LUA_TSTRING)
       lua_pushliteral(L, "cannot decode the phone numbers");
     lua_pushnil(L);
@@ -661,6 +794,11 @@ void lca_open_phone(lua_State *L)
   lua_pushliteral(L, "PhoneNumber");
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 2);
+
+  luaL_newmetatable(L, SHARE_MT);
+  lua_pushcfunction(L, share_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
 
   luaL_newmetatable(L, PHONELIST_MT);
   lua_pushliteral(L, "PhoneList");
