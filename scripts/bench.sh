@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The benchmarks, with one command (make bench): figures on stdout, to be
+# copied into docs/benchmarks.md.  They talk only to a local emulator.
+#   scripts/bench.sh [BUILD_DIR] [CALLS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+calls=${2:-300}
+run=$build/chatapp-run
+emu=$build/chatapp-emulator
+[ -x "$run" ] && [ -x "$emu" ] || { echo "build first: make build" >&2; exit 2; }
+
+echo "== machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== typed results (issue 6)"
+"$run" --lua tests/bench/bench_decode.lua 100000
+echo
+echo "== client: limiter, transport, retries (issue 5)"
+"$run" --lua tests/bench/bench_client.lua "$run" "$emu" "$calls"
