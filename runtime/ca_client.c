@@ -556,6 +556,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
         remaining--;
         continue;
       }
+      call->state = ST_IN_FLIGHT;
       in_flight++;
     }
     if (remaining == 0)
