@@ -1,6 +1,7 @@
 /*
  * Client: signed, throttled, retried CAMS calls from Lua.
  *
+ *   chatapp.client{key = value, ...}      -> Client | nil, ApiError
  *   client:query_phone_numbers{cust_space_id=, isv_code=, status=, label=}
  *       -> PhoneList | nil, ApiError
  *   client:call(operation, params)        -> table | nil, ApiError
@@ -318,9 +319,10 @@ static int client_stats(lua_State *L)
   return 1;
 }
 
-/* core.client{endpoint=, profile=, qps=, ...}: the same keys as
- * chatapp_config_set (docs/embedding.md).  Credentials come from the
- * default chain unless given. */
+/* core.client{endpoint=, profile=, qps=, ...} -> Client | nil, ApiError:
+ * the same keys as chatapp_config_set (docs/embedding.md); an unknown key
+ * or bad value raises.  Credentials come from the default chain unless
+ * given; none found is an ApiError with status "ECREDENTIALS". */
 static int l_client_new(lua_State *L)
 {
   chatapp_config **box;
@@ -358,9 +360,9 @@ static int l_client_new(lua_State *L)
     snprintf(msg, sizeof msg, "%s", ca_buf_str(&err));
     ca_buf_free(&err);
     lua_pushnil(L);
-    lua_pushstring(L, msg);
-    lua_pushstring(L, chatapp_codename(st));
-    return 3;
+    lca_push_error(L, chatapp_codename(st), "chatapp.client", NULL, msg,
+                   NULL);
+    return 2;
   }
   ca_buf_free(&err);
   ((LClient *)lua_touserdata(L, -1))->c = c;
