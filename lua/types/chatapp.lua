@@ -286,10 +286,67 @@ function Client:close() end
 ---@field where? table<string, string|number|(string|number)[]> field = value or list of values, e.g. { status = "CONNECTED" }
 ---@field filter? fun(n: chatapp.PhoneNumber): boolean? numbers for which it returns true match
 ---@field decide? fun(n: chatapp.PhoneNumber, plan: chatapp.Plan) plan actions for a matching number
+---@field finish? fun(plan: chatapp.Plan, numbers: chatapp.PhoneNumber[]) once after all numbers: totals, summaries
 ---@field spaces? table which spaces the policy runs over
 
---- The plan a policy's decide adds actions to (the plans layer).
+--- The plan decide and finish add actions to.  Actions are data: a dry
+--- run shows them, a run carries them out (docs/policies.md).
 ---@class chatapp.Plan
+local Plan = {}
+
+---@class chatapp.WebhookSpec
+---@field url string https (http only to loopback)
+---@field method? "GET"|"POST"|"PUT"|"PATCH"|"DELETE" default POST
+---@field json? any body, encoded as JSON (or body)
+---@field body? string body as is (or json)
+---@field headers? table<string, string>
+---@field timeout_ms? integer default 10000
+---@field attempts? integer default 3
+
+--- An HTTP request (notify a chat, a pager, your own service).
+---@param spec chatapp.WebhookSpec
+---@return table action
+function Plan:webhook(spec) end
+
+--- A CAMS operation; writes happen only when applying.
+---@param operation string e.g. "UpdatePhoneWebhook"
+---@param params? table<string, any>
+---@return table action
+function Plan:call(operation, params) end
+
+---@class chatapp.PhoneWebhookSpec
+---@field up_callback_url? string
+---@field status_callback_url? string
+---@field http_flag? "Y"|"N"
+---@field queue_flag? "Y"|"N"
+
+--- UpdatePhoneWebhook for the number being decided; a dry run shows the
+--- current value beside each new one.
+---@param spec chatapp.PhoneWebhookSpec
+---@return table action
+function Plan:update_phone_webhook(spec) end
+
+---@class chatapp.ExecSpec
+---@field argv string[] the command and its arguments (no shell)
+---@field stdin? string
+---@field timeout_ms? integer default 10000
+
+--- Run a command; only with allow_exec.
+---@param spec chatapp.ExecSpec
+---@return table action
+function Plan:exec(spec) end
+
+--- Call a Lua function when applying (not in a dry run).
+---@param fn function
+---@param name? string shown in the report
+---@return table action
+function Plan:lua(fn, name) end
+
+--- A line in the report (string.format arguments).
+---@param message string
+---@param ... any
+---@return table action
+function Plan:log(message, ...) end
 
 --- A loaded policy.
 ---@class chatapp.Policy
@@ -298,6 +355,7 @@ function Client:close() end
 ---@field where? table
 ---@field filter? function
 ---@field decide? function
+---@field finish? function
 ---@field spaces? table
 ---@field warnings string[] where-clause values kept although unknown
 ---@field source? string "file:line" of the chatapp.policy call
@@ -309,9 +367,25 @@ local Policy = {}
 ---@return boolean
 function Policy:matches_where(n) end
 
+--- True when the policy runs over this space (its spaces list, if any).
+---@param space table a space: { cust_space_id =, isv_code =, label = }
+---@return boolean
+function Policy:uses_space(space) end
+
 --- The metatable of policies: getmetatable(p) == chatapp.Policy.
 ---@type table
 chatapp.Policy = nil
+
+--- A mistake in a policy's declaration, raised by chatapp.policy{...}:
+--- getmetatable(e) == chatapp.PolicyError; tostring(e) is the message.
+---@class chatapp.PolicyErrorValue
+---@field message string
+---@field token? string the text to look for in the source (a field, a value)
+---@field where? string "file:line: " when known
+
+--- The PolicyError metatable.
+---@type table
+chatapp.PolicyError = nil
 
 --- Declare a policy; policy files return one (or a list).
 ---@param spec chatapp.PolicySpec
@@ -338,6 +412,12 @@ function json.encode(value) end
 ---@return any value
 ---@return string? err
 function json.decode(text) end
+
+--- Mark a table to encode as an array even when empty.
+---@generic T: table
+---@param t T
+---@return T
+function json.array(t) end
 
 ---@type chatapp.json
 chatapp.json = nil
