@@ -178,6 +178,8 @@ const char *chatapp_config_errmsg(const chatapp_config *cfg)
 
 void chatapp_config_set_log(chatapp_config *cfg, chatapp_log_fn fn, void *ud)
 {
+  if (!cfg)
+    return;
   cfg->log = fn;
   cfg->log_ud = ud;
 }

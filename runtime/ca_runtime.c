@@ -77,9 +77,17 @@ static int embedded_searcher(lua_State *L)
   return 2;
 }
 
-/* Make require find chatapp.core and the embedded modules first. */
+/* Make require find chatapp.core and the embedded modules first.  Once
+ * per state: a second luaopen_chatapp does not add a second searcher. */
 static void install_modules(lua_State *L)
 {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "chatapp.searcher") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "chatapp.searcher");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_chatapp_core);
   lua_setfield(L, -2, "chatapp.core");
@@ -276,11 +284,13 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
 chatapp_status chatapp_runtime_new(const chatapp_config *cfg,
                                    chatapp_runtime **out)
 {
-  chatapp_runtime *rt = calloc(1, sizeof *rt);
+  chatapp_runtime *rt;
   lua_State *L;
   int st;
 
-  *out = rt;
+  if (!out)
+    return CHATAPP_EINVAL;
+  *out = rt = calloc(1, sizeof *rt);
   if (!rt)
     return CHATAPP_ENOMEM;
   ca_buf_init(&rt->errmsg, 64 * 1024);

@@ -10,14 +10,24 @@
  *     by the matching *_free function; *_free accepts NULL;
  *   - functions that can fail return a chatapp_status (CHATAPP_OK is 0) and
  *     keep a human-readable message in the handle (chatapp_runtime_errmsg);
- *   - strings passed in are copied; strings returned are owned by the handle
- *     and stay valid until the next call on that handle or its free.
+ *     messages never contain a secret;
+ *   - strings passed in are copied (the caller keeps ownership); strings
+ *     returned are owned by the library: static ones say so, the others
+ *     belong to the handle and stay valid until the next call on that
+ *     handle or its free.
  *
- * Threads: there is no global state.  Different handles may be used from
- * different threads at the same time; one handle must not be used from two
- * threads at once.  chatapp_global_init() is called implicitly by the first
- * chatapp_runtime_new(); call it yourself first if your program starts
- * threads that use libcurl or OpenSSL before that.
+ * Threads: there is no global state apart from libcurl's and OpenSSL's
+ * process-wide initialisation (chatapp_global_init) and the rate limiter,
+ * which by design is shared by every runtime and process on the host that
+ * uses the same account (config key "limiter").  Different handles may be
+ * used from different threads at the same time; one handle must not be
+ * used from two threads at once (serialise calls on it yourself).  Each
+ * function below says so where it differs.  Callbacks run in the thread
+ * that called into the library, during that call.
+ *
+ * Linking: libchatapp.so (SONAME libchatapp.so.0) or libchatapp.a;
+ * pkg-config --cflags --libs chatapp, or find_package(chatapp) and the
+ * target chatapp::chatapp.  docs/embedding.md has a complete example.
  */
 #ifndef CHATAPP_H
 #define CHATAPP_H
@@ -57,83 +67,138 @@ typedef enum chatapp_status {
   CHATAPP_EIO = 13          /* a local file or process could not be used */
 } chatapp_status;
 
-/* A sentence describing st, e.g. "network or HTTP failure". */
+/* A sentence describing st, e.g. "network or HTTP failure".  Static
+ * string; any thread. */
 CHATAPP_API const char *chatapp_strerror(chatapp_status st);
-/* A stable short name for st, e.g. "ETRANSPORT". */
+/* A stable short name for st, e.g. "ETRANSPORT".  Static; any thread. */
 CHATAPP_API const char *chatapp_codename(chatapp_status st);
-/* The library version, e.g. "0.1.0". */
+/* The library version, e.g. "0.1.0" (compare CHATAPP_VERSION, the version
+ * of this header).  Static; any thread. */
 CHATAPP_API const char *chatapp_version(void);
 
-/* Initialise libcurl and OpenSSL once per process.  Safe to call again. */
+/*
+ * Initialise libcurl and OpenSSL once per process (curl_global_init).
+ * Any thread, any number of times: the first call does the work, the
+ * others wait for it and return its result.  chatapp_runtime_new() and
+ * luaopen_chatapp_core() call it; call it yourself early if other threads
+ * of your program may initialise libcurl at the same time.  There is no
+ * cleanup function: the state lives until the process exits.
+ */
 CHATAPP_API chatapp_status chatapp_global_init(void);
 
 /*
  * Configuration: string keys and values, the same names as chatapp-run's
- * long options (docs/embedding.md lists them all), e.g.
+ * long options ("max-attempts" and "max_attempts" are the same key;
+ * docs/embedding.md lists them all), e.g.
  *   endpoint            "http://127.0.0.1:8080" or "https://cams...com"
  *   region              "ap-southeast-1"
  *   access_key_id, access_key_secret, security_token
- *                       explicit credentials (skip the default chain)
+ *                       explicit credentials; without them the default
+ *                       chain is used (environment, profiles)
  *   profile             profile name in ~/.aliyun/config.json etc.
  *   qps                 calls per second per operation (default: documented)
+ *   limiter             "shared" (default), "process" or a state file
+ *   connect_timeout_ms, timeout_ms, call_timeout_ms, max_attempts
  *   signature_version   "v3" (default) or "v2" (legacy HMAC-SHA1)
+ *   memory_limit_mb, instruction_limit   sandbox limits per policy
  *   output              "none" (default for embedders), "text" or "json"
- *   verbose             "0".."3"
- * An unknown key or a malformed value is CHATAPP_EINVAL, with the reason in
- * chatapp_config_errmsg().  Secrets are copied and wiped on free.
+ *   verbose             "0".."3": the highest level passed to the log
+ *
+ * A config is a plain value: chatapp_runtime_new() copies it, so it can be
+ * changed or freed afterwards and used for several runtimes.  It may be
+ * read by several threads at once (chatapp_runtime_new), but not changed
+ * while it is read.
  */
 typedef struct chatapp_config chatapp_config;
 
-CHATAPP_API chatapp_config *chatapp_config_new(void); /* NULL: out of memory */
+/* A config with every key at its default.  NULL: out of memory.  Free
+ * with chatapp_config_free(). */
+CHATAPP_API chatapp_config *chatapp_config_new(void);
+/* Free cfg, wiping the secrets it holds.  NULL: no-op. */
 CHATAPP_API void chatapp_config_free(chatapp_config *cfg);
+/*
+ * Set key to value (both copied; "" resets a string key to its default).
+ * An unknown key or a malformed value is CHATAPP_EINVAL, with the reason in
+ * chatapp_config_errmsg(), and leaves cfg as it was; CHATAPP_ENOMEM when a
+ * copy fails.  Secrets (access_key_secret, security_token) are wiped from
+ * memory when replaced or freed.
+ */
 CHATAPP_API chatapp_status chatapp_config_set(chatapp_config *cfg,
                                               const char *key,
                                               const char *value);
+/* Why the last chatapp_config_set() on cfg failed, or "".  Owned by cfg:
+ * valid until the next call on cfg.  NULL cfg: "out of memory". */
 CHATAPP_API const char *chatapp_config_errmsg(const chatapp_config *cfg);
 
-/* Log lines (never containing a secret) go to fn; level 0 = error .. 3. */
+/*
+ * Log lines go to fn(ud, level, line), level 0 (errors) to 3 (canonical
+ * requests), up to the "verbose" key; secrets are redacted from them.
+ * fn is called in the thread that called into the runtime, during that
+ * call; line is valid only during the call.  Runtimes made from one config
+ * share fn and ud: if they run in different threads, fn must be
+ * thread-safe.  fn NULL (the default): no logging.  cfg NULL: no-op.
+ */
 typedef void (*chatapp_log_fn)(void *ud, int level, const char *line);
 CHATAPP_API void chatapp_config_set_log(chatapp_config *cfg, chatapp_log_fn fn,
                                         void *ud);
 
 /*
  * A runtime: one Lua state, one API client and its limiter, the loaded
- * policies and the report of the last run.
+ * policies and the report of the last run.  Runtimes share nothing but the
+ * limiter state (see "limiter"): several may live in one process, each
+ * used by one thread at a time.
  *
- * chatapp_runtime_new() stores a new runtime in *out even when it fails
- * (except on CHATAPP_ENOMEM, where *out is NULL), so the reason can be read
- * with chatapp_runtime_errmsg(); free it in both cases.
+ * chatapp_runtime_new() copies cfg (NULL: every default) and stores a new
+ * runtime in *out even when it fails, so the reason can be read with
+ * chatapp_runtime_errmsg(); free it in both cases.  Only when even that
+ * cannot be allocated is *out NULL (CHATAPP_ENOMEM).  Credentials are not
+ * resolved here but on the first run that needs the API, so a bad key
+ * shows as CHATAPP_ECREDENTIALS from chatapp_runtime_run().
  */
 typedef struct chatapp_runtime chatapp_runtime;
 
 CHATAPP_API chatapp_status chatapp_runtime_new(const chatapp_config *cfg,
                                                chatapp_runtime **out);
+/* Free rt and everything it owns (policies, client, reports, messages).
+ * NULL: no-op.  Not while another thread uses rt. */
 CHATAPP_API void chatapp_runtime_free(chatapp_runtime *rt);
-/* The message of the last failure on rt, or "" if none. */
+/* The message of the last failure on rt, or "" if none.  Owned by rt:
+ * valid until the next call on rt.  NULL rt: "out of memory". */
 CHATAPP_API const char *chatapp_runtime_errmsg(const chatapp_runtime *rt);
 
-/* Load the policies of one file (a Lua text chunk; bytecode is refused). */
+/*
+ * Load the policies of one file: a Lua text chunk (bytecode is refused)
+ * returning chatapp.policy{...} or a list of them, run in a fresh sandbox.
+ * CHATAPP_EPOLICY when it does not load, with the file and line in
+ * chatapp_runtime_errmsg(); the policies loaded before stay loaded.
+ */
 CHATAPP_API chatapp_status chatapp_runtime_load_file(chatapp_runtime *rt,
                                                      const char *path);
-/* Same from memory; name appears in messages ("=name" style not needed). */
+/* The same from memory: len bytes of src (copied); name (copied) stands
+ * for the file in messages. */
 CHATAPP_API chatapp_status chatapp_runtime_load_string(chatapp_runtime *rt,
                                                        const char *name,
                                                        const char *src,
                                                        size_t len);
 
+#define CHATAPP_RUN_APPLY 0x0 /* carry the actions out */
 #define CHATAPP_RUN_DRY   0x1 /* plan only: send and execute nothing */
 #define CHATAPP_RUN_CHECK 0x2 /* validate policies; no API call at all */
 
 /*
  * Run every loaded policy: fetch numbers, evaluate, carry out (or, with
- * CHATAPP_RUN_DRY, only plan) the actions, and build the report.
- * Returns CHATAPP_OK when everything went well; otherwise the most serious
- * failure (CHATAPP_EPOLICY, CHATAPP_EAPI, CHATAPP_EACTION, ...) while the
- * report still holds everything that did work.
+ * CHATAPP_RUN_DRY, only plan) the actions, and build the report.  Blocks
+ * until done; the API calls of the run go out concurrently, under the
+ * limiter.  Returns CHATAPP_OK when everything went well; otherwise the
+ * most serious failure (CHATAPP_ECONFIG, CHATAPP_ECREDENTIALS,
+ * CHATAPP_EPOLICY, CHATAPP_EAPI, CHATAPP_EACTION, ...) with its message in
+ * chatapp_runtime_errmsg(), while the report still holds everything that
+ * did work.  A runtime can run again (the policies stay loaded).
  */
 CHATAPP_API chatapp_status chatapp_runtime_run(chatapp_runtime *rt, int flags);
 
-/* The report of the last run; valid until the next run or free. */
+/* The report of one policy in the last run.  name is owned by rt: valid
+ * until the next run or free. */
 typedef struct chatapp_policy_report {
   const char *name;
   size_t numbers_seen;    /* numbers the policy looked at */
@@ -144,18 +209,45 @@ typedef struct chatapp_policy_report {
   size_t errors; /* filter/decide errors (one per number) */
 } chatapp_policy_report;
 
+/* Policies in the last run's report, in load order (0 before any run;
+ * NULL rt: 0). */
 CHATAPP_API size_t chatapp_runtime_policy_count(const chatapp_runtime *rt);
 /* Copies report i into *out; CHATAPP_EINVAL if i is out of range. */
 CHATAPP_API chatapp_status chatapp_runtime_policy_report(
   const chatapp_runtime *rt, size_t i, chatapp_policy_report *out);
 
 /*
- * For hosts that own a lua_State: the "chatapp.core" module (client, typed
- * results, JSON).  Use with luaL_requiref(L, "chatapp.core", ..., 0).
+ * ---- Per-action report: reserved ----------------------------------------
+ * The actions of the last run (each webhook, API call, command, Lua
+ * function or log line a policy planned, with its outcome) will be read
+ * here, in the shape of the policy report above:
+ *
+ *   size_t chatapp_runtime_action_count(const chatapp_runtime *rt);
+ *   chatapp_status chatapp_runtime_action_report(const chatapp_runtime *rt,
+ *                                                size_t i,
+ *                                                chatapp_action_report *out);
+ *
+ * They come with the plans layer; until then the policy report counts the
+ * actions (actions_planned, actions_done, actions_failed).
+ */
+
+/*
+ * For hosts that own a lua_State (these need <lua.h> only to be called).
+ * The state must have the standard libraries open (luaL_openlibs), the
+ * package library at least.  Raise a Lua error on failure, so call them
+ * through luaL_requiref or lua_pcall.  Each state is independent: the
+ * rule "one thread at a time" applies per lua_State.
+ *
+ * luaopen_chatapp_core: the "chatapp.core" module in C (client, typed
+ * results, JSON), for
+ *   luaL_requiref(L, "chatapp.core", luaopen_chatapp_core, 0);
+ * luaopen_chatapp: the whole "chatapp" module: makes require find
+ * "chatapp.core" and the module's Lua files compiled into the library
+ * (ahead of package.path), then returns require "chatapp":
+ *   luaL_requiref(L, "chatapp", luaopen_chatapp, 1);
  */
 struct lua_State;
 CHATAPP_API int luaopen_chatapp_core(struct lua_State *L);
-/* The "chatapp" Lua module (core + policy helpers, from embedded sources). */
 CHATAPP_API int luaopen_chatapp(struct lua_State *L);
 
 #ifdef __cplusplus

@@ -1,6 +1,7 @@
 /*
  * Client: signed, throttled, retried CAMS calls from Lua.
  *
+ *   chatapp.client{key = value, ...}      -> Client | nil, ApiError
  *   client:query_phone_numbers{cust_space_id=, isv_code=, status=, label=}
  *       -> PhoneList | nil, ApiError
  *   client:call(operation, params)        -> table | nil, ApiError
@@ -488,7 +489,7 @@ static void config_release(lua_State *L, int box_idx)
   *box = NULL;
 }
 
-/* Push the new client, or nil, message, code; frees the config first. */
+/* Push the new client, or nil and an ApiError. */
 static int finish_new(lua_State *L, chatapp_status st, ca_client *c,
                       ca_buf *err)
 {
@@ -497,9 +498,9 @@ static int finish_new(lua_State *L, chatapp_status st, ca_client *c,
     snprintf(msg, sizeof msg, "%s", ca_buf_str(err));
     ca_buf_free(err);
     lua_pushnil(L);
-    lua_pushstring(L, msg);
-    lua_pushstring(L, chatapp_codename(st));
-    return 3;
+    lca_push_error(L, chatapp_codename(st), "chatapp.client", NULL, msg,
+                   NULL);
+    return 2;
   }
   ca_buf_free(err);
   ((LClient *)lua_touserdata(L, -1))->c = c;
@@ -522,9 +523,10 @@ static int l_http_client_new(lua_State *L)
   return finish_new(L, st, c, &err);
 }
 
-/* core.client{endpoint=, profile=, qps=, ...}: the same keys as
- * chatapp_config_set (docs/embedding.md).  Credentials come from the
- * default chain unless given. */
+/* core.client{endpoint=, profile=, qps=, ...} -> Client | nil, ApiError:
+ * the same keys as chatapp_config_set (docs/embedding.md); an unknown key
+ * or bad value raises.  Credentials come from the default chain unless
+ * given; none found is an ApiError with status "ECREDENTIALS". */
 static int l_client_new(lua_State *L)
 {
   chatapp_config *cfg = config_from_table(L);

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  liblua5.4-dev lua5.4 lua-cjson-dev
+  liblua5.4-dev lua5.4 lua-cjson-dev luarocks
   libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
   clang libclang-rt-14-dev llvm valgrind
 )

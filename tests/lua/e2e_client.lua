@@ -238,7 +238,8 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
     local c, err = chatapp.client { endpoint = "http://cams.invalid", access_key_id = "x",
                                     access_key_secret = "y", limiter = "process" }
     T.eq(c, nil)
-    T.check(err:find("plain http", 1, true), err)
+    T.check(tostring(err):find("plain http", 1, true), tostring(err))
+    T.eq(err.status, "ECONFIG")
   end },
 
   { "B11/B12: final errors are not retried and reach Lua typed", function()

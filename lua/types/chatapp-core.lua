@@ -1,0 +1,68 @@
+---@meta chatapp.core
+-- LuaLS annotations for `require "chatapp.core"`, the C part of the
+-- chatapp module (lua/types/chatapp.lua describes the types).  Scripts
+-- normally use `require "chatapp"`, which re-exports what they need.
+
+---@class chatapp.core
+local core = {}
+
+---@type string
+core.version = nil
+
+--- JSON null (a light userdata).
+---@type lightuserdata
+core.json_null = nil
+
+---@type table the ApiError metatable
+core.ApiError = nil
+
+---@type string[] PhoneNumber field names
+core.phone_fields = nil
+
+---@type table<string, chatapp.EnumInfo>
+core.enums = nil
+
+---@param options? chatapp.ClientOptions
+---@return chatapp.Client? client
+---@return chatapp.ApiError? err
+function core.client(options) end
+
+---@param text string
+---@return any value
+---@return string? err
+function core.json_decode(text) end
+
+--- Plain values only (no PhoneNumber); see chatapp.json.encode.
+---@param value any
+---@return string? text
+---@return string? err
+function core.json_encode(value) end
+
+--- A deep copy of plain tables.
+---@generic T
+---@param value T
+---@return T
+function core.deepcopy(value) end
+
+--- Flatten parameters the way the API expects: { A = { 1, 2 } } becomes
+--- { ["A.1"] = "1", ["A.2"] = "2" }.  Raises on values that cannot be sent.
+---@param params table
+---@return table<string, string>
+function core.flatten_params(params) end
+
+--- The operations the client knows: name -> { write, qps, qps_documented }.
+---@return table<string, { write: boolean, qps: integer, qps_documented: boolean }>
+function core.operations() end
+
+--- Versions of chatapp, Lua, libcurl and OpenSSL.
+---@return { chatapp: string, lua: string, libcurl: string, openssl: string }
+function core.versions() end
+
+--- Decode a QueryChatappPhoneNumbers answer into a PhoneList.
+---@param text string JSON
+---@param space? chatapp.QueryOptions
+---@return chatapp.PhoneList? numbers
+---@return string? err
+function core.decode_phone_numbers(text, space) end
+
+return core
