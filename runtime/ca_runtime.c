@@ -33,6 +33,8 @@ struct chatapp_runtime {
   ca_buf errmsg;
   chatapp_policy_report *reports;
   size_t nreports;
+  chatapp_action_report *actions;
+  size_t nactions;
 };
 
 /* ---- embedded Lua sources ----------------------------------------------- */
@@ -336,15 +338,34 @@ chatapp_status chatapp_runtime_new(const chatapp_config *cfg,
   return CHATAPP_OK;
 }
 
+static void free_str(const char *s)
+{
+  free((char *)(uintptr_t)s);
+}
+
 static void clear_reports(chatapp_runtime *rt)
 {
   size_t i;
 
   for (i = 0; i < rt->nreports; i++)
-    free((char *)(uintptr_t)rt->reports[i].name);
+    free_str(rt->reports[i].name);
   free(rt->reports);
   rt->reports = NULL;
   rt->nreports = 0;
+  for (i = 0; i < rt->nactions; i++) {
+    chatapp_action_report *a = &rt->actions[i];
+    free_str(a->policy);
+    free_str(a->kind);
+    free_str(a->id);
+    free_str(a->phone_number);
+    free_str(a->space);
+    free_str(a->target);
+    free_str(a->status);
+    free_str(a->error);
+  }
+  free(rt->actions);
+  rt->actions = NULL;
+  rt->nactions = 0;
 }
 
 void chatapp_runtime_free(chatapp_runtime *rt)
@@ -398,6 +419,16 @@ chatapp_status chatapp_runtime_load_string(chatapp_runtime *rt,
   return load_result(rt, call_runner(rt, "load_string", 2, 2));
 }
 
+/* A copy of string field k of the table at t, or NULL. */
+static const char *field_dup(lua_State *L, int t, const char *k)
+{
+  const char *v = NULL;
+  if (lua_getfield(L, t, k) == LUA_TSTRING)
+    v = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
 static size_t field_size(lua_State *L, int t, const char *k)
 {
   lua_Integer v;
@@ -435,7 +466,32 @@ static chatapp_status collect_reports(chatapp_runtime *rt, int report)
     r->actions_planned = field_size(L, t, "planned");
     r->actions_done = field_size(L, t, "done");
     r->actions_failed = field_size(L, t, "failed");
+    r->actions_skipped = field_size(L, t, "skipped");
     r->errors = field_size(L, t, "errors");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+
+  /* report.action_list: plain records made by the report for hosts */
+  lua_getfield(L, report, "action_list");
+  n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+  rt->actions = calloc(n ? n : 1, sizeof *rt->actions);
+  if (!rt->actions)
+    return CHATAPP_ENOMEM;
+  for (i = 0; i < n; i++) {
+    chatapp_action_report *a = &rt->actions[i];
+    int t;
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    t = lua_gettop(L);
+    a->policy = field_dup(L, t, "policy");
+    a->kind = field_dup(L, t, "kind");
+    a->id = field_dup(L, t, "id");
+    a->phone_number = field_dup(L, t, "phone_number");
+    a->space = field_dup(L, t, "space");
+    a->target = field_dup(L, t, "target");
+    a->status = field_dup(L, t, "status");
+    a->error = field_dup(L, t, "error");
+    rt->nactions = i + 1;
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -527,4 +583,19 @@ int ca_runtime_run_script(chatapp_runtime *rt, const char *path, int argc,
   }
   lua_settop(L, 0);
   return rc;
+}
+
+size_t chatapp_runtime_action_count(const chatapp_runtime *rt)
+{
+  return rt ? rt->nactions : 0;
+}
+
+chatapp_status chatapp_runtime_action_report(const chatapp_runtime *rt,
+                                             size_t i,
+                                             chatapp_action_report *out)
+{
+  if (!rt || !out || i >= rt->nactions)
+    return CHATAPP_EINVAL;
+  *out = rt->actions[i];
+  return CHATAPP_OK;
 }

@@ -206,7 +206,8 @@ typedef struct chatapp_policy_report {
   size_t actions_planned;
   size_t actions_done;
   size_t actions_failed;
-  size_t errors; /* filter/decide errors (one per number) */
+  size_t errors;          /* filter/decide errors (one per number) */
+  size_t actions_skipped; /* exec without --allow-exec */
 } chatapp_policy_report;
 
 /* Policies in the last run's report, in load order (0 before any run;
@@ -216,20 +217,27 @@ CHATAPP_API size_t chatapp_runtime_policy_count(const chatapp_runtime *rt);
 CHATAPP_API chatapp_status chatapp_runtime_policy_report(
   const chatapp_runtime *rt, size_t i, chatapp_policy_report *out);
 
-/*
- * ---- Per-action report: reserved ----------------------------------------
- * The actions of the last run (each webhook, API call, command, Lua
- * function or log line a policy planned, with its outcome) will be read
- * here, in the shape of the policy report above:
- *
- *   size_t chatapp_runtime_action_count(const chatapp_runtime *rt);
- *   chatapp_status chatapp_runtime_action_report(const chatapp_runtime *rt,
- *                                                size_t i,
- *                                                chatapp_action_report *out);
- *
- * They come with the plans layer; until then the policy report counts the
- * actions (actions_planned, actions_done, actions_failed).
- */
+/* One action of the last run: a webhook, API call, command, Lua function
+ * or log line a policy planned, with its outcome.  Strings are owned by rt
+ * (valid until the next run or free); NULL where they do not apply. */
+typedef struct chatapp_action_report {
+  const char *policy;       /* the policy that planned it */
+  const char *kind;         /* "webhook", "call", "exec", "lua" or "log" */
+  const char *id;           /* deterministic id, sent as Idempotency-Key */
+  const char *phone_number; /* the number it is for (NULL from finish) */
+  const char *space;        /* its CustSpaceId (NULL: own numbers) */
+  const char *target;       /* "POST https://...", "UpdatePhoneWebhook",
+                               the command line, the log message ... */
+  const char *status;       /* "planned" (dry run), "done", "failed",
+                               "skipped" */
+  const char *error;        /* why it failed or was skipped */
+} chatapp_action_report;
+
+/* Actions in the last run's report, in plan order (NULL rt: 0). */
+CHATAPP_API size_t chatapp_runtime_action_count(const chatapp_runtime *rt);
+/* Copies action i into *out; CHATAPP_EINVAL if i is out of range. */
+CHATAPP_API chatapp_status chatapp_runtime_action_report(
+  const chatapp_runtime *rt, size_t i, chatapp_action_report *out);
 
 /*
  * For hosts that own a lua_State (these need <lua.h> only to be called).

@@ -25,9 +25,12 @@ function M.text(v)
 end
 local text = M.text
 
-function M.new(options, policies)
+--- log(line): where warnings go (the host's log at level 0: stderr for
+--- chatapp-run, the log callback for embedders).
+function M.new(options, policies, log)
   local r = setmetatable({
     options = options,
+    log = log or function(line) io.stderr:write("chatapp-run: ", line, "\n") end,
     out = io.stdout,
     policies = {},
     by_policy = {},
@@ -61,7 +64,7 @@ function Report:fail(status, message)
 end
 
 function Report:warn(line)
-  if self.options.output ~= "none" then io.stderr:write("chatapp-run: ", line, "\n") end
+  self.log(line)
 end
 
 function Report:space(space, list, err)
@@ -454,7 +457,22 @@ end
 
 ---------------------------------------------------------------------------
 
+--- Plain records of the actions, for the embedding API
+--- (chatapp_runtime_action_report).
+function Report:action_records()
+  local list = {}
+  for i, a in ipairs(self.actions) do
+    list[i] = {
+      policy = a.policy, kind = a.kind, id = a.id, phone_number = a.phone_number,
+      space = a.space and a.space.cust_space_id, target = M.describe(a),
+      status = a.status, error = a.error or a.reason,
+    }
+  end
+  return list
+end
+
 function Report:finish()
+  self.action_list = self:action_records()
   if self.options.output == "text" then
     self:print_text()
   elseif self.options.output == "json" then

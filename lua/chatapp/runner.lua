@@ -226,7 +226,7 @@ end
 
 function Runner:run(flags)
   flags = flags or {}
-  local rep = report.new(self.options, self.policies)
+  local rep = report.new(self.options, self.policies, function(line) self:log(0, line) end)
   if flags.check then return rep:finish_check() end
 
   local spaces, serr = self:spaces()

@@ -316,6 +316,50 @@ static void test_two_runtimes(const char *tmpdir)
   CHECK(atomic_load(&one.hits) == 5);
   CHECK(atomic_load(&two.hits) == 5);
 
+  /* Actions: planned in a dry run, readable one by one. */
+  {
+    static const char planner[] =
+      "local chatapp = require 'chatapp'\n"
+      "return chatapp.policy { name = 'planner',\n"
+      "  where = { status = 'BANNED' },\n"
+      "  decide = function(n, plan)\n"
+      "    plan:log('banned: %s', n.phone_number)\n"
+      "    plan:webhook { url = 'http://127.0.0.1:9/hook', json = { n = n } }\n"
+      "  end }\n";
+    chatapp_config *cd = base_config(two.endpoint, "v3");
+    chatapp_runtime *d = NULL;
+    chatapp_action_report act;
+    CHECK(chatapp_config_set(cd, "limiter", "process") == CHATAPP_OK);
+    CHECK(chatapp_runtime_new(cd, &d) == CHATAPP_OK);
+    chatapp_config_free(cd);
+    CHECK(chatapp_runtime_action_count(d) == 0);
+    CHECK(chatapp_runtime_load_string(d, "planner.lua", planner,
+                                      sizeof planner - 1) == CHATAPP_OK);
+    CHECK(chatapp_runtime_run(d, CHATAPP_RUN_DRY) == CHATAPP_OK);
+    CHECK(chatapp_runtime_action_count(d) == 2);
+    CHECK(chatapp_runtime_action_report(d, 0, &act) == CHATAPP_OK);
+    CHECK_STR(act.policy, "planner");
+    CHECK_STR(act.kind, "log");
+    CHECK_STR(act.phone_number, "202");
+    CHECK_STR(act.target, "banned: 202");
+    CHECK_STR(act.status, "done");
+    CHECK(chatapp_runtime_action_report(d, 1, &act) == CHATAPP_OK);
+    CHECK_STR(act.kind, "webhook");
+    CHECK_STR(act.target, "POST http://127.0.0.1:9/hook");
+    CHECK_STR(act.status, "planned");
+    CHECK(act.id && strlen(act.id) == 32);
+    CHECK(act.error == NULL);
+    CHECK(chatapp_runtime_action_report(d, 2, &act) == CHATAPP_EINVAL);
+    CHECK(chatapp_runtime_action_report(NULL, 0, &act) == CHATAPP_EINVAL);
+    CHECK(chatapp_runtime_action_count(NULL) == 0);
+    /* Applied: the webhook goes to a closed port and fails. */
+    CHECK(chatapp_runtime_run(d, CHATAPP_RUN_APPLY) == CHATAPP_EACTION);
+    CHECK(chatapp_runtime_action_report(d, 1, &act) == CHATAPP_OK);
+    CHECK_STR(act.status, "failed");
+    CHECK(act.error != NULL);
+    chatapp_runtime_free(d);
+  }
+
   /* Each log callback saw its own runtime's lines only. */
   CHECK(atomic_load(&log_a.lines) > 0);
   CHECK(atomic_load(&log_b.lines) > 0);
