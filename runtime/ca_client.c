@@ -539,6 +539,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
   int in_flight = 0;
   int64_t last_progress = 0;
   char key[256];
+  const char *denied[8]; /* operations the limiter refused in this pass */
+  size_t ndenied = 0;
 
   for (i = 0; i < n; i++) {
     ca_call *call = calls[i];
@@ -558,6 +560,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     long timeout_ms;
 
     now = ca_now_us();
+    ndenied = 0;
     for (i = 0; i < n; i++) {
       ca_call *call = calls[i];
       int64_t retry_at = 0;
@@ -590,6 +593,13 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
       }
       if (call->kind == CA_CALL_API) {
         double f;
+        size_t d;
+        /* An operation refused in this pass is refused for every later
+         * call too: do not ask again (each ask takes the shared lock). */
+        for (d = 0; d < ndenied && strcmp(denied[d], call->operation); d++)
+          ;
+        if (d < ndenied)
+          continue;
         limiter_key(c, call, key, sizeof key);
         if (!ca_limiter_acquire(c->limiter, key,
                                 limit_for(c, call->operation), now,
@@ -597,6 +607,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
           c->stats.limiter_waits++;
           if (retry_at < wake)
             wake = retry_at;
+          if (ndenied < sizeof denied / sizeof denied[0])
+            denied[ndenied++] = call->operation;
           continue;
         }
         f = ca_limiter_factor(c->limiter, key, now);
