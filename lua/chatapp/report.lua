@@ -279,8 +279,11 @@ function Report:print_action(a, out)
     if v.body then out:write("      ", v.body, "\n") end
   elseif a.kind == "call" then
     out:write("      ", pairs_line(v.params), "\n")
-    for k, cur in pairs(a.current or {}) do
-      out:write(("      %s: %q -> %q\n"):format(k, cur, v.params[k]))
+    local names = {}
+    for k in pairs(a.current or {}) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      out:write(("      %s: %q -> %q\n"):format(k, a.current[k], v.params[k]))
     end
   elseif a.kind == "exec" and v.stdin_bytes then
     out:write(("      stdin: %d bytes\n"):format(v.stdin_bytes))
