@@ -155,6 +155,7 @@ static void flatten(lua_State *L, int out, int depth)
 
   if (depth > 32)
     luaL_error(L, "parameter %s is nested too deep", lua_tostring(L, pfx));
+  luaL_checkstack(L, 8, "flattening parameters");
   switch (lua_type(L, v)) {
   case LUA_TSTRING:
     lua_pushvalue(L, pfx);
