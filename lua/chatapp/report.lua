@@ -25,12 +25,16 @@ function M.text(v)
 end
 local text = M.text
 
---- log(line): where warnings go (the host's log at level 0: stderr for
---- chatapp-run, the log callback for embedders).
+--- log(level, line): the host's log (stderr for chatapp-run, the log
+--- callback for embedders); warnings go at level 0.
 function M.new(options, policies, log)
+  local function default_log(level, line)
+    if level <= (options.verbose or 0) then io.stderr:write("chatapp-run: ", line, "\n") end
+  end
+  log = log or default_log
   local r = setmetatable({
     options = options,
-    log = log or function(line) io.stderr:write("chatapp-run: ", line, "\n") end,
+    log_level = log,
     out = io.stdout,
     policies = {},
     by_policy = {},
@@ -64,13 +68,41 @@ function Report:fail(status, message)
 end
 
 function Report:warn(line)
-  self.log(line)
+  self.log_level(0, line)
+end
+
+-- Known values of the enum fields, for spotting values the API sends that
+-- this version does not know yet.
+local known = {}
+for name, e in pairs(chatapp.enums) do
+  local set = {}
+  for _, v in ipairs(e.values) do set[v] = true end
+  known[e.field] = { name = name, set = set }
+end
+
+function Report:note_unknown_values(list)
+  self.unknown_values = self.unknown_values or {}
+  for _, n in ipairs(list) do
+    for field, k in pairs(known) do
+      local v = n[field]
+      if v ~= nil and not k.set[v] then
+        local seen = self.unknown_values[k.name] or {}
+        self.unknown_values[k.name] = seen
+        if not seen[v] then
+          seen[v] = true
+          self.log_level(1, ("%s value %q (number %s) is not one chatapp-run knows; "
+            .. "it is kept as it came"):format(k.name, v, n.phone_number or "?"))
+        end
+      end
+    end
+  end
 end
 
 function Report:space(space, list, err)
   local s = { space = space, numbers = list and #list or nil, error = err and text(err) }
   self.spaces[#self.spaces + 1] = s
   if list then
+    self:note_unknown_values(list)
     self.numbers[#self.numbers + 1] = { space = space, list = list }
   else
     local msg = ("space %s: %s"):format(spaces_mod.name(space), s.error)
@@ -344,6 +376,10 @@ function Report:print_summary_text()
   end
   self.out:write(("run: %s in %.1f s%s\n"):format(table.concat(parts, ", "),
     core.monotonic() - self.started, self.replay and " (replayed)" or ""))
+  if st and st.min_factor and st.min_factor < 1 then
+    self.out:write(("  throttle answers showed another program spending the quota: the rate "
+      .. "went down to %d%% of it, then back up\n"):format(math.floor(st.min_factor * 100 + 0.5)))
+  end
 end
 
 ---------------------------------------------------------------------------
@@ -375,8 +411,17 @@ function Report:print_json()
       result = a.result, error = a.error, reason = a.reason,
     }, a.space))
   end
+  local unknown
+  for name, set in pairs(self.unknown_values or {}) do
+    unknown = unknown or {}
+    local list = {}
+    for v in pairs(set) do list[#list + 1] = v end
+    table.sort(list)
+    unknown[name] = list
+  end
   local summary = {
     type = "summary", status = self.status, message = self.message,
+    credentials = self.credentials, unknown_values = unknown,
     dry_run = self.dry_run or false, replay = self.replay or false,
     duration_s = math.floor((core.monotonic() - self.started) * 1000 + 0.5) / 1000,
     policies = chatapp.json.array(), calls = self.call_stats,

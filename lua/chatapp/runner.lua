@@ -147,6 +147,7 @@ function Runner:fetch(rep, spaces)
     return nil, source, code == "ECREDENTIALS" and "credentials" or "config"
   end
   self:log(1, "credentials: " .. source)
+  rep.credentials = source
   local requests = {}
   for i, space in ipairs(spaces) do
     requests[i] = { operation = QUERY, space = space, keep_body = self.options.record ~= nil }
@@ -226,7 +227,7 @@ end
 
 function Runner:run(flags)
   flags = flags or {}
-  local rep = report.new(self.options, self.policies, function(line) self:log(0, line) end)
+  local rep = report.new(self.options, self.policies, function(level, line) self:log(level, line) end)
   if flags.check then return rep:finish_check() end
 
   local spaces, serr = self:spaces()

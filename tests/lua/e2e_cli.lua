@@ -317,6 +317,37 @@ return chatapp.policy { name = "fn", where = { status = "FLAGGED" },
     T.check(r.err:find("applied to 8613800000004", 1, true), r.err)
   end },
 
+  { "every example policy, dry and applied", function()
+    for _, name in ipairs { "quality-alert", "number-health", "webhook-drift", "tier-report" } do
+      emu:reset()
+      emu:control("DELETE", "deliveries")
+      local env = { OPS_HOOK = emu.url .. "/_emulator/sink/" .. name }
+      local r = E.run(base("--spaces", SPACES, "--dry-run", "--output", "json", policy(name)), env)
+      T.eq(r.code, 0, name .. " dry: " .. r.err)
+      local _, by = E.json_lines(r.out)
+      for _, a in ipairs(by.action or {}) do
+        if a.kind ~= "log" then T.eq(a.status, "planned", name .. " dry") end
+      end
+      T.eq(changes(emu:stats()), 0, name .. ": nothing changed in a dry run")
+      T.eq(#emu:deliveries(), 0, name .. ": nothing delivered in a dry run")
+      r = E.run(base("--spaces", SPACES, "--output", "json", policy(name)), env)
+      T.eq(r.code, 0, name .. " applied: " .. r.err)
+      _, by = E.json_lines(r.out)
+      T.eq(by.summary[1].status, "ok", name)
+      for _, a in ipairs(by.action or {}) do T.eq(a.status, "done", name .. " applied") end
+    end
+  end },
+
+  { "unknown enum values are flagged, never an error", function()
+    local r = E.run(base("-v", "--output", "json", policy("tier-report")))
+    T.eq(r.code, 0, r.err)
+    local _, by = E.json_lines(r.out)
+    T.eq(by.summary[1].unknown_values.Status[1], "OFFLINE")
+    T.eq(by.summary[1].unknown_values.MessagingLimitTier[1], "TIER_2K")
+    T.check(r.err:find('Status value "OFFLINE"', 1, true), r.err)
+    T.eq(by.summary[1].credentials, "environment (ALIBABA_CLOUD_ACCESS_KEY_ID)")
+  end },
+
   { "legacy signatures work end to end", function()
     local r = E.run(base("--signature-version", "v2", policy("quality-alert")))
     T.eq(r.code, 0, r.err)

@@ -242,6 +242,45 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
     T.eq(err.status, "ECONFIG")
   end },
 
+  { "B8: a self-signed certificate fails TLS verification; no request is sent", function()
+    local dir = E.tmpdir()
+    os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/k.pem -out %s/c.pem -days 1 "
+      .. "-subj /CN=localhost >/dev/null 2>&1"):format(dir, dir))
+    local port, pid
+    for _ = 1, 20 do
+      port = 20000 + math.random(0, 40000)
+      local p = io.popen(("openssl s_server -accept 127.0.0.1:%d -cert %s/c.pem -key %s/k.pem -quiet "
+        .. ">%s/received 2>/dev/null & echo $!"):format(port, dir, dir, dir))
+      pid = p:read("l")
+      p:close()
+      E.sleep_ms(300)
+      if os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+      pid = nil
+    end
+    T.check(pid, "openssl s_server started")
+    if not pid then return end
+    local c = assert(chatapp.client { endpoint = "https://127.0.0.1:" .. port, access_key_id = E.KEY_ID,
+      access_key_secret = E.KEY_SECRET, limiter = "process", max_attempts = 1 })
+    local r, err = c:query_phone_numbers()
+    os.execute("kill " .. pid)
+    T.eq(r, nil)
+    T.eq(err.status, "ETRANSPORT")
+    T.check(err.message:lower():find("certificate", 1, true), err.message)
+    T.check(not (E.read(dir .. "/received") or ""):find("POST", 1, true), "no request bytes reached the server")
+  end },
+
+  { "B10: proxies from the environment; no_proxy honoured, credentials in the proxy URL never shown", function()
+    local p = E.path("scripts/policies/quality-alert.lua")
+    local r = E.run({ "--endpoint", emu.url, p },
+      { http_proxy = "http://user:proxy-password@127.0.0.1:1", no_proxy = "127.0.0.1" })
+    T.eq(r.code, 0, "direct connection: " .. r.err)
+    r = E.run({ "--endpoint", emu.url, "--max-attempts", "1", p },
+      { http_proxy = "http://user:proxy-password@127.0.0.1:1" })
+    T.eq(r.code, 1, "the dead proxy is used and fails")
+    T.check(r.err:find("127.0.0.1 port 1", 1, true), r.err)
+    T.check(not r.err:find("proxy-password", 1, true), "the proxy's password is not shown")
+  end },
+
   { "B11/B12: final errors are not retried and reach Lua typed", function()
     emu:reset()
     emu:fault { kind = "error", code = "InvalidParameter", message = "bad Status", next = 1 }
