@@ -94,8 +94,8 @@ static char *dup_member(const ca_json *o, const char *key, const char *alt)
   return s ? strdup(s) : NULL;
 }
 
-chatapp_status ca_envelope_parse(const char *body, size_t len,
-                                 ca_envelope *env, char *err, size_t errlen)
+chatapp_status ca_envelope_parse(const char *body, size_t len, ca_envelope *env,
+                                 char *err, size_t errlen)
 {
   ca_json_doc *doc;
   const ca_json *root;

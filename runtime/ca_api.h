@@ -13,7 +13,7 @@
 
 #include "chatapp.h"
 
-#define CA_API_VERSION "2020-06-06"
+#define CA_API_VERSION    "2020-06-06"
 #define CA_DEFAULT_REGION "ap-southeast-1"
 
 typedef struct ca_operation {
@@ -47,8 +47,8 @@ typedef struct ca_envelope {
  * Read the envelope of a JSON answer.  Fails with CHATAPP_EPARSE (reason in
  * err) when the body is not a JSON object.  Free with ca_envelope_free.
  */
-chatapp_status ca_envelope_parse(const char *body, size_t len,
-                                 ca_envelope *env, char *err, size_t errlen);
+chatapp_status ca_envelope_parse(const char *body, size_t len, ca_envelope *env,
+                                 char *err, size_t errlen);
 void ca_envelope_free(ca_envelope *env);
 
 typedef enum ca_answer_class {

@@ -123,8 +123,8 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
                      int conn_primary_port, int conn_local_port)
 {
   ca_call *call = ud;
-  int plain = call->kind == CA_CALL_API ? 1
-                                        : strncmp(call->url, "http://", 7) == 0;
+  int plain =
+    call->kind == CA_CALL_API ? 1 : strncmp(call->url, "http://", 7) == 0;
 
   (void)conn_local_ip;
   (void)conn_primary_port;
@@ -151,8 +151,7 @@ static chatapp_status add_header(ca_call *call, const char *name,
   char line[8192];
   struct curl_slist *s;
 
-  if ((size_t)snprintf(line, sizeof line, "%s: %s", name, value) >=
-      sizeof line)
+  if ((size_t)snprintf(line, sizeof line, "%s: %s", name, value) >= sizeof line)
     return CHATAPP_ETOOBIG;
   s = curl_slist_append(call->slist, line);
   ca_wipe(line, sizeof line);
@@ -163,8 +162,8 @@ static chatapp_status add_header(ca_call *call, const char *name,
 }
 
 /* Build URL and headers for a V3-signed attempt. */
-static chatapp_status prepare_v3(ca_client *c, ca_call *call,
-                                 const char *date, const char *nonce)
+static chatapp_status prepare_v3(ca_client *c, ca_call *call, const char *date,
+                                 const char *nonce)
 {
   ca_kv h[8];
   size_t nh = 0, i;
@@ -195,9 +194,9 @@ static chatapp_status prepare_v3(ca_client *c, ca_call *call,
   st = ca_sign_v3(&in, &out);
   if (!st && c->verbose >= CA_LOG_TRACE)
     ca_client_log(c, CA_LOG_TRACE,
-          "%s: canonical request:\n%s\n%s: string to sign:\n%s",
-          call->operation, ca_buf_str(&out.canonical_request),
-          call->operation, ca_buf_str(&out.string_to_sign));
+                  "%s: canonical request:\n%s\n%s: string to sign:\n%s",
+                  call->operation, ca_buf_str(&out.canonical_request),
+                  call->operation, ca_buf_str(&out.string_to_sign));
   if (!st)
     st = ca_buf_printf(&call->url_buf, "%s/%s%s", c->endpoint,
                        out.canonical_query.len ? "?" : "",
@@ -211,8 +210,8 @@ static chatapp_status prepare_v3(ca_client *c, ca_call *call,
 }
 
 /* Build the URL for a legacy-signed attempt (everything in the query). */
-static chatapp_status prepare_v2(ca_client *c, ca_call *call,
-                                 const char *date, const char *nonce)
+static chatapp_status prepare_v2(ca_client *c, ca_call *call, const char *date,
+                                 const char *nonce)
 {
   size_t n = call->nparams, np = 0;
   ca_kv *p = calloc(n + 10, sizeof *p);
@@ -237,7 +236,7 @@ static chatapp_status prepare_v2(ca_client *c, ca_call *call,
   st = ca_sign_rpc("POST", p, np, c->secret, &out);
   if (!st && c->verbose >= CA_LOG_TRACE)
     ca_client_log(c, CA_LOG_TRACE, "%s: string to sign:\n%s", call->operation,
-          ca_buf_str(&out.string_to_sign));
+                  ca_buf_str(&out.string_to_sign));
   if (!st)
     st = ca_buf_printf(&call->url_buf, "%s/?%s", c->endpoint,
                        ca_buf_str(&out.signed_query));
@@ -341,4 +340,3 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
     c->stats.retries++;
   return CHATAPP_OK;
 }
-

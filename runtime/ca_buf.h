@@ -21,7 +21,10 @@ typedef struct ca_buf {
   size_t max; /* largest len allowed */
 } ca_buf;
 
-#define CA_BUF_INIT(maxlen) {NULL, 0, 0, (maxlen)}
+#define CA_BUF_INIT(maxlen)                                                    \
+  {                                                                            \
+    NULL, 0, 0, (maxlen)                                                       \
+  }
 
 void ca_buf_init(ca_buf *b, size_t max);
 void ca_buf_free(ca_buf *b);

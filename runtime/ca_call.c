@@ -17,7 +17,7 @@ static ca_kv *copy_kv(const ca_kv *kv, size_t n)
     r[i].key = strdup(kv[i].key);
     r[i].value = strdup(kv[i].value);
     if (!r[i].key || !r[i].value) {
-      for (; ; i--) {
+      for (;; i--) {
         free((char *)(uintptr_t)r[i].key);
         free((char *)(uintptr_t)r[i].value);
         if (i == 0)
@@ -110,4 +110,3 @@ void ca_call_free(ca_call *call)
   curl_slist_free_all(call->slist);
   free(call);
 }
-

@@ -74,8 +74,7 @@ static int host_is_loopback(const char *host, size_t n)
 }
 
 /* Split "scheme://host[:port][/]" and check the rules for endpoints. */
-static chatapp_status parse_endpoint(ca_client *c, const char *url,
-                                     ca_buf *err)
+static chatapp_status parse_endpoint(ca_client *c, const char *url, ca_buf *err)
 {
   const char *p, *h, *end;
   size_t hostlen, n = strlen(url);
@@ -86,8 +85,10 @@ static chatapp_status parse_endpoint(ca_client *c, const char *url,
     h = url + 7;
     c->plain_http = 1;
   } else {
-    ca_buf_printf(err, "endpoint '%s' must start with https:// (or http:// "
-                       "for a local emulator)", url);
+    ca_buf_printf(err,
+                  "endpoint '%s' must start with https:// (or http:// "
+                  "for a local emulator)",
+                  url);
     return CHATAPP_ECONFIG;
   }
   while (n > 0 && url[n - 1] == '/')
@@ -95,8 +96,10 @@ static chatapp_status parse_endpoint(ca_client *c, const char *url,
   end = url + n;
   for (p = h; p < end; p++)
     if (*p == '/' || *p == '?' || *p == '#' || *p == '@') {
-      ca_buf_printf(err, "endpoint '%s' must be scheme://host[:port] with no "
-                         "path, query or user", url);
+      ca_buf_printf(err,
+                    "endpoint '%s' must be scheme://host[:port] with no "
+                    "path, query or user",
+                    url);
       return CHATAPP_ECONFIG;
     }
   hostlen = (size_t)(end - h);
@@ -136,8 +139,8 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
   if (!c)
     return CHATAPP_ENOMEM;
   if (!cfg->http_only &&
-      (!cfg->access_key_id || !*cfg->access_key_id ||
-       !cfg->access_key_secret || !*cfg->access_key_secret)) {
+      (!cfg->access_key_id || !*cfg->access_key_id || !cfg->access_key_secret ||
+       !*cfg->access_key_secret)) {
     ca_buf_adds(err, "no AccessKey id and secret were given to the client");
     st = CHATAPP_ECREDENTIALS;
     goto fail;
@@ -161,21 +164,21 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
   c->token = cfg->security_token && *cfg->security_token
                ? xstrdup(cfg->security_token)
                : NULL;
-  c->account_key = xstrdup(cfg->account_key && *cfg->account_key
-                             ? cfg->account_key
-                             : c->ak_id ? c->ak_id : "");
-  c->user_agent = xstrdup(cfg->user_agent ? cfg->user_agent
-                                          : "chatapp-run/" CHATAPP_VERSION);
+  c->account_key =
+    xstrdup(cfg->account_key && *cfg->account_key ? cfg->account_key
+            : c->ak_id                            ? c->ak_id
+                                                  : "");
+  c->user_agent =
+    xstrdup(cfg->user_agent ? cfg->user_agent : "chatapp-run/" CHATAPP_VERSION);
   c->qps = cfg->qps;
   c->connect_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
-  c->attempt_ms =
-    cfg->attempt_timeout_ms > 0 ? cfg->attempt_timeout_ms : 15000;
+  c->attempt_ms = cfg->attempt_timeout_ms > 0 ? cfg->attempt_timeout_ms : 15000;
   c->low_speed_s = cfg->low_speed_time_s > 0 ? cfg->low_speed_time_s : 10;
   c->call_ms = cfg->call_timeout_ms > 0 ? cfg->call_timeout_ms : 60000;
   c->max_retry_after_ms =
     cfg->max_retry_after_ms > 0 ? cfg->max_retry_after_ms : 20000;
-  c->max_body = cfg->max_response_bytes ? cfg->max_response_bytes
-                                        : (size_t)64 << 20;
+  c->max_body =
+    cfg->max_response_bytes ? cfg->max_response_bytes : (size_t)64 << 20;
   c->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 3;
   c->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : 16;
   c->log = cfg->log;
@@ -183,8 +186,8 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
   c->verbose = cfg->verbose;
   c->budget = BUDGET_START;
   c->stats.min_factor = 1.0;
-  if ((cfg->security_token && *cfg->security_token && !c->token) ||
-      !c->ak_id || !c->secret || !c->account_key || !c->user_agent) {
+  if ((cfg->security_token && *cfg->security_token && !c->token) || !c->ak_id ||
+      !c->secret || !c->account_key || !c->user_agent) {
     st = CHATAPP_ENOMEM;
     goto fail;
   }
@@ -392,8 +395,8 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
   curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->http_status);
   if (rc != CURLE_OK) {
     net_class nc = classify_curl(rc);
-    const char *what = call->curl_err[0] ? call->curl_err
-                                         : curl_easy_strerror(rc);
+    const char *what =
+      call->curl_err[0] ? call->curl_err : curl_easy_strerror(rc);
     if (call->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
       snprintf(call->error, sizeof call->error,
                "the answer is larger than the %zu-byte cap", c->max_body);
@@ -402,8 +405,8 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       st = CHATAPP_ECONFIG; /* the loopback rule; message already set */
     } else {
       snprintf(call->error, sizeof call->error, "%s", what);
-      st = rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT
-                                          : CHATAPP_ETRANSPORT;
+      st =
+        rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT : CHATAPP_ETRANSPORT;
       retry = nc == NET_NOT_SENT || (nc == NET_MAYBE_SENT && !call->is_write);
       if (nc == NET_MAYBE_SENT && call->is_write)
         st = CHATAPP_EUNKNOWN;
@@ -434,8 +437,7 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
     st = call->is_write ? CHATAPP_EUNKNOWN : CHATAPP_EPARSE;
     retry = !call->is_write;
   } else {
-    ca_answer_class cls =
-      ca_classify_answer(call->http_status, call->env.code);
+    ca_answer_class cls = ca_classify_answer(call->http_status, call->env.code);
     switch (cls) {
     case CA_ANSWER_OK:
       st = CHATAPP_OK;
@@ -482,8 +484,8 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
   /* The retry budget guards against hammering a failing server; a throttle
    * answer comes from a live one, and the limiter slows down for it. */
   if (retry &&
-      call->attempts < (call->max_attempts ? call->max_attempts
-                                           : c->max_attempts) &&
+      call->attempts <
+        (call->max_attempts ? call->max_attempts : c->max_attempts) &&
       (throttled || c->budget >= 1.0)) {
     int64_t wait = backoff_us(call->attempts, throttled);
     int64_t ra = call->retry_after_us;
@@ -496,8 +498,9 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
         c->budget -= 1.0;
       call->not_before_us = now + wait;
       call->state = ST_WAITING;
-      ca_client_log(c, CA_LOG_DEBUG, "%s: attempt %d failed (%s); retrying in %lld ms",
-            subject, call->attempts, call->error, (long long)(wait / 1000));
+      ca_client_log(c, CA_LOG_DEBUG,
+                    "%s: attempt %d failed (%s); retrying in %lld ms", subject,
+                    call->attempts, call->error, (long long)(wait / 1000));
       return;
     }
   }
@@ -601,9 +604,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
         if (d < ndenied)
           continue;
         limiter_key(c, call, key, sizeof key);
-        if (!ca_limiter_acquire(c->limiter, key,
-                                limit_for(c, call->operation), now,
-                                &retry_at)) {
+        if (!ca_limiter_acquire(c->limiter, key, limit_for(c, call->operation),
+                                now, &retry_at)) {
           c->stats.limiter_waits++;
           if (retry_at < wake)
             wake = retry_at;

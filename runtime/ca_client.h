@@ -71,7 +71,7 @@ typedef struct ca_call {
   ca_kv *params;   /* flattened; owned */
   size_t nparams;
   int is_write;
-  char *method;    /* CA_CALL_HTTP */
+  char *method; /* CA_CALL_HTTP */
   char *url;
   ca_kv *headers; /* extra headers; owned */
   size_t nheaders;
@@ -85,9 +85,10 @@ typedef struct ca_call {
   ca_envelope env;       /* CA_CALL_API: last answer's envelope */
   ca_buf body;           /* last answer's body */
   int attempts;
-  int throttled;     /* throttle answers seen */
-  int retryable;     /* a later call may succeed */
-  char error[512];   /* what failed, without the operation (see ca_call_describe) */
+  int throttled; /* throttle answers seen */
+  int retryable; /* a later call may succeed */
+  char
+    error[512]; /* what failed, without the operation (see ca_call_describe) */
 
   /* engine state */
   int state;
@@ -103,8 +104,7 @@ typedef struct ca_call {
 } ca_call;
 
 /* A new API call (params copied).  NULL on out of memory. */
-ca_call *ca_call_new_api(const char *operation, const ca_kv *params,
-                         size_t n);
+ca_call *ca_call_new_api(const char *operation, const ca_kv *params, size_t n);
 /* A new plain HTTP request (webhooks); body may be NULL. */
 ca_call *ca_call_new_http(const char *method, const char *url,
                           const ca_kv *headers, size_t nheaders,
@@ -131,8 +131,8 @@ void ca_client_set_progress(ca_client *c, ca_progress_fn fn, void *ud);
 /* Counters since the client was created. */
 typedef struct ca_client_stats {
   uint64_t calls, attempts, retries, throttled, failed;
-  uint64_t limiter_waits;        /* starts delayed by the limiter */
-  double min_factor;             /* lowest adaptive factor seen */
+  uint64_t limiter_waits; /* starts delayed by the limiter */
+  double min_factor;      /* lowest adaptive factor seen */
 } ca_client_stats;
 
 void ca_client_stats_get(const ca_client *c, ca_client_stats *out);

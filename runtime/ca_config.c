@@ -11,20 +11,19 @@
 #include "ca_cred.h"
 #include "ca_crypto.h"
 
-typedef enum kind { K_STR, K_SECRET, K_LONG, K_DOUBLE, K_BOOL, K_CHOICE }
-  kind;
+typedef enum kind { K_STR, K_SECRET, K_LONG, K_DOUBLE, K_BOOL, K_CHOICE } kind;
 
 typedef struct option {
   const char *name;
   kind kind;
   size_t offset, size; /* of the field: checked against the kind */
-  double min, max;       /* K_LONG, K_DOUBLE */
-  const char *choices;   /* K_CHOICE: "a|b|c", index stored as int */
+  double min, max;     /* K_LONG, K_DOUBLE */
+  const char *choices; /* K_CHOICE: "a|b|c", index stored as int */
   const char *arg;
   const char *help;
 } option;
 
-#define OFF(f) offsetof(struct chatapp_config, f)
+#define OFF(f)   offsetof(struct chatapp_config, f)
 #define FIELD(f) OFF(f), sizeof(((struct chatapp_config *)0)->f)
 
 static const option options[] = {
@@ -45,7 +44,8 @@ static const option options[] = {
    "quota account name: processes with the same name share one limiter "
    "(default: the AccessKey id)"},
   {"signature_version", K_CHOICE, FIELD(signature_version), 0, 0, "v2|v3",
-   "v3|v2", "request signing: v3 (ACS3-HMAC-SHA256, default) or v2 (legacy "
+   "v3|v2",
+   "request signing: v3 (ACS3-HMAC-SHA256, default) or v2 (legacy "
    "HMAC-SHA1)"},
   {"qps", K_DOUBLE, FIELD(qps), 1, 1000, NULL, "N",
    "calls per second per operation (default: each operation's documented "
@@ -67,8 +67,8 @@ static const option options[] = {
    "(default 10)"},
   {"max_retry_after_ms", K_LONG, FIELD(max_retry_after_ms), 0, 3600000, NULL,
    "MS", "cap on a server's Retry-After (default 20000)"},
-  {"max_response_bytes", K_LONG, FIELD(max_response_bytes), 1024, 1 << 30,
-   NULL, "BYTES", "largest answer accepted (default 64 MiB)"},
+  {"max_response_bytes", K_LONG, FIELD(max_response_bytes), 1024, 1 << 30, NULL,
+   "BYTES", "largest answer accepted (default 64 MiB)"},
   {"max_attempts", K_LONG, FIELD(max_attempts), 1, 10, NULL, "N",
    "attempts per call (default 3)"},
   {"max_in_flight", K_LONG, FIELD(max_in_flight), 1, 256, NULL, "N",
@@ -91,8 +91,8 @@ static const option options[] = {
    "let policies run commands (exec actions)"},
   {"memory_limit_mb", K_LONG, FIELD(memory_limit_mb), 1, 65536, NULL, "MB",
    "memory cap per policy (default 64)"},
-  {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL,
-   "N", "Lua instructions per policy and run (default 100 million)"},
+  {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL, "N",
+   "Lua instructions per policy and run (default 100 million)"},
   {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
@@ -185,7 +185,7 @@ void chatapp_config_set_log(chatapp_config *cfg, chatapp_log_fn fn, void *ud)
 }
 
 /* Record why a value was refused. */
-#define BAD(...)                                                            \
+#define BAD(...)                                                               \
   (snprintf(cfg->errmsg, sizeof cfg->errmsg, __VA_ARGS__), CHATAPP_EINVAL)
 
 chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
@@ -233,8 +233,7 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
     errno = 0;
     x = strtod(value, &end);
     if (end == value || *end || errno || !isfinite(x) || x < o->min ||
-        x > o->max ||
-        (o->kind == K_LONG && x != floor(x))) {
+        x > o->max || (o->kind == K_LONG && x != floor(x))) {
       snprintf(cfg->errmsg, sizeof cfg->errmsg,
                "option '%s' must be a%s number from %g to %g, not '%s'", key,
                o->kind == K_LONG ? " whole" : "", o->min, o->max, value);
@@ -257,8 +256,7 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
              !strcasecmp(value, "no") || !strcasecmp(value, "off"))
       v = 0;
     else
-      return BAD("option '%s' must be true or false, not '%s'", key,
-                 value);
+      return BAD("option '%s' must be true or false, not '%s'", key, value);
     if (o->size != sizeof(int))
       return BAD("option '%s': internal error (field size)", key);
     *(int *)(void *)((char *)cfg + o->offset) = v;
@@ -302,9 +300,8 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
   return CHATAPP_EINVAL;
 }
 
-chatapp_status ca_config_new_client(const chatapp_config *cfg,
-                                    ca_client **out, ca_buf *err,
-                                    ca_buf *source)
+chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
+                                    ca_buf *err, ca_buf *source)
 {
   ca_cred_options co;
   ca_credentials cred;
@@ -328,7 +325,7 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg,
   if (cred.warning && cfg->log)
     cfg->log(cfg->log_ud, CA_LOG_ERROR, cred.warning);
 
-  region = cfg->region ? cfg->region
+  region = cfg->region   ? cfg->region
            : cred.region ? cred.region
                          : CA_DEFAULT_REGION;
   if (cfg->endpoint)
@@ -365,10 +362,10 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg,
   cc.limiter_path = lpath.len ? lpath.ptr : NULL;
   cc.qps = cfg->qps;
   /* 0 means "the default" to the client; an explicit 0 becomes 1 us. */
-  cc.window_margin_us =
-    cfg->window_margin_ms < 0 ? 0
-    : cfg->window_margin_ms == 0 ? 1
-                                 : (int64_t)cfg->window_margin_ms * 1000;
+  cc.window_margin_us = cfg->window_margin_ms < 0 ? 0
+                        : cfg->window_margin_ms == 0
+                          ? 1
+                          : (int64_t)cfg->window_margin_ms * 1000;
   cc.connect_timeout_ms = cfg->connect_timeout_ms;
   cc.attempt_timeout_ms = cfg->timeout_ms;
   cc.call_timeout_ms = cfg->call_timeout_ms;

@@ -10,8 +10,11 @@
 #include "ca_client.h"
 #include "chatapp.h"
 
-typedef enum ca_output { CA_OUTPUT_NONE, CA_OUTPUT_TEXT, CA_OUTPUT_JSON }
-  ca_output;
+typedef enum ca_output {
+  CA_OUTPUT_NONE,
+  CA_OUTPUT_TEXT,
+  CA_OUTPUT_JSON
+} ca_output;
 
 struct chatapp_config {
   /* where and who */
@@ -65,9 +68,8 @@ const ca_config_key *ca_config_keys(void);
  * limiter state shared per account.  source (may be NULL) receives where
  * the credentials came from, never the secret.
  */
-chatapp_status ca_config_new_client(const chatapp_config *cfg,
-                                    ca_client **out, ca_buf *err,
-                                    ca_buf *source);
+chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
+                                    ca_buf *err, ca_buf *source);
 
 /* A client without credentials for plain HTTP requests (webhooks), with
  * the configuration's timeouts and caps. */

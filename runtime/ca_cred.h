@@ -76,8 +76,8 @@ typedef struct ca_cred_options {
 /*
  * Run the chain.  opt may be NULL (all defaults).  *out is overwritten on
  * entry, not freed: ca_cred_free() a previous result first.  On success
- * fills *out (ca_cred_free() it) and returns CHATAPP_OK.  On failure *out is left
- * zeroed (ca_cred_free() is harmless) and err (may be NULL) is reset and
+ * fills *out (ca_cred_free() it) and returns CHATAPP_OK.  On failure *out is
+ * left zeroed (ca_cred_free() is harmless) and err (may be NULL) is reset and
  * holds one message saying what is wrong and how to fix it:
  *   CHATAPP_ECREDENTIALS  no credentials anywhere (the message lists every
  *                         place looked at), a profile not found, a profile

@@ -52,8 +52,7 @@ chatapp_status ca_hmac_sha1_b64(const void *key, size_t keylen,
   unsigned int mdlen = 0;
 
   if (keylen > (size_t)INT_MAX ||
-      !HMAC(EVP_sha1(), key, (int)keylen, data, len, md, &mdlen) ||
-      mdlen != 20)
+      !HMAC(EVP_sha1(), key, (int)keylen, data, len, md, &mdlen) || mdlen != 20)
     return CHATAPP_ENOMEM;
   if (EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen) != 28)
     return CHATAPP_ENOMEM;

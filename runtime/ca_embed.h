@@ -14,7 +14,6 @@ typedef struct ca_embedded {
 extern const ca_embedded ca_lua_sources[];
 
 /* Find a file by name in a table; NULL if absent. */
-const ca_embedded *ca_embedded_find(const ca_embedded *table,
-                                    const char *name);
+const ca_embedded *ca_embedded_find(const ca_embedded *table, const char *name);
 
 #endif

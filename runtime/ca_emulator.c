@@ -18,7 +18,7 @@ extern char **environ;
 
 struct ca_emulator {
   pid_t pid;
-  char dir[64];       /* temporary folder for the port file */
+  char dir[64]; /* temporary folder for the port file */
   char endpoint[64];
 };
 

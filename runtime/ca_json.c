@@ -170,8 +170,7 @@ static size_t utf8_len(const unsigned char *s, size_t n)
  * Parse a string at ps->p (on the opening quote).  When build is set, the
  * decoded copy goes to *out / *outlen; otherwise it is only checked.
  */
-static int parse_string(parser *ps, int build, const char **out,
-                        size_t *outlen)
+static int parse_string(parser *ps, int build, const char **out, size_t *outlen)
 {
   const char *s = ++ps->p;
   char *o = NULL;
@@ -209,14 +208,30 @@ static int parse_string(parser *ps, int build, const char **out,
         break;
       e = *ps->p++;
       switch (e) {
-      case '"': cp = '"'; break;
-      case '\\': cp = '\\'; break;
-      case '/': cp = '/'; break;
-      case 'b': cp = '\b'; break;
-      case 'f': cp = '\f'; break;
-      case 'n': cp = '\n'; break;
-      case 'r': cp = '\r'; break;
-      case 't': cp = '\t'; break;
+      case '"':
+        cp = '"';
+        break;
+      case '\\':
+        cp = '\\';
+        break;
+      case '/':
+        cp = '/';
+        break;
+      case 'b':
+        cp = '\b';
+        break;
+      case 'f':
+        cp = '\f';
+        break;
+      case 'n':
+        cp = '\n';
+        break;
+      case 'r':
+        cp = '\r';
+        break;
+      case 't':
+        cp = '\t';
+        break;
       case 'u':
         if (read_hex4(ps, &cp))
           return -1;
@@ -241,8 +256,8 @@ static int parse_string(parser *ps, int build, const char **out,
       if (build)
         n += put_utf8(o + n, cp);
     } else {
-      size_t l = utf8_len((const unsigned char *)ps->p,
-                          (size_t)(ps->end - ps->p));
+      size_t l =
+        utf8_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
       if (!l)
         return fail(ps, "invalid UTF-8 in string");
       if (build)

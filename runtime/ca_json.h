@@ -29,16 +29,16 @@ typedef enum ca_json_type {
 typedef struct ca_json ca_json;
 struct ca_json {
   ca_json_type type;
-  const char *key;   /* member name inside an object (NUL-terminated) */
-  size_t key_len;    /* may contain NUL bytes from \u0000 */
-  const char *str;   /* decoded string value (NUL-terminated), or NULL */
+  const char *key; /* member name inside an object (NUL-terminated) */
+  size_t key_len;  /* may contain NUL bytes from \u0000 */
+  const char *str; /* decoded string value (NUL-terminated), or NULL */
   size_t str_len;
-  double num;        /* number value */
-  const char *raw;   /* the value's text in the input */
+  double num;      /* number value */
+  const char *raw; /* the value's text in the input */
   size_t raw_len;
-  ca_json *child;    /* first element or member */
-  ca_json *next;     /* next sibling */
-  size_t count;      /* number of children */
+  ca_json *child; /* first element or member */
+  ca_json *next;  /* next sibling */
+  size_t count;   /* number of children */
 };
 
 #define CA_JSON_SHALLOW 0x1

@@ -162,8 +162,7 @@ chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
                   strerror(errno));
     goto fail;
   }
-  map = mmap(NULL, sizeof(state), PROT_READ | PROT_WRITE, MAP_SHARED, l->fd,
-             0);
+  map = mmap(NULL, sizeof(state), PROT_READ | PROT_WRITE, MAP_SHARED, l->fd, 0);
   if (map == MAP_FAILED) {
     unlock(l);
     ca_buf_printf(err, "cannot map the limiter state file %s: %s", path,
@@ -229,9 +228,8 @@ static double factor_at(const slot *sl, int64_t now)
 {
   double f = sl->factor;
   int64_t t = sl->factor_at_us;
-  int64_t quiet_end = sl->last_throttle_us ? sl->last_throttle_us +
-                                               CA_LIMITER_QUIET_US
-                                           : 0;
+  int64_t quiet_end =
+    sl->last_throttle_us ? sl->last_throttle_us + CA_LIMITER_QUIET_US : 0;
   int i;
 
   for (i = 0; i < 3 && t < now && f < 1.0; i++) {

@@ -33,19 +33,19 @@
 
 typedef struct ca_limiter ca_limiter;
 
-#define CA_LIMITER_MAX_N       128 /* largest N per window */
-#define CA_LIMITER_MARGIN_US   50000
-#define CA_LIMITER_FAST        0.05 /* factor regained per second */
-#define CA_LIMITER_SLOW        0.01 /* ... above the last throttle level */
-#define CA_LIMITER_QUIET_US    5000000
-#define CA_LIMITER_DECREASE    0.7
-#define CA_LIMITER_MIN_FACTOR  0.1
+#define CA_LIMITER_MAX_N      128 /* largest N per window */
+#define CA_LIMITER_MARGIN_US  50000
+#define CA_LIMITER_FAST       0.05 /* factor regained per second */
+#define CA_LIMITER_SLOW       0.01 /* ... above the last throttle level */
+#define CA_LIMITER_QUIET_US   5000000
+#define CA_LIMITER_DECREASE   0.7
+#define CA_LIMITER_MIN_FACTOR 0.1
 
 /*
- * A limiter with window 1 s + margin_us (0: CA_LIMITER_MARGIN_US).  state_path NULL: in-process only;
- * otherwise the shared state file (created 0600, parent directory must
- * exist).  Returns CHATAPP_EIO with a message in err when the file cannot
- * be used.  Free with ca_limiter_free.
+ * A limiter with window 1 s + margin_us (0: CA_LIMITER_MARGIN_US).  state_path
+ * NULL: in-process only; otherwise the shared state file (created 0600, parent
+ * directory must exist).  Returns CHATAPP_EIO with a message in err when the
+ * file cannot be used.  Free with ca_limiter_free.
  */
 chatapp_status ca_limiter_new(const char *state_path, int64_t margin_us,
                               ca_limiter **out, ca_buf *err);

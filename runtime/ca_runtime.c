@@ -39,8 +39,7 @@ struct chatapp_runtime {
 
 /* ---- embedded Lua sources ----------------------------------------------- */
 
-const ca_embedded *ca_embedded_find(const ca_embedded *table,
-                                    const char *name)
+const ca_embedded *ca_embedded_find(const ca_embedded *table, const char *name)
 {
   for (; table->name; table++)
     if (strcmp(table->name, name) == 0)
@@ -255,13 +254,13 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
   static const char *const outputs[] = {"none", "text", "json"};
 
   lua_createtable(L, 0, 12);
-#define STR(k)                                                               \
-  if (cfg->k) {                                                              \
-    lua_pushstring(L, cfg->k);                                               \
-    lua_setfield(L, -2, #k);                                                 \
+#define STR(k)                                                                 \
+  if (cfg->k) {                                                                \
+    lua_pushstring(L, cfg->k);                                                 \
+    lua_setfield(L, -2, #k);                                                   \
   }
-#define NUM(k)                                                               \
-  lua_pushinteger(L, (lua_Integer)cfg->k);                                   \
+#define NUM(k)                                                                 \
+  lua_pushinteger(L, (lua_Integer)cfg->k);                                     \
   lua_setfield(L, -2, #k)
   STR(spaces);
   STR(record);
@@ -399,8 +398,7 @@ static chatapp_status load_result(chatapp_runtime *rt, int st)
   return r;
 }
 
-chatapp_status chatapp_runtime_load_file(chatapp_runtime *rt,
-                                         const char *path)
+chatapp_status chatapp_runtime_load_file(chatapp_runtime *rt, const char *path)
 {
   if (!rt || !rt->L || !path)
     return CHATAPP_EINVAL;
@@ -523,8 +521,8 @@ chatapp_status chatapp_runtime_run(chatapp_runtime *rt, int flags)
     static const char *const names[] = {
       "ok", "config", "credentials", "policy", "api", "action", NULL};
     static const chatapp_status codes[] = {
-      CHATAPP_OK, CHATAPP_ECONFIG, CHATAPP_ECREDENTIALS, CHATAPP_EPOLICY,
-      CHATAPP_EAPI, CHATAPP_EACTION};
+      CHATAPP_OK,      CHATAPP_ECONFIG, CHATAPP_ECREDENTIALS,
+      CHATAPP_EPOLICY, CHATAPP_EAPI,    CHATAPP_EACTION};
     size_t i;
     lua_getfield(L, -1, "status");
     status = lua_tostring(L, -1);
@@ -533,8 +531,8 @@ chatapp_status chatapp_runtime_run(chatapp_runtime *rt, int flags)
         st = codes[i];
     lua_getfield(L, -2, "message");
     if (st != CHATAPP_OK)
-      fail(rt, st, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1)
-                                             : chatapp_strerror(st));
+      fail(rt, st, "%s",
+           lua_tostring(L, -1) ? lua_tostring(L, -1) : chatapp_strerror(st));
   }
   lua_settop(L, 0);
   return st;

@@ -210,8 +210,7 @@ chatapp_status ca_sign_v3(const ca_v3_input *in, ca_v3_output *o)
   ca_buf *cr = &o->canonical_request;
   chatapp_status st;
 
-  st = ca_sha256_hex(in->body ? in->body : "", in->body_len,
-                     o->hashed_payload);
+  st = ca_sha256_hex(in->body ? in->body : "", in->body_len, o->hashed_payload);
   if (!st)
     st = canonical_query(&o->canonical_query, in->query, in->nquery);
   if (!st)
@@ -228,10 +227,9 @@ chatapp_status ca_sign_v3(const ca_v3_input *in, ca_v3_output *o)
     st = ca_buf_printf(&o->string_to_sign, "ACS3-HMAC-SHA256\n%s",
                        o->hashed_canonical_request);
   if (!st)
-    st = ca_hmac_sha256_hex(in->access_key_secret,
-                            strlen(in->access_key_secret),
-                            o->string_to_sign.ptr, o->string_to_sign.len,
-                            o->signature);
+    st = ca_hmac_sha256_hex(
+      in->access_key_secret, strlen(in->access_key_secret),
+      o->string_to_sign.ptr, o->string_to_sign.len, o->signature);
   if (!st)
     st = ca_buf_printf(&o->authorization,
                        "ACS3-HMAC-SHA256 Credential=%s,SignedHeaders=%s,"
@@ -275,8 +273,8 @@ chatapp_status ca_sign_rpc(const char *method, const ca_kv *params, size_t n,
     st = ca_hmac_sha1_b64(key.ptr, key.len, o->string_to_sign.ptr,
                           o->string_to_sign.len, o->signature);
   if (!st)
-    st = ca_buf_printf(&o->signed_query, "%s&Signature=",
-                       ca_buf_str(&o->canonical_query));
+    st = ca_buf_printf(&o->signed_query,
+                       "%s&Signature=", ca_buf_str(&o->canonical_query));
   if (!st)
     st = ca_pct_encode(&o->signed_query, o->signature, strlen(o->signature));
   ca_wipe(key.ptr, key.cap);

@@ -22,7 +22,7 @@ typedef struct ca_kv {
   const char *value;
 } ca_kv;
 
-#define CA_EMPTY_SHA256 \
+#define CA_EMPTY_SHA256                                                        \
   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 /* Append the percent-encoding of s[0..n): keep A-Z a-z 0-9 - _ . ~,

@@ -327,15 +327,14 @@ static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
             (lua_getfield(L, rq, "typed") == LUA_TNIL || lua_toboolean(L, -1));
     lua_getfield(L, rq, "space");
     if (typed)
-      ok = lca_decode_phone_numbers(L, ca_buf_str(&call->body),
-                                    call->body.len,
+      ok = lca_decode_phone_numbers(L, ca_buf_str(&call->body), call->body.len,
                                     lua_istable(L, -1) ? -1 : 0);
     else
       ok = lca_json_decode(L, ca_buf_str(&call->body), call->body.len);
     if (ok) {
       /* --record keeps the answer's text beside the decoded value */
-      if (lua_getfield(L, rq, "keep_body") != LUA_TNIL && lua_toboolean(L, -1) &&
-          lua_istable(L, -2)) {
+      if (lua_getfield(L, rq, "keep_body") != LUA_TNIL &&
+          lua_toboolean(L, -1) && lua_istable(L, -2)) {
         lua_pushlstring(L, ca_buf_str(&call->body), call->body.len);
         lua_setfield(L, -3, "raw_body");
       }
@@ -437,8 +436,8 @@ static int client_stats(lua_State *L)
 
   ca_client_stats_get(lca_client_check(L, 1), &s);
   lua_createtable(L, 0, 7);
-#define SET(name)                                                            \
-  lua_pushinteger(L, (lua_Integer)s.name);                                   \
+#define SET(name)                                                              \
+  lua_pushinteger(L, (lua_Integer)s.name);                                     \
   lua_setfield(L, -2, #name)
   SET(calls);
   SET(attempts);
@@ -498,8 +497,7 @@ static int finish_new(lua_State *L, chatapp_status st, ca_client *c,
     snprintf(msg, sizeof msg, "%s", ca_buf_str(err));
     ca_buf_free(err);
     lua_pushnil(L);
-    lca_push_error(L, chatapp_codename(st), "chatapp.client", NULL, msg,
-                   NULL);
+    lca_push_error(L, chatapp_codename(st), "chatapp.client", NULL, msg, NULL);
     return 2;
   }
   ca_buf_free(err);

@@ -188,8 +188,8 @@ static void flatten(lua_State *L, int out, int depth)
     while (lua_next(L, v)) { /* v, key, value */
       int kt = lua_type(L, -2);
       if (kt != LUA_TSTRING && !lua_isinteger(L, -2))
-        luaL_error(L, "parameter %s has a key of type %s",
-                   lua_tostring(L, pfx), luaL_typename(L, -2));
+        luaL_error(L, "parameter %s has a key of type %s", lua_tostring(L, pfx),
+                   luaL_typename(L, -2));
       if (lua_rawlen(L, pfx))
         lua_pushfstring(L, "%s.%s", lua_tostring(L, pfx),
                         luaL_tolstring(L, -2, NULL));
@@ -300,7 +300,7 @@ static void open_cjson(lua_State *L)
   lua_pushinteger(L, MAX_DEPTH);
   lua_call(L, 1, 0);
   lua_setfield(L, LUA_REGISTRYINDEX, LCA_CJSON_KEY);
-  lua_pop(L, 1);     /* base */
+  lua_pop(L, 1);             /* base */
   lua_setglobal(L, "cjson"); /* restore */
 }
 

@@ -85,12 +85,12 @@ static int err_tostring(lua_State *L)
   const char *sep = " (";
   int unknown;
 
-#define APPEND(...)                                                         \
-  do {                                                                      \
-    if (n < sizeof out) {                                                   \
-      int w_ = snprintf(out + n, sizeof out - n, __VA_ARGS__);              \
-      n = w_ < 0 ? n : n + (size_t)w_;                                      \
-    }                                                                       \
+#define APPEND(...)                                                            \
+  do {                                                                         \
+    if (n < sizeof out) {                                                      \
+      int w_ = snprintf(out + n, sizeof out - n, __VA_ARGS__);                 \
+      n = w_ < 0 ? n : n + (size_t)w_;                                         \
+    }                                                                          \
   } while (0)
 
   luaL_checktype(L, 1, LUA_TTABLE);

@@ -86,13 +86,14 @@ typedef struct phone {
 
 /* Known values (open sets: other values are kept as they come). */
 static const char *const status_values[] = {
-  "CONNECTED", "FLAGGED", "RESTRICTED", "BANNED", "RATE_LIMITED", "PENDING",
-  "MIGRATED", "DISCONNECTED", "UNVERIFIED", "DELETED", "UNKNOWN", NULL};
+  "CONNECTED",    "FLAGGED", "RESTRICTED", "BANNED",
+  "RATE_LIMITED", "PENDING", "MIGRATED",   "DISCONNECTED",
+  "UNVERIFIED",   "DELETED", "UNKNOWN",    NULL};
 static const char *const quality_values[] = {"GREEN", "YELLOW", "RED",
                                              "UNKNOWN", NULL};
 static const char *const tier_values[] = {
-  "TIER_50", "TIER_250", "TIER_1K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED",
-  NULL};
+  "TIER_50",   "TIER_250",       "TIER_1K", "TIER_10K",
+  "TIER_100K", "TIER_UNLIMITED", NULL};
 static const char *const verification_values[] = {
   "VERIFIED", "REVOKED", "MORE_INFORMATION_REQUESTED", "REJECTED", NULL};
 static const char *const name_values[] = {"Approval", "Pending_Review",
@@ -270,8 +271,9 @@ static int phone_index(lua_State *L)
 static int phone_newindex(lua_State *L)
 {
   luaL_where(L, 1);
-  lua_pushfstring(L, "PhoneNumber is read-only (tried to set '%s'); "
-                     "plan an action instead",
+  lua_pushfstring(L,
+                  "PhoneNumber is read-only (tried to set '%s'); "
+                  "plan an action instead",
                   luaL_tolstring(L, 2, NULL));
   lua_remove(L, -2);
   lua_concat(L, 2);
@@ -424,8 +426,7 @@ static uint32_t share_hash(const char *s, size_t len)
   return (uint32_t)(h ^ (h >> 32));
 }
 
-static share_entry *share_slot(share *t, const char *s, size_t len,
-                               uint32_t h)
+static share_entry *share_slot(share *t, const char *s, size_t len, uint32_t h)
 {
   size_t i = h & (t->cap - 1);
 
@@ -748,9 +749,8 @@ static int l_decode(lua_State *L)
 
   if (!lua_isnoneornil(L, 2))
     luaL_checktype(L, 2, LUA_TTABLE);
-  return lca_decode_phone_numbers(L, s, len, lua_isnoneornil(L, 2) ? 0 : 2)
-           ? 1
-           : 2;
+  return lca_decode_phone_numbers(L, s, len, lua_isnoneornil(L, 2) ? 0 : 2) ? 1
+                                                                            : 2;
 }
 
 static int list_tostring(lua_State *L)

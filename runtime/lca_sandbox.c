@@ -30,8 +30,8 @@
 
 #include "lca.h"
 
-#define HOOK_STEP    1000
-#define SANDBOX_KEY  "chatapp.sandbox"
+#define HOOK_STEP   1000
+#define SANDBOX_KEY "chatapp.sandbox"
 
 typedef struct sandbox {
   int active;
@@ -93,7 +93,7 @@ static void hook(lua_State *L, lua_Debug *ar)
   if (s->remaining < 0) {
     s->exceeded = 1;
     lua_sethook(L, hook, LUA_MASKCOUNT, 1); /* every instruction from now */
-    luaL_where(L, 0);                         /* the policy's line */
+    luaL_where(L, 0);                       /* the policy's line */
     lua_pushliteral(L, "instruction budget exceeded");
     lua_concat(L, 2);
     lua_error(L);

@@ -71,8 +71,7 @@ static void run_command(char *const *argv, const char *input, size_t in_len,
    * send(MSG_NOSIGNAL), not SIGPIPE to us. */
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_sv) != 0 ||
       pipe2(out_pipe, O_CLOEXEC) != 0) {
-    snprintf(r->err, sizeof r->err, "cannot create pipes: %s",
-             strerror(errno));
+    snprintf(r->err, sizeof r->err, "cannot create pipes: %s", strerror(errno));
     goto out;
   }
   posix_spawn_file_actions_init(&fa);
@@ -84,8 +83,7 @@ static void run_command(char *const *argv, const char *input, size_t in_len,
   close_fd(&in_sv[1]);
   close_fd(&out_pipe[1]);
   if (rc != 0) {
-    snprintf(r->err, sizeof r->err, "cannot run %s: %s", argv[0],
-             strerror(rc));
+    snprintf(r->err, sizeof r->err, "cannot run %s: %s", argv[0], strerror(rc));
     goto out;
   }
   r->spawned = 1;
@@ -231,8 +229,8 @@ static int write_atomic(const char *path, const char *data, size_t len,
 
   ca_random(rnd, sizeof rnd);
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d.%02x%02x%02x%02x", path,
-                       (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]) >=
-      sizeof tmp) {
+                       (int)getpid(), rnd[0], rnd[1], rnd[2],
+                       rnd[3]) >= sizeof tmp) {
     snprintf(err, errlen, "path too long");
     return -1;
   }
@@ -243,7 +241,8 @@ static int write_atomic(const char *path, const char *data, size_t len,
     snprintf(dir, sizeof dir, ".");
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
-    snprintf(err, errlen, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+    snprintf(err, errlen, "cannot create a temporary file beside %s: %s", path,
+             strerror(errno));
     return -1;
   }
   while (off < len) {
@@ -310,10 +309,8 @@ static int l_monotonic(lua_State *L)
 void lca_open_sys(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
-    {"exec", l_exec},
-    {"write_file_atomic", l_write_atomic},
-    {"isatty", l_isatty},
-    {"monotonic", l_monotonic},
+    {"exec", l_exec},     {"write_file_atomic", l_write_atomic},
+    {"isatty", l_isatty}, {"monotonic", l_monotonic},
     {NULL, NULL},
   };
   luaL_setfuncs(L, funcs, 0);

@@ -91,8 +91,8 @@ static void log_stderr(void *ud, int level, const char *line)
 }
 
 /* Report a usage error; evaluates to the exit status. */
-#define USAGE_ERROR(...)                                                    \
-  (fprintf(stderr, "chatapp-run: "), fprintf(stderr, __VA_ARGS__),          \
+#define USAGE_ERROR(...)                                                       \
+  (fprintf(stderr, "chatapp-run: "), fprintf(stderr, __VA_ARGS__),             \
    fprintf(stderr, "\nTry 'chatapp-run --help'.\n"), EXIT_USAGE)
 
 static int set(chatapp_config *cfg, const char *key, const char *value)
@@ -124,8 +124,8 @@ static void print_version(void)
 {
   curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
 
-  printf("chatapp-run %s\n%s\nlibcurl %s\n%s\n", chatapp_version(),
-         LUA_RELEASE, cv->version, OpenSSL_version(OPENSSL_VERSION));
+  printf("chatapp-run %s\n%s\nlibcurl %s\n%s\n", chatapp_version(), LUA_RELEASE,
+         cv->version, OpenSSL_version(OPENSSL_VERSION));
 }
 
 int main(int argc, char **argv)
@@ -222,7 +222,8 @@ int main(int argc, char **argv)
     }
   }
   if (optind >= argc) {
-    rc = USAGE_ERROR("%s", script ? "--lua needs a script" : "no policy file given");
+    rc = USAGE_ERROR("%s",
+                     script ? "--lua needs a script" : "no policy file given");
     goto out;
   }
   {

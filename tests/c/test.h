@@ -12,27 +12,26 @@
 static int test_failures;
 static int test_checks;
 
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    test_checks++;                                                         \
-    if (!(cond)) {                                                         \
-      test_failures++;                                                     \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,     \
-              #cond);                                                      \
-    }                                                                      \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    test_checks++;                                                             \
+    if (!(cond)) {                                                             \
+      test_failures++;                                                         \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
   } while (0)
 
-#define CHECK_STR(a, b)                                                    \
-  do {                                                                     \
-    const char *a_ = (a), *b_ = (b);                                       \
-    test_checks++;                                                         \
-    if (!a_ || !b_ || strcmp(a_, b_) != 0) {                               \
-      test_failures++;                                                     \
-      fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:      %s\n"      \
-                      "  expected: %s\n",                                  \
-              __FILE__, __LINE__, #a, a_ ? a_ : "(null)",                  \
-              b_ ? b_ : "(null)");                                         \
-    }                                                                      \
+#define CHECK_STR(a, b)                                                        \
+  do {                                                                         \
+    const char *a_ = (a), *b_ = (b);                                           \
+    test_checks++;                                                             \
+    if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                   \
+      test_failures++;                                                         \
+      fprintf(stderr,                                                          \
+              "%s:%d: CHECK_STR failed: %s\n  got:      %s\n"                  \
+              "  expected: %s\n",                                              \
+              __FILE__, __LINE__, #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
+    }                                                                          \
   } while (0)
 
 /* Print a summary; 0 when every check passed (and at least one ran). */

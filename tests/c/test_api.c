@@ -20,8 +20,7 @@ int main(void)
   CHECK(ca_classify_answer(400, "Throttling.User") == CA_ANSWER_THROTTLED);
   CHECK(ca_classify_answer(400, "Throttling.Api") == CA_ANSWER_THROTTLED);
   CHECK(ca_classify_answer(400, "Throttling") == CA_ANSWER_THROTTLED);
-  CHECK(ca_classify_answer(400, "System.LimitControl") ==
-        CA_ANSWER_THROTTLED);
+  CHECK(ca_classify_answer(400, "System.LimitControl") == CA_ANSWER_THROTTLED);
   CHECK(ca_classify_answer(200, "Throttling.User") == CA_ANSWER_THROTTLED);
   CHECK(ca_classify_answer(503, "ServiceUnavailable") == CA_ANSWER_TRANSIENT);
   CHECK(ca_classify_answer(500, "InternalError") == CA_ANSWER_TRANSIENT);

@@ -20,8 +20,7 @@ int main(void)
   CHECK(chatapp_config_set(cfg, "max_in_flight", "7") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "allow_exec", "yes") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "memory_limit_mb", "32") == CHATAPP_OK);
-  CHECK(chatapp_config_set(cfg, "instruction_limit", "5000000") ==
-        CHATAPP_OK);
+  CHECK(chatapp_config_set(cfg, "instruction_limit", "5000000") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "qps", "2.5") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "signature-version", "v2") == CHATAPP_OK);
   CHECK(cfg->output == CA_OUTPUT_JSON);
@@ -54,8 +53,7 @@ int main(void)
   CHECK(cfg->qps == 2.5); /* unchanged by the refusals */
 
   /* Strings are copied; an empty string unsets. */
-  CHECK(chatapp_config_set(cfg, "access_key_secret", "CANARY-S") ==
-        CHATAPP_OK);
+  CHECK(chatapp_config_set(cfg, "access_key_secret", "CANARY-S") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "endpoint", "https://x") == CHATAPP_OK);
   dup = ca_config_dup(cfg);
   CHECK(dup && dup->endpoint != cfg->endpoint);

@@ -33,7 +33,7 @@ int main(void)
   CHECK(!parses("01"));
   CHECK(!parses("NaN"));
   CHECK(!parses("0x10"));
-  CHECK(!parses("1e400"));         /* not finite */
+  CHECK(!parses("1e400"));        /* not finite */
   CHECK(!parses("\"\\ud800\""));  /* lone surrogate */
   CHECK(!parses("\"\xff\""));     /* invalid UTF-8 */
   CHECK(!parses("\"\xc0\xaf\"")); /* overlong */
@@ -84,8 +84,8 @@ int main(void)
   CHECK(ca_json_get(r, "PhoneNumbers")->child == NULL);
   CHECK(ca_json_get(r, "PhoneNumbers")->count == 1);
   ca_json_free(d);
-  d = ca_json_parse("{\"Code\":\"OK\",\"x\":[1,}", 21, 64, CA_JSON_SHALLOW,
-                    err, sizeof err);
+  d = ca_json_parse("{\"Code\":\"OK\",\"x\":[1,}", 21, 64, CA_JSON_SHALLOW, err,
+                    sizeof err);
   CHECK(d == NULL); /* still validated */
 
   ca_json_free(NULL);

@@ -95,7 +95,7 @@ static void test_adaptive(void)
   /* Throttled again at 0.5 (a lowered quota): quick to 0.5, slow above it
    * while throttles are recent, quick again after 5 quiet seconds. */
   t += 100 * SEC;
-  ca_limiter_throttled(l, "k", t); /* 1.0 -> 0.7 */
+  ca_limiter_throttled(l, "k", t);           /* 1.0 -> 0.7 */
   ca_limiter_throttled(l, "k", t + 2 * SEC); /* 0.8 -> 0.56 */
   CHECK(ca_limiter_factor(l, "k", t + 2 * SEC) > 0.55);
   CHECK(ca_limiter_factor(l, "k", t + 2 * SEC) < 0.57);

@@ -81,9 +81,8 @@ static void check_v3(const char *id, const ca_json *src, const char *ak_id,
 
 /* Legacy: params holds every parameter; a "Signature" one (e2e) is the
  * answer, not an input. */
-static void check_rpc(const char *id, const char *method,
-                      const ca_json *params, const char *secret,
-                      const ca_json *exp)
+static void check_rpc(const char *id, const char *method, const ca_json *params,
+                      const char *secret, const ca_json *exp)
 {
   ca_rpc_output out;
   size_t n, i, m = 0;
@@ -162,12 +161,10 @@ int main(int argc, char **argv)
       nv3++;
     } else {
       if (cap)
-        check_rpc(id, ca_json_get_str(cap, "method"),
-                  ca_json_get(cap, "query"),
+        check_rpc(id, ca_json_get_str(cap, "method"), ca_json_get(cap, "query"),
                   ca_json_get_str(cfg, "accessKeySecret"), exp);
       else
-        check_rpc(id, ca_json_get_str(in, "method"),
-                  ca_json_get(in, "params"),
+        check_rpc(id, ca_json_get_str(in, "method"), ca_json_get(in, "params"),
                   ca_json_get_str(in, "access_key_secret"), exp);
       nrpc++;
     }

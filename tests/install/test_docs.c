@@ -80,8 +80,8 @@ static void check_functions(const char *doc, const char *header)
       break;
     end = paren;
     start = end;
-    while (start > p && (start[-1] == '_' || (start[-1] >= 'a' &&
-                                              start[-1] <= 'z')))
+    while (start > p &&
+           (start[-1] == '_' || (start[-1] >= 'a' && start[-1] <= 'z')))
       start--;
     if (end - start <= 0 || (size_t)(end - start) >= sizeof name)
       continue;

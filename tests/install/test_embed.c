@@ -62,8 +62,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn,
     return MHD_YES;
   }
   atomic_fetch_add(&s->hits, 1);
-  r = MHD_create_response_from_buffer(strlen(s->body), (void *)(uintptr_t)s->body,
-                                      MHD_RESPMEM_PERSISTENT);
+  r = MHD_create_response_from_buffer(
+    strlen(s->body), (void *)(uintptr_t)s->body, MHD_RESPMEM_PERSISTENT);
   MHD_add_response_header(r, "Content-Type", "application/json");
   ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
@@ -93,12 +93,14 @@ static int server_start(server *s, const char *body)
 
 static const char body_one[] =
   "{\"Code\":\"OK\",\"RequestId\":\"ONE\",\"PhoneNumbers\":["
-  "{\"PhoneNumber\":\"100\",\"Status\":\"CONNECTED\",\"QualityRating\":\"RED\"},"
+  "{\"PhoneNumber\":\"100\",\"Status\":\"CONNECTED\",\"QualityRating\":\"RED\"}"
+  ","
   "{\"PhoneNumber\":\"101\",\"Status\":\"CONNECTED\","
   "\"QualityRating\":\"GREEN\"}]}";
 static const char body_two[] =
   "{\"Code\":\"OK\",\"RequestId\":\"TWO\",\"PhoneNumbers\":["
-  "{\"PhoneNumber\":\"200\",\"Status\":\"CONNECTED\",\"QualityRating\":\"RED\"},"
+  "{\"PhoneNumber\":\"200\",\"Status\":\"CONNECTED\",\"QualityRating\":\"RED\"}"
+  ","
   "{\"PhoneNumber\":\"201\",\"Status\":\"FLAGGED\",\"QualityRating\":\"RED\"},"
   "{\"PhoneNumber\":\"202\",\"Status\":\"BANNED\",\"QualityRating\":\"RED\"}]}";
 
@@ -208,8 +210,7 @@ static void test_null_and_misuse(void)
   CHECK(strstr(chatapp_config_errmsg(cfg), "no_such_key") != NULL);
   CHECK(chatapp_config_set(cfg, "qps", "fast") == CHATAPP_EINVAL);
   CHECK(strstr(chatapp_config_errmsg(cfg), "qps") != NULL);
-  CHECK(chatapp_config_set(cfg, "signature_version", "v9") ==
-        CHATAPP_EINVAL);
+  CHECK(chatapp_config_set(cfg, "signature_version", "v9") == CHATAPP_EINVAL);
   chatapp_config_free(cfg);
 }
 
@@ -265,8 +266,7 @@ static void test_two_runtimes(const char *tmpdir)
   CHECK(chatapp_runtime_new(cb, &b) == CHATAPP_OK);
   /* A runtime copies its config: pointing ca elsewhere changes nothing
    * for a, and c (made after) goes to the closed port. */
-  CHECK(chatapp_config_set(ca, "endpoint", "http://127.0.0.1:9") ==
-        CHATAPP_OK);
+  CHECK(chatapp_config_set(ca, "endpoint", "http://127.0.0.1:9") == CHATAPP_OK);
   CHECK(chatapp_runtime_new(ca, &c) == CHATAPP_OK);
   chatapp_config_free(ca);
   chatapp_config_free(cb);
@@ -377,11 +377,15 @@ out:
 /* No explicit keys, no environment, an empty HOME: the run says so. */
 static void test_no_credentials(const char *tmpdir)
 {
-  static const char *const vars[] = {
-    "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABACLOUD_ACCESS_KEY_ID",
-    "ALICLOUD_ACCESS_KEY_ID", "ACCESS_KEY_ID", "ALIBABA_CLOUD_PROFILE",
-    "ALIBABACLOUD_PROFILE", "ALICLOUD_PROFILE",
-    "ALIBABA_CLOUD_CREDENTIALS_FILE", NULL};
+  static const char *const vars[] = {"ALIBABA_CLOUD_ACCESS_KEY_ID",
+                                     "ALIBABACLOUD_ACCESS_KEY_ID",
+                                     "ALICLOUD_ACCESS_KEY_ID",
+                                     "ACCESS_KEY_ID",
+                                     "ALIBABA_CLOUD_PROFILE",
+                                     "ALIBABACLOUD_PROFILE",
+                                     "ALICLOUD_PROFILE",
+                                     "ALIBABA_CLOUD_CREDENTIALS_FILE",
+                                     NULL};
   chatapp_config *cfg = chatapp_config_new();
   chatapp_runtime *rt = NULL;
   int i;
