@@ -300,6 +300,23 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
   return CHATAPP_EINVAL;
 }
 
+/* What both clients take from the configuration: timeouts, caps, logs. */
+static void transport_settings(const chatapp_config *cfg, ca_client_config *cc)
+{
+  memset(cc, 0, sizeof *cc);
+  cc->connect_timeout_ms = cfg->connect_timeout_ms;
+  cc->attempt_timeout_ms = cfg->timeout_ms;
+  cc->call_timeout_ms = cfg->call_timeout_ms;
+  cc->max_retry_after_ms = cfg->max_retry_after_ms;
+  cc->low_speed_time_s = cfg->low_speed_time_s;
+  cc->max_response_bytes = (size_t)cfg->max_response_bytes;
+  cc->max_attempts = (int)cfg->max_attempts;
+  cc->max_in_flight = (int)cfg->max_in_flight;
+  cc->log = cfg->log;
+  cc->log_ud = cfg->log_ud;
+  cc->verbose = (int)cfg->verbose;
+}
+
 chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
                                     ca_buf *err, ca_buf *source)
 {
@@ -352,7 +369,7 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
       goto out;
   }
 
-  memset(&cc, 0, sizeof cc);
+  transport_settings(cfg, &cc);
   cc.endpoint = endpoint.ptr;
   cc.access_key_id = cred.access_key_id;
   cc.access_key_secret = cred.access_key_secret;
@@ -366,17 +383,6 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
                         : cfg->window_margin_ms == 0
                           ? 1
                           : (int64_t)cfg->window_margin_ms * 1000;
-  cc.connect_timeout_ms = cfg->connect_timeout_ms;
-  cc.attempt_timeout_ms = cfg->timeout_ms;
-  cc.call_timeout_ms = cfg->call_timeout_ms;
-  cc.max_retry_after_ms = cfg->max_retry_after_ms;
-  cc.low_speed_time_s = cfg->low_speed_time_s;
-  cc.max_response_bytes = (size_t)cfg->max_response_bytes;
-  cc.max_attempts = (int)cfg->max_attempts;
-  cc.max_in_flight = (int)cfg->max_in_flight;
-  cc.log = cfg->log;
-  cc.log_ud = cfg->log_ud;
-  cc.verbose = (int)cfg->verbose;
   st = ca_client_new(&cc, out, err);
 out:
   ca_cred_free(&cred);
@@ -390,18 +396,7 @@ chatapp_status ca_config_new_http_client(const chatapp_config *cfg,
 {
   ca_client_config cc;
 
-  memset(&cc, 0, sizeof cc);
+  transport_settings(cfg, &cc);
   cc.http_only = 1;
-  cc.connect_timeout_ms = cfg->connect_timeout_ms;
-  cc.attempt_timeout_ms = cfg->timeout_ms;
-  cc.call_timeout_ms = cfg->call_timeout_ms;
-  cc.max_retry_after_ms = cfg->max_retry_after_ms;
-  cc.low_speed_time_s = cfg->low_speed_time_s;
-  cc.max_response_bytes = (size_t)cfg->max_response_bytes;
-  cc.max_attempts = (int)cfg->max_attempts;
-  cc.max_in_flight = (int)cfg->max_in_flight;
-  cc.log = cfg->log;
-  cc.log_ud = cfg->log_ud;
-  cc.verbose = (int)cfg->verbose;
   return ca_client_new(&cc, out, err);
 }

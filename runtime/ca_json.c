@@ -132,8 +132,7 @@ static size_t put_utf8(char *o, unsigned cp)
   return 4;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t ca_utf8_len(const unsigned char *s, size_t n)
 {
   unsigned c = s[0];
   size_t len, i;
@@ -257,7 +256,7 @@ static int parse_string(parser *ps, int build, const char **out, size_t *outlen)
         n += put_utf8(o + n, cp);
     } else {
       size_t l =
-        utf8_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
+        ca_utf8_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
       if (!l)
         return fail(ps, "invalid UTF-8 in string");
       if (build)

@@ -58,6 +58,10 @@ ca_json_doc *ca_json_parse(const char *text, size_t len, int max_depth,
 void ca_json_free(ca_json_doc *doc);
 const ca_json *ca_json_root(const ca_json_doc *doc);
 
+/* Length of the valid UTF-8 sequence at s (n bytes left, n > 0): 1 to 4,
+ * or 0 when it is not valid (overlong, surrogate, beyond U+10FFFF). */
+size_t ca_utf8_len(const unsigned char *s, size_t n);
+
 /* The member named key of an object, or NULL (also when o is not one). */
 const ca_json *ca_json_get(const ca_json *o, const char *key);
 /* The string value of member key, or NULL when absent or not a string. */

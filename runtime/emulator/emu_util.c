@@ -163,39 +163,6 @@ out:
   return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-  unsigned c = s[0], cp;
-  size_t len, i;
-
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (n < len)
-    return 0;
-  for (i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-      (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-    return 0;
-  return len;
-}
-
 chatapp_status emu_json_str(ca_buf *b, const char *s, size_t n)
 {
   static const char hex[] = "0123456789abcdef";
@@ -222,7 +189,7 @@ chatapp_status emu_json_str(ca_buf *b, const char *s, size_t n)
       char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
       st = ca_buf_add(b, e, 6);
       i++;
-    } else if ((l = utf8_seq((const unsigned char *)s + i, n - i)) != 0) {
+    } else if ((l = ca_utf8_len((const unsigned char *)s + i, n - i)) != 0) {
       st = ca_buf_add(b, s + i, l);
       i += l;
     } else {
