@@ -508,3 +508,19 @@ const char *write_temp(const emu_proc *p, const char *name, const char *text)
   }
   return path;
 }
+
+int harness_main(int argc, char **argv, int need, const char *usage,
+                 const char *const *args, emu_proc *p)
+{
+  if (argc < need) {
+    fprintf(stderr, "usage: %s %s\n", argv[0], usage);
+    return 2;
+  }
+  emu_exe = argv[1];
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (emu_start(p, args) != 0) {
+    fprintf(stderr, "the emulator did not start\n");
+    return 1;
+  }
+  return 0;
+}

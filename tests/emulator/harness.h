@@ -95,4 +95,13 @@ const char *scratch_dir(void);
 /* Monotonic milliseconds. */
 double now_ms(void);
 
+/*
+ * The start of every test's main: argv[1] is the emulator binary (and
+ * need more arguments in all).  Starts the emulator with args into *p.
+ * Returns 0, or the exit status main should return (usage: 2; the
+ * emulator did not start: 1).
+ */
+int harness_main(int argc, char **argv, int need, const char *usage,
+                 const char *const *args, emu_proc *p);
+
 #endif

@@ -354,17 +354,11 @@ int main(int argc, char **argv)
 {
   const char *args[] = {"--quota", "100000", NULL};
   emu_proc p;
+  int rc;
 
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s EMULATOR\n", argv[0]);
-    return 2;
-  }
-  emu_exe = argv[1];
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (emu_start(&p, args) != 0) {
-    fprintf(stderr, "the emulator did not start\n");
-    return 1;
-  }
+  rc = harness_main(argc, argv, 2, "EMULATOR", args, &p);
+  if (rc)
+    return rc;
   test_latency(&p);
   test_errors(&p);
   test_broken_bodies(&p);

@@ -438,17 +438,11 @@ int main(int argc, char **argv)
 {
   emu_proc p;
   const char *args[] = {"--quota", "100000", NULL};
+  int rc;
 
-  if (argc < 3) {
-    fprintf(stderr, "usage: %s EMULATOR SIGNING_JSON\n", argv[0]);
-    return 2;
-  }
-  emu_exe = argv[1];
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (emu_start(&p, args) != 0) {
-    fprintf(stderr, "the emulator did not start\n");
-    return 1;
-  }
+  rc = harness_main(argc, argv, 3, "EMULATOR SIGNING_JSON", args, &p);
+  if (rc)
+    return rc;
   test_good_calls(&p);
   test_bad_calls(&p);
   CHECK(emu_stop(&p) == 0);
