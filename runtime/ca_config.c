@@ -92,7 +92,7 @@ static const option options[] = {
   {"memory_limit_mb", K_LONG, FIELD(memory_limit_mb), 1, 65536, NULL, "MB",
    "memory cap per policy (default 64)"},
   {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL, "N",
-   "Lua instructions per policy and run (default 100 million)"},
+   "Lua instructions per policy and run (default 200 million)"},
   {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 

@@ -74,12 +74,73 @@ static const char usage_text[] =
   "  -h, --help             this help\n"
   "      --version          versions of chatapp-run, Lua, libcurl, OpenSSL\n"
   "\n"
-  "Every configuration key can also be given as --KEY VALUE (see\n"
-  "docs/cli.md), e.g. --timeout-ms 5000.\n"
+  "More options (--KEY VALUE or --KEY=VALUE; details in docs/cli.md):\n";
+
+static const char usage_tail[] =
   "\n"
   "Exit status: 0 all went well; 1 an API call, action or policy evaluation\n"
   "failed (the rest of the run went on); 2 usage, configuration or\n"
   "credentials error; 3 a policy failed to load (nothing ran).\n";
+
+/* "  --flag ARG    help text" with the help wrapped at 79 columns. */
+static void print_wrapped(const char *flag, const char *help)
+{
+  const int indent = 29, width = 79;
+  int col = printf("  %s", flag);
+  const char *p = help;
+
+  if (col >= indent - 1) {
+    putchar('\n');
+    col = 0;
+  }
+  printf("%*s", indent - col, "");
+  col = indent;
+  while (*p) {
+    size_t w = strcspn(p, " ");
+    if (col > indent && col + 1 + (int)w > width) {
+      printf("\n%*s", indent, "");
+      col = indent;
+    } else if (col > indent) {
+      putchar(' ');
+      col++;
+    }
+    printf("%.*s", (int)w, p);
+    col += (int)w;
+    p += w;
+    while (*p == ' ')
+      p++;
+  }
+  putchar('\n');
+}
+
+/* --help: the text above, then every configuration key not described in
+ * it, from the one option table (ca_config.c), then the exit statuses. */
+static void print_usage(void)
+{
+  static const char *const described[] = {
+    "profile", "region", "endpoint", "spaces", "qps", "signature_version",
+    "account", "output", "color", "verbose", "access_key_id",
+    "access_key_secret", "security_token", NULL};
+  const ca_config_key *k;
+  size_t i;
+
+  fputs(usage_text, stdout);
+  for (k = ca_config_keys(); k->name; k++) {
+    char flag[64];
+    int skip = 0;
+    for (i = 0; described[i]; i++)
+      skip |= strcmp(k->name, described[i]) == 0;
+    if (skip)
+      continue;
+    snprintf(flag, sizeof flag, "--%s%s%s", k->name, k->arg ? " " : "",
+             k->arg ? k->arg : "");
+    for (i = 2; flag[i]; i++)
+      if (flag[i] == '_')
+        flag[i] = '-';
+    print_wrapped(flag, k->help);
+  }
+  fputs(usage_tail, stdout);
+}
 
 static int verbosity;
 
@@ -173,7 +234,7 @@ int main(int argc, char **argv)
       script = 1;
       break;
     case 'h':
-      fputs(usage_text, stdout);
+      print_usage();
       chatapp_config_free(cfg);
       return EXIT_ALL_WELL;
     case O_VERSION:

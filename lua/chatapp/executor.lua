@@ -38,7 +38,7 @@ function runners.webhook(actions, ctx)
   end
   local reqs = {}
   for i, a in ipairs(actions) do reqs[i] = webhook_request(a) end
-  local results, errors = http:batch(reqs)
+  local results, errors = http:batch(reqs, { progress = ctx.progress and "sending webhooks" })
   for i, a in ipairs(actions) do
     if results[i] then
       a.status = "done"
@@ -60,7 +60,7 @@ function runners.call(actions, ctx)
   for i, a in ipairs(actions) do
     reqs[i] = { operation = a.request.operation, params = a.request.params, typed = false }
   end
-  local results, errors = client:batch(reqs)
+  local results, errors = client:batch(reqs, { progress = ctx.progress and "calling the API" })
   for i, a in ipairs(actions) do
     if results[i] then
       a.status = "done"
@@ -118,7 +118,7 @@ function runners.log(actions)
 end
 
 --- Carry out actions (a list); ctx: client(), http(), budget(policy name),
---- allow_exec.
+--- allow_exec, progress (show a progress line on stderr).
 function M.run(actions, ctx)
   local i = 1
   while i <= #actions do

@@ -263,6 +263,7 @@ function Runner:run(flags)
       http = self.host.http,
       allow_exec = self.options.allow_exec,
       budget = function(name) return budgets[name] end,
+      progress = self:progress_label("actions") ~= nil,
     })
   else
     for _, a in ipairs(rep.actions) do

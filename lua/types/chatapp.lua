@@ -192,7 +192,7 @@ chatapp.ApiError = nil
 ---@field signature_version? "v3"|"v2" request signing, default v3
 ---@field qps? number calls per second per operation (default: documented limit)
 ---@field limiter? "shared"|"process"|string share the rate limit on this host (default), keep it to this process, or a state file
----@field window_margin_ms? integer limiter window beyond 1 s (default 150)
+---@field window_margin_ms? integer limiter window beyond 1 s (default 50)
 ---@field connect_timeout_ms? integer default 5000
 ---@field timeout_ms? integer one attempt, default 15000
 ---@field call_timeout_ms? integer one call with its retries, default 60000
