@@ -100,6 +100,9 @@ static void test_latency(const emu_proc *p)
   for (i = 0; i < 30; i++) {
     pthread_join(t[i], NULL);
     ok += strcmp(jobs[i].code, "OK") == 0;
+    if (strcmp(jobs[i].code, "OK") != 0)
+      fprintf(stderr, "  call %d answered %s after %.3f s\n", i, jobs[i].code,
+              jobs[i].seconds);
     slow += jobs[i].seconds >= 0.245 && jobs[i].seconds < 2.0;
   }
   all = now_ms() - t0;
