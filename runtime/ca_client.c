@@ -496,6 +496,7 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
     if (now + wait < call->deadline_us) {
       if (!throttled)
         c->budget -= 1.0;
+      call->status = st; /* what ended this attempt, should none follow */
       call->not_before_us = now + wait;
       call->state = ST_WAITING;
       ca_client_log(c, CA_LOG_DEBUG,
@@ -549,7 +550,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     ca_call *call = calls[i];
     call->state = ST_WAITING;
     call->not_before_us = now;
-    call->deadline_us = now + (int64_t)c->call_ms * 1000;
+    call->deadline_us = INT64_MAX; /* set when the first attempt starts */
     call->attempts = 0;
     call->throttled = 0;
     remaining++;
@@ -575,10 +576,12 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
           wake = call->not_before_us;
         continue;
       }
+      /* The deadline counts from the first attempt: a call queued behind
+       * the limiter (hundreds of spaces at 10/s) has not started yet. */
       if (now >= call->deadline_us) {
         if (!call->error[0])
           snprintf(call->error, sizeof call->error,
-                   "no attempt could start before the call's %ld ms deadline",
+                   "no retry could start before the call's %ld ms deadline",
                    c->call_ms);
         finish(c, call, call->status ? call->status : CHATAPP_ETIMEDOUT);
         remaining--;
@@ -617,6 +620,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
         if (f < c->stats.min_factor)
           c->stats.min_factor = f;
       }
+      if (call->attempts == 0)
+        call->deadline_us = now + (int64_t)c->call_ms * 1000;
       if (ca_attempt_start(c, call) != CHATAPP_OK) {
         if (!call->error[0])
           snprintf(call->error, sizeof call->error,

@@ -44,7 +44,8 @@ typedef struct ca_client_config {
   long connect_timeout_ms;    /* default 5000 */
   long attempt_timeout_ms;    /* whole attempt; default 15000 */
   long low_speed_time_s;      /* abort below 1 B/s for this long; 10 */
-  long call_timeout_ms;       /* one call, all attempts; default 60000 */
+  long call_timeout_ms;       /* one call, from its first attempt to its
+                                 last; default 60000 */
   long max_retry_after_ms;    /* cap on server-requested waits; 20000 */
   size_t max_response_bytes;  /* default 64 MiB */
   int max_attempts;           /* per call; default 3 */

@@ -107,6 +107,14 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
     T.check(s.retries >= s.throttled, "throttled calls were retried")
   end },
 
+  { "a call's deadline counts from its first attempt, not from the queue", function()
+    emu:reset()
+    -- 4 calls at 1/s take 3 s to start: longer than each call's deadline.
+    local c = client { qps = 1, call_timeout_ms = 1500, window_margin_ms = 0 }
+    local results, errors = c:batch(queries(4))
+    for i = 1, 4 do T.check(results[i], tostring(errors[i])) end
+  end },
+
   { "A6: a dead server is not hammered", function()
     emu:reset()
     local mark = #emu:log_lines()
