@@ -11,7 +11,7 @@ BUILD ?= build
 JOBS ?= 2
 POLICY ?= scripts/policies/quality-alert.lua
 
-.PHONY: all setup build demo test test-fast bench clean
+.PHONY: all setup build demo test test-fast bench fuzz clean
 
 all: build
 
@@ -35,5 +35,9 @@ test-fast: build
 bench: build
 	@bash scripts/bench.sh $(BUILD)
 
+# Every fuzz target for FUZZ_SECONDS (default 60) each.
+fuzz: setup
+	@bash scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
 clean:
-	rm -rf $(BUILD) build-ci-*
+	rm -rf $(BUILD) build-ci-* build-fuzz

@@ -3,7 +3,8 @@
 #   1. gcc with -Werror, every test;
 #   2. clang with AddressSanitizer + UndefinedBehaviorSanitizer, every test;
 #   3. valgrind memcheck over the unit tests of the gcc build (any error or
-#      definite leak fails the test).
+#      definite leak fails the test);
+#   4. a short libFuzzer run of every fuzz target (scripts/fuzz.sh).
 # Each pass builds from scratch in its own folder.  Fails on the first
 # failing pass.
 set -euo pipefail
@@ -36,5 +37,8 @@ echo "== valgrind memcheck (unit tests of the gcc build)"
 cmake -S . -B build-ci-gcc -DCHATAPP_VALGRIND=ON >/dev/null
 ctest --test-dir build-ci-gcc -L unit --output-on-failure -j"$jobs"
 cmake -S . -B build-ci-gcc -DCHATAPP_VALGRIND=OFF >/dev/null
+
+echo "== fuzzing (libFuzzer + ASan + UBSan, ${FUZZ_SECONDS:-20} s per target)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 echo "== all passes green in $(( $(date +%s) - started )) s"
