@@ -337,8 +337,12 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
   st = ca_cred_resolve(&co, &cred, err);
   if (st)
     goto out;
-  if (source)
-    ca_buf_adds(source, cred.source ? cred.source : "");
+  if (source) {
+    char masked[CA_CRED_MASK_LEN];
+    ca_cred_mask_id(cred.access_key_id, masked);
+    ca_buf_printf(source, "%s, AccessKey %s", cred.source ? cred.source : "",
+                  masked);
+  }
   if (cred.warning && cfg->log)
     cfg->log(cfg->log_ud, CA_LOG_ERROR, cred.warning);
 
