@@ -608,7 +608,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
           continue;
         limiter_key(c, call, key, sizeof key);
         if (!ca_limiter_acquire(c->limiter, key, limit_for(c, call->operation),
-                                now, &retry_at)) {
+                                now, &retry_at, &f)) {
           c->stats.limiter_waits++;
           if (retry_at < wake)
             wake = retry_at;
@@ -616,7 +616,6 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
             denied[ndenied++] = call->operation;
           continue;
         }
-        f = ca_limiter_factor(c->limiter, key, now);
         if (f < c->stats.min_factor)
           c->stats.min_factor = f;
       }

@@ -256,17 +256,21 @@ static double factor_at(const slot *sl, int64_t now)
 }
 
 int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now,
-                       int64_t *retry_at)
+                       int64_t *retry_at, double *factor)
 {
   slot *sl;
   int64_t oldest;
   uint32_t k;
+  double f;
   int granted;
 
   lock(l);
   sl = find_slot(l->st, key, now);
   sl->last_use_us = now;
-  k = (uint32_t)floor((double)n * factor_at(sl, now) + 1e-9);
+  f = factor_at(sl, now);
+  if (factor)
+    *factor = f;
+  k = (uint32_t)floor((double)n * f + 1e-9);
   if (k < 1)
     k = 1;
   if (k > CA_LIMITER_MAX_N)

@@ -54,10 +54,11 @@ void ca_limiter_free(ca_limiter *l);
 /*
  * Ask to start one call for key at now_us with a configured limit of n per
  * window.  Returns 1 when granted (the start is recorded); otherwise 0 and
- * *retry_at_us tells when to ask again.
+ * *retry_at_us tells when to ask again.  *factor (may be NULL) receives
+ * the adaptive factor that applied.
  */
 int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now_us,
-                       int64_t *retry_at_us);
+                       int64_t *retry_at_us, double *factor);
 
 /* Report a throttle answer for key: slow down (at most once per window). */
 void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now_us);

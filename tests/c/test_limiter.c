@@ -41,7 +41,7 @@ static int64_t drive(ca_limiter *l, const char *key, int n, int calls,
   int done = 0, guard = 0;
 
   while (done < calls && guard++ < 100000) {
-    if (ca_limiter_acquire(l, key, n, now, &retry)) {
+    if (ca_limiter_acquire(l, key, n, now, &retry, NULL)) {
       starts[done++] = now;
     } else {
       CHECK(retry > now);
@@ -86,7 +86,7 @@ static void test_adaptive(void)
   CHECK(ca_limiter_factor(l, "k", t + 1000) > 0.69);
   /* Slower now: 7 per window (within the first second). */
   drive(l, "k", 10, 7, t, starts);
-  CHECK(!ca_limiter_acquire(l, "k", 10, t + 1000, &starts[0]));
+  CHECK(!ca_limiter_acquire(l, "k", 10, t + 1000, &starts[0], NULL));
   /* Back quickly to the throttle level (0.05/s): 1.0 after 6 s. */
   CHECK(ca_limiter_factor(l, "k", t + 3 * SEC) > 0.84);
   CHECK(ca_limiter_factor(l, "k", t + 3 * SEC) < 0.86);
@@ -125,10 +125,11 @@ static void test_shared_file(void)
   CHECK(ca_limiter_new(path, 50000, &b, &err) == CHATAPP_OK);
   /* Two handles (as two processes would) share one budget. */
   for (i = 0; i < 10; i++)
-    granted += ca_limiter_acquire(i % 2 ? a : b, "acct/Q", 10, now, &retry);
+    granted +=
+      ca_limiter_acquire(i % 2 ? a : b, "acct/Q", 10, now, &retry, NULL);
   CHECK(granted == 10);
-  CHECK(!ca_limiter_acquire(a, "acct/Q", 10, now, &retry));
-  CHECK(!ca_limiter_acquire(b, "acct/Q", 10, now, &retry));
+  CHECK(!ca_limiter_acquire(a, "acct/Q", 10, now, &retry, NULL));
+  CHECK(!ca_limiter_acquire(b, "acct/Q", 10, now, &retry, NULL));
   CHECK(retry == now + W);
 
   /* A process killed while holding the lock does not stall the others. */
@@ -142,7 +143,7 @@ static void test_shared_file(void)
   usleep(100000);
   kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
-  CHECK(ca_limiter_acquire(a, "acct/Q", 10, now + W, &retry));
+  CHECK(ca_limiter_acquire(a, "acct/Q", 10, now + W, &retry, NULL));
   ca_limiter_free(a);
   ca_limiter_free(b);
 
@@ -173,7 +174,7 @@ static void test_corrupt_state(void)
   /* Garbage is replaced by a fresh state, never trusted. */
   CHECK(ca_limiter_new(path, 50000, &l, &err) == CHATAPP_OK);
   for (i = 0; i < 12; i++)
-    granted += ca_limiter_acquire(l, "k", 10, now, &retry);
+    granted += ca_limiter_acquire(l, "k", 10, now, &retry, NULL);
   CHECK(granted == 10);
   ca_limiter_free(l);
   unlink(path);
