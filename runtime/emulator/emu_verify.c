@@ -163,6 +163,22 @@ static int nonce_fresh(emu *e, emu_auth *a)
   return 0;
 }
 
+/* The last check of both schemes: the signature sent must be the one we
+ * compute (the error quotes our string to sign, as Alibaba's does), and
+ * then the nonce must be new. */
+static void signature_verdict(emu *e, emu_auth *a, const char *computed,
+                              const char *sent, const ca_buf *string_to_sign)
+{
+  if (!emu_ct_equal(computed, sent)) {
+    fail(a, 400, "SignatureDoesNotMatch",
+         "Specified signature is not matched with our calculation. server "
+         "string to sign is:%s",
+         ca_buf_str(string_to_sign));
+    return;
+  }
+  nonce_fresh(e, a);
+}
+
 static int is_signable(const char *lname)
 {
   return strcmp(lname, "host") == 0 || strcmp(lname, "content-type") == 0 ||
@@ -363,14 +379,7 @@ static void verify_v3(emu *e, const emu_request *rq, const emu_kvs *query,
     fail(a, 400, "IncompleteSignature", "The request is too large to sign.");
     goto out;
   }
-  if (!emu_ct_equal(out.signature, sig)) {
-    fail(a, 400, "SignatureDoesNotMatch",
-         "Specified signature is not matched with our calculation. server "
-         "string to sign is:%s",
-         ca_buf_str(&out.string_to_sign));
-    goto out;
-  }
-  nonce_fresh(e, a);
+  signature_verdict(e, a, out.signature, sig, &out.string_to_sign);
 out:
   ca_v3_output_free(&out);
   free(hv);
@@ -442,14 +451,7 @@ static void verify_rpc(emu *e, const emu_request *rq, emu_auth *a,
     fail(a, 400, "IncompleteSignature", "The request is too large to sign.");
     goto out;
   }
-  if (!emu_ct_equal(out.signature, sig)) {
-    fail(a, 400, "SignatureDoesNotMatch",
-         "Specified signature is not matched with our calculation. server "
-         "string to sign is:%s",
-         ca_buf_str(&out.string_to_sign));
-    goto out;
-  }
-  nonce_fresh(e, a);
+  signature_verdict(e, a, out.signature, sig, &out.string_to_sign);
 out:
   ca_rpc_output_free(&out);
 }
