@@ -8,6 +8,7 @@
 local chatapp = require "chatapp"
 local core = chatapp.core
 local sandbox = require "chatapp.sandbox"
+local report = require "chatapp.report"
 
 local M = {}
 
@@ -25,7 +26,7 @@ end
 
 local function failed(a, err)
   a.status = "failed"
-  a.error = require("chatapp.report").text(err)
+  a.error = report.text(err)
 end
 
 local runners = {}
