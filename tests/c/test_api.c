@@ -4,7 +4,12 @@
  *   - the client's libcurl discipline: the minimum libcurl version, an
  *     option libcurl refuses fails the call with a message naming it;
  *   - the Client binding: a request that raises while it is read leaks
- *     nothing (C memory measured over many raising requests).
+ *     nothing (C memory measured over many raising requests);
+ *   - the embedding API short of memory: with the Lua state capped at
+ *     every size up to what set-up and a run need, each call returns a
+ *     status and a message, the host survives and nothing leaks (ASan and
+ *     valgrind builds check the last); report statuses it does not know
+ *     are CHATAPP_EINTERNAL; messages over 64 KiB are cut with a marker.
  */
 #include <malloc.h>
 #include <string.h>
@@ -15,6 +20,7 @@
 
 #include "ca_api.h"
 #include "ca_client_int.h"
+#include "ca_runtime.h"
 #include "test.h"
 
 /* ---- libcurl discipline ------------------------------------------------- */
@@ -145,6 +151,170 @@ static void test_raising_requests_leak_nothing(void)
   lua_close(L);
 }
 
+/* ---- the embedding API short of memory ---------------------------------- */
+
+#define STEPS 40
+
+static const char small_policy[] =
+  "local chatapp = require 'chatapp'\n"
+  "return chatapp.policy { name = 'red',\n"
+  "  filter = function(n) return n.quality_rating == 'RED' end }\n";
+
+/* A failure must say something. */
+static int failed_with_message(chatapp_runtime *rt, chatapp_status st)
+{
+  const char *m = chatapp_runtime_errmsg(rt);
+  if (st != CHATAPP_OK && (!m || !*m)) {
+    fprintf(stderr, "  status %s with an empty message\n",
+            chatapp_codename(st));
+    return 0;
+  }
+  return 1;
+}
+
+static void test_setup_short_of_memory(void)
+{
+  chatapp_runtime *rt = NULL;
+  size_t need, limit;
+  int k, failures = 0, enomem = 0;
+
+  CHECK(ca_runtime_new_limited(NULL, 0, &rt) == CHATAPP_OK);
+  need = rt ? ca_runtime_memory_peak(rt) : 0;
+  chatapp_runtime_free(rt);
+  CHECK(need > 0);
+  for (k = 0; k <= STEPS; k++) {
+    chatapp_status st;
+    limit = need * (size_t)k / STEPS + 1;
+    rt = NULL;
+    st = ca_runtime_new_limited(NULL, limit, &rt);
+    CHECK(rt != NULL);
+    CHECK(failed_with_message(rt, st));
+    if (st != CHATAPP_OK) {
+      failures++;
+      enomem += st == CHATAPP_ENOMEM;
+      /* a runtime whose set-up failed refuses work with a message */
+      CHECK(chatapp_runtime_load_string(rt, "p.lua", small_policy,
+                                        sizeof small_policy - 1) ==
+            CHATAPP_EINVAL);
+      CHECK(strstr(chatapp_runtime_errmsg(rt), "could not be set up"));
+      CHECK(chatapp_runtime_run(rt, CHATAPP_RUN_CHECK) == CHATAPP_EINVAL);
+    }
+    chatapp_runtime_free(rt);
+  }
+  CHECK(failures > STEPS / 2); /* most limits are below what set-up needs */
+  CHECK(enomem == failures);
+  /* with room to spare it works */
+  rt = NULL;
+  CHECK(ca_runtime_new_limited(NULL, need * 2, &rt) == CHATAPP_OK);
+  chatapp_runtime_free(rt);
+}
+
+static void test_run_short_of_memory(void)
+{
+  chatapp_runtime *rt = NULL;
+  size_t need, before;
+  int k, failures = 0, successes = 0;
+
+  CHECK(chatapp_runtime_new(NULL, &rt) == CHATAPP_OK);
+  if (!rt)
+    return;
+  CHECK(chatapp_runtime_load_string(rt, "red.lua", small_policy,
+                                    sizeof small_policy - 1) == CHATAPP_OK);
+  before = ca_runtime_limit_memory(rt, 0);
+  CHECK(chatapp_runtime_run(rt, CHATAPP_RUN_CHECK) == CHATAPP_OK);
+  CHECK(chatapp_runtime_policy_count(rt) == 1);
+  need = ca_runtime_memory_peak(rt) - before;
+  CHECK(need > 0);
+  need = 2 * need + 4096; /* collections move the real need a little */
+  for (k = 0; k <= STEPS; k++) {
+    chatapp_status st;
+    ca_runtime_limit_memory(rt, need * (size_t)k / STEPS + 1);
+    st = chatapp_runtime_run(rt, CHATAPP_RUN_CHECK);
+    CHECK(failed_with_message(rt, st));
+    if (getenv("TEST_VERBOSE"))
+      fprintf(stderr, "  run with %zu bytes: %s %s\n",
+              need * (size_t)k / STEPS + 1, chatapp_codename(st),
+              chatapp_runtime_errmsg(rt));
+    if (st != CHATAPP_OK) {
+      failures++;
+      CHECK(st == CHATAPP_ENOMEM || st == CHATAPP_EPOLICY);
+    } else {
+      successes++;
+      CHECK(chatapp_runtime_policy_count(rt) == 1);
+    }
+    /* loading short of memory too */
+    st = chatapp_runtime_load_string(rt, "again.lua", small_policy,
+                                     sizeof small_policy - 1);
+    CHECK(failed_with_message(rt, st));
+  }
+  CHECK(failures > 0);
+  CHECK(successes > 0);
+  /* the runtime is still usable once memory is back */
+  ca_runtime_limit_memory(rt, 0);
+  CHECK(chatapp_runtime_run(rt, CHATAPP_RUN_CHECK) == CHATAPP_OK);
+  CHECK(chatapp_runtime_policy_count(rt) >= 1);
+  chatapp_runtime_free(rt);
+}
+
+static void test_report_statuses(void)
+{
+  CHECK(ca_runtime_report_status("ok") == CHATAPP_OK);
+  CHECK(ca_runtime_report_status("config") == CHATAPP_ECONFIG);
+  CHECK(ca_runtime_report_status("credentials") == CHATAPP_ECREDENTIALS);
+  CHECK(ca_runtime_report_status("policy") == CHATAPP_EPOLICY);
+  CHECK(ca_runtime_report_status("api") == CHATAPP_EAPI);
+  CHECK(ca_runtime_report_status("action") == CHATAPP_EACTION);
+  /* a status this library does not know is never success */
+  CHECK(ca_runtime_report_status("interrupted") == CHATAPP_EINTERNAL);
+  CHECK(ca_runtime_report_status("") == CHATAPP_EINTERNAL);
+  CHECK(ca_runtime_report_status(NULL) == CHATAPP_EINTERNAL);
+  CHECK_STR(chatapp_codename(CHATAPP_EINTERNAL), "EINTERNAL");
+  CHECK(strstr(chatapp_strerror(CHATAPP_EINTERNAL), "internal") != NULL);
+}
+
+/* A policy whose error message is n bytes of 'x'. */
+static chatapp_status load_raising(chatapp_runtime *rt, size_t n)
+{
+  char src[128];
+  int len = snprintf(src, sizeof src, "error(string.rep('x', %zu), 0)\n", n);
+  return chatapp_runtime_load_string(rt, "long.lua", src, (size_t)len);
+}
+
+static void test_long_messages(void)
+{
+  chatapp_runtime *rt = NULL;
+  const char *m;
+  size_t len;
+
+  CHECK(chatapp_runtime_new(NULL, &rt) == CHATAPP_OK);
+  if (!rt)
+    return;
+  CHECK(load_raising(rt, 1000) == CHATAPP_EPOLICY);
+  m = chatapp_runtime_errmsg(rt);
+  CHECK(strstr(m, "xxxxxxxxxx") != NULL);
+  CHECK(strstr(m, "truncated") == NULL);
+
+  CHECK(load_raising(rt, 100000) == CHATAPP_EPOLICY);
+  m = chatapp_runtime_errmsg(rt);
+  len = strlen(m);
+  CHECK(len > 60000 && len < 64 * 1024);
+  CHECK(strstr(m, "xxxxxxxxxx") != NULL);
+  CHECK(strstr(m, "[... message truncated:") != NULL);
+  if (len < 60000)
+    fprintf(stderr, "  long message: %zu bytes: %.200s\n", len, m);
+
+  CHECK(load_raising(rt, 3 * 1024 * 1024) == CHATAPP_EPOLICY);
+  m = chatapp_runtime_errmsg(rt);
+  CHECK(strlen(m) > 60000 && strlen(m) < 64 * 1024);
+  CHECK(strstr(m, "[... message truncated:") != NULL);
+
+  /* a success clears the message */
+  CHECK(chatapp_runtime_load_string(rt, "red.lua", small_policy,
+                                    sizeof small_policy - 1) == CHATAPP_OK);
+  CHECK_STR(chatapp_runtime_errmsg(rt), "");
+  chatapp_runtime_free(rt);
+}
+
 int main(void)
 {
   ca_envelope env;
@@ -210,5 +380,9 @@ int main(void)
   test_curl_version();
   test_setopt_refused();
   test_raising_requests_leak_nothing();
+  test_setup_short_of_memory();
+  test_run_short_of_memory();
+  test_report_statuses();
+  test_long_messages();
   return test_report("test_api");
 }
