@@ -1,4 +1,5 @@
-/* Runtime internals used by the chatapp-run program. */
+/* Runtime internals used by the chatapp-run program and the tests;
+ * implemented in lca_runtime.c.  No Lua types here. */
 #ifndef CA_RUNTIME_H
 #define CA_RUNTIME_H
 

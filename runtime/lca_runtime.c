@@ -1,5 +1,7 @@
 /*
  * chatapp_runtime: the embedding API (chatapp.h) over one Lua state.
+ * A binding (it sees lua.h), hence lca_; ca_runtime.h is its C-only face
+ * for chatapp-run.
  *
  * The runtime owns a Lua state with the standard libraries, "chatapp.core"
  * and the embedded Lua sources of lua/ (found by a package searcher, so no
