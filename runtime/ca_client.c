@@ -255,7 +255,7 @@ void ca_client_free(ca_client *c)
   if (!c)
     return;
   if (c->multi)
-    curl_multi_cleanup(c->multi);
+    (void)curl_multi_cleanup(c->multi); /* nothing left to do on failure */
   ca_limiter_free(c->limiter);
   free(c->endpoint);
   free(c->host);
@@ -635,6 +635,8 @@ static chatapp_status engine_failed(ca_client *c, ca_call **calls, size_t n,
     chatapp_status cst = st;
     if (call->state == ST_DONE)
       continue;
+    if (call->status == CHATAPP_EUNKNOWN)
+      cst = CHATAPP_EUNKNOWN; /* an earlier attempt may have been applied */
     if (call->easy) {
       /* Nothing more can be done if this fails too: the handle goes. */
       (void)curl_multi_remove_handle(c->multi, call->easy);
@@ -670,6 +672,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     call->deadline_us = INT64_MAX; /* set when the first attempt starts */
     call->attempts = 0;
     call->throttled = 0;
+    call->status = CHATAPP_OK;
+    call->error[0] = '\0';
     remaining++;
     c->budget += BUDGET_PER_CALL;
     if (c->budget > BUDGET_MAX)
