@@ -583,8 +583,9 @@ static int do_load(lua_State *L)
     lua_pushlstring(L, j->src, j->len);
     st = call_runner(rt, "load_string", 2, 2);
   }
-  if (st != LUA_OK)
-    j->st = lua_failed(rt, st, CHATAPP_EPOLICY, NULL);
+  if (st != LUA_OK) /* a policy error names its file itself */
+    j->st = lua_failed(rt, st, CHATAPP_EPOLICY,
+                       st == LUA_ERRMEM ? (j->path ? j->path : j->name) : NULL);
   else if (!lua_toboolean(L, -2))
     j->st = fail(rt, CHATAPP_EPOLICY, "%s", errstr(L, -1));
   return 0;
