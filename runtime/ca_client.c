@@ -235,6 +235,7 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     st = CHATAPP_ENOMEM;
     goto fail;
   }
+  c->multi_perform = curl_multi_perform;
   mc = curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                          (long)c->max_in_flight);
   if (mc != CURLM_OK) {
@@ -773,7 +774,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
       if (mc != CURLM_OK)
         return engine_failed(c, calls, n, "curl_multi_poll", mc);
     }
-    mc = curl_multi_perform(c->multi, &running);
+    mc = c->multi_perform(c->multi, &running);
     if (mc != CURLM_OK)
       return engine_failed(c, calls, n, "curl_multi_perform", mc);
     now = ca_now_us();

@@ -43,6 +43,9 @@ struct ca_client {
   int verbose;
   ca_limiter *limiter;
   CURLM *multi;
+  /* curl_multi_perform; a test puts a failing one here to see how an
+   * engine failure ends the calls */
+  CURLMcode (*multi_perform)(CURLM *multi, int *running);
   double budget;
   ca_progress_fn progress;
   void *progress_ud;

@@ -89,6 +89,45 @@ static void test_setopt_refused(void)
   ca_client_free(c);
 }
 
+/* The multi engine fails: perform says so, and every call it cut short
+ * ends with the failure (a write in flight: outcome unknown). */
+static int perform_calls;
+
+static CURLMcode failing_perform(CURLM *multi, int *running)
+{
+  (void)multi;
+  *running = 0;
+  perform_calls++;
+  return CURLM_OUT_OF_MEMORY;
+}
+
+static void test_engine_failure(void)
+{
+  ca_client *c = http_client();
+  ca_call *calls[2];
+
+  if (!c)
+    return;
+  c->multi_perform = failing_perform;
+  calls[0] = ca_call_new_http("GET", "http://127.0.0.1:9/a", NULL, 0, NULL, 0);
+  calls[1] = ca_call_new_http("POST", "http://127.0.0.1:9/b", NULL, 0, "x", 1);
+  CHECK(calls[0] && calls[1]);
+  if (calls[0] && calls[1]) {
+    CHECK(ca_client_perform(c, calls, 2) == CHATAPP_ENOMEM);
+    CHECK(perform_calls == 1);
+    CHECK(calls[0]->status == CHATAPP_ENOMEM);
+    CHECK(calls[0]->retryable);
+    CHECK(calls[1]->status == CHATAPP_EUNKNOWN); /* a write in flight */
+    CHECK(!calls[1]->retryable);
+    CHECK(strstr(calls[0]->error, "curl_multi_perform") != NULL);
+    CHECK(strstr(calls[1]->error, "transfer engine failed") != NULL);
+    CHECK(calls[0]->easy == NULL && calls[1]->easy == NULL);
+  }
+  ca_call_free(calls[0]);
+  ca_call_free(calls[1]);
+  ca_client_free(c);
+}
+
 /* ---- the Client binding: no leak when a request raises ------------------ */
 
 static const char raising_requests[] =
@@ -379,6 +418,7 @@ int main(void)
   CHECK(chatapp_global_init() == CHATAPP_OK);
   test_curl_version();
   test_setopt_refused();
+  test_engine_failure();
   test_raising_requests_leak_nothing();
   test_setup_short_of_memory();
   test_run_short_of_memory();
