@@ -302,18 +302,34 @@ void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
 #define MIN_SECRET 4
 #define NEEDLES    6
 
-static void add_needle(ca_buf *needles, size_t *n, const char *s, size_t len)
+static chatapp_status add_needle(ca_buf *needles, size_t *n, const char *s,
+                                 size_t len)
 {
   size_t i;
+  chatapp_status st;
 
   if (len < MIN_SECRET || *n >= NEEDLES)
-    return;
+    return CHATAPP_OK;
   for (i = 0; i < *n; i++)
     if (needles[i].len == len && memcmp(needles[i].ptr, s, len) == 0)
-      return;
+      return CHATAPP_OK;
   ca_buf_init(&needles[*n], len + 1);
-  if (ca_buf_add(&needles[*n], s, len) == CHATAPP_OK)
+  st = ca_buf_add(&needles[*n], s, len);
+  if (st == CHATAPP_OK)
     (*n)++;
+  return st;
+}
+
+/* Redaction could not be done (out of memory): fail closed, so no secret
+ * is ever let through. */
+static void withhold(ca_buf *b)
+{
+  static const char msg[] =
+    "(message withheld: out of memory while redacting secrets)";
+
+  ca_wipe(b->ptr, b->cap);
+  ca_buf_free(b);
+  (void)ca_buf_add(b, msg, sizeof msg - 1); /* "" if even this fails */
 }
 
 void ca_client_redact(const ca_client *c, ca_buf *b)
@@ -323,37 +339,49 @@ void ca_client_redact(const ca_client *c, ca_buf *b)
   ca_buf needles[NEEDLES], out = CA_BUF_INIT(b->max);
   size_t n = 0, i, k, pos = 0;
   int any = 0;
+  chatapp_status st = CHATAPP_OK;
 
   for (k = 0; k < 2; k++) {
     ca_buf once = CA_BUF_INIT(1 << 16), twice = CA_BUF_INIT(1 << 18);
     if (!secrets[k] || strlen(secrets[k]) < MIN_SECRET)
       continue;
-    ca_pct_encode(&once, secrets[k], strlen(secrets[k]));
-    ca_pct_encode(&twice, ca_buf_str(&once), once.len);
-    add_needle(needles, &n, ca_buf_str(&twice), twice.len);
-    add_needle(needles, &n, ca_buf_str(&once), once.len);
-    add_needle(needles, &n, secrets[k], strlen(secrets[k]));
+    if (!st)
+      st = ca_pct_encode(&once, secrets[k], strlen(secrets[k]));
+    if (!st)
+      st = ca_pct_encode(&twice, ca_buf_str(&once), once.len);
+    if (!st)
+      st = add_needle(needles, &n, ca_buf_str(&twice), twice.len);
+    if (!st)
+      st = add_needle(needles, &n, ca_buf_str(&once), once.len);
+    if (!st)
+      st = add_needle(needles, &n, secrets[k], strlen(secrets[k]));
     ca_wipe(once.ptr, once.cap);
     ca_wipe(twice.ptr, twice.cap);
     ca_buf_free(&once);
     ca_buf_free(&twice);
   }
-  for (k = 0; k < n && !any; k++)
+  for (k = 0; k < n && !any && !st; k++)
     any = memmem(ca_buf_str(b), b->len, needles[k].ptr, needles[k].len) != NULL;
-  while (any && pos < b->len) {
+  while (any && !st && pos < b->len) {
     size_t best = 0;
     for (k = 0; k < n; k++)
       if (needles[k].len > best && needles[k].len <= b->len - pos &&
           memcmp(b->ptr + pos, needles[k].ptr, needles[k].len) == 0)
         best = needles[k].len;
     if (best) {
-      ca_buf_add(&out, mark, sizeof mark - 1);
+      st = ca_buf_add(&out, mark, sizeof mark - 1);
       pos += best;
     } else {
-      ca_buf_addc(&out, b->ptr[pos++]);
+      st = ca_buf_addc(&out, b->ptr[pos++]);
     }
   }
-  if (any) {
+  if (st) {
+    /* out of memory, or the marks made it longer than b may be: nothing
+     * half-redacted is kept */
+    ca_wipe(out.ptr, out.cap);
+    ca_buf_free(&out);
+    withhold(b);
+  } else if (any) {
     ca_wipe(b->ptr, b->cap);
     ca_buf_free(b);
     *b = out;

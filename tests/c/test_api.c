@@ -128,6 +128,37 @@ static void test_engine_failure(void)
   ca_client_free(c);
 }
 
+/* Redaction that cannot finish (out of memory, or the marks make the text
+ * longer than its buffer may be) withholds the text: never half-redacted,
+ * never silently empty. */
+static void test_redaction_fails_closed(void)
+{
+  ca_client_config cfg;
+  ca_buf err = CA_BUF_INIT(4096), b = CA_BUF_INIT(64);
+  ca_client *c = NULL;
+  int i;
+
+  memset(&cfg, 0, sizeof cfg);
+  cfg.endpoint = "http://127.0.0.1:9";
+  cfg.access_key_id = "LTAItest";
+  cfg.access_key_secret = "s3cr";
+  CHECK(ca_client_new(&cfg, &c, &err) == CHATAPP_OK);
+  ca_buf_free(&err);
+  if (!c)
+    return;
+  CHECK(ca_buf_adds(&b, "key s3cr here") == CHATAPP_OK);
+  ca_client_redact(c, &b);
+  CHECK_STR(ca_buf_str(&b), "key <redacted> here");
+  ca_buf_reset(&b);
+  for (i = 0; i < 15; i++) /* 60 bytes; redacted it would be 150 */
+    CHECK(ca_buf_adds(&b, "s3cr") == CHATAPP_OK);
+  ca_client_redact(c, &b);
+  CHECK(strstr(ca_buf_str(&b), "s3cr") == NULL);
+  CHECK(strstr(ca_buf_str(&b), "withheld") != NULL);
+  ca_buf_free(&b);
+  ca_client_free(c);
+}
+
 /* ---- the Client binding: no leak when a request raises ------------------ */
 
 static const char raising_requests[] =
@@ -419,6 +450,7 @@ int main(void)
   test_curl_version();
   test_setopt_refused();
   test_engine_failure();
+  test_redaction_fails_closed();
   test_raising_requests_leak_nothing();
   test_setup_short_of_memory();
   test_run_short_of_memory();
