@@ -245,10 +245,33 @@ static chatapp_status prepare_v2(ca_client *c, ca_call *call, const char *date,
   return st;
 }
 
+/*
+ * Every option below carries a rule (the loopback and metadata-address
+ * checks, protocols, timeouts, size caps): an option libcurl refuses fails
+ * the attempt, it never goes out without it.
+ */
+static chatapp_status setopt_failed(ca_call *call, const char *name,
+                                    CURLcode rc)
+{
+  snprintf(call->error, sizeof call->error,
+           "libcurl refused %s: %s (chatapp-run needs libcurl %s or newer, "
+           "built with HTTP and TLS support)",
+           name, curl_easy_strerror(rc), CA_CURL_MIN_VERSION_STR);
+  return rc == CURLE_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ECONFIG;
+}
+
+#define SETOPT(opt, val)                                                       \
+  do {                                                                         \
+    CURLcode rc_ = curl_easy_setopt(e, opt, val);                              \
+    if (rc_ != CURLE_OK)                                                       \
+      return setopt_failed(call, #opt, rc_);                                   \
+  } while (0)
+
 chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
 {
   char date[21], nonce[33];
   chatapp_status st;
+  CURLMcode mc;
   CURL *e;
   size_t i;
 
@@ -270,8 +293,11 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   call->error[0] = '\0';
 
   e = curl_easy_init();
-  if (!e)
+  if (!e) {
+    snprintf(call->error, sizeof call->error,
+             "curl_easy_init failed (out of memory?)");
     return CHATAPP_ENOMEM;
+  }
   call->easy = e;
   if (call->kind == CA_CALL_API) {
     st = ca_nonce(nonce);
@@ -287,53 +313,56 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
       st = CHATAPP_ENOMEM;
     if (st)
       return st;
-    curl_easy_setopt(e, CURLOPT_URL, ca_buf_str(&call->url_buf));
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+    SETOPT(CURLOPT_URL, ca_buf_str(&call->url_buf));
+    SETOPT(CURLOPT_POST, 1L);
+    SETOPT(CURLOPT_POSTFIELDS, "");
+    SETOPT(CURLOPT_POSTFIELDSIZE, 0L);
     if (c->plain_http) {
-      curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-      curl_easy_setopt(e, CURLOPT_PREREQDATA, call);
+      SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
+      SETOPT(CURLOPT_PREREQDATA, call);
     }
   } else {
     for (i = 0; i < call->nheaders; i++)
       if ((st = add_header(call, call->headers[i].key,
                            call->headers[i].value)) != CHATAPP_OK)
         return st;
-    curl_easy_setopt(e, CURLOPT_URL, call->url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, call->method);
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, call);
+    SETOPT(CURLOPT_URL, call->url);
+    SETOPT(CURLOPT_CUSTOMREQUEST, call->method);
+    SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
+    SETOPT(CURLOPT_PREREQDATA, call);
     if (call->req_body.len || strcmp(call->method, "POST") == 0 ||
         strcmp(call->method, "PUT") == 0) {
-      curl_easy_setopt(e, CURLOPT_POSTFIELDS, ca_buf_str(&call->req_body));
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                       (curl_off_t)call->req_body.len);
+      SETOPT(CURLOPT_POSTFIELDS, ca_buf_str(&call->req_body));
+      SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->req_body.len);
     }
   }
   /* No "Expect: 100-continue" round trip. */
   if (!(call->slist = curl_slist_append(call->slist, "Expect:")))
     return CHATAPP_ENOMEM;
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->slist);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, call);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                   call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->curl_err);
-  if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
-    return CHATAPP_ENOMEM;
+  SETOPT(CURLOPT_HTTPHEADER, call->slist);
+  SETOPT(CURLOPT_USERAGENT, c->user_agent);
+  SETOPT(CURLOPT_PRIVATE, call);
+  SETOPT(CURLOPT_NOSIGNAL, 1L);
+  SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+  SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+  SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
+  SETOPT(CURLOPT_TIMEOUT_MS,
+         call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms);
+  SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  SETOPT(CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
+  SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
+  SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+  SETOPT(CURLOPT_WRITEDATA, call);
+  SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+  SETOPT(CURLOPT_HEADERDATA, call);
+  SETOPT(CURLOPT_ERRORBUFFER, call->curl_err);
+  mc = curl_multi_add_handle(c->multi, e);
+  if (mc != CURLM_OK) {
+    snprintf(call->error, sizeof call->error, "curl_multi_add_handle: %s",
+             curl_multi_strerror(mc));
+    return mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ETRANSPORT;
+  }
   call->attempts++;
   c->stats.attempts++;
   if (call->attempts > 1)

@@ -55,6 +55,33 @@ static void free_secret(char *s)
 
 /* ---- configuration ------------------------------------------------------ */
 
+chatapp_status ca_curl_check_version(unsigned version_num, const char *version,
+                                     ca_buf *err)
+{
+  if (version_num >= CA_CURL_MIN_VERSION)
+    return CHATAPP_OK;
+  ca_buf_printf(err,
+                "libcurl %s is too old: chatapp-run needs libcurl %s or newer "
+                "(for the loopback and metadata-address checks, the protocol "
+                "list and SIGPIPE-safe TLS); install a newer libcurl",
+                version ? version : "(unknown version)",
+                CA_CURL_MIN_VERSION_STR);
+  return CHATAPP_ECONFIG;
+}
+
+/* The libcurl loaded at run time, which may be older than the headers the
+ * library was built with. */
+static chatapp_status check_runtime_curl(ca_buf *err)
+{
+  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+  if (!v) {
+    ca_buf_adds(err, "curl_version_info failed: libcurl is not usable");
+    return CHATAPP_ECONFIG;
+  }
+  return ca_curl_check_version(v->version_num, v->version, err);
+}
+
 /* A URL host (name, IPv4 or [IPv6]) that can only mean this machine. */
 static int host_is_loopback(const char *host, size_t n)
 {
@@ -132,10 +159,15 @@ static chatapp_status parse_endpoint(ca_client *c, const char *url, ca_buf *err)
 chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
                              ca_buf *err)
 {
-  ca_client *c = calloc(1, sizeof *c);
+  ca_client *c;
   chatapp_status st;
+  CURLMcode mc;
 
   *out = NULL;
+  st = check_runtime_curl(err);
+  if (st)
+    return st;
+  c = calloc(1, sizeof *c);
   if (!c)
     return CHATAPP_ENOMEM;
   if (!cfg->http_only &&
@@ -199,11 +231,19 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     goto fail;
   c->multi = curl_multi_init();
   if (!c->multi) {
+    ca_buf_adds(err, "curl_multi_init failed (out of memory?)");
     st = CHATAPP_ENOMEM;
     goto fail;
   }
-  curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                    (long)c->max_in_flight);
+  c->multi_perform = curl_multi_perform;
+  mc = curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                         (long)c->max_in_flight);
+  if (mc != CURLM_OK) {
+    ca_buf_printf(err, "libcurl refused CURLMOPT_MAX_HOST_CONNECTIONS: %s",
+                  curl_multi_strerror(mc));
+    st = mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ECONFIG;
+    goto fail;
+  }
   *out = c;
   return CHATAPP_OK;
 fail:
@@ -216,7 +256,7 @@ void ca_client_free(ca_client *c)
   if (!c)
     return;
   if (c->multi)
-    curl_multi_cleanup(c->multi);
+    (void)curl_multi_cleanup(c->multi); /* nothing left to do on failure */
   ca_limiter_free(c->limiter);
   free(c->endpoint);
   free(c->host);
@@ -262,18 +302,34 @@ void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
 #define MIN_SECRET 4
 #define NEEDLES    6
 
-static void add_needle(ca_buf *needles, size_t *n, const char *s, size_t len)
+static chatapp_status add_needle(ca_buf *needles, size_t *n, const char *s,
+                                 size_t len)
 {
   size_t i;
+  chatapp_status st;
 
   if (len < MIN_SECRET || *n >= NEEDLES)
-    return;
+    return CHATAPP_OK;
   for (i = 0; i < *n; i++)
     if (needles[i].len == len && memcmp(needles[i].ptr, s, len) == 0)
-      return;
+      return CHATAPP_OK;
   ca_buf_init(&needles[*n], len + 1);
-  if (ca_buf_add(&needles[*n], s, len) == CHATAPP_OK)
+  st = ca_buf_add(&needles[*n], s, len);
+  if (st == CHATAPP_OK)
     (*n)++;
+  return st;
+}
+
+/* Redaction could not be done (out of memory): fail closed, so no secret
+ * is ever let through. */
+static void withhold(ca_buf *b)
+{
+  static const char msg[] =
+    "(message withheld: out of memory while redacting secrets)";
+
+  ca_wipe(b->ptr, b->cap);
+  ca_buf_free(b);
+  (void)ca_buf_add(b, msg, sizeof msg - 1); /* "" if even this fails */
 }
 
 void ca_client_redact(const ca_client *c, ca_buf *b)
@@ -283,37 +339,49 @@ void ca_client_redact(const ca_client *c, ca_buf *b)
   ca_buf needles[NEEDLES], out = CA_BUF_INIT(b->max);
   size_t n = 0, i, k, pos = 0;
   int any = 0;
+  chatapp_status st = CHATAPP_OK;
 
   for (k = 0; k < 2; k++) {
     ca_buf once = CA_BUF_INIT(1 << 16), twice = CA_BUF_INIT(1 << 18);
     if (!secrets[k] || strlen(secrets[k]) < MIN_SECRET)
       continue;
-    ca_pct_encode(&once, secrets[k], strlen(secrets[k]));
-    ca_pct_encode(&twice, ca_buf_str(&once), once.len);
-    add_needle(needles, &n, ca_buf_str(&twice), twice.len);
-    add_needle(needles, &n, ca_buf_str(&once), once.len);
-    add_needle(needles, &n, secrets[k], strlen(secrets[k]));
+    if (!st)
+      st = ca_pct_encode(&once, secrets[k], strlen(secrets[k]));
+    if (!st)
+      st = ca_pct_encode(&twice, ca_buf_str(&once), once.len);
+    if (!st)
+      st = add_needle(needles, &n, ca_buf_str(&twice), twice.len);
+    if (!st)
+      st = add_needle(needles, &n, ca_buf_str(&once), once.len);
+    if (!st)
+      st = add_needle(needles, &n, secrets[k], strlen(secrets[k]));
     ca_wipe(once.ptr, once.cap);
     ca_wipe(twice.ptr, twice.cap);
     ca_buf_free(&once);
     ca_buf_free(&twice);
   }
-  for (k = 0; k < n && !any; k++)
+  for (k = 0; k < n && !any && !st; k++)
     any = memmem(ca_buf_str(b), b->len, needles[k].ptr, needles[k].len) != NULL;
-  while (any && pos < b->len) {
+  while (any && !st && pos < b->len) {
     size_t best = 0;
     for (k = 0; k < n; k++)
       if (needles[k].len > best && needles[k].len <= b->len - pos &&
           memcmp(b->ptr + pos, needles[k].ptr, needles[k].len) == 0)
         best = needles[k].len;
     if (best) {
-      ca_buf_add(&out, mark, sizeof mark - 1);
+      st = ca_buf_add(&out, mark, sizeof mark - 1);
       pos += best;
     } else {
-      ca_buf_addc(&out, b->ptr[pos++]);
+      st = ca_buf_addc(&out, b->ptr[pos++]);
     }
   }
-  if (any) {
+  if (st) {
+    /* out of memory, or the marks made it longer than b may be: nothing
+     * half-redacted is kept */
+    ca_wipe(out.ptr, out.cap);
+    ca_buf_free(&out);
+    withhold(b);
+  } else if (any) {
     ca_wipe(b->ptr, b->cap);
     ca_buf_free(b);
     *b = out;
@@ -383,17 +451,30 @@ static void finish(ca_client *c, ca_call *call, chatapp_status st)
     c->stats.failed++;
 }
 
-/* Decide what a completed attempt means: done, or retry when. */
-static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
-                             int64_t now)
+/* Decide what a completed attempt means: done, or retry when.  Returns
+ * what curl_multi_remove_handle said (the engine's health). */
+static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
+                                  int64_t now)
 {
   const char *subject = call->operation ? call->operation : call->url;
   int retry = 0, throttled = 0;
   chatapp_status st = CHATAPP_OK;
   char perr[160];
+  CURLcode irc;
+  CURLMcode mc;
 
-  curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->http_status);
-  if (rc != CURLE_OK) {
+  irc =
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->http_status);
+  if (irc != CURLE_OK)
+    call->http_status = 0;
+  if (rc == CURLE_OK && irc != CURLE_OK) {
+    /* The answer came but cannot be judged: a write may have happened. */
+    snprintf(call->error, sizeof call->error,
+             "libcurl could not report the HTTP status: %s",
+             curl_easy_strerror(irc));
+    st = call->is_write ? CHATAPP_EUNKNOWN : CHATAPP_ETRANSPORT;
+    ca_buf_reset(&call->body);
+  } else if (rc != CURLE_OK) {
     net_class nc = classify_curl(rc);
     const char *what =
       call->curl_err[0] ? call->curl_err : curl_easy_strerror(rc);
@@ -424,7 +505,8 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
     }
   } else if (call->http_status >= 300 && call->http_status < 400) {
     char *loc = NULL;
-    curl_easy_getinfo(call->easy, CURLINFO_REDIRECT_URL, &loc);
+    if (curl_easy_getinfo(call->easy, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK)
+      loc = NULL;
     snprintf(call->error, sizeof call->error,
              "HTTP %ld redirect to %s refused: signed calls never follow "
              "redirects; check the endpoint",
@@ -464,7 +546,7 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
                call->env.code ? call->env.code : "(no Code)",
                call->env.message ? call->env.message : "(no Message)");
   }
-  curl_multi_remove_handle(c->multi, call->easy);
+  mc = curl_multi_remove_handle(c->multi, call->easy);
   curl_easy_cleanup(call->easy);
   call->easy = NULL;
 
@@ -479,7 +561,7 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
   call->retryable = retry;
   if (st == CHATAPP_OK) {
     finish(c, call, st);
-    return;
+    return mc;
   }
   /* The retry budget guards against hammering a failing server; a throttle
    * answer comes from a live one, and the limiter slows down for it. */
@@ -502,10 +584,11 @@ static void complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       ca_client_log(c, CA_LOG_DEBUG,
                     "%s: attempt %d failed (%s); retrying in %lld ms", subject,
                     call->attempts, call->error, (long long)(wait / 1000));
-      return;
+      return mc;
     }
   }
   finish(c, call, st);
+  return mc;
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -517,23 +600,87 @@ static int limit_for(ca_client *c, const char *operation)
   return ca_operation_qps(operation);
 }
 
-/* Complete the finished transfers; returns how many calls ended. */
-static size_t drain_messages(ca_client *c, int64_t now, int *in_flight)
+/* The call whose transfer is easy: CURLINFO_PRIVATE, or a search should
+ * libcurl not answer. */
+static ca_call *call_of(CURL *easy, ca_call **calls, size_t n)
 {
-  size_t ended = 0;
+  char *p = NULL;
+  size_t i;
+
+  if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &p) == CURLE_OK && p)
+    return (ca_call *)(void *)p;
+  for (i = 0; i < n; i++)
+    if (calls[i]->easy == easy)
+      return calls[i];
+  return NULL;
+}
+
+/* Complete the finished transfers; *ended counts the calls that ended.
+ * Returns CURLM_OK, or the first failure of the engine. */
+static CURLMcode drain_messages(ca_client *c, ca_call **calls, size_t n,
+                                int64_t now, int *in_flight, size_t *ended)
+{
+  CURLMcode first = CURLM_OK;
   CURLMsg *m;
   int left;
 
   while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
-    ca_call *call = NULL;
+    CURLMcode mc;
+    ca_call *call;
     if (m->msg != CURLMSG_DONE)
       continue;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+    call = call_of(m->easy_handle, calls, n);
+    if (!call) {
+      if (first == CURLM_OK)
+        first = CURLM_INTERNAL_ERROR;
+      continue;
+    }
     (*in_flight)--;
-    complete_attempt(c, call, m->data.result, now);
-    ended += call->state == ST_DONE;
+    mc = complete_attempt(c, call, m->data.result, now);
+    if (mc != CURLM_OK && first == CURLM_OK)
+      first = mc;
+    *ended += call->state == ST_DONE;
   }
-  return ended;
+  return first;
+}
+
+/*
+ * The multi handle failed (curl_multi_poll, _perform, _remove_handle):
+ * no transfer can be trusted to finish.  End every call that has not
+ * ended, with a message naming the failure; a write in flight may have
+ * reached the server.  Returns the status perform reports.
+ */
+static chatapp_status engine_failed(ca_client *c, ca_call **calls, size_t n,
+                                    const char *where, CURLMcode mc)
+{
+  chatapp_status st =
+    mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ETRANSPORT;
+  size_t i;
+
+  ca_client_log(c, CA_LOG_ERROR, "libcurl's transfer engine failed in %s: %s",
+                where, curl_multi_strerror(mc));
+  for (i = 0; i < n; i++) {
+    ca_call *call = calls[i];
+    chatapp_status cst = st;
+    if (call->state == ST_DONE)
+      continue;
+    if (call->status == CHATAPP_EUNKNOWN)
+      cst = CHATAPP_EUNKNOWN; /* an earlier attempt may have been applied */
+    if (call->easy) {
+      /* Nothing more can be done if this fails too: the handle goes. */
+      (void)curl_multi_remove_handle(c->multi, call->easy);
+      curl_easy_cleanup(call->easy);
+      call->easy = NULL;
+      if (call->state == ST_IN_FLIGHT && call->is_write)
+        cst = CHATAPP_EUNKNOWN;
+    }
+    snprintf(call->error, sizeof call->error,
+             "libcurl's transfer engine failed in %s: %s", where,
+             curl_multi_strerror(mc));
+    call->retryable = cst != CHATAPP_EUNKNOWN;
+    finish(c, call, cst);
+  }
+  return st;
 }
 
 chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
@@ -545,6 +692,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
   char key[256];
   const char *denied[8]; /* operations the limiter refused in this pass */
   size_t ndenied = 0;
+  CURLMcode mc;
 
   for (i = 0; i < n; i++) {
     ca_call *call = calls[i];
@@ -553,6 +701,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     call->deadline_us = INT64_MAX; /* set when the first attempt starts */
     call->attempts = 0;
     call->throttled = 0;
+    call->status = CHATAPP_OK;
+    call->error[0] = '\0';
     remaining++;
     c->budget += BUDGET_PER_CALL;
     if (c->budget > BUDGET_MAX)
@@ -621,13 +771,17 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
       }
       if (call->attempts == 0)
         call->deadline_us = now + (int64_t)c->call_ms * 1000;
-      if (ca_attempt_start(c, call) != CHATAPP_OK) {
-        if (!call->error[0])
-          snprintf(call->error, sizeof call->error,
-                   "could not prepare the request (out of memory?)");
-        finish(c, call, CHATAPP_ENOMEM);
-        remaining--;
-        continue;
+      {
+        chatapp_status ast = ca_attempt_start(c, call);
+        if (ast != CHATAPP_OK) {
+          if (!call->error[0])
+            snprintf(call->error, sizeof call->error,
+                     "could not prepare the request: %s",
+                     chatapp_strerror(ast));
+          finish(c, call, ast);
+          remaining--;
+          continue;
+        }
       }
       call->state = ST_IN_FLIGHT;
       in_flight++;
@@ -644,13 +798,20 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
       while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
     } else {
-      curl_multi_poll(c->multi, NULL, 0, (int)timeout_ms, NULL);
+      mc = curl_multi_poll(c->multi, NULL, 0, (int)timeout_ms, NULL);
+      if (mc != CURLM_OK)
+        return engine_failed(c, calls, n, "curl_multi_poll", mc);
     }
-    curl_multi_perform(c->multi, &running);
+    mc = c->multi_perform(c->multi, &running);
+    if (mc != CURLM_OK)
+      return engine_failed(c, calls, n, "curl_multi_perform", mc);
     now = ca_now_us();
     {
-      size_t ended = drain_messages(c, now, &in_flight);
+      size_t ended = 0;
+      mc = drain_messages(c, calls, n, now, &in_flight, &ended);
       remaining -= ended;
+      if (mc != CURLM_OK)
+        return engine_failed(c, calls, n, "curl_multi_remove_handle", mc);
       if (c->progress && (ended || now - last_progress >= 200000)) {
         c->progress(c->progress_ud, n - remaining, n);
         last_progress = now;

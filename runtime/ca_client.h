@@ -113,14 +113,18 @@ ca_call *ca_call_new_http(const char *method, const char *url,
 void ca_call_free(ca_call *call);
 
 /* Create a client; on failure returns CHATAPP_EINVAL / ECONFIG / EIO with
- * the reason in err.  The secret and token are copied and wiped on free. */
+ * the reason in err (ECONFIG too when the libcurl loaded is older than
+ * 7.87.0).  The secret and token are copied and wiped on free. */
 chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
                              ca_buf *err);
 void ca_client_free(ca_client *c);
 
 /*
  * Run the calls to completion, many at once.  Each call's own status says
- * how it ended.  Returns CHATAPP_OK unless the engine itself failed.
+ * how it ended.  Returns CHATAPP_OK unless libcurl's multi engine failed
+ * (CHATAPP_ENOMEM or CHATAPP_ETRANSPORT); then every call that had not
+ * ended is ended with that failure in its status and error (a write in
+ * flight: CHATAPP_EUNKNOWN).
  */
 chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n);
 

@@ -9,6 +9,20 @@
 
 #include <curl/curl.h>
 
+/*
+ * The oldest libcurl the rules of an attempt hold with: the loopback and
+ * metadata-address check (CURLOPT_PREREQFUNCTION, 7.80), the protocol
+ * list (CURLOPT_PROTOCOLS_STR, 7.85) and no SIGPIPE from TLS writes
+ * (7.87).  Checked when building (CMakeLists.txt, and below), and when a
+ * client is created, against the libcurl actually loaded.
+ */
+#define CA_CURL_MIN_VERSION     0x075700
+#define CA_CURL_MIN_VERSION_STR "7.87.0"
+
+#if LIBCURL_VERSION_NUM < CA_CURL_MIN_VERSION
+#error "chatapp-run needs libcurl 7.87.0 or newer"
+#endif
+
 enum { ST_WAITING, ST_IN_FLIGHT, ST_DONE };
 
 struct ca_client {
@@ -29,6 +43,9 @@ struct ca_client {
   int verbose;
   ca_limiter *limiter;
   CURLM *multi;
+  /* curl_multi_perform; a test puts a failing one here to see how an
+   * engine failure ends the calls */
+  CURLMcode (*multi_perform)(CURLM *multi, int *running);
   double budget;
   ca_progress_fn progress;
   void *progress_ud;
@@ -41,6 +58,12 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call);
 
 /* A numeric address (no brackets) in 127.0.0.0/8 or ::1 (also mapped). */
 int ca_ip_is_loopback(const char *ip);
+
+/* CHATAPP_OK when the libcurl of version_num (curl_version_info's
+ * version_num, e.g. 0x075801 for 7.88.1) is new enough; otherwise
+ * CHATAPP_ECONFIG with the reason in err. */
+chatapp_status ca_curl_check_version(unsigned version_num, const char *version,
+                                     ca_buf *err);
 
 /* Log a line at level, secrets redacted. */
 void ca_client_log(ca_client *c, int level, const char *fmt, ...)

@@ -1,4 +1,5 @@
-/* Runtime internals used by the chatapp-run program. */
+/* Runtime internals used by the chatapp-run program and the tests;
+ * implemented in lca_runtime.c.  No Lua types here. */
 #ifndef CA_RUNTIME_H
 #define CA_RUNTIME_H
 
@@ -14,5 +15,23 @@
  */
 int ca_runtime_run_script(chatapp_runtime *rt, const char *path, int argc,
                           char **argv);
+
+/*
+ * chatapp_runtime_new with the Lua state's memory capped at limit bytes
+ * (0: no cap), as a host short of memory would see it: for tests.
+ */
+chatapp_status ca_runtime_new_limited(const chatapp_config *cfg, size_t limit,
+                                      chatapp_runtime **out);
+/* Collect garbage, then cap the Lua state's memory at headroom bytes
+ * above what it uses (0: no cap) and restart the peak count; returns the
+ * bytes in use.  Tests. */
+size_t ca_runtime_limit_memory(chatapp_runtime *rt, size_t headroom);
+/* The most the Lua state has used since the last ca_runtime_limit_memory
+ * (or since it was created). */
+size_t ca_runtime_memory_peak(const chatapp_runtime *rt);
+
+/* The status of a report's status name ("ok", "policy", ...); an unknown
+ * name or NULL is CHATAPP_EINTERNAL. */
+chatapp_status ca_runtime_report_status(const char *name);
 
 #endif

@@ -23,6 +23,7 @@ static const struct {
   {"EACTION", "an action failed"},
   {"EUNKNOWN", "outcome unknown: a change may have been made"},
   {"EIO", "a local file or process could not be used"},
+  {"EINTERNAL", "internal error (a bug in chatapp-run; please report it)"},
 };
 
 #define NSTATUS (sizeof statuses / sizeof statuses[0])

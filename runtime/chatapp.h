@@ -64,7 +64,8 @@ typedef enum chatapp_status {
   CHATAPP_EPARSE = 10,      /* a malformed response or file */
   CHATAPP_EACTION = 11,     /* one or more actions failed */
   CHATAPP_EUNKNOWN = 12,    /* outcome unknown: a write may have happened */
-  CHATAPP_EIO = 13          /* a local file or process could not be used */
+  CHATAPP_EIO = 13,         /* a local file or process could not be used */
+  CHATAPP_EINTERNAL = 14    /* a bug in chatapp-run: please report it */
 } chatapp_status;
 
 /* A sentence describing st, e.g. "network or HTTP failure".  Static
@@ -151,7 +152,8 @@ CHATAPP_API void chatapp_config_set_log(chatapp_config *cfg, chatapp_log_fn fn,
  * chatapp_runtime_new() copies cfg (NULL: every default) and stores a new
  * runtime in *out even when it fails, so the reason can be read with
  * chatapp_runtime_errmsg(); free it in both cases.  Only when even that
- * cannot be allocated is *out NULL (CHATAPP_ENOMEM).  Credentials are not
+ * cannot be allocated is *out NULL (CHATAPP_ENOMEM).  A runtime whose
+ * set-up failed refuses later calls with CHATAPP_EINVAL.  Credentials are not
  * resolved here but on the first run that needs the API, so a bad key
  * shows as CHATAPP_ECREDENTIALS from chatapp_runtime_run().
  */
@@ -162,8 +164,14 @@ CHATAPP_API chatapp_status chatapp_runtime_new(const chatapp_config *cfg,
 /* Free rt and everything it owns (policies, client, reports, messages).
  * NULL: no-op.  Not while another thread uses rt. */
 CHATAPP_API void chatapp_runtime_free(chatapp_runtime *rt);
-/* The message of the last failure on rt, or "" if none.  Owned by rt:
- * valid until the next call on rt.  NULL rt: "out of memory". */
+/* The message of the last failure on rt, or "" if none; never "" after a
+ * failure.  Over 64 KiB it is cut and ends with "[... message truncated:
+ * N bytes in all]".  Owned by rt: valid until the next call on rt.  NULL
+ * rt: "out of memory".
+ *
+ * Out of memory in the runtime's Lua state (set-up, loading, a run,
+ * copying its report) is CHATAPP_ENOMEM with a message, never an abort;
+ * the runtime stays usable. */
 CHATAPP_API const char *chatapp_runtime_errmsg(const chatapp_runtime *rt);
 
 /*

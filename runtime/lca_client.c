@@ -17,6 +17,7 @@
  * failures return nil and an ApiError; misuse raises.  The C calls are
  * owned by a scratch userdata while Lua code runs, so a raise never leaks.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,13 @@ static int callset_gc(lua_State *L)
   return 0;
 }
 
+/*
+ * Building a call: every field is read and checked first (reads can raise:
+ * an __index metamethod, a bad type, out of memory); only then is C memory
+ * allocated, and from there to the moment the call set owns the call no
+ * Lua function that can raise is called.
+ */
+
 /* Build the ca_call for the flat parameter table on top (popped). */
 static ca_call *new_api_call(lua_State *L, const char *op)
 {
@@ -102,6 +110,9 @@ static ca_call *new_api_call(lua_State *L, const char *op)
 
   lua_pushnil(L);
   while (lua_next(L, -2)) {
+    /* lua_tostring below must not convert (it would allocate) */
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "flattened parameters must be strings");
     n++;
     lua_pop(L, 1);
   }
@@ -129,19 +140,32 @@ static ca_call *new_http_call(lua_State *L, int rq)
   size_t body_len = 0, n = 0, i = 0;
   ca_kv *kv;
   ca_call *call;
-  int headers;
+  int headers, idempotent;
+  lua_Integer timeout_ms, max_attempts;
 
-  lua_getfield(L, rq, "url");
+  if (lua_getfield(L, rq, "url") != LUA_TSTRING)
+    luaL_error(L, "request url must be a string");
   url = lua_tostring(L, -1);
   lua_getfield(L, rq, "body");
   if (lua_type(L, -1) == LUA_TSTRING)
     body = lua_tolstring(L, -1, &body_len);
   else if (!lua_isnil(L, -1))
     luaL_error(L, "request body must be a string");
-  lua_getfield(L, rq, "method");
-  method = lua_tostring(L, -1);
-  if (!method)
+  if (lua_getfield(L, rq, "method") == LUA_TSTRING)
+    method = lua_tostring(L, -1);
+  else if (lua_isnil(L, -1))
     method = body ? "POST" : "GET";
+  else
+    method = luaL_checkstring(L, -1); /* raises: not a string */
+  lua_getfield(L, rq, "timeout_ms");
+  timeout_ms = lua_tointeger(L, -1);
+  lua_getfield(L, rq, "max_attempts");
+  max_attempts = lua_tointeger(L, -1);
+  /* With an idempotency key a POST may be sent again after a network
+   * failure: the receiver deduplicates. */
+  lua_getfield(L, rq, "idempotent");
+  idempotent = lua_toboolean(L, -1);
+  lua_pop(L, 3);
   if (lua_getfield(L, rq, "headers") != LUA_TNIL)
     luaL_checktype(L, -1, LUA_TTABLE);
   headers = lua_gettop(L);
@@ -175,17 +199,13 @@ static ca_call *new_http_call(lua_State *L, int rq)
   free(kv);
   if (!call)
     return NULL;
-  lua_getfield(L, rq, "timeout_ms");
-  call->timeout_ms = (long)lua_tointeger(L, -1);
-  lua_getfield(L, rq, "max_attempts");
-  call->max_attempts = (int)lua_tointeger(L, -1);
-  /* With an idempotency key a POST may be sent again after a network
-   * failure: the receiver deduplicates. */
-  lua_getfield(L, rq, "idempotent");
-  if (lua_toboolean(L, -1))
+  call->timeout_ms =
+    timeout_ms > 0 && timeout_ms < LONG_MAX ? (long)timeout_ms : 0;
+  call->max_attempts =
+    max_attempts > 0 && max_attempts < INT_MAX ? (int)max_attempts : 0;
+  if (idempotent)
     call->is_write = 0;
-  lua_settop(L, rq);
-  return call;
+  return call; /* the caller pops the fields read */
 }
 
 /* Copy space.k into flat[name] unless the caller set it. */
@@ -289,10 +309,13 @@ static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
     lua_settop(L, cs_idx);
   }
 
-  /* No raise can happen between these two: prog may live on the stack. */
+  /* No raise can happen between these two: prog may live on the stack.
+   * Each call carries how it ended: when the engine fails, the calls it
+   * cut short carry that failure (status and message), so the results
+   * below say it and perform's own status adds nothing here. */
   if (prog)
     ca_client_set_progress(c, show_progress, prog);
-  ca_client_perform(c, cs->calls, cs->n);
+  (void)ca_client_perform(c, cs->calls, cs->n);
   ca_client_set_progress(c, NULL, NULL);
   if (prog && prog->shown) {
     fputs("\r\033[K", stderr);

@@ -366,6 +366,35 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
     T.eq(results[3].Code, "OK")
     T.eq(math.type(#results[3].PhoneNumbers), "integer")
   end },
+
+  { "a request that raises while it is read sends nothing and leaks nothing", function()
+    emu:reset()
+    local mark = #emu:log_lines()
+    local h = assert(core.http_client {})
+    local mt = { __index = function(_, k)
+      if k == "timeout_ms" then error("boom reading " .. k) end
+    end }
+    for _ = 1, 200 do -- 1,120 bytes each were lost before (ASan/valgrind see it)
+      local ok, err = pcall(h.batch, h, { setmetatable({ url = emu.url .. "/hook" }, mt) })
+      T.check(not ok and tostring(err):find("boom reading timeout_ms", 1, true), tostring(err))
+    end
+    local ok, err = pcall(h.batch, h, { { url = emu.url .. "/hook", method = {} } })
+    T.check(not ok and tostring(err):find("string expected", 1, true), tostring(err))
+    T.eq(#log_since(mark), 0, "nothing reached the server")
+    h:close()
+  end },
+
+  { "an option libcurl refuses fails the call, naming it; nothing is sent", function()
+    emu:reset()
+    local mark = #emu:log_lines()
+    local h = assert(core.http_client {})
+    local results, errors = h:batch { { url = emu.url .. "/" .. ("a"):rep(8000001) } }
+    T.eq(results[1], nil)
+    T.eq(errors[1].status, "ECONFIG")
+    T.check(tostring(errors[1].message):find("libcurl refused CURLOPT_URL", 1, true), tostring(errors[1]))
+    T.eq(#log_since(mark), 0, "nothing reached the server")
+    h:close()
+  end },
 }
 
 emu:stop()
