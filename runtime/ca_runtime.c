@@ -134,6 +134,7 @@ static chatapp_status fail(chatapp_runtime *rt, chatapp_status st,
   va_end(ap);
   if (rt->client)
     ca_client_redact(rt->client, &rt->errmsg);
+  lca_redact(rt->L, &rt->errmsg); /* every known secret */
   return st;
 }
 
@@ -242,6 +243,7 @@ static int host_log(lua_State *L)
   if (ca_buf_add(&b, line, len) == CHATAPP_OK) {
     if (rt->client)
       ca_client_redact(rt->client, &b);
+    lca_redact(L, &b);
     rt->cfg->log(rt->cfg->log_ud, level, ca_buf_str(&b));
   }
   ca_buf_free(&b);
@@ -422,7 +424,7 @@ static const char *field_dup(lua_State *L, int t, const char *k)
 {
   const char *v = NULL;
   if (lua_getfield(L, t, k) == LUA_TSTRING)
-    v = strdup(lua_tostring(L, -1));
+    v = lca_redacted_dup(L, -1); /* no known secret reaches the host */
   lua_pop(L, 1);
   return v;
 }
