@@ -208,6 +208,54 @@ security_token = %s
     no_canary("echo recording, file credentials", E.read(rec))
   end },
 
+  { "one list of secret variables: the sandbox, exec and redaction share it", function()
+    local names = chatapp.core.secret_env_names()
+    T.eq(#names, 9, "nine secret variables")
+    local set = {}
+    for _, n in ipairs(names) do set[n] = true end
+    for _, n in ipairs { "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "SECURITY_TOKEN",
+                         "ACCESS_KEY_SECRET", "ALICLOUD_SECRET_KEY" } do
+      T.check(set[n], n .. " is a secret variable")
+    end
+    T.check(not set.ALIBABA_CLOUD_ACCESS_KEY_ID, "an AccessKey id is not a secret")
+    -- every name is refused to policies, and its value is redacted and
+    -- kept from exec children
+    local env, src = {}, { "local chatapp = require 'chatapp'", "local refused = {}" }
+    for i, n in ipairs(names) do
+      env[n] = sts_env[n] or ("CANARY-VAR-%02d-secret"):format(i) -- the chain takes the first names
+      src[#src + 1] = ("refused[#refused + 1] = not pcall(os.getenv, %q) or nil"):format(n)
+    end
+    src[#src + 1] = [[
+return chatapp.policy { name = "vars", where = { status = chatapp.Status.CONNECTED },
+  decide = function(n, plan)
+    plan:log("refused " .. #refused)
+    plan:exec { argv = { "/usr/bin/printenv" } }
+  end }]]
+    env.ALIBABA_CLOUD_ACCESS_KEY_ID = sts_env.ALIBABA_CLOUD_ACCESS_KEY_ID
+    local r = run("every secret variable", { "--allow-exec", "--output", "json", "--spaces", SPACES,
+      E.policy(table.concat(src, "\n")) }, env)
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("refused " .. #names, 1, true) or r.err:find("refused " .. #names, 1, true),
+      "the sandbox refuses all " .. #names .. ": " .. r.out:sub(1, 400) .. r.err)
+    T.check(r.out:find("PATH=", 1, true), "printenv ran")
+    for i, n in ipairs(names) do
+      T.check(not r.out:find(n .. "=", 1, true), n .. " reached the exec child")
+      T.check(not (r.out .. r.err):find(("CANARY-VAR-%02d"):format(i), 1, true), n .. "'s value leaked")
+    end
+    -- core.redact and core.redacting in a script's own state
+    local script = E.write(dir .. "/redact.lua", [[
+local core = require("chatapp").core
+local w = core.redacting(io.stdout)
+assert(w:write("a ", os.getenv("SECURITY_TOKEN"), " b", 1, "\n") == w)
+assert(w:flush())
+io.stdout:write(core.redact("x=" .. os.getenv("SECURITY_TOKEN") .. ";"), "\n")
+io.stdout:write(core.redact("nothing secret"), "\n")
+]])
+    r = E.run({ "--lua", script }, { SECURITY_TOKEN = CANARY_TOKEN })
+    T.eq(r.code, 0, r.err)
+    T.eq(r.out, "a <redacted> b1\nx=<redacted>;\nnothing secret\n")
+  end },
+
   { "the emulator's log holds no secret either", function()
     no_canary("emulator log", E.read(emu.log))
     T.check(#checked >= 30, "checked " .. #checked .. " outputs")
