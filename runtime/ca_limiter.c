@@ -175,6 +175,11 @@ static void lock(ca_limiter *l, int64_t now)
              "before were forgotten",
              l->path, (long long)sb.st_size);
   }
+  if (sb.st_nlink == 0 && !l->note[0])
+    snprintf(l->note, sizeof l->note,
+             "the shared limiter state file %s was removed during the run; "
+             "this process no longer shares its rate with new processes",
+             l->path);
   if (l->st->magic != MAGIC || l->st->version != VERSION)
     sanitize(l->st, now);
 }
@@ -206,8 +211,8 @@ static void fix_slot(slot *sl, int64_t now, int64_t window)
     sl->factor = 1.0;
   if (!(sl->threshold >= 0.0 && sl->threshold <= 1.0))
     sl->threshold = 0.0;
-  if (sl->factor_at_us > now)
-    sl->factor_at_us = now;
+  if (sl->factor_at_us > now || sl->factor_at_us < 0)
+    sl->factor_at_us = now; /* (monotonic times are never negative) */
   if (sl->last_throttle_us > now + window || sl->last_throttle_us < 0)
     sl->last_throttle_us = now;
 }

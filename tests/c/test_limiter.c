@@ -367,6 +367,28 @@ static void corrupt_body(const char *path)
     ca_limiter_throttled(l, "acct/Q", now);
     CHECK(ca_limiter_factor(l, "acct/Q", now) <= 1.0);
   }
+  /* Fields after the key (count, head, factor, threshold, factor_at_us,
+   * last_throttle_us, ...): a factor time from before the clock started
+   * must not overflow the factor's arithmetic (UBSan). */
+  if (key > 0) {
+    struct {
+      uint32_t count, head;
+      double factor, threshold;
+      int64_t factor_at, last_throttle;
+    } f = {3, 3, 0.5, 0.0, INT64_MIN, 0};
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, &f, sizeof f, key + 96) == (ssize_t)sizeof f);
+    if (fd >= 0)
+      close(fd);
+    CHECK(ca_limiter_factor(l, "acct/Q", now) == 0.5);
+    f.last_throttle = INT64_MAX;
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, &f, sizeof f, key + 96) == (ssize_t)sizeof f);
+    if (fd >= 0)
+      close(fd);
+    CHECK(ca_limiter_factor(l, "acct/Q", now) <= 1.0);
+    CHECK(grants(l, "acct/Q", 12, now + W) <= 10);
+  }
   /* Every slot garbage, header intact: times from the far future (0x7f)
    * and from the far past (0xff), keys without a terminator. */
   for (c = 0; c < 2; c++) {
