@@ -38,9 +38,13 @@ typedef struct state {
 } state;
 
 struct ca_limiter {
-  state *st;      /* the mapping, or malloc'd memory */
-  int fd;         /* -1: in-process only */
+  state *st;      /* the state in use: the mapping, or `local` */
+  state *map;     /* the mapping of the shared file, or NULL */
+  state *local;   /* private state: in-process, or the file's fallback */
+  int fd;         /* the shared file, -1: in-process only */
   int64_t window; /* microseconds */
+  char *path;     /* the shared file, for messages */
+  char note[512]; /* what went wrong with the file, "" when nothing */
 };
 
 int64_t ca_now_us(void)
@@ -64,16 +68,18 @@ static void read_boot_id(char out[40])
     out[--n] = '\0';
 }
 
-static void lock(ca_limiter *l)
+static int take_lock(ca_limiter *l)
 {
-  if (l->fd >= 0)
-    while (flock(l->fd, LOCK_EX) != 0 && errno == EINTR)
-      ;
+  int rc;
+
+  while ((rc = flock(l->fd, LOCK_EX)) != 0 && errno == EINTR)
+    ;
+  return rc;
 }
 
 static void unlock(ca_limiter *l)
 {
-  if (l->fd >= 0)
+  if (l->st == l->map)
     flock(l->fd, LOCK_UN);
 }
 
@@ -118,6 +124,99 @@ static void sanitize(state *s, int64_t now)
   }
 }
 
+/*
+ * Stop using the shared file for the rest of the limiter's life: this
+ * process goes on with its private state (sanitized, so nothing from the
+ * file is trusted) and ca_limiter_note says why.
+ */
+static void fall_back(ca_limiter *l, const char *what, int err, int64_t now)
+{
+  snprintf(l->note, sizeof l->note,
+           "the shared limiter state file %s %s (%s); this process now limits "
+           "its own calls only, without the other processes on this host",
+           l->path, what, strerror(err));
+  if (l->st == l->map)
+    flock(l->fd, LOCK_UN);
+  memset(l->local, 0, sizeof *l->local);
+  sanitize(l->local, now);
+  l->st = l->local;
+}
+
+/*
+ * Take the lock and make the shared state safe to touch: the file is
+ * checked with fstat under the lock before the mapping is read, because a
+ * file shorter than the mapping gives SIGBUS on access.  A truncated file
+ * (truncate -s 0, a full disk, a careless cleanup) is grown back and
+ * started afresh; a header that is not ours is reset.  Every slot is then
+ * validated where it is used (fix_slot).
+ */
+static void lock(ca_limiter *l, int64_t now)
+{
+  struct stat sb;
+
+  if (l->st != l->map)
+    return; /* in-process: nothing shared */
+  if (take_lock(l) != 0) {
+    fall_back(l, "cannot be locked", errno, now);
+    return;
+  }
+  if (fstat(l->fd, &sb) != 0) {
+    fall_back(l, "cannot be checked", errno, now);
+    return;
+  }
+  if (sb.st_size < (off_t)sizeof(state)) {
+    if (ftruncate(l->fd, (off_t)sizeof(state)) != 0) {
+      fall_back(l, "was truncated and cannot be grown back", errno, now);
+      return;
+    }
+    snprintf(l->note, sizeof l->note,
+             "the shared limiter state file %s was truncated by something "
+             "else (%lld bytes); it was re-created, and the calls started "
+             "before were forgotten",
+             l->path, (long long)sb.st_size);
+  }
+  if (sb.st_nlink == 0 && !l->note[0])
+    snprintf(l->note, sizeof l->note,
+             "the shared limiter state file %s was removed during the run; "
+             "this process no longer shares its rate with new processes",
+             l->path);
+  if (l->st->magic != MAGIC || l->st->version != VERSION)
+    sanitize(l->st, now);
+}
+
+const char *ca_limiter_note(const ca_limiter *l)
+{
+  return l && l->note[0] ? l->note : NULL;
+}
+
+/*
+ * A slot as read from the shared file, made safe where it is used:
+ * indices and counts in range, the key terminated, factors in range,
+ * times from the future (written by a broken or hostile process) pulled
+ * back to now.  Cheap enough for every access.
+ */
+static void fix_slot(slot *sl, int64_t now, int64_t window)
+{
+  size_t i;
+
+  sl->key[KEYLEN - 1] = '\0';
+  for (i = 0; i < CA_LIMITER_MAX_N; i++)
+    if (sl->times[i] > now + window)
+      sl->times[i] = now;
+  if (sl->count > CA_LIMITER_MAX_N)
+    sl->count = CA_LIMITER_MAX_N;
+  if (sl->head >= CA_LIMITER_MAX_N)
+    sl->head = 0;
+  if (!(sl->factor >= CA_LIMITER_MIN_FACTOR && sl->factor <= 1.0))
+    sl->factor = 1.0;
+  if (!(sl->threshold >= 0.0 && sl->threshold <= 1.0))
+    sl->threshold = 0.0;
+  if (sl->factor_at_us > now || sl->factor_at_us < 0)
+    sl->factor_at_us = now; /* (monotonic times are never negative) */
+  if (sl->last_throttle_us > now + window || sl->last_throttle_us < 0)
+    sl->last_throttle_us = now;
+}
+
 chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
                               ca_limiter **out, ca_buf *err)
 {
@@ -129,14 +228,16 @@ chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
   if (!l)
     return CHATAPP_ENOMEM;
   l->fd = -1;
-  l->window = 1000000 + (margin_us > 0 ? margin_us : 0);
+  l->window = 1000000 + (margin_us > 0 ? margin_us : CA_LIMITER_MARGIN_US);
+  l->local = calloc(1, sizeof *l->local);
+  if (!l->local || (path && !(l->path = strdup(path)))) {
+    free(l->local);
+    free(l);
+    return CHATAPP_ENOMEM;
+  }
+  l->st = l->local;
+  sanitize(l->local, ca_now_us());
   if (!path) {
-    l->st = calloc(1, sizeof *l->st);
-    if (!l->st) {
-      free(l);
-      return CHATAPP_ENOMEM;
-    }
-    sanitize(l->st, ca_now_us());
     *out = l;
     return CHATAPP_OK;
   }
@@ -154,22 +255,26 @@ chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
                   path);
     goto fail;
   }
-  lock(l);
+  if (take_lock(l) != 0) {
+    ca_buf_printf(err, "cannot lock the limiter state file %s: %s", path,
+                  strerror(errno));
+    goto fail;
+  }
   if ((size_t)sb.st_size < sizeof(state) &&
       ftruncate(l->fd, (off_t)sizeof(state)) != 0) {
-    unlock(l);
     ca_buf_printf(err, "cannot size the limiter state file %s: %s", path,
                   strerror(errno));
+    flock(l->fd, LOCK_UN);
     goto fail;
   }
   map = mmap(NULL, sizeof(state), PROT_READ | PROT_WRITE, MAP_SHARED, l->fd, 0);
   if (map == MAP_FAILED) {
-    unlock(l);
     ca_buf_printf(err, "cannot map the limiter state file %s: %s", path,
                   strerror(errno));
+    flock(l->fd, LOCK_UN);
     goto fail;
   }
-  l->st = map;
+  l->st = l->map = map;
   sanitize(l->st, ca_now_us());
   unlock(l);
   *out = l;
@@ -177,6 +282,8 @@ chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
 fail:
   if (l->fd >= 0)
     close(l->fd);
+  free(l->local);
+  free(l->path);
   free(l);
   return CHATAPP_EIO;
 }
@@ -185,25 +292,28 @@ void ca_limiter_free(ca_limiter *l)
 {
   if (!l)
     return;
-  if (l->fd >= 0) {
-    munmap(l->st, sizeof(state));
+  if (l->map)
+    munmap(l->map, sizeof(state));
+  if (l->fd >= 0)
     close(l->fd);
-  } else {
-    free(l->st);
-  }
+  free(l->local);
+  free(l->path);
   free(l);
 }
 
-/* The slot for key, taking a free or the least recently used one. */
-static slot *find_slot(state *s, const char *key, int64_t now)
+/* The slot for key, taking a free or the least recently used one; fixed
+ * (fix_slot) before it is returned. */
+static slot *find_slot(state *s, const char *key, int64_t now, int64_t window)
 {
   slot *victim = &s->slots[0];
   size_t i;
 
   for (i = 0; i < NSLOTS; i++) {
     slot *sl = &s->slots[i];
-    if (strncmp(sl->key, key, KEYLEN - 1) == 0 && sl->key[0])
+    if (strncmp(sl->key, key, KEYLEN - 1) == 0 && sl->key[0]) {
+      fix_slot(sl, now, window);
       return sl;
+    }
     if (!victim->key[0])
       continue;
     if (!sl->key[0] || sl->last_use_us < victim->last_use_us)
@@ -216,6 +326,7 @@ static slot *find_slot(state *s, const char *key, int64_t now)
   victim->threshold = 0.0;
   victim->factor_at_us = now;
   victim->last_throttle_us = 0;
+  fix_slot(victim, now, window);
   return victim;
 }
 
@@ -260,12 +371,12 @@ int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now,
 {
   slot *sl;
   int64_t oldest;
-  uint32_t k;
+  uint32_t k, head, count;
   double f;
   int granted;
 
-  lock(l);
-  sl = find_slot(l->st, key, now);
+  lock(l, now);
+  sl = find_slot(l->st, key, now, l->window);
   sl->last_use_us = now;
   f = factor_at(sl, now);
   if (factor)
@@ -275,20 +386,24 @@ int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now,
     k = 1;
   if (k > CA_LIMITER_MAX_N)
     k = CA_LIMITER_MAX_N;
-  if (sl->count < k) {
+  /* Read once and bound: the shared file may change under a process that
+   * ignores the lock, and an index is never trusted. */
+  head = sl->head % CA_LIMITER_MAX_N;
+  count = sl->count < CA_LIMITER_MAX_N ? sl->count : CA_LIMITER_MAX_N;
+  if (count < k) {
     granted = 1;
   } else {
     /* The k-th most recent start. */
-    oldest = sl->times[(sl->head + CA_LIMITER_MAX_N - k) % CA_LIMITER_MAX_N];
+    oldest = sl->times[(head + CA_LIMITER_MAX_N - k) % CA_LIMITER_MAX_N];
     granted = oldest + l->window <= now;
     if (!granted)
       *retry_at = oldest + l->window;
   }
   if (granted) {
-    sl->times[sl->head] = now;
-    sl->head = (sl->head + 1) % CA_LIMITER_MAX_N;
-    if (sl->count < CA_LIMITER_MAX_N)
-      sl->count++;
+    sl->times[head] = now;
+    sl->head = (head + 1) % CA_LIMITER_MAX_N;
+    if (count < CA_LIMITER_MAX_N)
+      sl->count = count + 1;
   }
   unlock(l);
   return granted;
@@ -299,8 +414,8 @@ void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now)
   slot *sl;
   double f;
 
-  lock(l);
-  sl = find_slot(l->st, key, now);
+  lock(l, now);
+  sl = find_slot(l->st, key, now, l->window);
   if (sl->last_throttle_us == 0 || now - sl->last_throttle_us >= l->window) {
     sl->threshold = factor_at(sl, now);
     f = sl->threshold * CA_LIMITER_DECREASE;
@@ -316,11 +431,14 @@ double ca_limiter_factor(ca_limiter *l, const char *key, int64_t now)
   double f = 1.0;
   size_t i;
 
-  lock(l);
-  for (i = 0; i < NSLOTS; i++)
-    if (l->st->slots[i].key[0] &&
-        strncmp(l->st->slots[i].key, key, KEYLEN - 1) == 0)
-      f = factor_at(&l->st->slots[i], now);
+  lock(l, now);
+  for (i = 0; i < NSLOTS; i++) {
+    slot *sl = &l->st->slots[i];
+    if (sl->key[0] && strncmp(sl->key, key, KEYLEN - 1) == 0) {
+      fix_slot(sl, now, l->window);
+      f = factor_at(sl, now);
+    }
+  }
   unlock(l);
   return f;
 }

@@ -7,11 +7,11 @@
  * Model: a sliding-window log (docs/internals/limiter.md).  The last starts
  * of each key are kept in a ring; a call may start at `now` when the N-th
  * most recent start is at least W ago.  W is 1 s plus a margin for network
- * jitter (default 150 ms), so the server, which counts arrivals, sees at
- * most N in any 1 s window.  A token bucket with burst N would let 2N
- * through; this never does.  The margin must cover how much the arrival of
- * a request at the server can vary; the default, 50 ms, lets one process
- * reach 95% of the quota.
+ * jitter (default 50 ms, CA_LIMITER_MARGIN_US), so the server, which counts
+ * arrivals, sees at most N in any 1 s window.  A token bucket with burst N
+ * would let 2N through; this never does.  The margin must cover how much the
+ * arrival of a request at the server can vary; the default, 50 ms, lets one
+ * process reach 95% of the quota.
  *
  * Adaptive: every key has a factor in (0, 1] applied to N.  A throttle
  * answer (someone else spends the same account quota) multiplies it by 0.7,
@@ -23,6 +23,11 @@
  * Time is passed in (monotonic microseconds), so tests need no sleeping.
  * Cross-process state is guarded by flock(), which the kernel releases when
  * a holder dies; the critical section only reads and writes the ring.
+ * The file is never trusted: its size is checked (fstat under the lock)
+ * before the mapping is touched, and every slot is validated where it is
+ * used.  A truncated file is grown back and started afresh; a file that
+ * cannot be used any more makes the limiter go on in-process, and
+ * ca_limiter_note says why.
  */
 #ifndef CA_LIMITER_H
 #define CA_LIMITER_H
@@ -33,19 +38,19 @@
 
 typedef struct ca_limiter ca_limiter;
 
-#define CA_LIMITER_MAX_N      128 /* largest N per window */
-#define CA_LIMITER_MARGIN_US  50000
-#define CA_LIMITER_FAST       0.05 /* factor regained per second */
-#define CA_LIMITER_SLOW       0.01 /* ... above the last throttle level */
+#define CA_LIMITER_MAX_N      128   /* largest N per window */
+#define CA_LIMITER_MARGIN_US  50000 /* the default margin: 50 ms */
+#define CA_LIMITER_FAST       0.05  /* factor regained per second */
+#define CA_LIMITER_SLOW       0.01  /* ... above the last throttle level */
 #define CA_LIMITER_QUIET_US   5000000
 #define CA_LIMITER_DECREASE   0.7
 #define CA_LIMITER_MIN_FACTOR 0.1
 
 /*
- * A limiter with window 1 s + margin_us (0: CA_LIMITER_MARGIN_US).  state_path
- * NULL: in-process only; otherwise the shared state file (created 0600, parent
- * directory must exist).  Returns CHATAPP_EIO with a message in err when the
- * file cannot be used.  Free with ca_limiter_free.
+ * A limiter with window 1 s + margin_us (0 or less: CA_LIMITER_MARGIN_US).
+ * state_path NULL: in-process only; otherwise the shared state file (created
+ * 0600, parent directory must exist).  Returns CHATAPP_EIO with a message in
+ * err when the file cannot be used.  Free with ca_limiter_free.
  */
 chatapp_status ca_limiter_new(const char *state_path, int64_t margin_us,
                               ca_limiter **out, ca_buf *err);
@@ -59,6 +64,10 @@ void ca_limiter_free(ca_limiter *l);
  */
 int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now_us,
                        int64_t *retry_at_us, double *factor);
+
+/* What went wrong with the shared file (truncated and re-created, or given
+ * up for a private state), or NULL: for a warning; never a failure. */
+const char *ca_limiter_note(const ca_limiter *l);
 
 /* Report a throttle answer for key: slow down (at most once per window). */
 void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now_us);

@@ -78,6 +78,20 @@ int lca_json_decode_raw(lua_State *L, const char *text, size_t len);
  * or nesting too deep. */
 int lca_json_clean(lua_State *L, char *err, size_t errlen);
 
+/*
+ * Known secrets of the state (lca_core.c): the values of the secret
+ * environment variables at luaopen_chatapp_core, and the secret and token
+ * of every Client made in the state.  lca_redact replaces them in b (L may
+ * be NULL: nothing to do); lca_redacted_dup is a malloc'd redacted copy of
+ * the string at idx (NULL when not a string or out of memory).
+ */
+void lca_secrets_add_client(lua_State *L, const ca_client *c);
+void lca_redact(lua_State *L, ca_buf *b);
+char *lca_redacted_dup(lua_State *L, int idx);
+/* Push text redacted (Lua memory only); 1 when text holds a known secret. */
+void lca_push_redacted(lua_State *L, const char *text, size_t len);
+int lca_secret_found(lua_State *L, const char *text, size_t len);
+
 /* Flatten a parameter table at idx into "Key.1.Sub" = "value" pairs:
  * pushes a table of flat strings.  Raises on values that cannot be sent. */
 void lca_flatten_params(lua_State *L, int idx);

@@ -46,6 +46,7 @@ void lca_client_push(lua_State *L, ca_client *c, int owned)
   u->c = c;
   u->owned = owned;
   luaL_setmetatable(L, CLIENT_MT);
+  lca_secrets_add_client(L, c); /* its secrets are redacted in every sink */
 }
 
 ca_client *lca_client_check(lua_State *L, int idx)
@@ -525,6 +526,7 @@ static int finish_new(lua_State *L, chatapp_status st, ca_client *c,
   }
   ca_buf_free(err);
   ((LClient *)lua_touserdata(L, -1))->c = c;
+  lca_secrets_add_client(L, c); /* its secrets are redacted in every sink */
   return 1;
 }
 

@@ -8,11 +8,14 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
 #include <openssl/opensslv.h>
 
+#include "ca_client_int.h" /* the secret and token of a Client */
+#include "ca_cred.h"
 #include "ca_crypto.h"
 #include "lca.h"
 
@@ -230,6 +233,234 @@ static int l_flatten(lua_State *L)
   return 1;
 }
 
+/* ---- known secrets and redaction --------------------------------------- */
+
+/*
+ * One ca_secrets per state, in a registry userdata (wiped by __gc), keyed
+ * by address so finding it never allocates (lca_redact runs after errors).
+ * Every sink goes through it: the report writer (core.redacting), files
+ * (core.write_file_atomic), exec output, log lines and messages returned
+ * to embedders (ca_runtime.c).
+ */
+static const char secrets_key = 0;
+#define SECRETS_MT "chatapp.Secrets"
+
+static int secrets_gc(lua_State *L)
+{
+  ca_secrets_free(luaL_checkudata(L, 1, SECRETS_MT));
+  return 0;
+}
+
+static ca_secrets *secrets_get(lua_State *L)
+{
+  ca_secrets *s;
+
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &secrets_key);
+  s = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return s;
+}
+
+/* Create the state's set once, seeded from the environment. */
+static void secrets_open(lua_State *L)
+{
+  ca_secrets *s;
+
+  if (secrets_get(L))
+    return;
+  s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  if (luaL_newmetatable(L, SECRETS_MT)) {
+    lua_pushcfunction(L, secrets_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "private");
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &secrets_key);
+  if (ca_secrets_add_env(s, NULL, NULL) != CHATAPP_OK)
+    luaL_error(L, "out of memory while noting the secrets to redact");
+}
+
+void lca_secrets_add_client(lua_State *L, const ca_client *c)
+{
+  ca_secrets *s = secrets_get(L);
+  chatapp_status st = CHATAPP_OK;
+
+  if (!c || !s)
+    return;
+  if (c->secret)
+    st = ca_secrets_add(s, c->secret, strlen(c->secret));
+  if (!st && c->token)
+    st = ca_secrets_add(s, c->token, strlen(c->token));
+  if (st)
+    luaL_error(L, "out of memory while noting the secrets to redact");
+}
+
+void lca_redact(lua_State *L, ca_buf *b)
+{
+  ca_secrets *s = L ? secrets_get(L) : NULL;
+  ca_buf out = CA_BUF_INIT((size_t)-1 / 2);
+  size_t max;
+
+  if (!s || !b->len || !ca_secrets_found(s, b->ptr, b->len))
+    return;
+  if (ca_secrets_redact(s, b->ptr, b->len, &out) != CHATAPP_OK) {
+    /* never the clear text: say what happened instead */
+    ca_buf_reset(&out);
+    if (ca_buf_adds(&out, "(a message that held a secret and could not be "
+                          "redacted: out of memory)") != CHATAPP_OK)
+      ca_buf_free(&out);
+  }
+  max = b->max;
+  if (b->ptr)
+    ca_wipe(b->ptr, b->cap);
+  ca_buf_free(b);
+  out.max = out.len > max ? out.len : max;
+  *b = out;
+}
+
+char *lca_redacted_dup(lua_State *L, int idx)
+{
+  ca_secrets *s = secrets_get(L);
+  size_t len, n;
+  const char *text;
+  char *p;
+
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return NULL;
+  text = lua_tolstring(L, idx, &len);
+  n = ca_secrets_redact_into(s, text, len, NULL);
+  p = malloc(n + 1);
+  if (p) {
+    ca_secrets_redact_into(s, text, len, p);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+/* Push text with the known secrets replaced (Lua memory only: a raise
+ * leaves nothing behind). */
+static void push_redacted(lua_State *L, const char *text, size_t len)
+{
+  ca_secrets *s = secrets_get(L);
+  luaL_Buffer b;
+  size_t n;
+
+  if (!ca_secrets_found(s, text, len)) {
+    lua_pushlstring(L, text, len);
+    return;
+  }
+  n = ca_secrets_redact_into(s, text, len, NULL);
+  ca_secrets_redact_into(s, text, len, luaL_buffinitsize(L, &b, n));
+  luaL_pushresultsize(&b, n);
+}
+
+void lca_push_redacted(lua_State *L, const char *text, size_t len)
+{
+  push_redacted(L, text, len);
+}
+
+int lca_secret_found(lua_State *L, const char *text, size_t len)
+{
+  return ca_secrets_found(secrets_get(L), text, len);
+}
+
+/* core.redact(s) -> s with every known secret replaced by <redacted> */
+static int l_redact(lua_State *L)
+{
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  push_redacted(L, s, len);
+  return 1;
+}
+
+/* core.secret_env_names() -> {"ALIBABA_CLOUD_ACCESS_KEY_SECRET", ...}: the
+ * variables that hold a secret (ca_cred_secret_env_name). */
+static int l_secret_env_names(lua_State *L)
+{
+  const char *name;
+  size_t i;
+
+  lua_newtable(L);
+  for (i = 0; (name = ca_cred_secret_env_name(i)); i++) {
+    lua_pushstring(L, name);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* writer:write(...): the arguments concatenated, redacted, then written
+ * with file:write (upvalue 1 is the file); returns what file:write does. */
+static int writer_write(lua_State *L)
+{
+  int n = lua_gettop(L), i, base;
+  size_t len;
+  const char *s;
+
+  for (i = 2; i <= n; i++)
+    luaL_checklstring(L, i, NULL);
+  lua_concat(L, n > 1 ? n - 1 : 0); /* "" when there is nothing to write */
+  s = lua_tolstring(L, -1, &len);
+  base = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_getfield(L, -1, "write");
+  lua_insert(L, -2); /* write, file */
+  push_redacted(L, s, len);
+  lua_call(L, 2, LUA_MULTRET);
+  if (lua_gettop(L) > base && lua_rawequal(L, base + 1, lua_upvalueindex(1))) {
+    lua_pushvalue(L, 1); /* file:write returned the file: return the writer */
+    lua_replace(L, base + 1);
+  }
+  return lua_gettop(L) - base;
+}
+
+/* writer:flush() -> what file:flush returns */
+static int writer_flush(lua_State *L)
+{
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_getfield(L, -1, "flush");
+  lua_insert(L, -2);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* core.redacting(file) -> writer with write and flush: what the report
+ * prints goes through it, so no sink shows a known secret. */
+static int l_redacting(lua_State *L)
+{
+  luaL_checkany(L, 1);
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, writer_write, 1);
+  lua_setfield(L, -2, "write");
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, writer_flush, 1);
+  lua_setfield(L, -2, "flush");
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "file");
+  return 1;
+}
+
+/* core.write_file_atomic(path, data [, mode]) with data redacted first:
+ * wraps the function of lca_sys.c (upvalue 1); recordings and metrics are
+ * written through it. */
+static int l_write_redacted(lua_State *L)
+{
+  size_t len;
+  const char *data;
+
+  lua_settop(L, 3);
+  data = luaL_checklstring(L, 2, &len);
+  push_redacted(L, data, len);
+  lua_replace(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 3, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 /* core.sha256_hex(s) -> 64 lower-case hex digits */
@@ -307,19 +538,18 @@ static void open_cjson(lua_State *L)
 int luaopen_chatapp_core(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
-    {"json_decode", l_json_decode},
-    {"deepcopy", l_deepcopy},
-    {"sha256_hex", l_sha256},
-    {"flatten_params", l_flatten},
-    {"operations", l_operations},
-    {"versions", l_versions},
-    {NULL, NULL},
+    {"json_decode", l_json_decode}, {"deepcopy", l_deepcopy},
+    {"sha256_hex", l_sha256},       {"flatten_params", l_flatten},
+    {"operations", l_operations},   {"versions", l_versions},
+    {"redact", l_redact},           {"secret_env_names", l_secret_env_names},
+    {"redacting", l_redacting},     {NULL, NULL},
   };
 
   luaL_checkversion(L);
   if (chatapp_global_init() != CHATAPP_OK)
     return luaL_error(L, "cannot initialise libcurl");
   open_cjson(L);
+  secrets_open(L);
   lua_pushcfunction(L, l_deepcopy);
   lua_setfield(L, LUA_REGISTRYINDEX, "chatapp.deepcopy");
   luaL_newlib(L, funcs);
@@ -329,6 +559,9 @@ int luaopen_chatapp_core(lua_State *L)
   lua_setfield(L, -2, "version");
   lca_open_json(L);
   lca_open_sys(L);
+  lua_getfield(L, -1, "write_file_atomic"); /* redact what files receive */
+  lua_pushcclosure(L, l_write_redacted, 1);
+  lua_setfield(L, -2, "write_file_atomic");
   lca_open_sandbox(L);
   lca_open_error(L);
   lca_open_phone(L);

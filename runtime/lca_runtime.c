@@ -170,6 +170,7 @@ static chatapp_status fail(chatapp_runtime *rt, chatapp_status st,
   if (ca_buf_adds(&full, text) == CHATAPP_OK) {
     if (rt->client)
       ca_client_redact(rt->client, &full);
+    lca_redact(rt->L, &full); /* every known secret */
     if (full.len >= ERRMSG_MAX || cut) {
       char mark[96];
       size_t keep;
@@ -377,6 +378,7 @@ static int host_log(lua_State *L)
   if (ca_buf_add(&b, line, len) == CHATAPP_OK) {
     if (rt->client)
       ca_client_redact(rt->client, &b);
+    lca_redact(L, &b);
     rt->cfg->log(rt->cfg->log_ud, level, ca_buf_str(&b));
   }
   ca_buf_free(&b);
@@ -634,7 +636,7 @@ static chatapp_status field_dup(lua_State *L, int t, const char *k,
 
   *out = NULL;
   if (lua_getfield(L, t, k) == LUA_TSTRING &&
-      !(*out = strdup(lua_tostring(L, -1))))
+      !(*out = lca_redacted_dup(L, -1))) /* no known secret reaches the host */
     st = CHATAPP_ENOMEM;
   lua_pop(L, 1);
   return st;

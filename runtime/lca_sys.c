@@ -12,6 +12,9 @@
  * Commands run with argv directly (posix_spawnp, no shell), stdin from the
  * given string, stdout and stderr captured together up to a cap, and are
  * killed at the timeout.  No Lua call happens while C resources are held.
+ * The command's environment is ours without the secret variables
+ * (ca_cred_secret_env_name) and without any variable whose value holds a
+ * known secret; its output comes back with known secrets redacted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca_cred.h"
 #include "ca_crypto.h"
 #include "ca_limiter.h"
 #include "lca.h"
@@ -53,9 +57,9 @@ static void close_fd(int *fd)
  * Run argv; feed input; capture output up to max_out bytes.  Pure C: the
  * caller has copied everything out of Lua first.
  */
-static void run_command(char *const *argv, const char *input, size_t in_len,
-                        long timeout_ms, char *out, size_t max_out,
-                        exec_result *r)
+static void run_command(char *const *argv, char *const *envp, const char *input,
+                        size_t in_len, long timeout_ms, char *out,
+                        size_t max_out, exec_result *r)
 {
   int in_sv[2] = {-1, -1}, out_pipe[2] = {-1, -1};
   posix_spawn_file_actions_t fa;
@@ -78,7 +82,7 @@ static void run_command(char *const *argv, const char *input, size_t in_len,
   posix_spawn_file_actions_adddup2(&fa, in_sv[1], 0);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 2);
-  rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp);
   posix_spawn_file_actions_destroy(&fa);
   close_fd(&in_sv[1]);
   close_fd(&out_pipe[1]);
@@ -160,8 +164,36 @@ out:
   close_fd(&out_pipe[1]);
 }
 
+/*
+ * The environment for a command, in a Lua userdata pushed on the stack (the
+ * strings stay environ's own): every variable but the secret ones and those
+ * whose value holds a known secret (an alias of a secret under another
+ * name would otherwise reach the child).
+ */
+static char **scrubbed_environ(lua_State *L)
+{
+  size_t n = 0, i, k = 0;
+  char **envp;
+
+  while (environ && environ[n])
+    n++;
+  envp = lua_newuserdatauv(L, (n + 1) * sizeof *envp, 0);
+  for (i = 0; i < n; i++) {
+    const char *e = environ[i], *eq = strchr(e, '=');
+    size_t name_len = eq ? (size_t)(eq - e) : strlen(e);
+    if (ca_cred_is_secret_env(e, name_len))
+      continue;
+    if (eq && lca_secret_found(L, eq + 1, strlen(eq + 1)))
+      continue;
+    envp[k++] = environ[i];
+  }
+  envp[k] = NULL;
+  return envp;
+}
+
 static int l_exec(lua_State *L)
 {
+  char **envp;
   const char *argv[MAX_ARGS + 1];
   size_t n, i, in_len = 0, max_out;
   const char *input = NULL;
@@ -191,8 +223,9 @@ static int l_exec(lua_State *L)
   luaL_argcheck(L, timeout_ms > 0 && max_out <= (16u << 20), 1,
                 "timeout_ms must be positive, max_output at most 16 MiB");
 
+  envp = scrubbed_environ(L);
   /* The output buffer is Lua memory: nothing to free if a push raises. */
-  run_command((char *const *)(uintptr_t)argv, input, in_len, timeout_ms,
+  run_command((char *const *)(uintptr_t)argv, envp, input, in_len, timeout_ms,
               lua_newuserdatauv(L, max_out + 1, 0), max_out, &r);
   if (!r.spawned) {
     lua_pushnil(L);
@@ -200,7 +233,7 @@ static int l_exec(lua_State *L)
     return 2;
   }
   lua_createtable(L, 0, 5);
-  lua_pushlstring(L, r.out, r.out_len);
+  lca_push_redacted(L, r.out, r.out_len);
   lua_setfield(L, -2, "output");
   if (r.sig) {
     lua_pushinteger(L, r.sig);

@@ -29,13 +29,13 @@ local text = M.text
 --- callback for embedders); warnings go at level 0.
 function M.new(options, policies, log)
   local function default_log(level, line)
-    if level <= (options.verbose or 0) then io.stderr:write("chatapp-run: ", line, "\n") end
+    if level <= (options.verbose or 0) then core.redacting(io.stderr):write("chatapp-run: ", line, "\n") end
   end
   log = log or default_log
   local r = setmetatable({
     options = options,
     log_level = log,
-    out = io.stdout,
+    out = core.redacting(io.stdout), -- known secrets never reach the output
     policies = {},
     by_policy = {},
     matches = {},

@@ -58,6 +58,23 @@ function core.operations() end
 ---@return { chatapp: string, lua: string, libcurl: string, openssl: string }
 function core.versions() end
 
+--- The environment variables that hold a secret or a token (one list, in
+--- C): policies cannot read them, commands never get them, and their
+--- values are redacted (docs/credentials.md).
+---@return string[]
+function core.secret_env_names() end
+
+--- s with every known secret (secret variables, the credentials in use)
+--- replaced by "<redacted>".
+---@param s string
+---@return string
+function core.redact(s) end
+
+--- A writer over file (write, flush) that redacts before writing.
+---@param file file*
+---@return { write: fun(self, ...: string|number): any, flush: fun(self): any, file: file* }
+function core.redacting(file) end
+
 --- Decode a QueryChatappPhoneNumbers answer into a PhoneList.
 ---@param text string JSON
 ---@param space? chatapp.QueryOptions

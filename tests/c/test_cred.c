@@ -960,6 +960,139 @@ static void test_free(void)
   CHECK(ca_cred_resolve(&o, &c, NULL) == CHATAPP_ECREDENTIALS);
 }
 
+/* The one list of secret variables: every name the chain reads a secret or
+ * a token from (each one must be a secret source the chain really uses),
+ * and ALICLOUD_SECRET_KEY; never an id or a profile. */
+static void test_secret_env_names(void)
+{
+  static const char *const expect[] = {"ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                                       "ALIBABACLOUD_ACCESS_KEY_SECRET",
+                                       "ALICLOUD_ACCESS_KEY_SECRET",
+                                       "ACCESS_KEY_SECRET",
+                                       "ALIBABA_CLOUD_SECURITY_TOKEN",
+                                       "ALIBABACLOUD_SECURITY_TOKEN",
+                                       "ALICLOUD_SECURITY_TOKEN",
+                                       "SECURITY_TOKEN",
+                                       "ALICLOUD_SECRET_KEY",
+                                       NULL};
+  size_t i;
+
+  for (i = 0; expect[i]; i++) {
+    CHECK_STR(ca_cred_secret_env_name(i), expect[i]);
+    CHECK(ca_cred_is_secret_env(expect[i], strlen(expect[i])));
+  }
+  CHECK(ca_cred_secret_env_name(i) == NULL);
+  CHECK(!ca_cred_is_secret_env("ALIBABA_CLOUD_ACCESS_KEY_ID", 27));
+  CHECK(!ca_cred_is_secret_env("ALIBABA_CLOUD_PROFILE", 21));
+  CHECK(!ca_cred_is_secret_env("SECURITY_TOKEN_X", 16));
+  CHECK(!ca_cred_is_secret_env("SECURITY_TOKE", 13));
+  /* a name given with its "=value" (environ entries): only the name counts */
+  CHECK(ca_cred_is_secret_env("SECURITY_TOKEN=abc", 14));
+
+  /* Every secret-variable name is one the chain takes a secret from: a
+   * lone secret variable is reported as "set but ... is not". */
+  for (i = 0; i < 8; i++) {
+    fake_env e = {{NULL}};
+    ca_cred_options o;
+    ca_credentials c;
+    ca_buf err = CA_BUF_INIT(16384);
+    char kv[128];
+    snprintf(kv, sizeof kv, "%s=CANARY-%zu", expect[i], i);
+    env_add(&e, kv);
+    env_add(&e, "HOME=/nonexistent-home");
+    memset(&o, 0, sizeof o);
+    o.getenv = fake_getenv;
+    o.getenv_ud = &e;
+    CHECK(ca_cred_resolve(&o, &c, &err) == CHATAPP_ECREDENTIALS);
+    CHECK(strstr(ca_buf_str(&err), expect[i]) != NULL);
+    ca_cred_free(&c);
+    ca_buf_free(&err);
+  }
+}
+
+static char *redacted(const ca_secrets *s, const char *text)
+{
+  ca_buf b = CA_BUF_INIT(1 << 20);
+  size_t n = ca_secrets_redact_into(s, text, strlen(text), NULL);
+  char *mem = malloc(n + 1);
+
+  CHECK(ca_secrets_redact(s, text, strlen(text), &b) == CHATAPP_OK);
+  CHECK(b.len == n);
+  if (mem) {
+    CHECK(ca_secrets_redact_into(s, text, strlen(text), mem) == n);
+    mem[n] = '\0';
+    CHECK_STR(mem, ca_buf_str(&b));
+    free(mem);
+  }
+  return ca_buf_steal(&b);
+}
+
+#define CHECK_REDACTED(s, in, out)                                             \
+  do {                                                                         \
+    char *r_ = redacted((s), (in));                                            \
+    CHECK_STR(r_ ? r_ : "", (out));                                            \
+    free(r_);                                                                  \
+  } while (0)
+
+static void test_secrets_redact(void)
+{
+  ca_secrets s = CA_SECRETS_INIT;
+  ca_credentials c;
+  fake_env e = {{NULL}};
+  ca_buf small = CA_BUF_INIT(12);
+  char secret[] = "CANARY-SECRET-1", token[] = "tok+en/1==";
+
+  /* nothing known: the text as is */
+  CHECK_REDACTED(&s, "plain text", "plain text");
+  CHECK_REDACTED(NULL, "plain text", "plain text");
+  CHECK(!ca_secrets_found(NULL, "x", 1));
+
+  memset(&c, 0, sizeof c);
+  c.access_key_secret = secret;
+  c.security_token = token;
+  CHECK(ca_secrets_add_credentials(&s, &c) == CHATAPP_OK);
+  CHECK(ca_secrets_add_credentials(&s, NULL) == CHATAPP_OK);
+  CHECK(ca_secrets_add(&s, "abc", 3) == CHATAPP_OK); /* too short: ignored */
+  CHECK(ca_secrets_add(&s, "CANARY-SECRET-1", 15) == CHATAPP_OK); /* dup */
+  CHECK(ca_secrets_found(&s, "x CANARY-SECRET-1 y", 19));
+  CHECK(!ca_secrets_found(&s, "abc abc", 7));
+  CHECK_REDACTED(&s, "abc", "abc");
+  CHECK_REDACTED(&s, "CANARY-SECRET-1", "<redacted>");
+  CHECK_REDACTED(&s, "Message: token tok+en/1== and CANARY-SECRET-1!",
+                 "Message: token <redacted> and <redacted>!");
+  /* percent-encoded once and twice (query strings, strings to sign) */
+  CHECK_REDACTED(&s, "t=tok%2Ben%2F1%3D%3D&u=tok%252Ben%252F1%253D%253D",
+                 "t=<redacted>&u=<redacted>");
+  /* adjacent, overlapping with the mark, at both ends */
+  CHECK_REDACTED(&s, "tok+en/1==tok+en/1==", "<redacted><redacted>");
+  CHECK_REDACTED(&s, "CANARY-SECRET-CANARY-SECRET-1",
+                 "CANARY-SECRET-<redacted>");
+  /* NUL bytes in the text are kept */
+  {
+    ca_buf b = CA_BUF_INIT(1024);
+    CHECK(ca_secrets_redact(&s, "a\0CANARY-SECRET-1", 17, &b) == CHATAPP_OK);
+    CHECK(b.len == 12 && memcmp(b.ptr, "a\0<redacted>", 12) == 0);
+    ca_buf_free(&b);
+  }
+  /* over the buffer's maximum: an error and nothing kept */
+  CHECK(ca_secrets_redact(&s, "0123 CANARY-SECRET-1 456789", 27, &small) ==
+        CHATAPP_ETOOBIG);
+  CHECK(small.len == 0);
+  ca_buf_free(&small);
+
+  /* from the environment: the secret variables' values, not others */
+  env_add(&e, "ALICLOUD_SECRET_KEY=terraform-secret-9");
+  env_add(&e, "ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIvisible000");
+  env_add(&e, "SECURITY_TOKEN=");
+  CHECK(ca_secrets_add_env(&s, fake_getenv, &e) == CHATAPP_OK);
+  CHECK_REDACTED(&s, "k=terraform-secret-9 id=LTAIvisible000",
+                 "k=<redacted> id=LTAIvisible000");
+  ca_secrets_free(&s);
+  ca_secrets_free(&s); /* idempotent */
+  ca_secrets_free(NULL);
+  CHECK_REDACTED(&s, "CANARY-SECRET-1", "CANARY-SECRET-1");
+}
+
 int main(void)
 {
   int rc;
@@ -980,6 +1113,8 @@ int main(void)
   test_nothing();
   test_permissions();
   test_free();
+  test_secret_env_names();
+  test_secrets_redact();
   rc = test_report("test_cred");
   if (nftw(tmproot, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
     fprintf(stderr, "cannot remove %s\n", tmproot);

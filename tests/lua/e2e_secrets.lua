@@ -145,6 +145,117 @@ security_token = %s
     T.check(r.err:find("nope", 1, true), r.err)
   end },
 
+  { "exec children get no secret, and their output is redacted", function()
+    -- a copy of the token under another name is scrubbed too
+    local secret_file = E.write(dir .. "/secret.txt", "the secret is " .. CANARY_STS_SECRET .. "\n")
+    local e = { MY_TOKEN_COPY = CANARY_TOKEN, CANARY_FILE = secret_file, ALICLOUD_SECRET_KEY = CANARY_SECRET }
+    for k, v in pairs(sts_env) do e[k] = v end
+    local p = E.policy([[
+local chatapp = require "chatapp"
+local file = os.getenv("CANARY_FILE")
+return chatapp.policy { name = "env", where = { status = chatapp.Status.CONNECTED },
+  decide = function(n, plan)
+    plan:exec { argv = { "/usr/bin/printenv" } }
+    plan:exec { argv = { "/bin/cat", file } }
+  end }]])
+    local rec = dir .. "/rec-exec"
+    local r = run("exec printenv", { "--allow-exec", "--output", "json", "--record", rec, "--spaces", SPACES, p },
+      e, 0)
+    T.check(r.out:find("PATH=", 1, true), "printenv ran: " .. r.out:sub(1, 300))
+    for _, name in ipairs { "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "MY_TOKEN_COPY",
+                            "ALICLOUD_SECRET_KEY" } do
+      T.check(not r.out:find(name .. "=", 1, true), name .. " reached the exec child")
+    end
+    T.check(r.out:find("the secret is <redacted>", 1, true), "exec output is redacted: " .. r.out:sub(1, 300))
+    no_canary("exec recording", E.read(rec))
+    -- the same in the text report
+    run("exec printenv, text", { "--allow-exec", "--output", "text", "--spaces", SPACES, p }, e, 0)
+  end },
+
+  { "a server echoing the secret and the token: redacted in every sink", function()
+    local echo = "token " .. CANARY_TOKEN .. " secret " .. CANARY_STS_SECRET
+    for _, out in ipairs { "json", "text" } do
+      emu:fault { kind = "error", code = "Forbidden.Echo", status = 403, message = echo }
+      local rec, met = dir .. "/rec-echo-" .. out, dir .. "/met-echo-" .. out
+      local r = run("echo " .. out, { "--output", out, "--record", rec, "--metrics", met, "--spaces", SPACES, policy },
+        sts_env, 1)
+      emu:clear_faults()
+      T.check(r.out:find("Forbidden.Echo", 1, true) or r.err:find("Forbidden.Echo", 1, true), r.out .. r.err)
+      T.check((r.out .. r.err):find("token <redacted> secret <redacted>", 1, true),
+        "the echo reached the report, redacted: " .. r.out .. r.err)
+      local recorded = E.read(rec)
+      no_canary("echo recording " .. out, recorded)
+      T.check(recorded and recorded:find("<redacted>", 1, true), "the recording holds the redacted echo")
+      no_canary("echo metrics " .. out, E.read(met))
+    end
+    -- credentials from a file (no secret in the environment): the same
+    local home = E.tmpdir()
+    os.execute("mkdir -p " .. E.quote(home .. "/.alibabacloud"))
+    local creds = E.write(home .. "/.alibabacloud/credentials", ([[
+[default]
+type = sts
+access_key_id = STS.canaryTemporary
+access_key_secret = %s
+security_token = %s
+]]):format(CANARY_STS_SECRET, CANARY_TOKEN))
+    os.execute("chmod 600 " .. E.quote(creds))
+    local env = { HOME = home, ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false }
+    emu:fault { kind = "error", code = "Forbidden.Echo", status = 403, message = echo }
+    local rec = dir .. "/rec-echo-file"
+    local r = run("echo, file credentials", { "--output", "json", "--record", rec, "--spaces", SPACES, policy }, env, 1)
+    emu:clear_faults()
+    T.check(r.out:find("token <redacted> secret <redacted>", 1, true), "redacted in the JSON report: " .. r.out)
+    no_canary("echo recording, file credentials", E.read(rec))
+  end },
+
+  { "one list of secret variables: the sandbox, exec and redaction share it", function()
+    local names = chatapp.core.secret_env_names()
+    T.eq(#names, 9, "nine secret variables")
+    local set = {}
+    for _, n in ipairs(names) do set[n] = true end
+    for _, n in ipairs { "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "SECURITY_TOKEN",
+                         "ACCESS_KEY_SECRET", "ALICLOUD_SECRET_KEY" } do
+      T.check(set[n], n .. " is a secret variable")
+    end
+    T.check(not set.ALIBABA_CLOUD_ACCESS_KEY_ID, "an AccessKey id is not a secret")
+    -- every name is refused to policies, and its value is redacted and
+    -- kept from exec children
+    local env, src = {}, { "local chatapp = require 'chatapp'", "local refused = {}" }
+    for i, n in ipairs(names) do
+      env[n] = sts_env[n] or ("CANARY-VAR-%02d-secret"):format(i) -- the chain takes the first names
+      src[#src + 1] = ("refused[#refused + 1] = not pcall(os.getenv, %q) or nil"):format(n)
+    end
+    src[#src + 1] = [[
+return chatapp.policy { name = "vars", where = { status = chatapp.Status.CONNECTED },
+  decide = function(n, plan)
+    plan:log("refused " .. #refused)
+    plan:exec { argv = { "/usr/bin/printenv" } }
+  end }]]
+    env.ALIBABA_CLOUD_ACCESS_KEY_ID = sts_env.ALIBABA_CLOUD_ACCESS_KEY_ID
+    local r = run("every secret variable", { "--allow-exec", "--output", "json", "--spaces", SPACES,
+      E.policy(table.concat(src, "\n")) }, env)
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("refused " .. #names, 1, true) or r.err:find("refused " .. #names, 1, true),
+      "the sandbox refuses all " .. #names .. ": " .. r.out:sub(1, 400) .. r.err)
+    T.check(r.out:find("PATH=", 1, true), "printenv ran")
+    for i, n in ipairs(names) do
+      T.check(not r.out:find(n .. "=", 1, true), n .. " reached the exec child")
+      T.check(not (r.out .. r.err):find(("CANARY-VAR-%02d"):format(i), 1, true), n .. "'s value leaked")
+    end
+    -- core.redact and core.redacting in a script's own state
+    local script = E.write(dir .. "/redact.lua", [[
+local core = require("chatapp").core
+local w = core.redacting(io.stdout)
+assert(w:write("a ", os.getenv("SECURITY_TOKEN"), " b", 1, "\n") == w)
+assert(w:flush())
+io.stdout:write(core.redact("x=" .. os.getenv("SECURITY_TOKEN") .. ";"), "\n")
+io.stdout:write(core.redact("nothing secret"), "\n")
+]])
+    r = E.run({ "--lua", script }, { SECURITY_TOKEN = CANARY_TOKEN })
+    T.eq(r.code, 0, r.err)
+    T.eq(r.out, "a <redacted> b1\nx=<redacted>;\nnothing secret\n")
+  end },
+
   { "the emulator's log holds no secret either", function()
     no_canary("emulator log", E.read(emu.log))
     T.check(#checked >= 30, "checked " .. #checked .. " outputs")
