@@ -235,9 +235,11 @@ static int l_sandbox_call(lua_State *L)
       a->limit = saved_limit;
     }
     charge(L, 1, &file, used, delta, counted);
-    if (has_run && lua_getfield(L, 1, "run") == LUA_TTABLE)
-      charge(L, lua_gettop(L), &run, used, delta, counted && run.memory > 0);
-    lua_pop(L, 1);
+    if (has_run) {
+      if (lua_getfield(L, 1, "run") == LUA_TTABLE)
+        charge(L, lua_gettop(L), &run, used, delta, counted && run.memory > 0);
+      lua_pop(L, 1);
+    }
   }
 
   if (st == LUA_OK) {

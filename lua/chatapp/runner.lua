@@ -111,7 +111,8 @@ function Runner:load_string(name, src)
     if info then
       return nil, (info.where or (locate(name, src, info.token) .. ": ")) .. info.message
     end
-    return nil, ("%s%s"):format(value, kind == "error" and "" or (" (while loading " .. name .. ")"))
+    if not value:find(name, 1, true) then value = name .. ": " .. value end
+    return nil, value
   end
   local list, perr = policies_of(value, name)
   if not list then return nil, perr end

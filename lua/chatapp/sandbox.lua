@@ -222,6 +222,9 @@ local function chatapp_view()
   return frozen("chatapp", t)
 end
 
+local coroutine_lib = {}
+for k, v in pairs(coroutine) do coroutine_lib[k] = v end
+
 local function shared()
   local tbl = {}
   for k, v in pairs(table) do tbl[k] = table_wrapped[k] or v end
@@ -230,13 +233,13 @@ local function shared()
     string = frozen("string", string_lib),
     table = frozen("table", tbl),
     utf8 = frozen("utf8", utf8),
-    coroutine = frozen("coroutine", coroutine),
+    coroutine = frozen("coroutine", coroutine_lib),
   }
 end
 
 local basics = {
   "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
-  "tonumber", "tostring", "type", "xpcall", "rawequal", "rawlen",
+  "tonumber", "tostring", "type", "rawequal", "rawlen",
   "getmetatable", "_VERSION",
 }
 
@@ -256,6 +259,48 @@ local function safe_setmetatable(t, mt)
   return setmetatable(t, mt)
 end
 
+-- A message handler runs where the error was raised; when the hook raised
+-- it (the budget ran out), Lua leaves hooks off there, so a handler could
+-- loop for ever.  Policies get xpcall's result with the handler called
+-- after the protected call has returned, under the budget.
+local function safe_xpcall(f, handler, ...)
+  if type(handler) ~= "function" then
+    error("xpcall: the message handler must be a function", 2)
+  end
+  local r = table.pack(pcall(f, ...))
+  if r[1] then return table.unpack(r, 1, r.n) end
+  local _, v = pcall(handler, r[2])
+  return false, v
+end
+
+-- The same for to-be-closed variables of a coroutine the budget stopped:
+-- coroutine.wrap and coroutine.close would run their __close with hooks
+-- off.  A coroutine that failed is left dead without closing them.
+local failed_threads = setmetatable({}, { __mode = "k" })
+
+local function safe_resume(co, ...)
+  local r = table.pack(coroutine.resume(co, ...))
+  if not r[1] then failed_threads[co] = true end
+  return table.unpack(r, 1, r.n)
+end
+
+local function safe_wrap(f)
+  local co = coroutine.create(f)
+  return function(...)
+    local r = table.pack(safe_resume(co, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    error(r[2], 0)
+  end
+end
+
+local function safe_close(co)
+  if failed_threads[co] then return true end
+  return coroutine.close(co)
+end
+coroutine_lib.resume = safe_resume
+coroutine_lib.wrap = safe_wrap
+coroutine_lib.close = safe_close
+
 --- A fresh environment, with fresh read-only views of the shared tables.
 --- print goes to log(line).
 function M.env(log)
@@ -263,6 +308,7 @@ function M.env(log)
   for _, k in ipairs(basics) do env[k] = _G[k] end
   for k, v in pairs(shared()) do env[k] = v end
   env.setmetatable = safe_setmetatable
+  env.xpcall = safe_xpcall
   env.collectgarbage = safe_collectgarbage
   env.os = frozen("os", {
     time = os.time, clock = os.clock, date = os.date, difftime = os.difftime,
