@@ -178,15 +178,28 @@ function M.validate(action)
   return check(action.request, action)
 end
 
+-- A copy of plain data (what a policy may keep and change freely).
+local function copy_data(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in next, v do c[k] = copy_data(x) end
+  return c
+end
+
 -- Check an action and hand it to the runner; errors name the policy line
--- `depth` levels up (3: the caller of the plan method calling add).
+-- `depth` levels up (3: the caller of the plan method calling add).  The
+-- policy gets a copy: the action the runner carries out stays as checked.
 local function add(plan, action, depth)
   local st = states[plan]
   local why = M.validate(action)
   if why then error("plan: " .. why, depth or 3) end
   local a, err = st.add(plan, action)
   if not a then error(err, depth or 3) end
-  return a
+  return {
+    id = a.id, kind = a.kind, policy = a.policy, phone_number = a.phone_number,
+    status = a.status, request = copy_data(a.request), write = a.write, known = a.known,
+    current = copy_data(a.current),
+  }
 end
 
 -- Subject of an action: the number, or the policy itself in finish().
@@ -230,7 +243,7 @@ function Plan:webhook(spec)
   })
 end
 
-local function call_action(self, operation, params, depth)
+local function call_action(self, operation, params, depth, current)
   local flat_ok, flat = pcall(core.flatten_params, params)
   if not flat_ok then error("plan:call: " .. tostring(flat), depth) end
   local info = operations[operation]
@@ -239,6 +252,7 @@ local function call_action(self, operation, params, depth)
     request = { operation = operation, params = flat },
     write = not info or info.write,
     known = info ~= nil,
+    current = current,
   }, depth)
 end
 
@@ -292,9 +306,7 @@ function Plan:update_phone_webhook(spec)
     fail(("plan:update_phone_webhook: the space of number %s is not known; run with --spaces and "
       .. "give your own numbers' space id (your instance id) there"):format(n.phone_number))
   end
-  local a = call_action(self, "UpdatePhoneWebhook", params, 4)
-  a.current = current
-  return a
+  return call_action(self, "UpdatePhoneWebhook", params, 4, current)
 end
 
 function Plan:exec(spec)

@@ -388,6 +388,20 @@ return chatapp.policy { name = "victim", decide = function(n, plan)
   plan:exec { argv = { "/bin/echo", "a\0b" } }
 end }]]))
     T.check(first_error(rep):find("p.lua:6:", 1, true) and first_error(rep):find("NUL", 1, true), first_error(rep))
+    -- The action a plan method returns is the policy's copy.
+    rep = assert(run_policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "victim", decide = function(n, plan)
+  local a = plan:log("note %s", n.phone_number)
+  a.kind = "bogus"
+  a.request.message = nil
+end }]]))
+    T.eq(errors_of(rep, "victim").errors, 0, first_error(rep))
+    T.eq(#rep.actions, 3)
+    for _, a in ipairs(rep.actions) do
+      T.eq(a.kind, "log")
+      T.eq(type(a.request.message), "string")
+    end
     local plans = require "chatapp.plan"
     T.check(plans.validate { kind = "bogus", request = {} }:find("unknown action kind", 1, true), "kind")
     T.check(plans.validate { kind = "webhook", request = { method = "POST", url = "http://127.0.0.1/x",
