@@ -139,8 +139,8 @@ static void read_allowance(lua_State *L, int idx, allowance *a)
 }
 
 /* Charge a finished call to the budget table at idx. */
-static void charge(lua_State *L, int idx, const allowance *a,
-                   long long used, long long delta, int counted)
+static void charge(lua_State *L, int idx, const allowance *a, long long used,
+                   long long delta, int counted)
 {
   if (counted) {
     long long retained = (long long)a->retained + delta;
@@ -434,8 +434,8 @@ static int l_pattern_cost(lua_State *L)
     i = end;
   }
   sum += 1 + nn * scans;
-  lua_pushnumber(L, log10(starts) + k * log10(nn) + q * log10(2.0) +
-                        log10(sum));
+  lua_pushnumber(L,
+                 log10(starts) + k * log10(nn) + q * log10(2.0) + log10(sum));
   return 1;
 }
 
