@@ -1,7 +1,7 @@
 /*
  * Limits on policy code: a memory cap and an instruction budget.
  *
- *   core.sandbox_call(budget, fn, ...) -> true, results... |
+ *   core.sandbox_call(budget, fn, ...) -> true, results (up to 8)... |
  *                                          false, message, "memory" |
  *                                          "instructions" | "error"
  *
@@ -38,6 +38,7 @@
 #include "lca.h"
 
 #define HOOK_STEP   1000
+#define MAX_RESULTS 8 /* results of fn passed back */
 #define SANDBOX_KEY "chatapp.sandbox"
 
 typedef struct sandbox {
@@ -244,6 +245,10 @@ static int l_sandbox_call(lua_State *L)
 
   if (st == LUA_OK) {
     nres = lua_gettop(L) - 2;
+    if (nres > MAX_RESULTS) { /* the runner reads one or two */
+      lua_settop(L, 2 + MAX_RESULTS);
+      nres = MAX_RESULTS;
+    }
     lua_pushboolean(L, 1);
     lua_replace(L, 2); /* the handler's slot */
     return nres + 1;

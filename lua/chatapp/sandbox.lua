@@ -207,11 +207,18 @@ end
 -- Policies see a read-only view of the chatapp module without its host
 -- side: no chatapp.core (commands, files, the sandbox itself), no clients
 -- (policies plan API calls; the runner makes them), no Policy metatable.
-local policy_api = { "version", "policy", "enum_for_field" }
+local policy_api = { "version", "policy" }
 
 local function chatapp_view()
   local t = {}
   for _, k in ipairs(policy_api) do t[k] = chatapp[k] end
+  local enum_views = {}
+  t.enum_for_field = function(field)
+    local e = chatapp.enum_for_field(field)
+    if e == nil then return nil end
+    enum_views[field] = enum_views[field] or frozen_tree("enum " .. tostring(field), e)
+    return enum_views[field]
+  end
   t.fields = frozen_tree("chatapp.fields", chatapp.fields)
   t.enums = frozen_tree("chatapp.enums", chatapp.enums)
   for name in pairs(chatapp.enums) do t[name] = chatapp[name] end

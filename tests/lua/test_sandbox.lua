@@ -343,6 +343,7 @@ try(function() chatapp.json.array(chatapp.json) end)
 try(function() chatapp.enums.Status = nil end)
 try(function() chatapp.enums.Status.values[1] = "X" end)
 try(function() chatapp.fields[1] = "x" end)
+try(function() chatapp.enum_for_field("status").values[1] = "X" end)
 try(function() getmetatable(chatapp.json.array {}).__index = function() error("x") end end)
 for _, lib in ipairs { math, string, table, os, chatapp, chatapp.json, chatapp.enums, chatapp.fields } do
   local _, inner = pairs(lib)
@@ -353,6 +354,7 @@ return chatapp.policy { name = "a", filter = function() return pcall(chatapp.jso
 local chatapp = require "chatapp"
 return chatapp.policy { name = "b", filter = function()
   return math.floor(1.5) == 1 and ("a"):upper() == "A" and chatapp.enums.Status.values[1] ~= "X"
+    and chatapp.enum_for_field("status").values[1] ~= "X"
     and chatapp.fields[1] == "phone_number" and chatapp.json.encode(chatapp.json.array {}) == "[]"
 end }]]))
     local rep = r:run { dry_run = true }
