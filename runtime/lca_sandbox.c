@@ -392,7 +392,8 @@ static int l_pattern_cost(lua_State *L)
     size_t end;
     double cost = 1;
     char c = p[i];
-    if (c == '(' || c == ')') {
+    if (c == '(' || c == ')') { /* a step of its own */
+      sum++;
       i++;
       continue;
     }

@@ -87,7 +87,9 @@ local raw = {
 }
 local table_raw = { insert = table.insert, remove = table.remove, move = table.move }
 
-local SPECIALS = "[%^%$%*%+%?%.%(%)%[%]%%%-]"
+-- What makes string.find use the matcher (lstrlib's SPECIALS); without
+-- one of these it searches plainly, O(#s * #p), so we search instead.
+local SPECIALS = "[%^%$%*%+%?%.%(%[%%%-]"
 
 local function guard(name, s, p, unanchored)
   local cost = core.pattern_cost(#s, p, unanchored)

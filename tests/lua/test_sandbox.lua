@@ -298,7 +298,8 @@ return chatapp.policy { name = "victim", where = { status = setmetatable({ "CONN
     local rep = assert(run_policy(policy_with(
       "local hay = ('a'):rep(1e6) return hay:find(('a'):rep(2e5) .. 'b', 1, true) == nil "
         .. "and hay:find(('a'):rep(2e5) .. 'b') == nil and hay:find(('a'):rep(10), 999990, true) == 999990 "
-        .. "and ('abc'):find('', 10, true) == nil and ('abc'):find('c', -1, true) == 3"),
+        .. "and ('abc'):find('', 10, true) == nil and ('abc'):find('c', -1, true) == 3 "
+        .. "and (')'):rep(1e6):find((')'):rep(2e5) .. ']') == nil and ('a)]b'):find(')]') == 2"),
       { memory_limit_mb = 32 }))
     T.eq(errors_of(rep, "victim").matched, 3, first_error(rep))
     T.check(os.clock() - t0 < 1, "plain finds are linear: " .. (os.clock() - t0))
@@ -323,6 +324,22 @@ return chatapp.policy { name = "victim", where = { status = setmetatable({ "CONN
       first_error(rep))
     rep = assert(run_policy(policy_with("table.insert(setmetatable({}, { __len = function() return 1 << 40 end }), 1, 'x')")))
     T.check(first_error(rep):find("more than a policy may shift", 1, true), first_error(rep))
+    -- core.find_plain is string.find(s, p, init, true), init rules included.
+    math.randomseed(11)
+    local mismatches = 0
+    for _ = 1, 20000 do
+      local function rs(len)
+        local t = {}
+        for i = 1, len do t[i] = string.char(96 + math.random(3)) end
+        return table.concat(t)
+      end
+      local s, p = rs(math.random(0, 12)), rs(math.random(0, 4))
+      local init = math.random(0, 3) > 0 and math.random(-15, 15) or nil
+      local a1, a2 = ("").find(s, p, init, true) -- not in a policy: Lua's own
+      local b1, b2 = core.find_plain(s, p, init)
+      if a1 ~= b1 or a2 ~= b2 then mismatches = mismatches + 1 end
+    end
+    T.eq(mismatches, 0, "find_plain agrees with string.find")
     -- Everyday patterns still work.
     rep = assert(run_policy(policy_with([[
 local name = "Chatapp Demo Support Line"
