@@ -187,8 +187,9 @@ local function copy_data(v)
 end
 
 -- Check an action and hand it to the runner; errors name the policy line
--- `depth` levels up (3: the caller of the plan method calling add).  The
--- policy gets a copy: the action the runner carries out stays as checked.
+-- `depth` levels up (3: the caller of the plan method calling add; the
+-- methods keep their frames: no tail calls).  The policy gets a copy: the
+-- action the runner carries out stays as checked.
 local function add(plan, action, depth)
   local st = states[plan]
   local why = M.validate(action)
@@ -236,24 +237,26 @@ function Plan:webhook(spec)
   if math.type(attempts) ~= "integer" or attempts < 1 or attempts > 10 then
     fail("plan:webhook: attempts must be a whole number from 1 to 10")
   end
-  return add(self, {
+  local action = add(self, {
     kind = "webhook",
     request = { method = method, url = spec.url, headers = headers, body = body,
                 timeout_ms = timeout, attempts = attempts },
   })
+  return action
 end
 
 local function call_action(self, operation, params, depth, current)
   local flat_ok, flat = pcall(core.flatten_params, params)
   if not flat_ok then error("plan:call: " .. tostring(flat), depth) end
   local info = operations[operation]
-  return add(self, {
+  local action = add(self, {
     kind = "call",
     request = { operation = operation, params = flat },
     write = not info or info.write,
     known = info ~= nil,
     current = current,
   }, depth)
+  return action
 end
 
 function Plan:call(operation, params)
@@ -267,7 +270,8 @@ function Plan:call(operation, params)
   end
   params = params or {}
   check_table(params, "plan:call parameters")
-  return call_action(self, operation, params, 4)
+  local action = call_action(self, operation, params, 4)
+  return action
 end
 
 local flags = { Y = true, N = true }
@@ -306,7 +310,8 @@ function Plan:update_phone_webhook(spec)
     fail(("plan:update_phone_webhook: the space of number %s is not known; run with --spaces and "
       .. "give your own numbers' space id (your instance id) there"):format(n.phone_number))
   end
-  return call_action(self, "UpdatePhoneWebhook", params, 4, current)
+  local action = call_action(self, "UpdatePhoneWebhook", params, 4, current)
+  return action
 end
 
 function Plan:exec(spec)
@@ -326,7 +331,8 @@ function Plan:exec(spec)
   if math.type(timeout) ~= "integer" or timeout < 1 or timeout > 3600000 then
     fail("plan:exec: timeout_ms must be a whole number from 1 to 3600000")
   end
-  return add(self, { kind = "exec", request = { argv = copy, stdin = spec.stdin, timeout_ms = timeout } })
+  local action = add(self, { kind = "exec", request = { argv = copy, stdin = spec.stdin, timeout_ms = timeout } })
+  return action
 end
 
 function Plan:lua(fn, name)
@@ -334,10 +340,11 @@ function Plan:lua(fn, name)
   if type(fn) ~= "function" then fail("plan:lua expects a function") end
   if name ~= nil and type(name) ~= "string" then fail("plan:lua: the name must be a string") end
   local info = debug.getinfo(fn, "S")
-  return add(self, {
+  local action = add(self, {
     kind = "lua", fn = fn,
     request = { name = name or ("function at %s:%d"):format(info.short_src, info.linedefined) },
   })
+  return action
 end
 Plan.run = Plan.lua
 
@@ -345,7 +352,8 @@ function Plan:log(message, ...)
   state_of(self)
   if select("#", ...) > 0 then message = string.format(message, ...) end
   if type(message) ~= "string" then fail("plan:log expects a message string") end
-  return add(self, { kind = "log", request = { message = message } })
+  local action = add(self, { kind = "log", request = { message = message } })
+  return action
 end
 
 --- The deterministic id of an action: the same policy, subject and request

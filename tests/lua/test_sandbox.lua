@@ -168,6 +168,7 @@ return chatapp.policy { name = "flood", decide = function(n, plan)
   for i = 1, 1e6 do plan:log("line %d for %s", i, n.phone_number) end
 end }]], { instruction_limit = 1e9, memory_limit_mb = 256 }))
     T.check(first_error(rep):find("more than 10000 actions", 1, true), first_error(rep))
+    T.check(first_error(rep):find("^p%.lua:3: "), "with the policy's line: " .. first_error(rep))
     T.check(#rep.actions <= 10000, "capped")
   end },
 
