@@ -297,13 +297,15 @@ return chatapp.policy { name = "victim", where = { status = setmetatable({ "CONN
   { "11.2: every string search is bounded", function()
     local t0 = os.clock()
     local rep = assert(run_policy(policy_with(
-      "local hay = ('a'):rep(1e6) return hay:find(('a'):rep(2e5) .. 'b', 1, true) == nil "
-        .. "and hay:find(('a'):rep(2e5) .. 'b') == nil and hay:find(('a'):rep(10), 999990, true) == 999990 "
+      "local hay = ('a'):rep(2e6) return hay:find(('a'):rep(5e5) .. 'b', 1, true) == nil "
+        .. "and hay:find(('a'):rep(5e5) .. 'b') == nil and hay:find(('a'):rep(10), 1999990, true) == 1999990 "
         .. "and ('abc'):find('', 10, true) == nil and ('abc'):find('c', -1, true) == 3 "
         .. "and (')'):rep(1e6):find((')'):rep(2e5) .. ']') == nil and ('a)]b'):find(')]') == 2"),
       { memory_limit_mb = 32 }))
     T.eq(errors_of(rep, "victim").matched, 3, first_error(rep))
-    T.check(os.clock() - t0 < 1, "plain finds are linear: " .. (os.clock() - t0))
+    -- (Lua's own search takes about 17 s here; linear, well under a second,
+    -- and under 10 s even under valgrind.)
+    T.check(os.clock() - t0 < 10, "plain finds are linear: " .. (os.clock() - t0))
     for _, body in ipairs {
       "return ('a'):rep(1e6):find('(' .. ('a'):rep(1e5) .. 'b)')",
       "return ('b'):rep(1e4):find('[' .. ('b'):rep(1e5) .. 'a]*c')",
@@ -313,13 +315,13 @@ return chatapp.policy { name = "victim", where = { status = setmetatable({ "CONN
       t0 = os.clock()
       rep = assert(run_policy(policy_with(body), { memory_limit_mb = 32 }))
       T.check(first_error(rep):find("can take hours", 1, true), body .. ": " .. first_error(rep))
-      T.check(os.clock() - t0 < 1, "refused quickly: " .. body)
+      T.check(os.clock() - t0 < 5, "refused quickly: " .. body)
     end
     -- ("").rep("", 1e18) used to loop in C for ever.
     t0 = os.clock()
     rep = assert(run_policy(policy_with("return (''):rep(1e18) == '' and ('').rep('', 1e18, '') == ''")))
     T.eq(errors_of(rep, "victim").matched, 3)
-    T.check(os.clock() - t0 < 1, "empty rep is quick")
+    T.check(os.clock() - t0 < 5, "empty rep is quick")
     rep = assert(run_policy(policy_with("local s = ('x'):rep(1e4) for _ = 1, 20 do s = s:gsub('x', 'xx') end")))
     T.check(first_error(rep):find("memory cap", 1, true) or first_error(rep):find("not enough memory", 1, true),
       first_error(rep))
