@@ -30,7 +30,8 @@ local function strict(name, t, known)
     __newindex = function(_, k)
       error(("%s is read-only (tried to set %q)"):format(name, tostring(k)), 2)
     end,
-    __pairs = function() return next, t, nil end,
+    -- pairs walks t without handing it out (next, t would give it away)
+    __pairs = function(view) return function(_, k) return next(t, k) end, view, nil end,
     __metatable = name,
   })
 end
@@ -76,7 +77,33 @@ M.json = {
 
 local policy_mt = { __name = "chatapp.Policy" }
 policy_mt.__index = policy_mt
-M.Policy = policy_mt
+
+-- What getmetatable(policy) gives: a read-only stand-in for policy_mt, so
+-- `getmetatable(p) == chatapp.Policy` holds while nobody can reach (and
+-- change) the metatable every policy shares.
+local function stand_in(name, methods)
+  return setmetatable({}, {
+    __index = methods,
+    __newindex = function(_, k)
+      error(("%s is read-only (tried to set %s)"):format(name, tostring(k)), 2)
+    end,
+    __metatable = name,
+  })
+end
+M.Policy = stand_in("chatapp.Policy", policy_mt)
+policy_mt.__metatable = M.Policy
+
+-- The runner's own copy of each policy, by the object chatapp.policy
+-- returned: what a policy file can still reach (the object, its spec) is
+-- never what the runner reads or calls outside the sandbox.
+local records = setmetatable({}, { __mode = "k" })
+
+--- The runner-owned record of a policy object (nil for anything else):
+--- { name, description, where, spaces, filter, decide, finish, warnings }.
+function M.policy_record(p)
+  if type(p) ~= "table" then return nil end
+  return records[p]
+end
 
 -- A mistake in a policy's declaration.  `token` is the text to look for in
 -- the source (a field name, a value) so the runner can give file:line even
@@ -84,12 +111,25 @@ M.Policy = policy_mt
 -- longer knows the line.
 local PolicyError = { __name = "chatapp.PolicyError" }
 PolicyError.__tostring = function(e) return (e.where or "") .. e.message end
-M.PolicyError = PolicyError
+M.PolicyError = stand_in("chatapp.PolicyError", PolicyError)
+PolicyError.__metatable = M.PolicyError
+
+-- What each PolicyError said, kept apart from the value (which the policy
+-- may catch and change).
+local error_info = setmetatable({}, { __mode = "k" })
+
+--- { message, token, where } of a value chatapp.policy raised, or nil.
+function M.policy_error_info(e)
+  if type(e) ~= "table" then return nil end
+  return error_info[e]
+end
 
 local caller -- where chatapp.policy was called from, if the stack knows
 
 local function policy_error(message, token)
-  error(setmetatable({ message = message, token = token, where = caller }, PolicyError), 0)
+  local e = setmetatable({ message = message, token = token, where = caller }, PolicyError)
+  error_info[e] = { message = message, token = token, where = caller }
+  error(e, 0)
 end
 
 local function check_where(where)
@@ -132,6 +172,22 @@ local allowed_keys = {
   spaces = "table",
 }
 
+-- Raw copies of what a policy declared: no metamethod of the spec runs,
+-- and later changes to the spec's tables change nothing.
+local function copy_list(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for i = 1, rawlen(t) do c[i] = rawget(t, i) end
+  return c
+end
+
+local function copy_where(where)
+  if type(where) ~= "table" then return where end
+  local c = {}
+  for field, want in next, where do c[field] = copy_list(want) end
+  return c
+end
+
 --- Declare a policy.  Checked here, when the file loads: a bad field name
 --- or value fails with the policy file's line, before any API call.
 function M.policy(spec)
@@ -140,7 +196,8 @@ function M.policy(spec)
   if type(spec) ~= "table" then
     policy_error("chatapp.policy expects a table", "chatapp.policy")
   end
-  for k, v in pairs(spec) do
+  local raw = {}
+  for k, v in next, spec do
     local want = allowed_keys[k]
     if not want then
       local names = {}
@@ -151,30 +208,39 @@ function M.policy(spec)
     if type(v) ~= want then
       policy_error(("policy key %q must be a %s, not a %s"):format(k, want, type(v)), k)
     end
+    raw[k] = v
   end
-  if type(spec.name) ~= "string" or spec.name == "" then
+  if type(raw.name) ~= "string" or raw.name == "" then
     policy_error("policy needs a name (a non-empty string)", "chatapp.policy")
   end
-  for i, sp in ipairs(spec.spaces or {}) do
+  local spaces = copy_list(raw.spaces)
+  for i, sp in ipairs(spaces or {}) do
     if type(sp) ~= "string" or sp == "" then
       policy_error(("policy spaces[%d] must be a space id or label (a non-empty string)"):format(i), "spaces")
     end
   end
-  local p = {
-    name = spec.name,
-    description = spec.description,
-    where = spec.where,
-    filter = spec.filter,
-    decide = spec.decide,
-    finish = spec.finish,
-    spaces = spec.spaces,
-    warnings = spec.where and check_where(spec.where) or {},
-  }
-  return setmetatable(p, policy_mt)
+  local where = copy_where(raw.where)
+  local warnings = where and check_where(where) or {}
+  local function build(w, sp)
+    return {
+      name = raw.name,
+      description = raw.description,
+      where = w,
+      filter = raw.filter,
+      decide = raw.decide,
+      finish = raw.finish,
+      spaces = sp,
+      warnings = copy_list(warnings),
+      source = caller,
+    }
+  end
+  local p = setmetatable(build(copy_where(where), copy_list(spaces)), policy_mt)
+  records[p] = build(where, spaces)
+  return p
 end
 
 --- True when the policy runs over this space.
-function policy_mt:uses_space(space)
+local function uses_space(self, space)
   if not self.spaces then return true end
   for _, s in ipairs(self.spaces) do
     if s == space.cust_space_id or s == space.label then return true end
@@ -182,8 +248,11 @@ function policy_mt:uses_space(space)
   return false
 end
 
+policy_mt.uses_space = uses_space
+M.uses_space = uses_space
+
 --- True when n satisfies the policy's where clause.
-function policy_mt:matches_where(n)
+local function matches_where(self, n)
   local where = self.where
   if not where then return true end
   for field, want in pairs(where) do
@@ -198,5 +267,7 @@ function policy_mt:matches_where(n)
   end
   return true
 end
+policy_mt.matches_where = matches_where
+M.matches_where = matches_where
 
 return M

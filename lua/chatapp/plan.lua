@@ -17,28 +17,46 @@ local core = require "chatapp.core"
 
 local M = {}
 
+-- The plan object a policy gets is an empty table whose locked metatable
+-- reaches the public methods only; its state (the policy, the runner's
+-- `add`, the number in focus) lives here, out of the policy's reach.
 local Plan = {}
-Plan.__index = Plan
-Plan.__name = "chatapp.Plan"
-Plan.__metatable = "chatapp.Plan"
+local plan_mt = {
+  __index = Plan,
+  __newindex = function(_, k)
+    error(("the plan is read-only (tried to set %s)"):format(tostring(k)), 2)
+  end,
+  __name = "chatapp.Plan",
+  __metatable = "chatapp.Plan",
+}
+local states = setmetatable({}, { __mode = "k" })
 
 M.MAX_ACTIONS = 10000 -- per policy and run
 
 local operations = core.operations()
 
---- A plan for one policy; `add` receives each action.
+--- A plan for one policy; add(plan, action) receives each action and
+--- returns it, or nil and a message (raised at the policy's line).
 function M.new(policy, add)
-  return setmetatable({ _policy = policy, _add = add, _n = nil, _space = nil }, Plan)
+  local plan = setmetatable({}, plan_mt)
+  states[plan] = { policy = policy, add = add }
+  return plan
 end
 
 --- Point the plan at the number being decided (nil for finish).
 function M.focus(plan, n, space)
-  rawset(plan, "_n", n)
-  rawset(plan, "_space", space)
+  local st = states[plan]
+  st.n, st.space = n, space
 end
 
 local function fail(msg)
   error(msg, 3) -- the policy line that called the plan method
+end
+
+local function state_of(plan)
+  local st = type(plan) == "table" and states[plan] or nil
+  if not st then error("a plan method was called without the plan (use plan:method(...), not plan.method(...))", 3) end
+  return st
 end
 
 local function check_table(v, what)
@@ -77,6 +95,10 @@ end
 
 local methods = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
 
+-- A header name: an HTTP token (RFC 9110 5.6.2).
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+local BREAKS = "[\r\n\0]"
+
 local function check_headers(h)
   if h == nil then return {} end
   check_table(h, "webhook headers")
@@ -85,25 +107,116 @@ local function check_headers(h)
     if type(k) ~= "string" or type(v) ~= "string" then
       fail("webhook headers must map names to strings")
     end
-    if k:find("[%c:%s]") or v:find("[\r\n]") then
-      fail(("webhook header %q has a newline, colon or space in it"):format(k))
+    if not k:find(TOKEN) or v:find(BREAKS) then
+      fail(("webhook header %q: names are letters, digits and !#$%%&'*+-.^_`|~; values hold no CR, LF or NUL")
+        :format(k))
     end
     copy[k] = v
   end
   return copy
 end
 
+-- Every action is checked again as a whole when it is added, whatever
+-- built it: a kind the executor knows, and requests that cannot smuggle
+-- a header, a second request or a truncated argument.
+local function is_int(v, lo, hi) return math.type(v) == "integer" and v >= lo and v <= hi end
+
+local function str_map(t)
+  if type(t) ~= "table" then return false end
+  for k, v in next, t do
+    if type(k) ~= "string" or type(v) ~= "string" then return false end
+  end
+  return true
+end
+
+local validators = {
+  webhook = function(r)
+    if not methods[r.method] then return "webhook method is not one of GET, POST, PUT, PATCH, DELETE" end
+    local ok, why = M.check_url(r.url)
+    if not ok then return "webhook " .. why end
+    if not str_map(r.headers) then return "webhook headers must map names to strings" end
+    for k, v in next, r.headers do
+      if not k:find(TOKEN) or v:find(BREAKS) then
+        return ("webhook header %q has a character a header cannot carry (CR, LF, NUL, space, colon)"):format(k)
+      end
+    end
+    if r.body ~= nil and type(r.body) ~= "string" then return "webhook body must be a string" end
+    if not is_int(r.timeout_ms, 1, 600000) then return "webhook timeout_ms out of range" end
+    if not is_int(r.attempts, 1, 10) then return "webhook attempts out of range" end
+  end,
+  call = function(r)
+    if type(r.operation) ~= "string" or not r.operation:find("^[A-Z][A-Za-z0-9]+$") then
+      return "call operation must be a CAMS operation name"
+    end
+    if not str_map(r.params) then return "call parameters must be flattened strings" end
+  end,
+  exec = function(r)
+    if type(r.argv) ~= "table" or #r.argv == 0 then return "exec argv must be a non-empty list" end
+    for i, a in ipairs(r.argv) do
+      if type(a) ~= "string" or a:find("\0", 1, true) then
+        return ("exec argv[%d] must be a string without NUL"):format(i)
+      end
+    end
+    if r.stdin ~= nil and type(r.stdin) ~= "string" then return "exec stdin must be a string" end
+    if not is_int(r.timeout_ms, 1, 3600000) then return "exec timeout_ms out of range" end
+  end,
+  lua = function(r, a)
+    if type(a.fn) ~= "function" then return "lua action needs a function" end
+    if type(r.name) ~= "string" then return "lua action name must be a string" end
+  end,
+  log = function(r)
+    if type(r.message) ~= "string" then return "log message must be a string" end
+  end,
+}
+
+--- nil when action is one the executor can carry out, else why not.
+function M.validate(action)
+  if type(action) ~= "table" then return "an action must be a table" end
+  local check = type(action.kind) == "string" and validators[action.kind]
+  if not check then return ("unknown action kind %s"):format(tostring(action.kind)) end
+  if type(action.request) ~= "table" then return "an action needs a request table" end
+  return check(action.request, action)
+end
+
+-- A copy of plain data (what a policy may keep and change freely).
+local function copy_data(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in next, v do c[k] = copy_data(x) end
+  return c
+end
+
+-- Check an action and hand it to the runner; errors name the policy line
+-- `depth` levels up (3: the caller of the plan method calling add; the
+-- methods keep their frames: no tail calls).  The policy gets a copy: the
+-- action the runner carries out stays as checked.
+local function add(plan, action, depth)
+  local st = states[plan]
+  local why = M.validate(action)
+  if why then error("plan: " .. why, depth or 3) end
+  local a, err = st.add(plan, action)
+  if not a then error(err, depth or 3) end
+  return {
+    id = a.id, kind = a.kind, policy = a.policy, phone_number = a.phone_number,
+    status = a.status, request = copy_data(a.request), write = a.write, known = a.known,
+    current = copy_data(a.current),
+  }
+end
+
 -- Subject of an action: the number, or the policy itself in finish().
 local function subject(plan)
-  local n = rawget(plan, "_n")
+  local n = states[plan].n
   return n and n.phone_number or nil
 end
 
 function Plan:webhook(spec)
+  state_of(self)
   check_table(spec, "plan:webhook")
   local ok, why = M.check_url(spec.url)
   if not ok then fail("plan:webhook: " .. why) end
-  local method = (spec.method or "POST"):upper()
+  local method = spec.method or "POST"
+  if type(method) ~= "string" then fail("plan:webhook: method must be a string") end
+  method = method:upper()
   if not methods[method] then fail(("plan:webhook: method %s is not one of GET, POST, PUT, PATCH, DELETE"):format(tostring(spec.method))) end
   if spec.json ~= nil and spec.body ~= nil then fail("plan:webhook: give json or body, not both") end
   local headers = check_headers(spec.headers)
@@ -124,14 +237,30 @@ function Plan:webhook(spec)
   if math.type(attempts) ~= "integer" or attempts < 1 or attempts > 10 then
     fail("plan:webhook: attempts must be a whole number from 1 to 10")
   end
-  return self._add(self, {
+  local action = add(self, {
     kind = "webhook",
     request = { method = method, url = spec.url, headers = headers, body = body,
                 timeout_ms = timeout, attempts = attempts },
   })
+  return action
+end
+
+local function call_action(self, operation, params, depth, current)
+  local flat_ok, flat = pcall(core.flatten_params, params)
+  if not flat_ok then error("plan:call: " .. tostring(flat), depth) end
+  local info = operations[operation]
+  local action = add(self, {
+    kind = "call",
+    request = { operation = operation, params = flat },
+    write = not info or info.write,
+    known = info ~= nil,
+    current = current,
+  }, depth)
+  return action
 end
 
 function Plan:call(operation, params)
+  state_of(self)
   if type(operation) == "table" and params == nil then
     operation, params = operation.operation, operation.params
   end
@@ -141,15 +270,8 @@ function Plan:call(operation, params)
   end
   params = params or {}
   check_table(params, "plan:call parameters")
-  local ok, flat = pcall(core.flatten_params, params)
-  if not ok then fail("plan:call: " .. tostring(flat)) end
-  local info = operations[operation]
-  return self._add(self, {
-    kind = "call",
-    request = { operation = operation, params = flat },
-    write = not info or info.write,
-    known = info ~= nil,
-  })
+  local action = call_action(self, operation, params, 4)
+  return action
 end
 
 local flags = { Y = true, N = true }
@@ -157,8 +279,9 @@ local flags = { Y = true, N = true }
 --- UpdatePhoneWebhook for the number being decided; in a dry run the
 --- report shows the current value beside each new one.
 function Plan:update_phone_webhook(spec)
+  local st = state_of(self)
   check_table(spec, "plan:update_phone_webhook")
-  local n = rawget(self, "_n")
+  local n = st.n
   if not n then fail("plan:update_phone_webhook needs a number (use it in decide)") end
   local params = { PhoneNumber = n.phone_number, CustSpaceId = n.cust_space_id }
   local current = {}
@@ -187,18 +310,20 @@ function Plan:update_phone_webhook(spec)
     fail(("plan:update_phone_webhook: the space of number %s is not known; run with --spaces and "
       .. "give your own numbers' space id (your instance id) there"):format(n.phone_number))
   end
-  local a = Plan.call(self, "UpdatePhoneWebhook", params)
-  a.current = current
-  return a
+  local action = call_action(self, "UpdatePhoneWebhook", params, 4, current)
+  return action
 end
 
 function Plan:exec(spec)
+  state_of(self)
   check_table(spec, "plan:exec")
   local argv = spec.argv
   if type(argv) ~= "table" or #argv == 0 then fail("plan:exec: argv must be a non-empty list of strings") end
   local copy = {}
   for i, a in ipairs(argv) do
-    if type(a) ~= "string" then fail(("plan:exec: argv[%d] must be a string"):format(i)) end
+    if type(a) ~= "string" or a:find("\0", 1, true) then
+      fail(("plan:exec: argv[%d] must be a string without NUL"):format(i))
+    end
     copy[i] = a
   end
   if spec.stdin ~= nil and type(spec.stdin) ~= "string" then fail("plan:exec: stdin must be a string") end
@@ -206,23 +331,29 @@ function Plan:exec(spec)
   if math.type(timeout) ~= "integer" or timeout < 1 or timeout > 3600000 then
     fail("plan:exec: timeout_ms must be a whole number from 1 to 3600000")
   end
-  return self._add(self, { kind = "exec", request = { argv = copy, stdin = spec.stdin, timeout_ms = timeout } })
+  local action = add(self, { kind = "exec", request = { argv = copy, stdin = spec.stdin, timeout_ms = timeout } })
+  return action
 end
 
 function Plan:lua(fn, name)
+  state_of(self)
   if type(fn) ~= "function" then fail("plan:lua expects a function") end
+  if name ~= nil and type(name) ~= "string" then fail("plan:lua: the name must be a string") end
   local info = debug.getinfo(fn, "S")
-  return self._add(self, {
+  local action = add(self, {
     kind = "lua", fn = fn,
     request = { name = name or ("function at %s:%d"):format(info.short_src, info.linedefined) },
   })
+  return action
 end
 Plan.run = Plan.lua
 
 function Plan:log(message, ...)
+  state_of(self)
   if select("#", ...) > 0 then message = string.format(message, ...) end
   if type(message) ~= "string" then fail("plan:log expects a message string") end
-  return self._add(self, { kind = "log", request = { message = message } })
+  local action = add(self, { kind = "log", request = { message = message } })
+  return action
 end
 
 --- The deterministic id of an action: the same policy, subject and request
@@ -240,9 +371,11 @@ end
 --- Finish an action planned for plan: subject, id.  Used by the runner's
 --- `add`.
 function M.complete(plan, action)
-  local policy = plan._policy
-  local space = rawget(plan, "_space")
+  local st = states[plan]
+  local policy = st.policy
+  local space = st.space
   action.policy = policy.name
+  action.number = st.n
   action.space = space
   action.phone_number = subject(plan)
   local req = action.request

@@ -19,15 +19,18 @@ local executor = require "chatapp.executor"
 
 local QUERY = "QueryChatappPhoneNumbers"
 local MB = 1024 * 1024
+-- All policy files of a run together get at most RUN_FACTOR times one
+-- file's memory cap and instruction budget (docs/policies.md).
+local RUN_FACTOR = 4
 
 local Runner = {}
 Runner.__index = Runner
 
-local M = {}
+local M = { RUN_FACTOR = RUN_FACTOR }
 
 function M.new(options, host)
   options = options or {}
-  return setmetatable({
+  local r = setmetatable({
     options = options,
     host = host,
     policies = {},
@@ -35,29 +38,39 @@ function M.new(options, host)
     instructions = options.instruction_limit and options.instruction_limit > 0
       and options.instruction_limit or 200000000,
   }, Runner)
+  r.run_budget = { instructions = r.instructions * RUN_FACTOR, memory = r.memory * RUN_FACTOR, retained = 0 }
+  return r
 end
 
 function Runner:log(level, line)
   self.host.log(level, line)
 end
 
-function Runner:new_budget()
-  return { instructions = self.instructions, memory = self.memory, retained = 0 }
+--- A policy file's budget: every policy of the file, its loading and its
+--- plan:lua functions draw on it, and on the run's total.
+function Runner:new_budget(file)
+  return { instructions = self.instructions, memory = self.memory, retained = 0,
+           run = self.run_budget, file = file }
 end
 
 ---------------------------------------------------------------------------
 -- Loading
 
---- Turn what a policy file returned into a list of policies.
+--- Turn what a policy file returned into a list of runner-owned policy
+--- records.  The value is data: read raw, no metamethod of it runs.
 local function policies_of(value, name)
-  if getmetatable(value) == chatapp.Policy then return { value } end
-  if type(value) == "table" and #value > 0 then
-    for i, p in ipairs(value) do
-      if getmetatable(p) ~= chatapp.Policy then
+  local rec = chatapp.policy_record(value)
+  if rec then return { rec } end
+  local n = type(value) == "table" and rawlen(value) or 0
+  if n > 0 then
+    local list = {}
+    for i = 1, n do
+      list[i] = chatapp.policy_record(rawget(value, i))
+      if not list[i] then
         return nil, ("%s: item %d of the returned list is not a chatapp.policy{...}"):format(name, i)
       end
     end
-    return value
+    return list
   end
   return nil, ("%s must return chatapp.policy{...} or a list of them (it returned a %s)")
     :format(name, type(value))
@@ -91,23 +104,33 @@ function Runner:load_string(name, src)
   local env = sandbox.env(function(line) self:log(0, name .. ": " .. line) end)
   local chunk, err = load(src, "@" .. name, "t", env)
   if not chunk then return nil, err end
-  local budget = self:new_budget()
-  local ok, value, kind = sandbox.call(budget, chunk)
+  local budget = self:new_budget(name)
+  local ok, value = sandbox.call(budget, chunk)
   if not ok then
-    if getmetatable(value) == chatapp.PolicyError then
-      return nil, (value.where or (locate(name, src, value.token) .. ": ")) .. value.message
+    local info = chatapp.policy_error_info(value)
+    if info then
+      return nil, (info.where or (locate(name, src, info.token) .. ": ")) .. info.message
     end
-    return nil, ("%s%s"):format(report.text(value), kind == "error" and "" or (" (while loading " .. name .. ")"))
+    if not value:find(name, 1, true) then value = name .. ": " .. value end
+    return nil, value
   end
   local list, perr = policies_of(value, name)
   if not list then return nil, perr end
-  for _, p in ipairs(list) do
+  for i, p in ipairs(list) do
+    for j = 1, i - 1 do
+      if list[j] == p then
+        return nil, ("%s: policy %q is returned twice"):format(name, p.name)
+      end
+    end
     for _, other in ipairs(self.policies) do
       if other.name == p.name then
         return nil, ("%s: policy name %q is already used by %s"):format(name, p.name, other.file)
       end
     end
+  end
+  for _, p in ipairs(list) do
     p.file = name
+    p.budget = budget
     for _, w in ipairs(p.warnings) do self:log(0, ("%s: policy %s: %s"):format(name, p.name, w)) end
     self.policies[#self.policies + 1] = p
   end
@@ -176,31 +199,51 @@ end
 -- Evaluating
 
 -- Evaluate one policy over one space's numbers, planning its actions.
+-- Out of budget: the file's budget (or the run's) is spent; every
+-- policy of the file stops.  Said once per policy.
+local function out_of_budget(rep, policy, budget, kind, scope)
+  budget.spent = budget.spent or { kind = kind, scope = scope }
+  local spent = budget.spent
+  local what = spent.kind == "memory" and "memory cap reached" or "instruction budget used up"
+  local option = spent.kind == "memory" and "memory-limit-mb" or "instruction-limit"
+  if spent.scope == "run" then
+    rep:policy_error(policy, nil, nil, ("stopped: %s for all policy files of the run together "
+      .. "(%d times one file's; raise it with --%s)"):format(what, RUN_FACTOR, option))
+  else
+    rep:policy_error(policy, nil, nil, ("stopped: %s (shared by every policy of %s); raise the limit with --%s")
+      :format(what, policy.file or "the file", option))
+  end
+end
+
 function Runner:evaluate(rep, policy, space, list, plan, state)
   local filter, decide = policy.filter, policy.decide
-  for _, n in ipairs(list) do
-    if state.stopped then return end
+  for i, n in ipairs(list) do
+    if state.stopped then
+      state.skipped = state.skipped + (#list - i + 1)
+      return
+    end
     rep:seen(policy)
-    local ok, hit, kind = true, policy:matches_where(n), nil
+    local ok, hit, kind, scope = true, chatapp.matches_where(policy, n), nil, nil
     if hit and filter then
-      ok, hit, kind = sandbox.call(state.budget, filter, n)
+      ok, hit, kind, scope = sandbox.call(state.budget, filter, n)
     end
     if ok and hit then
       rep:matched(policy, space, n)
       state.matched[#state.matched + 1] = n
       if decide then
         plans.focus(plan, n, space)
-        ok, hit, kind = sandbox.call(state.budget, decide, n, plan)
+        ok, hit, kind, scope = sandbox.call(state.budget, decide, n, plan)
       end
     end
     if not ok then
       rep:policy_error(policy, space, n, hit)
       if kind ~= "error" then
-        -- Out of budget: the rest of this policy's numbers are skipped.
+        -- Out of budget: the rest of this file's numbers are skipped.
         state.stopped = true
-        rep:policy_error(policy, nil, nil, ("stopped: %s; raise the limit with --%s")
-          :format(kind == "memory" and "memory cap reached" or "instruction budget used up",
-                  kind == "memory" and "memory-limit-mb" or "instruction-limit"))
+        out_of_budget(rep, policy, state.budget, kind, scope)
+      elseif state.capped then
+        -- Past the action cap: the rest would fail the same way.
+        state.stopped = true
       end
     end
   end
@@ -210,11 +253,12 @@ function Runner:plan_for(policy, rep, state)
   local seen_ids = {}
   return plans.new(policy, function(plan, action)
     if state.count >= plans.MAX_ACTIONS then
-      error(("policy planned more than %d actions"):format(plans.MAX_ACTIONS), 3)
+      state.capped = true
+      return nil, ("policy planned more than %d actions; the rest of its numbers are not decided")
+        :format(plans.MAX_ACTIONS)
     end
     plans.complete(plan, action)
     action.policy_ref = policy
-    action.number = rawget(plan, "_n")
     -- The same action planned twice (same policy, subject and request)
     -- is carried out once.
     if seen_ids[action.id] then return action end
@@ -238,18 +282,31 @@ function Runner:run(flags)
 
   local budgets = {}
   for _, policy in ipairs(self.policies) do
-    local state = { budget = self:new_budget(), matched = {}, count = 0 }
-    budgets[policy.name] = state.budget
+    local budget = policy.budget or self:new_budget(policy.file)
+    local state = { budget = budget, matched = {}, count = 0, skipped = 0 }
+    budgets[policy.name] = budget
     local plan = self:plan_for(policy, rep, state)
+    if budget.spent then
+      -- An earlier policy of the same file used the budget up.
+      state.stopped = true
+      out_of_budget(rep, policy, budget)
+    end
     for i, space in ipairs(spaces) do
-      if lists[i] and policy:uses_space(space) then
+      if lists[i] and chatapp.uses_space(policy, space) then
         self:evaluate(rep, policy, space, lists[i], plan, state)
       end
     end
+    if state.capped and state.skipped > 0 then
+      rep:warn(("policy %s: %d more numbers not decided after the cap of %d actions")
+        :format(policy.name, state.skipped, plans.MAX_ACTIONS))
+    end
     if policy.finish and not state.stopped then
       plans.focus(plan, nil, nil)
-      local ok, err = sandbox.call(state.budget, policy.finish, plan, state.matched)
-      if not ok then rep:policy_error(policy, nil, nil, err) end
+      local ok, err, kind, scope = sandbox.call(state.budget, policy.finish, plan, state.matched)
+      if not ok then
+        rep:policy_error(policy, nil, nil, err)
+        if kind ~= "error" then out_of_budget(rep, policy, budget, kind, scope) end
+      end
     end
   end
 

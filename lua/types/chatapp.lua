@@ -373,9 +373,34 @@ function Policy:matches_where(n) end
 ---@return boolean
 function Policy:uses_space(space) end
 
---- The metatable of policies: getmetatable(p) == chatapp.Policy.
+--- The metatable of policies: getmetatable(p) == chatapp.Policy (a
+--- read-only stand-in; the real metatable is not reachable).
 ---@type table
 chatapp.Policy = nil
+
+--- The runner's own copy of a policy object (made when it was declared;
+--- later changes to the object or its spec do not reach it), or nil.
+---@param p any
+---@return chatapp.Policy|nil
+function chatapp.policy_record(p) end
+
+--- policy:matches_where(n) as a plain function (for a policy record).
+---@param policy chatapp.Policy
+---@param n chatapp.PhoneNumber
+---@return boolean
+function chatapp.matches_where(policy, n) end
+
+--- policy:uses_space(space) as a plain function (for a policy record).
+---@param policy chatapp.Policy
+---@param space table
+---@return boolean
+function chatapp.uses_space(policy, space) end
+
+--- What a PolicyError value said when it was raised ({ message, token,
+--- where }), or nil when e is not one.
+---@param e any
+---@return chatapp.PolicyErrorValue|nil
+function chatapp.policy_error_info(e) end
 
 --- A mistake in a policy's declaration, raised by chatapp.policy{...}:
 --- getmetatable(e) == chatapp.PolicyError; tostring(e) is the message.

@@ -1,0 +1,3 @@
+-- expect: load
+-- Never finishes loading.
+while true do end
