@@ -117,24 +117,40 @@ static const struct {
   {NULL, NULL, 0, 0},
 };
 
-/* TIER_50 -> 50, TIER_1K -> 1000, TIER_UNLIMITED -> huge; else -1. */
+/*
+ * TIER_50 -> 50, TIER_1K -> 1000, TIER_2M -> 2000000, TIER_UNLIMITED ->
+ * huge; anything else -1.  Strict: "TIER_", 1 to TIER_DIGITS digits (no
+ * sign, no leading zero, no exponent), then nothing, K or M; so the value
+ * is an exact integer far below 2^53 and never out of range.
+ */
+#define TIER_DIGITS 9
 static double tier_limit(const char *t)
 {
-  char *end;
-  double n;
+  const char *d;
+  long long n = 0;
+  size_t i;
 
   if (strncmp(t, "TIER_", 5) != 0)
     return -1;
-  if (strcmp(t + 5, "UNLIMITED") == 0)
+  d = t + 5;
+  if (strcmp(d, "UNLIMITED") == 0)
     return HUGE_VAL;
-  if (t[5] < '0' || t[5] > '9')
+  for (i = 0; d[i] >= '0' && d[i] <= '9'; i++) {
+    if (i == TIER_DIGITS || (i == 0 && d[i] == '0'))
+      return -1;
+    n = n * 10 + (d[i] - '0');
+  }
+  if (i == 0)
     return -1;
-  n = strtod(t + 5, &end);
-  if (*end == 'K' && end[1] == '\0')
-    return n * 1e3;
-  if (*end == 'M' && end[1] == '\0')
-    return n * 1e6;
-  return *end == '\0' ? n : -1;
+  if (d[i] == '\0')
+    return (double)n;
+  if (d[i + 1] != '\0')
+    return -1;
+  if (d[i] == 'K')
+    return (double)(n * 1000);
+  if (d[i] == 'M')
+    return (double)(n * 1000000);
+  return -1;
 }
 
 static int quality_level(const char *q)
@@ -376,14 +392,14 @@ static int phone_pairs(lua_State *L)
 
 /*
  * Sharing strings while one list is built: an open-addressing table from
- * string to pool index, in a scratch userdata (its memory is freed by the
- * collector even if building raises).  Lua interns short strings, so equal
+ * string to pool index, in a userdata on the stack that a bigger one
+ * replaces when it grows (Lua memory: counted against the state's cap and
+ * collected even if building raises).  Lua interns short strings, so equal
  * short strings have one address and are found by pointer; longer ones
  * (callback URLs) by content.  Getting this wrong could only cost memory:
  * equal strings under different keys get two pool slots.
  */
 #define SHORT_STRING 40 /* LUAI_MAXSHORTLEN in Lua 5.4 */
-#define SHARE_MT     "chatapp.phone.share"
 
 typedef struct share_entry {
   const char *s; /* anchored in the pool table */
@@ -392,18 +408,10 @@ typedef struct share_entry {
 } share_entry;
 
 typedef struct share {
-  share_entry *v;
-  size_t cap, n; /* cap: a power of two */
+  share_entry *v; /* the userdata at slot */
+  size_t cap, n;  /* cap: a power of two */
+  int slot;
 } share;
-
-static int share_gc(lua_State *L)
-{
-  share *t = luaL_checkudata(L, 1, SHARE_MT);
-  free(t->v);
-  t->v = NULL;
-  t->cap = t->n = 0;
-  return 0;
-}
 
 static uint32_t share_hash(const char *s, size_t len)
 {
@@ -440,21 +448,20 @@ static share_entry *share_slot(share *t, const char *s, size_t len, uint32_t h)
   }
 }
 
-static int share_grow(share *t)
+/* Double the table (raises when memory runs out). */
+static void share_grow(lua_State *L, share *t)
 {
   share_entry *old = t->v, *nv;
   size_t oldcap = t->cap, cap = oldcap ? oldcap * 2 : 256, i;
 
-  nv = calloc(cap, sizeof *nv);
-  if (!nv)
-    return -1;
+  nv = lua_newuserdatauv(L, cap * sizeof *nv, 0); /* old still anchored */
+  memset(nv, 0, cap * sizeof *nv);
   t->v = nv;
   t->cap = cap;
   for (i = 0; i < oldcap; i++)
     if (old[i].s)
       *share_slot(t, old[i].s, old[i].len, old[i].hash) = old[i];
-  free(old);
-  return 0;
+  lua_replace(L, t->slot);
 }
 
 /* Stack indices and state used while building one list. */
@@ -474,8 +481,8 @@ static uint32_t intern_top(lua_State *L, builder *b)
   uint32_t h = share_hash(s, len);
   share_entry *e;
 
-  if (b->shared->n * 2 >= b->shared->cap && share_grow(b->shared))
-    luaL_error(L, "out of memory");
+  if (b->shared->n * 2 >= b->shared->cap)
+    share_grow(L, b->shared);
   e = share_slot(b->shared, s, len, h);
   if (e->s) {
     lua_pop(L, 1);
@@ -538,8 +545,7 @@ static uint32_t pool_top(lua_State *L, builder *b)
 }
 
 /* Build one PhoneNumber from the decoded object at idx; push it.  Known
- * fields are typed here; unknown ones are cleaned (lca_json_clean) and kept
- * for raw(). */
+ * fields are typed here; unknown ones are kept for raw(). */
 static void build_phone(lua_State *L, builder *b, int idx,
                         const uint32_t space[3])
 {
@@ -574,13 +580,6 @@ static void build_phone(lua_State *L, builder *b, int idx,
     } else if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
       lua_pop(L, 1); /* an unknown field that is null: absent */
       continue;
-    }
-    {
-      char err[200];
-      if (lca_json_clean(L, err, sizeof err))
-        luaL_error(L, "field %s: %s",
-                   lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?",
-                   err);
     }
     /* Unknown field, or a known one with a non-scalar value: raw only. */
     if (!extra) {
@@ -632,6 +631,7 @@ static void push_numbers_array(lua_State *L, int idx)
 static int build_list(lua_State *L)
 {
   builder b;
+  share shared;
   uint32_t space[3] = {0, 0, 0};
   lua_Integer i, n = 0;
   int arr;
@@ -655,11 +655,11 @@ static int build_list(lua_State *L)
     lua_createtable(L, (int)(guess + 64), 0);
     b.pool = lua_gettop(L);
   }
-  b.shared = lua_newuserdatauv(L, sizeof *b.shared, 0);
-  memset(b.shared, 0, sizeof *b.shared);
-  luaL_setmetatable(L, SHARE_MT);
-  if (share_grow(b.shared))
-    return luaL_error(L, "out of memory");
+  memset(&shared, 0, sizeof shared);
+  lua_pushnil(L);
+  shared.slot = lua_gettop(L);
+  b.shared = &shared;
+  share_grow(L, &shared);
   /* The API names as Lua holds them (anchored as keys of the registry's
    * API table): a key from the decoder is one of them iff same address. */
   lua_getfield(L, LUA_REGISTRYINDEX, API_KEY);
@@ -704,36 +704,53 @@ static int build_list(lua_State *L)
   return 1;
 }
 
+typedef struct body_ref {
+  const char *text;
+  size_t len;
+} body_ref;
+
+/* Under pcall: 1 = the body (a body_ref as light userdata), 2 = space or
+ * nil. */
+static int decode_list(lua_State *L)
+{
+  const body_ref *r = lua_touserdata(L, 1);
+
+  lca_json_push_decoded(L, r->text, r->len, LCA_JSON_BIG_TEXT);
+  lua_replace(L, 1); /* 1 = decoded answer, 2 = space */
+  return build_list(L);
+}
+
 int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
                              int space_idx)
 {
-  int top, running, st;
+  body_ref r;
+  int running, st;
 
   if (space_idx)
     space_idx = lua_absindex(L, space_idx);
-  /* Everything decoding and typing allocate stays reachable until the list
-   * is built: a collection meanwhile would walk the answer for nothing.
-   * The collector is paused for both and resumes right after. */
-  running = lua_gc(L, LUA_GCISRUNNING);
-  lua_gc(L, LUA_GCSTOP);
-  if (!lca_json_decode_raw(L, body, len)) {
-    if (running)
-      lua_gc(L, LUA_GCRESTART);
-    return 0; /* nil, message */
-  }
-  top = lua_gettop(L);
-  lua_pushcfunction(L, build_list);
-  lua_insert(L, top);
+  r.text = body;
+  r.len = len;
+  /* Nothing below allocates or raises outside the protected call. */
+  lua_pushcfunction(L, decode_list);
+  lua_pushlightuserdata(L, &r);
   if (space_idx)
     lua_pushvalue(L, space_idx);
   else
     lua_pushnil(L);
+  /* Everything decoding and typing allocate stays reachable until the list
+   * is built: a collection meanwhile would walk the answer for nothing.
+   * The collector is paused for the protected call only, and resumes on
+   * every path (an error or out of memory included). */
+  running = lua_gc(L, LUA_GCISRUNNING);
+  lua_gc(L, LUA_GCSTOP);
   st = lua_pcall(L, 2, 1, 0);
   if (running)
     lua_gc(L, LUA_GCRESTART);
   if (st != LUA_OK) {
-    if (lua_type(L, -1) != LUA_TSTRING)
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
       lua_pushliteral(L, "cannot decode the phone numbers");
+    }
     lua_pushnil(L);
     lua_insert(L, -2);
     return 0;
@@ -794,11 +811,6 @@ void lca_open_phone(lua_State *L)
   lua_pushliteral(L, "PhoneNumber");
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 2);
-
-  luaL_newmetatable(L, SHARE_MT);
-  lua_pushcfunction(L, share_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
 
   luaL_newmetatable(L, PHONELIST_MT);
   lua_pushliteral(L, "PhoneList");
