@@ -1,0 +1,142 @@
+-- The run report as shown: text output and log lines escape every control
+-- character that came from a server or a policy (no ESC sequence, BEL, CR
+-- or NUL reaches the terminal, no value forges a line), and a JSON Lines
+-- record that cannot be encoded becomes a clear message while the rest of
+-- the report (the summary included) still prints.
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local T = require "testlib"
+local chatapp = require "chatapp"
+local core = chatapp.core
+local report = require "chatapp.report"
+
+local function sink()
+  local buf = {}
+  return {
+    write = function(self, ...)
+      for _, s in ipairs { ... } do buf[#buf + 1] = tostring(s) end
+      return self
+    end,
+    flush = function() end,
+    text = function() return table.concat(buf) end,
+  }
+end
+
+local function lines_of(s)
+  local list = {}
+  for line in s:gmatch("([^\n]*)\n") do list[#list + 1] = line end
+  return list
+end
+
+-- Hostile values, as a server or a policy could send them.
+local ESC_TITLE = "\27]0;owned\7"
+local hostile = {
+  PhoneNumber = "8613800000001\r\nchatapp-run: forged line",
+  VerifiedName = "Acme\27[2J\27[31m\0\7" .. ESC_TITLE,
+  Status = "CONNECTED\rBANNED",
+  QualityRating = "GREEN\xc2\x9b31m", -- U+009B CSI
+  MessagingLimitTier = "TIER_1K\xe2\x80\xae", -- U+202E RIGHT-TO-LEFT OVERRIDE
+}
+
+local function make_report(output, log_lines)
+  local policy = { name = "p\27[1mname\n", file = "/tmp/x\r.lua", description = "d\0esc\7" }
+  local r = report.new({ output = output, color = 0, verbose = 1 }, { policy }, function(level, line)
+    log_lines[#log_lines + 1] = line
+  end)
+  r.out = sink()
+  local body = assert(chatapp.json.encode { RequestId = "R\27[0m", PhoneNumbers = { hostile } })
+  local list = assert(core.decode_phone_numbers(body, { cust_space_id = "C1", label = "L\27[5m" }))
+  local space = { cust_space_id = "C1", label = "L\27[5m\n" }
+  r:space(space, list)
+  r:seen(policy)
+  r:matched(policy, space, list[1])
+  r:policy_error(policy, space, list[1], "boom\r\nchatapp-run: all good\27[0m")
+  r:action { policy_ref = policy, policy = policy.name, kind = "log", space = space,
+    request = { message = "log\nforged\27[H" } }
+  r:action { policy_ref = policy, policy = policy.name, kind = "call", space = space,
+    phone_number = "1\n2", status = "failed", error = "Server said:\r\n\27[31mforged",
+    request = { operation = "Op\27[2J", params = { A = "1\n2" } },
+    current = { A = "x\ny" }, result = { request_id = "REQ\r\n" } }
+  return r, policy, list
+end
+
+T.cases {
+  { "one escaping function", function()
+    T.eq(report.safe("a\27[31mb\7c\r\nd\0e"), "a\\e[31mb\\ac\\r\\nd\\x00e")
+    T.eq(report.safe("é😀 ok"), "é😀 ok", "printable UTF-8 is kept")
+    T.eq(report.safe("\xff\xc3"), "\\xff\\xc3", "bytes that are not UTF-8")
+    T.eq(report.safe("a\xc2\x9bb"), "a\\u{9b}b", "C1 controls")
+    T.eq(report.safe("\xe2\x80\xaeevil"), "\\u{202e}evil", "bidirectional overrides")
+    T.eq(report.safe(42), "42")
+    T.eq(report.safe_lines("a\nb\r\27"), "a\n  b\\r\\e", "continuation lines are indented")
+  end },
+
+  { "text output shows no control character and no forged line", function()
+    local logged = {}
+    local r = make_report("text", logged)
+    r:settle(true)
+    r:finish()
+    local out = r.out.text()
+    T.check(not out:find("[%z\1-\9\11-\31\127]"), "no control character but line ends:\n" .. out)
+    T.check(not out:find("\xc2\x9b", 1, true) and not out:find("\xe2\x80\xae", 1, true), "no C1, no override")
+    for _, line in ipairs(lines_of(out)) do
+      T.check(not line:find("^%s*chatapp%-run:") and not line:find("^%s*forged"), "forged line: " .. line)
+    end
+    T.check(out:find("8613800000001\\r\\nchatapp-run: forged line", 1, true), "the value is shown, escaped")
+    T.check(out:find("Acme\\e[2J\\e[31m\\x00\\a\\e]0;owned\\a", 1, true), "the name, escaped")
+    T.check(#logged > 0, "lines were logged")
+    for _, line in ipairs(logged) do
+      T.check(not line:find("[%z\1-\8\11-\31\127]"), "log line has no control character: " .. line)
+      for l in (line .. "\n"):gmatch("([^\n]*)\n") do
+        T.check(not l:find("^chatapp%-run:") and not l:find("^forged"), "forged log line: " .. l)
+      end
+    end
+  end },
+
+  { "check mode escapes too", function()
+    local r = make_report("text", {})
+    r:finish_check()
+    T.check(not r.out.text():find("[%z\1-\9\11-\31\127]"), r.out.text())
+  end },
+
+  { "a record that cannot be encoded is a message; the rest still prints", function()
+    local logged = {}
+    local r, policy = make_report("json", logged)
+    local deep = {}
+    local t = deep
+    for _ = 1, chatapp.json.max_depth + 5 do
+      t[1] = {}
+      t = t[1]
+    end
+    r:action { policy_ref = policy, policy = policy.name, kind = "lua", id = "A1", status = "done",
+      request = { name = "f" }, result = deep }
+    r:settle(false)
+    local ok, err = pcall(r.finish, r)
+    T.check(ok, "finish does not raise: " .. tostring(err))
+    local records = {}
+    for _, line in ipairs(lines_of(r.out.text())) do
+      local v, derr = chatapp.json.decode(line)
+      T.check(v, "every line is JSON: " .. tostring(derr))
+      records[#records + 1] = v or {}
+    end
+    T.eq(records[#records].type, "summary", "the summary still prints")
+    local bad
+    for _, v in ipairs(records) do
+      if v.encode_error then bad = v end
+    end
+    T.check(bad and bad.type == "action" and bad.id == "A1", "a record in place of the one that failed")
+    T.check(bad and bad.encode_error:find("deeper than", 1, true), bad and bad.encode_error)
+    local said = false
+    for _, line in ipairs(logged) do
+      if line:find("cannot write the action record", 1, true) then said = true end
+    end
+    T.check(said, "and a message says so")
+    -- hostile values went into valid JSON: the phone number as sent
+    local match
+    for _, v in ipairs(records) do
+      if v.type == "match" then match = v end
+    end
+    T.eq(match and match.number.PhoneNumber, hostile.PhoneNumber)
+  end },
+}
+
+return T.done()
