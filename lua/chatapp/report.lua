@@ -43,8 +43,11 @@ local function escape(s, keep_newlines)
   while i <= n do
     local c = s:byte(i)
     if c < 0x20 or c == 0x7f then
-      if keep_newlines and (c == 10 or c == 9) then
-        out[#out + 1] = c == 10 and "\n  " or "\t" -- continuation lines are indented
+      if keep_newlines and c == 9 then
+        out[#out + 1] = "\t"
+      elseif keep_newlines and c == 10 then
+        -- continuation lines are indented (once: escaping twice changes nothing)
+        out[#out + 1] = s:sub(i + 1, i + 2) == "  " and "\n" or "\n  "
       else
         out[#out + 1] = named[c] or ("\\x%02x"):format(c)
       end
@@ -131,7 +134,8 @@ local rank = { ok = 0, action = 1, api = 2, policy = 3, config = 4, credentials 
 function Report:fail(status, message)
   if rank[status] > rank[self.status] then
     self.status = status
-    self.message = message
+    -- the host prints it (chatapp-run on stderr): escaped like every line
+    self.message = M.safe_lines(message)
   end
 end
 

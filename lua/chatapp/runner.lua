@@ -38,7 +38,7 @@ function M.new(options, host)
 end
 
 function Runner:log(level, line)
-  self.host.log(level, line)
+  self.host.log(level, report.safe_lines(line)) -- policy and server text, escaped
 end
 
 function Runner:new_budget()

@@ -68,6 +68,10 @@ T.cases {
     T.eq(report.safe("\xe2\x80\xaeevil"), "\\u{202e}evil", "bidirectional overrides")
     T.eq(report.safe(42), "42")
     T.eq(report.safe_lines("a\nb\r\27"), "a\n  b\\r\\e", "continuation lines are indented")
+    T.eq(report.safe_lines(report.safe_lines("a\nb\n\tc\27")), report.safe_lines("a\nb\n\tc\27"), "once")
+    local r = report.new({ output = "none" }, {}, function() end)
+    r:fail("api", "space C1: server says\r\nchatapp-run: all good\27[0m")
+    T.eq(r.message, "space C1: server says\\r\n  chatapp-run: all good\\e[0m", "the message the host prints")
   end },
 
   { "text output shows no control character and no forged line", function()
