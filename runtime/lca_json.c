@@ -296,6 +296,12 @@ static void dec_number(dec *d)
     lua_pushlstring(L, s, n); /* every digit kept */
     return;
   }
+  if (integral) { /* beyond 64 bits: a float, never a rounded integer */
+    lua_pushlstring(L, s, n);
+    lua_pushnumber(L, (lua_Number)strtod(lua_tostring(L, -1), NULL));
+    lua_remove(L, -2);
+    return;
+  }
   if (n < sizeof tmp) {
     memcpy(tmp, s, n);
     tmp[n] = '\0';
@@ -307,7 +313,10 @@ static void dec_number(dec *d)
   }
   if (!isfinite(x))
     dec_fail(d, "number out of range (not a finite number)");
-  if (x == floor(x) && lua_numbertointeger(x, &i))
+  /* An integral value becomes an integer; -2^63 itself stays a float, as
+   * the literals just below it (rounded to it) do: so decoding what was
+   * encoded gives the same value. */
+  if (x == floor(x) && x > (double)LUA_MININTEGER && lua_numbertointeger(x, &i))
     lua_pushinteger(L, i);
   else
     lua_pushnumber(L, (lua_Number)x);
@@ -598,6 +607,48 @@ typedef struct member {
   lua_Integer pos;
 } member;
 
+/* Push s with each byte that is not UTF-8 replaced by U+FFFD, as
+ * put_string writes it. */
+static void push_valid_utf8(lua_State *L, const char *s, size_t len)
+{
+  luaL_Buffer b;
+  size_t i = 0, start = 0;
+
+  luaL_buffinit(L, &b);
+  while (i < len) {
+    size_t l;
+    if ((unsigned char)s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    l = ca_utf8_len((const unsigned char *)s + i, len - i);
+    if (l) {
+      i += l;
+      continue;
+    }
+    luaL_addlstring(&b, s + start, i - start);
+    luaL_addlstring(&b, "\xEF\xBF\xBD", 3);
+    start = ++i;
+  }
+  luaL_addlstring(&b, s + start, len - start);
+  luaL_pushresult(&b);
+}
+
+static int valid_utf8(const char *s, size_t len)
+{
+  size_t i = 0;
+
+  while (i < len) {
+    size_t l = (unsigned char)s[i] < 0x80
+                 ? 1
+                 : ca_utf8_len((const unsigned char *)s + i, len - i);
+    if (!l)
+      return 0;
+    i += l;
+  }
+  return 1;
+}
+
 static int cmp_members(const void *a, const void *b)
 {
   const member *x = a, *y = b;
@@ -623,7 +674,9 @@ static void encode_object(enc *e, int idx, int depth)
                  luaL_typename(L, -1));
     n++;
   }
-  /* keys[i]: the key as it is in the table; keys[n + i]: as a string. */
+  /* keys[i]: the key as it is in the table; keys[n + i]: its name as it
+   * is written (integers in decimal, bytes that are not UTF-8 replaced),
+   * which is also the order (so encoding what was decoded is stable). */
   lua_createtable(L, (int)(2 * n), 0);
   keys = lua_gettop(L);
   i = 0;
@@ -633,10 +686,16 @@ static void encode_object(enc *e, int idx, int depth)
     i++;
     lua_pushvalue(L, -1);
     lua_rawseti(L, keys, i);
-    if (lua_type(L, -1) == LUA_TSTRING)
-      lua_pushvalue(L, -1);
-    else
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t klen;
+      const char *k = lua_tolstring(L, -1, &klen);
+      if (valid_utf8(k, klen))
+        lua_pushvalue(L, -1);
+      else
+        push_valid_utf8(L, k, klen);
+    } else {
       lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
+    }
     lua_rawseti(L, keys, n + i);
   }
   m = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *m, 0);
@@ -651,8 +710,9 @@ static void encode_object(enc *e, int idx, int depth)
   for (i = 0; i < n; i++) {
     if (i && cmp_members(&m[i - 1], &m[i]) == 0)
       luaL_error(L,
-                 "JSON object has the key \"%s\" twice (as an integer and "
-                 "as a string)",
+                 "JSON object has the key \"%s\" twice (an integer key and "
+                 "a string one, or names that differ only in bytes that are "
+                 "not UTF-8)",
                  m[i].s);
     if (i)
       put(e, ",", 1);

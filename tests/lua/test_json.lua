@@ -74,8 +74,13 @@ T.cases {
     T.eq(v[6], 0.5)
     T.eq(math.type(v[7]), "integer")
     T.eq(json.encode(v), "[12345678901234567,-9223372036854775808,9223372036854775807,1,1000,0.5,0]")
-    -- beyond 64 bits: a float (the typed PhoneNumber keeps the digits)
+    -- beyond 64 bits: a float (the typed PhoneNumber keeps the digits),
+    -- never an integer rounded to the nearest one
     T.eq(math.type(json.decode("99999999999999999999")), "float")
+    T.eq(math.type(json.decode("-9223372036854775809")), "float")
+    T.eq(math.type(json.decode("-9.223372036854776e+18")), "float", "-2^63 as a float stays one")
+    local once = assert(json.encode(json.decode("[-9223372036854775809]")))
+    T.eq(json.encode(json.decode(once)), once, "stable (fuzz_json found it)")
     for _, s in ipairs { "1e400", "-1e400", "NaN", "Infinity", "0x10", "01", "1.", ".5", "+1", "-" } do
       local x, err = json.decode(s)
       T.eq(x, nil, s)
@@ -91,7 +96,14 @@ T.cases {
     T.eq(back.a, nil)
     T.eq(json.encode { ["a\0"] = 1, a = 2 }, '{"a":2,"a\\u0000":1}', "sorted by bytes, NUL included")
     T.eq(json.decode('"\\u0000"'), "\0")
-    local k, err = json.encode { [1] = "x", ["1"] = "y", z = 1 }
+    -- names with bytes that are not UTF-8 are sorted as written (fuzz_json)
+    local once = assert(json.encode { ["\0\x85[["] = 1, ["\0\xef\xbf\xbd["] = 2 })
+    T.eq(once, '{"\\u0000\xef\xbf\xbd[":2,"\\u0000\xef\xbf\xbd[[":1}')
+    T.eq(json.encode(json.decode(once)), once, "stable")
+    local k, err = json.encode { ["\xff"] = 1, ["\xfe"] = 2 }
+    T.eq(k, nil, "two names that are the same once written")
+    T.check(err and err:find("twice", 1, true), err)
+    k, err = json.encode { [1] = "x", ["1"] = "y", z = 1 }
     T.eq(k, nil, "an integer key and a string key with the same name")
     T.check(err and err:find("twice", 1, true), err)
   end },
