@@ -4,6 +4,7 @@
  *   lca_core.c    luaopen_chatapp_core, JSON helpers, module functions
  *   lca_client.c  Client: signed, throttled calls (ca_client.h)
  *   lca_phone.c   PhoneNumber: typed, strict, compact results
+ *   lca_phone_decode.c  a PhoneList built from an answer (lca_phone.h)
  *   lca_error.c   ApiError: what failed, where, and whether to retry
  *   lca_json.c    JSON: the decoder and a deterministic encoder
  *   lca_sys.c     commands, atomic file writes, terminals, clocks
