@@ -141,6 +141,60 @@ T.cases {
     end
     T.eq(match and match.number.PhoneNumber, hostile.PhoneNumber)
   end },
+  { "chatapp-run --replay: hostile answers, text and JSON Lines", function()
+    local bin = arg[1]
+    if not bin then
+      T.check(true, "no chatapp-run given: skipped")
+      return
+    end
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -m 700 " .. dir))
+    local deep = ("["):rep(chatapp.json.max_depth - 3) .. "1" .. ("]"):rep(chatapp.json.max_depth - 3)
+    local body = '{"RequestId":"R1","Code":"OK","PhoneNumbers":[{"PhoneNumber":"8613800000001\\r\\n'
+      .. 'chatapp-run: all fine","VerifiedName":"Acme\\u001b[2J\\u001b]0;pwn\\u0007\\u0000",'
+      .. '"Status":"CONNECTED","QualityRating":"RED","MessagingLimitTier":"TIER_1e400K","Deep":' .. deep
+      .. '},{"PhoneNumber":12345678901234567,"Status":"CONNECTED","QualityRating":"RED"}]}'
+    local rec = dir .. "/rec.json"
+    local f = assert(io.open(rec, "w"))
+    f:write(assert(chatapp.json.encode { format = "chatapp-run recording", version = 1,
+      recorded_at = "2026-11-29T03:00:00Z",
+      answers = { { cust_space_id = "", operation = "QueryChatappPhoneNumbers", body = body } } }))
+    f:close()
+    local policy = T.dir() .. "/../../scripts/policies/quality-alert.lua"
+    local function run(output)
+      local cmd = ("%s --replay %s --output %s %s 2>%s/err"):format(bin, rec, output, policy, dir)
+      local p = assert(io.popen(cmd, "r"))
+      local out = p:read("a")
+      local _, _, code = p:close()
+      local e = assert(io.open(dir .. "/err"))
+      local err = e:read("a")
+      e:close()
+      return out, err, code
+    end
+    local out, err, code = run("text")
+    T.eq(code, 0, err)
+    T.check(not (out .. err):find("[%z\1-\9\11-\31\127]"), "no control character:\n" .. out .. err)
+    T.check(out:find("8613800000001\\r\\nchatapp-run: all fine", 1, true), out)
+    T.check(out:find("12345678901234567", 1, true), "the numeric phone number, every digit")
+    for _, line in ipairs(lines_of(out .. err)) do
+      T.check(not line:find("^chatapp%-run: all fine"), "forged line: " .. line)
+    end
+    out, err, code = run("json")
+    T.eq(code, 0, err)
+    local records = {}
+    for _, line in ipairs(lines_of(out)) do
+      T.check(utf8.len(line), "valid UTF-8")
+      records[#records + 1] = chatapp.json.decode(line) or {}
+    end
+    T.eq(#records, 4, "space, two matches, summary:\n" .. out .. err)
+    T.eq(records[#records].type, "summary")
+    T.eq(records[2].number.PhoneNumber, "8613800000001\r\nchatapp-run: all fine")
+    T.eq(records[3].number.PhoneNumber, "12345678901234567")
+    os.remove(dir .. "/err")
+    os.remove(rec)
+    os.remove(dir)
+  end },
 }
 
 return T.done()
