@@ -6,9 +6,10 @@
  *     the same top level;
  *   - lca_json (core.json_decode / core.json_encode, policies' data and
  *     the JSON Lines report): whatever decodes encodes again (one depth
- *     limit for both); every encoding is valid JSON by the strict C reader
- *     (UTF-8 included); encoding is stable (decode then encode of an
- *     encoding gives the same bytes).
+ *     limit for both; the one exception is an object with two names that
+ *     differ only in bytes that are not UTF-8); every encoding is valid
+ *     JSON by the strict C reader (UTF-8 included); encoding is stable
+ *     (decode then encode of an encoding gives the same bytes).
  * And no crash, no leak, no undefined behaviour.
  */
 #include <stdint.h>
@@ -29,7 +30,10 @@ static const char script[] =
   "local core, text = ...\n"
   "local v, err = core.json_decode(text)\n"
   "if v == nil then assert(type(err) == 'string') return nil end\n"
-  "local s = assert(core.json_encode(v))\n"
+  "local s, eerr = core.json_encode(v)\n"
+  /* The one refusal: two names that differ only in bytes that are not
+   * UTF-8 would be written the same (U+FFFD); the encoder says so. */
+  "if not s then assert(eerr:find('twice', 1, true), eerr) return nil end\n"
   "local v2, err2 = core.json_decode(s)\n"
   "assert(v2 ~= nil, err2)\n" /* false is a value */
   "local again = assert(core.json_encode(v2))\n"
