@@ -3,7 +3,8 @@
  * (lca_json.c, then lca_phone.c), then every field, raw() and the JSON
  * encoder run over each number.  Properties: no crash, no leak, no
  * undefined behaviour, every failure is a clean (nil, message), every
- * number encodes and its encoding decodes, messaging_limit is nil, a
+ * number encodes (but for two names that differ only in bytes that are
+ * not UTF-8) and its encoding decodes, messaging_limit is nil, a
  * positive integer or math.huge, and a phone number sent as a JSON
  * integer keeps its digits.
  */
@@ -31,8 +32,10 @@ static const char script[] =
   "  end\n"
   "  for _, f in ipairs(core.phone_fields) do local _ = n[f] end\n"
   "  local raw = n:raw()\n"
-  "  local s = assert(core.json_encode(n))\n"
-  "  assert(core.json_decode(s))\n"
+  "  local s, e = core.json_encode(n)\n"
+  /* the encoder's one refusal (see fuzz_json.c) */
+  "  assert(s or e:find('twice', 1, true), e)\n"
+  "  if s then assert(core.json_decode(s)) end\n"
   "  local lim = n.messaging_limit\n"
   "  assert(lim == nil or lim == math.huge or\n"
   "         (math.type(lim) == 'integer' and lim >= 0 and lim < 2^53))\n"
