@@ -452,7 +452,7 @@ ca_json_doc *ca_json_parse(const char *text, size_t len, int max_depth,
   memset(&ps, 0, sizeof ps);
   ps.p = ps.start = text;
   ps.end = text + len;
-  ps.max_depth = max_depth > 0 ? max_depth : 64;
+  ps.max_depth = max_depth > 0 ? max_depth : CA_JSON_MAX_DEPTH;
   ps.flags = flags;
   ps.doc = doc;
   ps.err = err;

@@ -3,8 +3,8 @@
  *
  * The C core reads a few JSON documents without a Lua state: credential
  * files (~/.aliyun/config.json), the envelope of API answers (Code, Message,
- * RequestId) and, in tests, the signing vectors.  Policies' data goes through
- * lua-cjson instead (lca_phone.c).
+ * RequestId) and, in tests, the signing vectors.  Policies' data is decoded
+ * straight into Lua values by lca_json.c, which shares the limits below.
  *
  * A parse builds a tree in one arena; ca_json_free() releases it all.
  * With CA_JSON_SHALLOW, values below the top-level container are checked
@@ -40,6 +40,11 @@ struct ca_json {
   ca_json *next;  /* next sibling */
   size_t count;   /* number of children */
 };
+
+/* The one nesting limit of the project's JSON: containers nested deeper
+ * than this are refused by every decoder and by the encoder (lca_json.c),
+ * so whatever is decoded can be encoded again. */
+#define CA_JSON_MAX_DEPTH 128
 
 #define CA_JSON_SHALLOW 0x1
 /* The text holds secrets (credential files): ca_json_free() wipes the

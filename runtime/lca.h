@@ -4,8 +4,9 @@
  *   lca_core.c    luaopen_chatapp_core, JSON helpers, module functions
  *   lca_client.c  Client: signed, throttled calls (ca_client.h)
  *   lca_phone.c   PhoneNumber: typed, strict, compact results
+ *   lca_phone_decode.c  a PhoneList built from an answer (lca_phone.h)
  *   lca_error.c   ApiError: what failed, where, and whether to retry
- *   lca_json.c    a deterministic JSON encoder (decoding is lua-cjson)
+ *   lca_json.c    JSON: the decoder and a deterministic encoder
  *   lca_sys.c     commands, atomic file writes, terminals, clocks
  *   lca_sandbox.c memory cap and instruction budget for policy code
  *
@@ -25,9 +26,6 @@
 #define PHONE_MT     "chatapp.PhoneNumber"
 #define PHONELIST_MT "chatapp.PhoneList"
 #define APIERROR_MT  "chatapp.ApiError"
-
-/* Registry key of the lua-cjson instance the bindings decode with. */
-#define LCA_CJSON_KEY "chatapp.cjson"
 
 /* Each adds its functions to the module table on top of the stack. */
 void lca_open_client(lua_State *L);
@@ -65,18 +63,19 @@ int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
                              int space_idx);
 
 /*
- * Decode JSON text with lua-cjson into plain Lua values, then clean them:
- * integral numbers become integers, non-finite numbers are refused, object
- * members that are null are dropped, null array elements become
- * chatapp.json.null.  Pushes the value, or nil and a message.
+ * Decode JSON text into plain Lua values (lca_json.c): integers exact,
+ * non-finite numbers refused, object members that are null dropped, null
+ * array elements chatapp.json.null, nesting capped at CA_JSON_MAX_DEPTH.
+ * All memory is the state's (counted against its cap).  Pushes the value,
+ * or nil and a message; never raises.
  */
 int lca_json_decode(lua_State *L, const char *text, size_t len);
-/* Decode without cleaning: cjson's own values (cjson.null, floats). */
-int lca_json_decode_raw(lua_State *L, const char *text, size_t len);
-/* Clean the value on top of the stack (see above; replaced, or changed in
- * place); returns 0, or -1 with a message in err for a non-finite number
- * or nesting too deep. */
-int lca_json_clean(lua_State *L, char *err, size_t errlen);
+/* The same, raising on malformed text (for use inside a protected call).
+ * With LCA_JSON_BIG_TEXT, an integer too large for 64 bits is kept as the
+ * string of its digits instead of becoming a float. */
+#define LCA_JSON_BIG_TEXT 0x1
+void lca_json_push_decoded(lua_State *L, const char *text, size_t len,
+                           int flags);
 
 /*
  * Known secrets of the state (lca_core.c): the values of the secret

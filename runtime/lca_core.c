@@ -2,9 +2,7 @@
  * luaopen_chatapp_core: the "chatapp.core" module, plus the JSON and
  * parameter helpers every binding uses.
  *
- * JSON goes through a private lua-cjson instance (cjson.new()), configured
- * for API answers: invalid numbers (NaN, hex) refused, nesting capped.
- * lua-cjson's traps under Lua 5.4 are mended by lca_json_clean (see lca.h).
+ * JSON (core.json_decode, core.json_encode) is lca_json.c's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,110 +17,9 @@
 #include "ca_crypto.h"
 #include "lca.h"
 
-#include <lua-cjson.h> /* after lua.h: Debian's header needs lua_State */
 #include <lualib.h>
 
-#define MAX_DEPTH 128 /* JSON nesting we accept in answers */
-
-/* ---- JSON --------------------------------------------------------------- */
-
-int lca_json_decode_raw(lua_State *L, const char *text, size_t len)
-{
-  lua_getfield(L, LUA_REGISTRYINDEX, LCA_CJSON_KEY);
-  lua_getfield(L, -1, "decode");
-  lua_remove(L, -2);
-  lua_pushlstring(L, text, len);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    const char *why = lua_tostring(L, -1);
-    lua_pushfstring(L, "malformed JSON: %s", why ? why : "unreadable");
-    lua_remove(L, -2);
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 0;
-  }
-  return 1;
-}
-
-static int clean(lua_State *L, int depth, char *err, size_t errlen)
-{
-  int t = lua_gettop(L);
-
-  switch (lua_type(L, t)) {
-  case LUA_TNUMBER: {
-    lua_Number x;
-    lua_Integer i;
-    if (lua_isinteger(L, t))
-      return 0;
-    x = lua_tonumber(L, t);
-    if (!isfinite(x)) {
-      snprintf(err, errlen, "a number is not finite (%g)", x);
-      return -1;
-    }
-    if (x == floor(x) && lua_numbertointeger(x, &i)) {
-      lua_pop(L, 1);
-      lua_pushinteger(L, i);
-    }
-    return 0;
-  }
-  case LUA_TTABLE:
-    if (depth > MAX_DEPTH) {
-      snprintf(err, errlen, "nesting deeper than %d", MAX_DEPTH);
-      return -1;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, t)) { /* stack: t, key, value */
-      int is_index = lua_isinteger(L, -2);
-      if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
-        if (!is_index) { /* a null member: absent */
-          lua_pop(L, 1);
-          lua_pushvalue(L, -1);
-          lua_pushnil(L);
-          lua_rawset(L, t);
-        } else {
-          lua_pop(L, 1); /* a null element stays json.null */
-        }
-        continue;
-      }
-      if (clean(L, depth + 1, err, errlen))
-        return -1;
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, t);
-    }
-    return 0;
-  default:
-    return 0;
-  }
-}
-
-int lca_json_clean(lua_State *L, char *err, size_t errlen)
-{
-  luaL_checkstack(L, 2 * MAX_DEPTH + 20, "JSON too deep");
-  return clean(L, 0, err, errlen);
-}
-
-int lca_json_decode(lua_State *L, const char *text, size_t len)
-{
-  char err[200];
-
-  if (!lca_json_decode_raw(L, text, len))
-    return 0;
-  if (lca_json_clean(L, err, sizeof err)) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 0;
-  }
-  return 1;
-}
-
-/* core.json_decode(s) -> value | nil, message */
-static int l_json_decode(lua_State *L)
-{
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  return lca_json_decode(L, s, len) ? 1 : 2;
-}
+/* ---- JSON (decoding and encoding: lca_json.c) -------------------------- */
 
 /* A deep copy of plain tables (cycles are not expected in JSON data). */
 static int l_deepcopy(lua_State *L)
@@ -510,50 +407,28 @@ static int l_versions(lua_State *L)
   return 1;
 }
 
-/* Create the private cjson instance without leaving a global behind
- * (Debian's lua-cjson 2.1 sets the global "cjson" when opened). */
-static void open_cjson(lua_State *L)
-{
-  lua_getglobal(L, "cjson"); /* whatever was there */
-  luaL_requiref(L, "chatapp.cjson.base", luaopen_cjson, 0);
-  lua_getfield(L, -1, "new");
-  lua_call(L, 0, 1); /* stack: old, base, instance */
-  lua_getfield(L, -1, "decode_invalid_numbers");
-  lua_pushboolean(L, 0);
-  lua_call(L, 1, 0);
-  lua_getfield(L, -1, "decode_max_depth");
-  lua_pushinteger(L, MAX_DEPTH);
-  lua_call(L, 1, 0);
-  lua_getfield(L, -1, "encode_invalid_numbers");
-  lua_pushboolean(L, 0);
-  lua_call(L, 1, 0);
-  lua_getfield(L, -1, "encode_max_depth");
-  lua_pushinteger(L, MAX_DEPTH);
-  lua_call(L, 1, 0);
-  lua_setfield(L, LUA_REGISTRYINDEX, LCA_CJSON_KEY);
-  lua_pop(L, 1);             /* base */
-  lua_setglobal(L, "cjson"); /* restore */
-}
-
 int luaopen_chatapp_core(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
-    {"json_decode", l_json_decode}, {"deepcopy", l_deepcopy},
-    {"sha256_hex", l_sha256},       {"flatten_params", l_flatten},
-    {"operations", l_operations},   {"versions", l_versions},
-    {"redact", l_redact},           {"secret_env_names", l_secret_env_names},
-    {"redacting", l_redacting},     {NULL, NULL},
+    {"deepcopy", l_deepcopy},
+    {"sha256_hex", l_sha256},
+    {"flatten_params", l_flatten},
+    {"operations", l_operations},
+    {"versions", l_versions},
+    {"redact", l_redact},
+    {"secret_env_names", l_secret_env_names},
+    {"redacting", l_redacting},
+    {NULL, NULL},
   };
 
   luaL_checkversion(L);
   if (chatapp_global_init() != CHATAPP_OK)
     return luaL_error(L, "cannot initialise libcurl");
-  open_cjson(L);
   secrets_open(L);
   lua_pushcfunction(L, l_deepcopy);
   lua_setfield(L, LUA_REGISTRYINDEX, "chatapp.deepcopy");
   luaL_newlib(L, funcs);
-  lua_pushlightuserdata(L, NULL); /* cjson.null */
+  lua_pushlightuserdata(L, NULL); /* json.null */
   lua_setfield(L, -2, "json_null");
   lua_pushstring(L, CHATAPP_VERSION);
   lua_setfield(L, -2, "version");

@@ -1,96 +1,534 @@
 /*
- * A deterministic JSON encoder for Lua values (core.json_encode).
+ * JSON for Lua values: the decoder (core.json_decode, API answers) and a
+ * deterministic encoder (core.json_encode).
  *
- * lua-cjson 2.1's encoder writes keys in hash order, escapes '/', keeps 14
- * significant digits (12345678901234567 -> 1.2345678901235e+16) and has an
- * unpatched overflow on huge strings (CVE-2022-24834).  Webhook bodies,
- * idempotency keys and the JSON Lines report need the same bytes for the
- * same data, so encoding is ours:
+ * Both are ours rather than lua-cjson's.  lua-cjson 2.1 decodes every
+ * number as a float (integers above 2^53 lose digits), keeps its buffers
+ * in malloc'd memory that the state's memory cap cannot see and that a
+ * failed decode leaks, writes keys in hash order, keeps 14 significant
+ * digits and has an unpatched overflow on huge strings (CVE-2022-24834).
  *
- *   - object keys sorted (byte order); integer keys 1..n make an array;
- *   - integers exact, floats with 17 significant digits, non-finite refused;
- *   - strings escaped per RFC 8259 (", \, control characters), UTF-8 as is;
+ * Decoding (RFC 8259 grammar) builds Lua values directly:
+ *   - integers (no fraction, no exponent) that fit in 64 bits are Lua
+ *     integers, exact; floats with an integral value become integers too;
+ *     non-finite numbers (1e400) are refused; with LCA_JSON_BIG_TEXT an
+ *     integer too large for 64 bits keeps its digits as a string;
+ *   - object members that are null are absent; null array elements are
+ *     chatapp.json.null (a light userdata NULL);
+ *   - strings are bytes: \u0000 gives an embedded NUL; invalid UTF-8 and
+ *     raw control characters are kept as they came (the encoder and the
+ *     text report make them safe on the way out);
+ *   - nesting is capped at CA_JSON_MAX_DEPTH (ca_json.h).
+ * Everything is allocated by the state's allocator inside a protected
+ * call, so memory counts against the cap and a failure frees it all.
+ *
+ * Encoding:
+ *   - object keys sorted (byte order, NUL bytes included); integer keys
+ *     1..n make an array;
+ *   - integers exact, floats with up to 17 significant digits, non-finite
+ *     refused;
+ *   - strings escaped per RFC 8259 (", \, control characters as \u00XX);
+ *     invalid UTF-8 bytes are replaced by U+FFFD, so the output is always
+ *     valid JSON;
  *   - PhoneNumber values encode as n:raw(); chatapp.json.null as null;
- *   - a table marked with chatapp.json.array (metatable) is an array even
- *     when empty; other empty tables are {};
- *   - nesting (100) and output size (64 MiB) are capped.
- *
- * Output is built in a scratch userdata that frees its memory when
- * collected, so a raise (bad value, out of memory) leaks nothing.  (A
- * luaL_Buffer cannot be used: it needs its box on top of the stack while
- * the encoder pushes values.)
+ *   - a table marked with chatapp.json.array is an array even when empty;
+ *     other empty tables are {};
+ *   - nesting (CA_JSON_MAX_DEPTH, the decoder's) and output size (64 MiB)
+ *     are capped.
+ * Output is built in a userdata that grows by replacement, so it is Lua
+ * memory (capped, collected after a raise).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca_json.h"
 #include "lca.h"
 
-#define MAX_DEPTH  100
+#define MAX_DEPTH  CA_JSON_MAX_DEPTH
 #define MAX_OUTPUT ((size_t)64 << 20)
 
-#define ARRAY_MT   "chatapp.json.array"
-#define SCRATCH_MT "chatapp.json.scratch"
+#define ARRAY_MT "chatapp.json.array"
 
-typedef struct scratch {
-  char *p;
-  size_t n, cap;
-} scratch;
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* ---- decoding ----------------------------------------------------------- */
+
+typedef struct dec {
+  lua_State *L;
+  const char *p, *start, *end;
+  int depth, flags;
+} dec;
+
+static int dec_fail(dec *d, const char *what)
+{
+  int line = 1, col = 1;
+  const char *q;
+
+  for (q = d->start; q < d->p && q < d->end; q++) {
+    if (*q == '\n') {
+      line++;
+      col = 1;
+    } else {
+      col++;
+    }
+  }
+  return luaL_error(d->L, "malformed JSON: line %d, column %d: %s", line, col,
+                    what);
+}
+
+static void dec_ws(dec *d)
+{
+  while (d->p < d->end &&
+         (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
+    d->p++;
+}
+
+static int hexval(char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+static unsigned dec_hex4(dec *d)
+{
+  unsigned v = 0;
+  int i;
+
+  if (d->end - d->p < 4)
+    dec_fail(d, "truncated \\u escape");
+  for (i = 0; i < 4; i++) {
+    int h = hexval(d->p[i]);
+    if (h < 0)
+      dec_fail(d, "bad \\u escape");
+    v = v * 16 + (unsigned)h;
+  }
+  d->p += 4;
+  return v;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned cp)
+{
+  char o[4];
+  size_t n;
+
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    n = 2;
+  } else if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    n = 3;
+  } else {
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    n = 4;
+  }
+  luaL_addlstring(b, o, n);
+}
+
+/* The string at d->p (on its opening quote): pushed. */
+static void dec_string(dec *d)
+{
+  lua_State *L = d->L;
+  const char *s = ++d->p, *q = s;
+  luaL_Buffer b;
+
+  while (q < d->end && *q != '"' && *q != '\\')
+    q++;
+  if (q < d->end && *q == '"') { /* no escapes: the bytes as they are */
+    lua_pushlstring(L, s, (size_t)(q - s));
+    d->p = q + 1;
+    return;
+  }
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, s, (size_t)(q - s));
+  d->p = q;
+  while (d->p < d->end) {
+    char c = *d->p;
+    unsigned cp;
+    if (c == '"') {
+      d->p++;
+      luaL_pushresult(&b);
+      return;
+    }
+    if (c != '\\') {
+      q = d->p;
+      while (q < d->end && *q != '"' && *q != '\\')
+        q++;
+      luaL_addlstring(&b, d->p, (size_t)(q - d->p));
+      d->p = q;
+      continue;
+    }
+    if (++d->p >= d->end)
+      break;
+    switch (*d->p++) {
+    case '"':
+      cp = '"';
+      break;
+    case '\\':
+      cp = '\\';
+      break;
+    case '/':
+      cp = '/';
+      break;
+    case 'b':
+      cp = '\b';
+      break;
+    case 'f':
+      cp = '\f';
+      break;
+    case 'n':
+      cp = '\n';
+      break;
+    case 'r':
+      cp = '\r';
+      break;
+    case 't':
+      cp = '\t';
+      break;
+    case 'u':
+      cp = dec_hex4(d);
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        unsigned lo;
+        if (d->end - d->p < 2 || d->p[0] != '\\' || d->p[1] != 'u')
+          dec_fail(d, "lone surrogate in \\u escape");
+        d->p += 2;
+        lo = dec_hex4(d);
+        if (lo < 0xDC00 || lo > 0xDFFF)
+          dec_fail(d, "bad surrogate pair in \\u escape");
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        dec_fail(d, "lone surrogate in \\u escape");
+      }
+      break;
+    default:
+      d->p--;
+      dec_fail(d, "bad escape in string");
+      return;
+    }
+    add_utf8(&b, cp);
+  }
+  dec_fail(d, "unterminated string");
+}
+
+static int is_digit(const dec *d)
+{
+  return d->p < d->end && *d->p >= '0' && *d->p <= '9';
+}
+
+/* The number at d->p: pushed as an integer when it is one (see top). */
+static void dec_number(dec *d)
+{
+  lua_State *L = d->L;
+  const char *s = d->p;
+  int neg = 0, integral = 1, overflow = 0;
+  unsigned long long u = 0, limit;
+  char tmp[64];
+  size_t n;
+  double x;
+  lua_Integer i;
+
+  if (d->p < d->end && *d->p == '-') {
+    neg = 1;
+    d->p++;
+  }
+  limit = neg ? (unsigned long long)LUA_MAXINTEGER + 1
+              : (unsigned long long)LUA_MAXINTEGER;
+  if (!is_digit(d))
+    dec_fail(d, d->p < d->end ? "unexpected character" : "bad number");
+  if (*d->p == '0') {
+    d->p++;
+    if (is_digit(d))
+      dec_fail(d, "leading zero in a number");
+  } else {
+    while (is_digit(d)) {
+      unsigned digit = (unsigned)(*d->p++ - '0');
+      if (u > (limit - digit) / 10)
+        overflow = 1;
+      else
+        u = u * 10 + digit;
+    }
+  }
+  if (d->p < d->end && *d->p == '.') {
+    integral = 0;
+    d->p++;
+    if (!is_digit(d))
+      dec_fail(d, "bad number");
+    while (is_digit(d))
+      d->p++;
+  }
+  if (d->p < d->end && (*d->p == 'e' || *d->p == 'E')) {
+    integral = 0;
+    d->p++;
+    if (d->p < d->end && (*d->p == '+' || *d->p == '-'))
+      d->p++;
+    if (!is_digit(d))
+      dec_fail(d, "bad number");
+    while (is_digit(d))
+      d->p++;
+  }
+  n = (size_t)(d->p - s);
+  if (integral && !overflow) {
+    if (!neg)
+      lua_pushinteger(L, (lua_Integer)u);
+    else if (u == limit)
+      lua_pushinteger(L, LUA_MININTEGER);
+    else
+      lua_pushinteger(L, -(lua_Integer)u);
+    return;
+  }
+  if (integral && (d->flags & LCA_JSON_BIG_TEXT)) {
+    lua_pushlstring(L, s, n); /* every digit kept */
+    return;
+  }
+  if (integral) { /* beyond 64 bits: a float, never a rounded integer */
+    lua_pushlstring(L, s, n);
+    lua_pushnumber(L, (lua_Number)strtod(lua_tostring(L, -1), NULL));
+    lua_remove(L, -2);
+    return;
+  }
+  if (n < sizeof tmp) {
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    x = strtod(tmp, NULL);
+  } else {
+    lua_pushlstring(L, s, n); /* NUL-terminated copy */
+    x = strtod(lua_tostring(L, -1), NULL);
+    lua_pop(L, 1);
+  }
+  if (!isfinite(x))
+    dec_fail(d, "number out of range (not a finite number)");
+  /* An integral value becomes an integer; -2^63 itself stays a float, as
+   * the literals just below it (rounded to it) do: so decoding what was
+   * encoded gives the same value. */
+  if (x == floor(x) && x > (double)LUA_MININTEGER && lua_numbertointeger(x, &i))
+    lua_pushinteger(L, i);
+  else
+    lua_pushnumber(L, (lua_Number)x);
+}
+
+static void dec_literal(dec *d, const char *word, size_t n)
+{
+  if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0)
+    dec_fail(d, "unexpected character");
+  d->p += n;
+}
+
+static void dec_value(dec *d);
+
+static void dec_container(dec *d, int is_obj)
+{
+  lua_State *L = d->L;
+  char close = is_obj ? '}' : ']';
+  lua_Integer n = 0;
+
+  if (++d->depth > MAX_DEPTH)
+    dec_fail(d, "nesting deeper than " STR(CA_JSON_MAX_DEPTH) " levels");
+  luaL_checkstack(L, 6, "JSON nesting");
+  d->p++;
+  lua_newtable(L);
+  dec_ws(d);
+  if (d->p < d->end && *d->p == close) {
+    d->p++;
+    d->depth--;
+    return;
+  }
+  for (;;) {
+    dec_ws(d);
+    if (is_obj) {
+      if (d->p >= d->end || *d->p != '"')
+        dec_fail(d, "expected a member name");
+      dec_string(d);
+      dec_ws(d);
+      if (d->p >= d->end || *d->p != ':')
+        dec_fail(d, "expected ':'");
+      d->p++;
+      dec_value(d);
+      if (lua_islightuserdata(L, -1)) /* a null member: absent */
+        lua_pop(L, 2);
+      else
+        lua_rawset(L, -3); /* the last duplicate wins */
+    } else {
+      dec_value(d);
+      lua_rawseti(L, -2, ++n);
+    }
+    dec_ws(d);
+    if (d->p < d->end && *d->p == ',') {
+      d->p++;
+      continue;
+    }
+    if (d->p < d->end && *d->p == close) {
+      d->p++;
+      d->depth--;
+      return;
+    }
+    dec_fail(d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
+  }
+}
+
+static void dec_value(dec *d)
+{
+  dec_ws(d);
+  if (d->p >= d->end)
+    dec_fail(d, "unexpected end of input");
+  switch (*d->p) {
+  case '{':
+  case '[':
+    dec_container(d, *d->p == '{');
+    return;
+  case '"':
+    dec_string(d);
+    return;
+  case 't':
+    dec_literal(d, "true", 4);
+    lua_pushboolean(d->L, 1);
+    return;
+  case 'f':
+    dec_literal(d, "false", 5);
+    lua_pushboolean(d->L, 0);
+    return;
+  case 'n':
+    dec_literal(d, "null", 4);
+    lua_pushlightuserdata(d->L, NULL);
+    return;
+  default:
+    dec_number(d);
+    return;
+  }
+}
+
+void lca_json_push_decoded(lua_State *L, const char *text, size_t len,
+                           int flags)
+{
+  dec d;
+
+  d.L = L;
+  d.p = d.start = text;
+  d.end = text + len;
+  d.depth = 0;
+  d.flags = flags;
+  luaL_checkstack(L, 8, "JSON decoding");
+  dec_value(&d);
+  dec_ws(&d);
+  if (d.p != d.end)
+    dec_fail(&d, "trailing characters after the JSON value");
+}
+
+typedef struct dec_args {
+  const char *text;
+  size_t len;
+} dec_args;
+
+/* 1 = the text (a dec_args as light userdata) */
+static int decode_protected(lua_State *L)
+{
+  const dec_args *a = lua_touserdata(L, 1);
+  lca_json_push_decoded(L, a->text, a->len, 0);
+  return 1;
+}
+
+int lca_json_decode(lua_State *L, const char *text, size_t len)
+{
+  dec_args a;
+
+  a.text = text;
+  a.len = len;
+  lua_pushcfunction(L, decode_protected);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "cannot decode the JSON");
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 0;
+  }
+  return 1;
+}
+
+/* core.json_decode(s) -> value | nil, message */
+static int l_json_decode(lua_State *L)
+{
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  return lca_json_decode(L, s, len) ? 1 : 2;
+}
+
+/* ---- encoding ----------------------------------------------------------- */
 
 typedef struct enc {
   lua_State *L;
-  scratch *out;
+  int slot; /* stack index of the output userdata */
+  char *p;
+  size_t n, cap;
 } enc;
-
-static void scratch_gc_now(scratch *s);
-
-static int scratch_gc(lua_State *L)
-{
-  scratch_gc_now(luaL_checkudata(L, 1, SCRATCH_MT));
-  return 0;
-}
-
-static void scratch_gc_now(scratch *s)
-{
-  free(s->p);
-  s->p = NULL;
-  s->n = s->cap = 0;
-}
 
 static void put(enc *e, const char *s, size_t len)
 {
-  scratch *o = e->out;
-
-  if (len > MAX_OUTPUT - o->n)
+  if (len == 0)
+    return;
+  if (len > MAX_OUTPUT - e->n)
     luaL_error(e->L, "JSON output larger than %d MiB", (int)(MAX_OUTPUT >> 20));
-  if (o->cap - o->n < len) {
-    size_t cap = o->cap ? o->cap : 256;
+  if (e->cap - e->n < len) {
+    size_t cap = e->cap ? e->cap : 256;
     char *p;
-    while (cap - o->n < len)
+    while (cap - e->n < len)
       cap *= 2;
-    p = realloc(o->p, cap);
-    if (!p)
-      luaL_error(e->L, "out of memory encoding JSON");
-    o->p = p;
-    o->cap = cap;
+    /* A bigger userdata replaces the old one (Lua memory: capped, and
+     * collected if anything below raises). */
+    p = lua_newuserdatauv(e->L, cap, 0);
+    if (e->n)
+      memcpy(p, e->p, e->n);
+    lua_replace(e->L, e->slot);
+    e->p = p;
+    e->cap = cap;
   }
-  memcpy(o->p + o->n, s, len);
-  o->n += len;
+  memcpy(e->p + e->n, s, len);
+  e->n += len;
 }
 
 static void put_string(enc *e, const char *s, size_t len)
 {
   static const char hex[] = "0123456789abcdef";
-  size_t i, start = 0;
+  size_t i = 0, start = 0;
 
   put(e, "\"", 1);
-  for (i = 0; i < len; i++) {
+  while (i < len) {
     unsigned char c = (unsigned char)s[i];
     char esc[6];
     size_t elen = 2;
-    if (c >= 0x20 && c != '"' && c != '\\')
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      i++;
       continue;
+    }
+    if (c >= 0x80) {
+      size_t l = ca_utf8_len((const unsigned char *)s + i, len - i);
+      if (l) {
+        i += l;
+        continue;
+      }
+      /* Not UTF-8: U+FFFD REPLACEMENT CHARACTER for this byte. */
+      put(e, s + start, i - start);
+      put(e, "\xEF\xBF\xBD", 3);
+      start = ++i;
+      continue;
+    }
     put(e, s + start, i - start);
     esc[0] = '\\';
     switch (c) {
@@ -124,7 +562,7 @@ static void put_string(enc *e, const char *s, size_t len)
       elen = 6;
     }
     put(e, esc, elen);
-    start = i + 1;
+    start = ++i;
   }
   put(e, s + start, len - start);
   put(e, "\"", 1);
@@ -162,73 +600,134 @@ static int is_array(lua_State *L, int idx, size_t *len)
   return count == n;
 }
 
-static int cmp_keys(const void *a, const void *b)
+/* An object member: its name as written, and where its key is kept. */
+typedef struct member {
+  const char *s;
+  size_t len;
+  lua_Integer pos;
+} member;
+
+/* Push s with each byte that is not UTF-8 replaced by U+FFFD, as
+ * put_string writes it. */
+static void push_valid_utf8(lua_State *L, const char *s, size_t len)
 {
-  const char *const *x = a, *const *y = b;
-  return strcmp(*x, *y);
+  luaL_Buffer b;
+  size_t i = 0, start = 0;
+
+  luaL_buffinit(L, &b);
+  while (i < len) {
+    size_t l;
+    if ((unsigned char)s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    l = ca_utf8_len((const unsigned char *)s + i, len - i);
+    if (l) {
+      i += l;
+      continue;
+    }
+    luaL_addlstring(&b, s + start, i - start);
+    luaL_addlstring(&b, "\xEF\xBF\xBD", 3);
+    start = ++i;
+  }
+  luaL_addlstring(&b, s + start, len - start);
+  luaL_pushresult(&b);
+}
+
+static int valid_utf8(const char *s, size_t len)
+{
+  size_t i = 0;
+
+  while (i < len) {
+    size_t l = (unsigned char)s[i] < 0x80
+                 ? 1
+                 : ca_utf8_len((const unsigned char *)s + i, len - i);
+    if (!l)
+      return 0;
+    i += l;
+  }
+  return 1;
+}
+
+static int cmp_members(const void *a, const void *b)
+{
+  const member *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->s, y->s, n);
+  if (c)
+    return c;
+  return x->len < y->len ? -1 : x->len > y->len;
 }
 
 static void encode_object(enc *e, int idx, int depth)
 {
   lua_State *L = e->L;
-  size_t n = 0, i;
-  const char **keys;
-  int keys_idx;
+  lua_Integer n = 0, i;
+  member *m;
+  int keys;
 
-  /* Collect the keys into a userdata array so no malloc is held. */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      if (!lua_isinteger(L, -1))
-        luaL_error(L, "JSON object keys must be strings or integers, not %s",
-                   luaL_typename(L, -1));
-    }
+    if (lua_type(L, -1) != LUA_TSTRING && !lua_isinteger(L, -1))
+      luaL_error(L, "JSON object keys must be strings or integers, not %s",
+                 luaL_typename(L, -1));
     n++;
   }
-  /* Keys as strings in a table (integer keys converted), then sorted. */
-  lua_createtable(L, (int)n, 0);
-  keys_idx = lua_gettop(L);
+  /* keys[i]: the key as it is in the table; keys[n + i]: its name as it
+   * is written (integers in decimal, bytes that are not UTF-8 replaced),
+   * which is also the order (so encoding what was decoded is stable). */
+  lua_createtable(L, (int)(2 * n), 0);
+  keys = lua_gettop(L);
   i = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
+    i++;
     lua_pushvalue(L, -1);
-    lua_rawseti(L, keys_idx, (lua_Integer)++i);
-  }
-  keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
-  for (i = 0; i < n; i++) {
-    lua_rawgeti(L, keys_idx, (lua_Integer)i + 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_rawseti(L, keys, i);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t klen;
+      const char *k = lua_tolstring(L, -1, &klen);
+      if (valid_utf8(k, klen))
+        lua_pushvalue(L, -1);
+      else
+        push_valid_utf8(L, k, klen);
+    } else {
       lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
-      lua_rawseti(L, keys_idx, (lua_Integer)i + 1);
-      lua_pop(L, 1);
-      lua_rawgeti(L, keys_idx, (lua_Integer)i + 1);
     }
-    keys[i] = lua_tostring(L, -1); /* anchored in keys_idx */
+    lua_rawseti(L, keys, n + i);
+  }
+  m = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *m, 0);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, keys, n + i + 1);
+    m[i].s = lua_tolstring(L, -1, &m[i].len); /* anchored in keys */
+    m[i].pos = i + 1;
     lua_pop(L, 1);
   }
-  qsort(keys, n, sizeof *keys, cmp_keys);
+  qsort(m, (size_t)n, sizeof *m, cmp_members);
   put(e, "{", 1);
   for (i = 0; i < n; i++) {
+    if (i && cmp_members(&m[i - 1], &m[i]) == 0)
+      luaL_error(L,
+                 "JSON object has the key \"%s\" twice (an integer key and "
+                 "a string one, or names that differ only in bytes that are "
+                 "not UTF-8)",
+                 m[i].s);
     if (i)
       put(e, ",", 1);
-    put_string(e, keys[i], strlen(keys[i]));
+    put_string(e, m[i].s, m[i].len);
     put(e, ":", 1);
-    lua_pushstring(L, keys[i]);
-    if (lua_rawget(L, idx) == LUA_TNIL) {
-      /* an integer key written as a string */
-      lua_pop(L, 1);
-      lua_pushinteger(L, (lua_Integer)strtoll(keys[i], NULL, 10));
-      lua_rawget(L, idx);
-    }
-    encode(e, lua_gettop(L), depth + 1);
+    lua_rawgeti(L, keys, m[i].pos);
+    lua_rawget(L, idx);
+    encode(e, lua_gettop(L), depth);
     lua_pop(L, 1);
   }
   put(e, "}", 1);
-  lua_pop(L, 2); /* keys table and userdata */
+  lua_pop(L, 2); /* keys table and members */
 }
 
+/* depth: how many containers hold the value at idx. */
 static void encode(enc *e, int idx, int depth)
 {
   lua_State *L = e->L;
@@ -236,8 +735,6 @@ static void encode(enc *e, int idx, int depth)
   size_t len, i;
   const char *s;
 
-  if (depth > MAX_DEPTH)
-    luaL_error(L, "value nested deeper than %d levels for JSON", MAX_DEPTH);
   luaL_checkstack(L, 8, "JSON encoding");
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
@@ -255,13 +752,14 @@ static void encode(enc *e, int idx, int depth)
                              (LUAI_UACINT)lua_tointeger(L, idx));
     } else {
       double x = (double)lua_tonumber(L, idx);
+      int prec;
       if (!isfinite(x))
         luaL_error(L, "cannot encode %f as JSON", x);
-      int prec;
       if (x == floor(x) && fabs(x) < 1e15) {
         len = (size_t)snprintf(num, sizeof num, "%.0f", x);
       } else {
         /* The shortest form that reads back as the same double. */
+        len = 0;
         for (prec = 15; prec <= 17; prec++) {
           len = (size_t)snprintf(num, sizeof num, "%.*g", prec, x);
           if (strtod(num, NULL) == x)
@@ -289,12 +787,14 @@ static void encode(enc *e, int idx, int depth)
       lua_call(L, 2, 1); /* the raw method */
       lua_pushvalue(L, idx);
       lua_call(L, 1, 1);
-      encode(e, lua_gettop(L), depth + 1);
+      encode(e, lua_gettop(L), depth); /* the table stands for the number */
       lua_pop(L, 1);
       return;
     }
     break;
   case LUA_TTABLE:
+    if (depth >= MAX_DEPTH)
+      luaL_error(L, "value nested deeper than %d levels for JSON", MAX_DEPTH);
     if (is_array(L, idx, &len)) {
       put(e, "[", 1);
       for (i = 1; i <= len; i++) {
@@ -306,7 +806,7 @@ static void encode(enc *e, int idx, int depth)
       }
       put(e, "]", 1);
     } else {
-      encode_object(e, idx, depth);
+      encode_object(e, idx, depth + 1);
     }
     return;
   default:
@@ -321,12 +821,12 @@ static int encode_protected(lua_State *L)
   enc e;
 
   e.L = L;
-  e.out = lua_newuserdatauv(L, sizeof *e.out, 0);
-  memset(e.out, 0, sizeof *e.out);
-  luaL_setmetatable(L, SCRATCH_MT);
+  lua_pushnil(L); /* the output's slot */
+  e.slot = lua_gettop(L);
+  e.p = NULL;
+  e.n = e.cap = 0;
   encode(&e, 1, 0);
-  lua_pushlstring(L, e.out->p ? e.out->p : "", e.out->n);
-  scratch_gc_now(e.out);
+  lua_pushlstring(L, e.p ? e.p : "", e.n);
   return 1;
 }
 
@@ -337,6 +837,10 @@ static int l_json_encode(lua_State *L)
   lua_pushcfunction(L, encode_protected);
   lua_insert(L, 1);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "cannot encode the value as JSON");
+    }
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
@@ -344,7 +848,9 @@ static int l_json_encode(lua_State *L)
   return 1;
 }
 
-/* core.json_array(t) -> t, marked to encode as an array even if empty */
+/* core.json_array(t) -> t, marked to encode as an array even if empty.
+ * A table that already has a metatable (a read-only view, an object) is
+ * refused: replacing it would change the table for everyone holding it. */
 static int l_json_array(lua_State *L)
 {
   if (lua_isnoneornil(L, 1)) {
@@ -353,22 +859,30 @@ static int l_json_array(lua_State *L)
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  if (lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, ARRAY_MT);
+    if (!lua_rawequal(L, -1, -2))
+      return luaL_error(L, "json.array: the table already has a metatable; "
+                           "pass a plain table (or a new one: json.array())");
+    lua_settop(L, 1);
+    return 1;
+  }
   luaL_setmetatable(L, ARRAY_MT);
   return 1;
 }
 
 void lca_open_json(lua_State *L)
 {
-  luaL_newmetatable(L, SCRATCH_MT);
-  lua_pushcfunction(L, scratch_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
   luaL_newmetatable(L, ARRAY_MT);
   lua_pushliteral(L, ARRAY_MT);
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
+  lua_pushcfunction(L, l_json_decode);
+  lua_setfield(L, -2, "json_decode");
   lua_pushcfunction(L, l_json_encode);
   lua_setfield(L, -2, "json_encode");
   lua_pushcfunction(L, l_json_array);
   lua_setfield(L, -2, "json_array");
+  lua_pushinteger(L, MAX_DEPTH);
+  lua_setfield(L, -2, "json_max_depth");
 }

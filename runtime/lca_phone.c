@@ -23,36 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lca.h"
+#include "lca_phone.h"
 
-enum {
-  F_PHONE_NUMBER,
-  F_VERIFIED_NAME,
-  F_STATUS,
-  F_QUALITY_RATING,
-  F_MESSAGING_LIMIT_TIER,
-  F_CODE_VERIFICATION_STATUS,
-  F_NAME_STATUS,
-  F_NEW_NAME_STATUS,
-  F_UP_CALLBACK_URL,
-  F_STATUS_CALLBACK_URL,
-  F_UP_QUEUE,
-  F_STATUS_QUEUE,
-  F_IS_OFFICIAL,
-  N_API, /* fields above come from the API; below, from the space */
-  F_CUST_SPACE_ID = N_API,
-  F_ISV_CODE,
-  F_SPACE_LABEL,
-  N_STORED, /* fields above are stored; below, derived */
-  F_MESSAGING_LIMIT = N_STORED,
-  F_QUALITY_LEVEL,
-  N_FIELDS
-};
-
-static const struct {
-  const char *name; /* as policies spell it */
-  const char *api;  /* as the API spells it, or NULL */
-} fields[N_FIELDS] = {
+const lca_phone_field lca_phone_fields[N_FIELDS] = {
   {"phone_number", "PhoneNumber"},
   {"verified_name", "VerifiedName"},
   {"status", "Status"},
@@ -72,15 +45,6 @@ static const struct {
   {"messaging_limit", NULL},
   {"quality_level", NULL},
 };
-
-typedef struct phone {
-  uint32_t v[N_STORED]; /* pool index of each field; 0: absent */
-  uint32_t extra;       /* pool index of a table of unknown fields; 0 */
-} phone;
-
-/* Registry keys. */
-#define NAMES_KEY "chatapp.phone.names" /* name -> field id or method */
-#define API_KEY   "chatapp.phone.api"   /* API name -> field id */
 
 /* ---- enums -------------------------------------------------------------- */
 
@@ -117,24 +81,40 @@ static const struct {
   {NULL, NULL, 0, 0},
 };
 
-/* TIER_50 -> 50, TIER_1K -> 1000, TIER_UNLIMITED -> huge; else -1. */
+/*
+ * TIER_50 -> 50, TIER_1K -> 1000, TIER_2M -> 2000000, TIER_UNLIMITED ->
+ * huge; anything else -1.  Strict: "TIER_", 1 to TIER_DIGITS digits (no
+ * sign, no leading zero, no exponent), then nothing, K or M; so the value
+ * is an exact integer far below 2^53 and never out of range.
+ */
+#define TIER_DIGITS 9
 static double tier_limit(const char *t)
 {
-  char *end;
-  double n;
+  const char *d;
+  long long n = 0;
+  size_t i;
 
   if (strncmp(t, "TIER_", 5) != 0)
     return -1;
-  if (strcmp(t + 5, "UNLIMITED") == 0)
+  d = t + 5;
+  if (strcmp(d, "UNLIMITED") == 0)
     return HUGE_VAL;
-  if (t[5] < '0' || t[5] > '9')
+  for (i = 0; d[i] >= '0' && d[i] <= '9'; i++) {
+    if (i == TIER_DIGITS || (i == 0 && d[i] == '0'))
+      return -1;
+    n = n * 10 + (d[i] - '0');
+  }
+  if (i == 0)
     return -1;
-  n = strtod(t + 5, &end);
-  if (*end == 'K' && end[1] == '\0')
-    return n * 1e3;
-  if (*end == 'M' && end[1] == '\0')
-    return n * 1e6;
-  return *end == '\0' ? n : -1;
+  if (d[i] == '\0')
+    return (double)n;
+  if (d[i + 1] != '\0')
+    return -1;
+  if (d[i] == 'K')
+    return (double)(n * 1000);
+  if (d[i] == 'M')
+    return (double)(n * 1000000);
+  return -1;
 }
 
 static int quality_level(const char *q)
@@ -198,10 +178,10 @@ static int no_such_field(lua_State *L, const char *key)
   size_t bestd = 4, i;
 
   for (i = 0; i < N_FIELDS; i++) {
-    size_t d = distance(key, fields[i].name);
+    size_t d = distance(key, lca_phone_fields[i].name);
     if (d < bestd) {
       bestd = d;
-      best = fields[i].name;
+      best = lca_phone_fields[i].name;
     }
   }
   luaL_where(L, 1); /* the policy line that read the field */
@@ -218,7 +198,7 @@ static int no_such_field(lua_State *L, const char *key)
   for (i = 0; i < N_FIELDS; i++) {
     if (i)
       luaL_addstring(&b, ", ");
-    luaL_addstring(&b, fields[i].name);
+    luaL_addstring(&b, lca_phone_fields[i].name);
   }
   luaL_addstring(&b, "; methods: raw");
   luaL_pushresult(&b);
@@ -319,7 +299,7 @@ static int phone_raw(lua_State *L)
   lua_createtable(L, 0, N_API + 2);
   for (i = 0; i < N_API; i++)
     if (push_field(L, p, i) == LUA_TSTRING)
-      lua_setfield(L, -2, fields[i].api);
+      lua_setfield(L, -2, lca_phone_fields[i].api);
     else
       lua_pop(L, 1);
   if (p->extra) {
@@ -353,7 +333,7 @@ static int phone_next(lua_State *L)
   }
   for (; i < N_FIELDS; i++) {
     lua_settop(L, 1);
-    lua_pushstring(L, fields[i].name);
+    lua_pushstring(L, lca_phone_fields[i].name);
     lua_pushvalue(L, -1);
     lua_gettable(L, 1); /* through __index, derived fields included */
     if (!lua_isnil(L, -1))
@@ -370,375 +350,6 @@ static int phone_pairs(lua_State *L)
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
-}
-
-/* ---- decoding ----------------------------------------------------------- */
-
-/*
- * Sharing strings while one list is built: an open-addressing table from
- * string to pool index, in a scratch userdata (its memory is freed by the
- * collector even if building raises).  Lua interns short strings, so equal
- * short strings have one address and are found by pointer; longer ones
- * (callback URLs) by content.  Getting this wrong could only cost memory:
- * equal strings under different keys get two pool slots.
- */
-#define SHORT_STRING 40 /* LUAI_MAXSHORTLEN in Lua 5.4 */
-#define SHARE_MT     "chatapp.phone.share"
-
-typedef struct share_entry {
-  const char *s; /* anchored in the pool table */
-  size_t len;
-  uint32_t hash, ix;
-} share_entry;
-
-typedef struct share {
-  share_entry *v;
-  size_t cap, n; /* cap: a power of two */
-} share;
-
-static int share_gc(lua_State *L)
-{
-  share *t = luaL_checkudata(L, 1, SHARE_MT);
-  free(t->v);
-  t->v = NULL;
-  t->cap = t->n = 0;
-  return 0;
-}
-
-static uint32_t share_hash(const char *s, size_t len)
-{
-  uint64_t h = 0x9E3779B97F4A7C15u ^ len, w;
-  size_t i;
-
-  if (len <= SHORT_STRING) { /* interned: the address is the identity */
-    uintptr_t p = (uintptr_t)s;
-    return (uint32_t)((p >> 4) ^ (p >> 20)) * 2654435761u;
-  }
-  /* Eight bytes at a time, then the tail: URLs are hashed often. */
-  for (i = 0; i + 8 <= len; i += 8) {
-    memcpy(&w, s + i, 8);
-    h = (h ^ w) * 0x100000001B3u;
-    h ^= h >> 29;
-  }
-  w = 0;
-  memcpy(&w, s + i, len - i);
-  h = (h ^ w) * 0x100000001B3u;
-  return (uint32_t)(h ^ (h >> 32));
-}
-
-static share_entry *share_slot(share *t, const char *s, size_t len, uint32_t h)
-{
-  size_t i = h & (t->cap - 1);
-
-  for (;; i = (i + 1) & (t->cap - 1)) {
-    share_entry *e = &t->v[i];
-    if (!e->s)
-      return e;
-    if (e->hash == h && e->len == len &&
-        (e->s == s || (len > SHORT_STRING && memcmp(e->s, s, len) == 0)))
-      return e;
-  }
-}
-
-static int share_grow(share *t)
-{
-  share_entry *old = t->v, *nv;
-  size_t oldcap = t->cap, cap = oldcap ? oldcap * 2 : 256, i;
-
-  nv = calloc(cap, sizeof *nv);
-  if (!nv)
-    return -1;
-  t->v = nv;
-  t->cap = cap;
-  for (i = 0; i < oldcap; i++)
-    if (old[i].s)
-      *share_slot(t, old[i].s, old[i].len, old[i].hash) = old[i];
-  free(old);
-  return 0;
-}
-
-/* Stack indices and state used while building one list. */
-typedef struct builder {
-  int pool;               /* array of strings and extra tables */
-  int mt;                 /* PhoneNumber metatable */
-  uint32_t n;             /* pool size */
-  share *shared;          /* string -> pool index */
-  const char *api[N_API]; /* the API names, interned: compared by address */
-} builder;
-
-/* Pool index of the string on top (popped): equal strings share a slot. */
-static uint32_t intern_top(lua_State *L, builder *b)
-{
-  size_t len;
-  const char *s = lua_tolstring(L, -1, &len);
-  uint32_t h = share_hash(s, len);
-  share_entry *e;
-
-  if (b->shared->n * 2 >= b->shared->cap && share_grow(b->shared))
-    luaL_error(L, "out of memory");
-  e = share_slot(b->shared, s, len, h);
-  if (e->s) {
-    lua_pop(L, 1);
-    return e->ix;
-  }
-  e->s = s; /* anchored by the pool table below */
-  e->len = len;
-  e->hash = h;
-  e->ix = ++b->n;
-  b->shared->n++;
-  lua_rawseti(L, b->pool, e->ix);
-  return e->ix;
-}
-
-/*
- * The string form of the value on top for a string field: numbers written
- * without a trailing ".0", booleans as "true"/"false".  Returns 1 and
- * replaces the top, 0 for null (absent; popped), or -1 for a table or
- * other value (left in place).  Raises on a non-finite number.
- */
-static int to_field_string(lua_State *L, const char *name)
-{
-  switch (lua_type(L, -1)) {
-  case LUA_TSTRING:
-    return 1;
-  case LUA_TNUMBER: {
-    lua_Number x = lua_tonumber(L, -1);
-    lua_Integer i;
-    if (lua_isinteger(L, -1))
-      lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
-    else if (x == floor(x) && lua_numbertointeger(x, &i))
-      lua_pushfstring(L, "%I", (LUAI_UACINT)i);
-    else if (isfinite(x))
-      lua_pushfstring(L, "%f", (LUAI_UACNUMBER)x);
-    else
-      luaL_error(L, "%s is not a finite number", name);
-    lua_remove(L, -2);
-    return 1;
-  }
-  case LUA_TBOOLEAN:
-    lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
-    lua_remove(L, -2);
-    return 1;
-  case LUA_TLIGHTUSERDATA: /* cjson.null */
-    lua_pop(L, 1);
-    return 0;
-  default:
-    return -1;
-  }
-}
-
-/* Pool index of the value on top (popped), not shared: for values that
- * are unique per number (the phone number), where sharing costs a lookup
- * and saves nothing. */
-static uint32_t pool_top(lua_State *L, builder *b)
-{
-  uint32_t ix = ++b->n;
-  lua_rawseti(L, b->pool, ix);
-  return ix;
-}
-
-/* Build one PhoneNumber from the decoded object at idx; push it.  Known
- * fields are typed here; unknown ones are cleaned (lca_json_clean) and kept
- * for raw(). */
-static void build_phone(lua_State *L, builder *b, int idx,
-                        const uint32_t space[3])
-{
-  phone *p = lua_newuserdatauv(L, sizeof *p, 1);
-  int extra = 0, top;
-
-  memset(p, 0, sizeof *p);
-  memcpy(&p->v[N_API], space, 3 * sizeof *space);
-  lua_pushvalue(L, b->mt);
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, b->pool);
-  lua_setiuservalue(L, -2, 1);
-  top = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) { /* stack: ..., phone, key, value */
-    int f = -1;
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -2);
-      int i;
-      for (i = 0; i < N_API; i++)
-        if (k == b->api[i]) {
-          f = i;
-          break;
-        }
-    }
-    if (f >= 0) {
-      int r = to_field_string(L, fields[f].api);
-      if (r > 0)
-        p->v[f] = f == F_PHONE_NUMBER ? pool_top(L, b) : intern_top(L, b);
-      if (r >= 0)
-        continue;
-    } else if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
-      lua_pop(L, 1); /* an unknown field that is null: absent */
-      continue;
-    }
-    {
-      char err[200];
-      if (lca_json_clean(L, err, sizeof err))
-        luaL_error(L, "field %s: %s",
-                   lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?",
-                   err);
-    }
-    /* Unknown field, or a known one with a non-scalar value: raw only. */
-    if (!extra) {
-      lua_newtable(L);
-      lua_insert(L, top + 1); /* below key and value */
-      extra = top + 1;
-    }
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, extra);
-  }
-  if (extra) {
-    lua_pushvalue(L, extra);
-    p->extra = ++b->n;
-    lua_rawseti(L, b->pool, p->extra);
-    lua_settop(L, top);
-  }
-}
-
-/* Push the numbers array of the decoded answer at idx (nil when there is
- * none), or raise when it has another shape. */
-static void push_numbers_array(lua_State *L, int idx)
-{
-  int t = lua_getfield(L, idx, "PhoneNumbers");
-
-  if (t == LUA_TNIL || t == LUA_TLIGHTUSERDATA) { /* absent or null */
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    return;
-  }
-  if (t != LUA_TTABLE)
-    luaL_error(L, "PhoneNumbers is a %s, expected an array",
-               lua_typename(L, t));
-  if (lua_rawlen(L, -1) > 0)
-    return;
-  /* XML-style wrapping: {"PhoneNumbers":{"PhoneNumber":[...]}} */
-  if (lua_getfield(L, -1, "PhoneNumber") == LUA_TTABLE) {
-    lua_remove(L, -2);
-    return;
-  }
-  lua_pop(L, 1);
-  lua_pushnil(L);
-  if (lua_next(L, -2))
-    luaL_error(L, "PhoneNumbers is an object, expected an array");
-}
-
-/* lua_CFunction doing the work of lca_decode_phone_numbers under pcall:
- * 1 = decoded answer, 2 = space table or nil. */
-static int build_list(lua_State *L)
-{
-  builder b;
-  uint32_t space[3] = {0, 0, 0};
-  lua_Integer i, n = 0;
-  int arr;
-
-  lua_settop(L, 2);
-  if (!lua_istable(L, 1))
-    return luaL_error(L, "the answer is a %s, expected an object",
-                      luaL_typename(L, 1));
-  if (lua_rawlen(L, 1) > 0)
-    return luaL_error(L, "the answer is an array, expected an object");
-  /* The pool gets about one unique string per number (the phone number)
-   * plus the shared ones: sized so it does not grow while the list is
-   * built. */
-  {
-    lua_Integer guess = 0;
-    if (lua_getfield(L, 1, "PhoneNumbers") == LUA_TTABLE)
-      guess = (lua_Integer)lua_rawlen(L, -1);
-    lua_pop(L, 1);
-    if (guess > 1 << 24)
-      guess = 1 << 24;
-    lua_createtable(L, (int)(guess + 64), 0);
-    b.pool = lua_gettop(L);
-  }
-  b.shared = lua_newuserdatauv(L, sizeof *b.shared, 0);
-  memset(b.shared, 0, sizeof *b.shared);
-  luaL_setmetatable(L, SHARE_MT);
-  if (share_grow(b.shared))
-    return luaL_error(L, "out of memory");
-  /* The API names as Lua holds them (anchored as keys of the registry's
-   * API table): a key from the decoder is one of them iff same address. */
-  lua_getfield(L, LUA_REGISTRYINDEX, API_KEY);
-  for (i = 0; i < N_API; i++) {
-    lua_pushstring(L, fields[i].api);
-    b.api[i] = lua_tostring(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  luaL_getmetatable(L, PHONE_MT);
-  b.mt = lua_gettop(L);
-  b.n = 0;
-  if (lua_istable(L, 2)) {
-    static const char *const keys[3] = {"cust_space_id", "isv_code", "label"};
-    int k;
-    for (k = 0; k < 3; k++) {
-      if (lua_getfield(L, 2, keys[k]) == LUA_TSTRING && lua_rawlen(L, -1))
-        space[k] = intern_top(L, &b);
-      else
-        lua_pop(L, 1);
-    }
-  }
-  push_numbers_array(L, 1);
-  arr = lua_gettop(L);
-  if (lua_istable(L, arr))
-    n = (lua_Integer)lua_rawlen(L, arr);
-  lua_createtable(L, (int)n, 1);
-  luaL_setmetatable(L, PHONELIST_MT);
-  for (i = 1; i <= n; i++) {
-    int t = lua_rawgeti(L, arr, i);
-    if (t != LUA_TTABLE)
-      return luaL_error(L, "PhoneNumbers[%d] is a %s, expected an object",
-                        (int)i, lua_typename(L, t));
-    build_phone(L, &b, lua_gettop(L), space);
-    lua_rawseti(L, -3, i);
-    lua_pop(L, 1);
-  }
-  if (lua_getfield(L, 1, "RequestId") == LUA_TSTRING)
-    lua_setfield(L, -2, "request_id");
-  else
-    lua_pop(L, 1);
-  return 1;
-}
-
-int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
-                             int space_idx)
-{
-  int top, running, st;
-
-  if (space_idx)
-    space_idx = lua_absindex(L, space_idx);
-  /* Everything decoding and typing allocate stays reachable until the list
-   * is built: a collection meanwhile would walk the answer for nothing.
-   * The collector is paused for both and resumes right after. */
-  running = lua_gc(L, LUA_GCISRUNNING);
-  lua_gc(L, LUA_GCSTOP);
-  if (!lca_json_decode_raw(L, body, len)) {
-    if (running)
-      lua_gc(L, LUA_GCRESTART);
-    return 0; /* nil, message */
-  }
-  top = lua_gettop(L);
-  lua_pushcfunction(L, build_list);
-  lua_insert(L, top);
-  if (space_idx)
-    lua_pushvalue(L, space_idx);
-  else
-    lua_pushnil(L);
-  st = lua_pcall(L, 2, 1, 0);
-  if (running)
-    lua_gc(L, LUA_GCRESTART);
-  if (st != LUA_OK) {
-    if (lua_type(L, -1) != LUA_TSTRING)
-      lua_pushliteral(L, "cannot decode the phone numbers");
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 0;
-  }
-  return 1;
 }
 
 /* chatapp.core.decode_phone_numbers(json [, space]) -> list | nil, err */
@@ -773,7 +384,7 @@ void lca_open_phone(lua_State *L)
   lua_createtable(L, 0, N_FIELDS + 1);
   for (i = 0; i < N_FIELDS; i++) {
     lua_pushinteger(L, i);
-    lua_setfield(L, -2, fields[i].name);
+    lua_setfield(L, -2, lca_phone_fields[i].name);
   }
   luaL_setfuncs(L, methods, 0);
   lua_pushvalue(L, -1);
@@ -795,11 +406,6 @@ void lca_open_phone(lua_State *L)
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 2);
 
-  luaL_newmetatable(L, SHARE_MT);
-  lua_pushcfunction(L, share_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-
   luaL_newmetatable(L, PHONELIST_MT);
   lua_pushliteral(L, "PhoneList");
   lua_setfield(L, -2, "__name");
@@ -811,14 +417,14 @@ void lca_open_phone(lua_State *L)
   lua_createtable(L, 0, N_API);
   for (i = 0; i < N_API; i++) {
     lua_pushinteger(L, i);
-    lua_setfield(L, -2, fields[i].api);
+    lua_setfield(L, -2, lca_phone_fields[i].api);
   }
   lua_setfield(L, LUA_REGISTRYINDEX, API_KEY);
 
   /* module.fields = {name, ...}; module.enums = {Status = {...}, ...} */
   lua_createtable(L, N_FIELDS, 0);
   for (i = 0; i < N_FIELDS; i++) {
-    lua_pushstring(L, fields[i].name);
+    lua_pushstring(L, lca_phone_fields[i].name);
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "phone_fields");
@@ -831,7 +437,7 @@ void lca_open_phone(lua_State *L)
       lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "values");
-    lua_pushstring(L, fields[enums[e].field].name);
+    lua_pushstring(L, lca_phone_fields[enums[e].field].name);
     lua_setfield(L, -2, "field");
     lua_pushboolean(L, enums[e].closed);
     lua_setfield(L, -2, "closed");

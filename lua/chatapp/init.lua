@@ -68,8 +68,11 @@ M.json = {
   --- Decode JSON text: integers stay integers, null members are absent,
   --- null array elements are chatapp.json.null.  nil, message on error.
   decode = core.json_decode,
-  --- Mark a table to encode as an array even when empty.
+  --- Mark a table to encode as an array even when empty (a table that
+  --- already has a metatable is refused).
   array = core.json_array,
+  --- The nesting limit of decode and encode (containers inside containers).
+  max_depth = core.json_max_depth,
 }
 
 ---------------------------------------------------------------------------

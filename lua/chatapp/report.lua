@@ -25,13 +25,84 @@ function M.text(v)
 end
 local text = M.text
 
+-- Characters that may not reach a terminal as they are: C0 controls and
+-- DEL (ESC sequences, BEL, CR/LF, NUL), C1 controls (U+0080-U+009F, CSI
+-- among them), line and paragraph separators, bidirectional overrides and
+-- isolates (they reorder what is shown), and bytes that are not UTF-8.
+local named = { [7] = "\\a", [8] = "\\b", [9] = "\\t", [10] = "\\n", [11] = "\\v",
+  [12] = "\\f", [13] = "\\r", [27] = "\\e" }
+local function hidden_code(cp)
+  return (cp >= 0x80 and cp <= 0x9f) or cp == 0x2028 or cp == 0x2029
+    or (cp >= 0x202a and cp <= 0x202e) or (cp >= 0x2066 and cp <= 0x2069)
+    or cp == 0x200e or cp == 0x200f or cp == 0x061c or cp == 0xfeff
+end
+
+local function escape(s, keep_newlines)
+  if not s:find("[%z\1-\31\127-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    if c < 0x20 or c == 0x7f then
+      if keep_newlines and c == 9 then
+        out[#out + 1] = "\t"
+      elseif keep_newlines and c == 10 then
+        -- continuation lines are indented (once: escaping twice changes nothing)
+        out[#out + 1] = s:sub(i + 1, i + 2) == "  " and "\n" or "\n  "
+      else
+        out[#out + 1] = named[c] or ("\\x%02x"):format(c)
+      end
+      i = i + 1
+    elseif c < 0x80 then
+      local j = s:find("[%z\1-\31\127-\255]", i) or n + 1
+      out[#out + 1] = s:sub(i, j - 1)
+      i = j
+    else
+      local ok, cp = pcall(utf8.codepoint, s, i)
+      if not ok then
+        out[#out + 1] = ("\\x%02x"):format(c)
+        i = i + 1
+      else
+        local len = cp < 0x800 and 2 or cp < 0x10000 and 3 or 4
+        out[#out + 1] = hidden_code(cp) and ("\\u{%x}"):format(cp) or s:sub(i, i + len - 1)
+        i = i + len
+      end
+    end
+  end
+  return table.concat(out)
+end
+
+--- The one escaping of text output: v as a string (never raising) that is
+--- safe to show on a terminal as one line.  Control characters appear as
+--- \n, \r, \e, \x00...; C1 controls, bidirectional overrides and line
+--- separators as \u{...}; bytes that are not UTF-8 as \xff.  Every value
+--- that came from a server or a policy goes through it before it is shown.
+function M.safe(v)
+  return escape(text(v), false)
+end
+local safe = M.safe
+
+--- The same for a message that may span lines (an error and its
+--- traceback): newlines and tabs are kept, every other control character
+--- is escaped, and each continuation line is indented, so no data can
+--- start a line of its own.
+function M.safe_lines(v)
+  return escape(text(v), true)
+end
+
+-- A value quoted for a message, escaped ("%q" would keep a newline).
+local function quoted(v)
+  return '"' .. safe(v) .. '"'
+end
+
 --- log(level, line): the host's log (stderr for chatapp-run, the log
 --- callback for embedders); warnings go at level 0.
 function M.new(options, policies, log)
   local function default_log(level, line)
     if level <= (options.verbose or 0) then core.redacting(io.stderr):write("chatapp-run: ", line, "\n") end
   end
-  log = log or default_log
+  local host_log = log or default_log
+  -- Every line the report logs passes through the one escaping.
+  log = function(level, line) return host_log(level, M.safe_lines(line)) end
   local r = setmetatable({
     options = options,
     log_level = log,
@@ -63,7 +134,8 @@ local rank = { ok = 0, action = 1, api = 2, policy = 3, config = 4, credentials 
 function Report:fail(status, message)
   if rank[status] > rank[self.status] then
     self.status = status
-    self.message = message
+    -- the host prints it (chatapp-run on stderr): escaped like every line
+    self.message = M.safe_lines(message)
   end
 end
 
@@ -90,8 +162,8 @@ function Report:note_unknown_values(list)
         self.unknown_values[k.name] = seen
         if not seen[v] then
           seen[v] = true
-          self.log_level(1, ("%s value %q (number %s) is not one chatapp-run knows; "
-            .. "it is kept as it came"):format(k.name, v, n.phone_number or "?"))
+          self.log_level(1, ("%s value %s (number %s) is not one chatapp-run knows; "
+            .. "it is kept as it came"):format(k.name, quoted(v), safe(n.phone_number or "?")))
         end
       end
     end
@@ -241,6 +313,7 @@ function Report:use_color()
   return core.isatty(1)
 end
 
+--- s is shown as it is: callers escape data (safe) before painting it.
 function Report:paint(code, s)
   if not self.color then return s end
   return ("\27[%sm%s\27[0m"):format(code, s)
@@ -288,18 +361,18 @@ function Report:print_action(a, out)
   local status = a.status
   local outcome = status
   if a.kind == "log" then
-    out:write("    log: ", a.request.message, "\n")
+    out:write("    log: ", safe(a.request.message), "\n")
     return
   end
   if a.result and a.result.http_status and a.result.http_status > 0 then
     outcome = ("%s (HTTP %d)"):format(status, a.result.http_status)
   elseif a.result and a.result.request_id then
-    outcome = ("%s (RequestId %s)"):format(status, a.result.request_id)
+    outcome = ("%s (RequestId %s)"):format(status, safe(a.result.request_id))
   end
-  out:write(("    %-7s %s%s  %s\n"):format(a.kind, M.describe(a),
-    a.phone_number and ("  " .. a.phone_number) or "", self:paint(colors[status] or "0", outcome)))
-  if a.error then out:write("      error: ", a.error, "\n") end
-  if a.reason then out:write("      ", a.reason, "\n") end
+  out:write(("    %-7s %s%s  %s\n"):format(safe(a.kind), safe(M.describe(a)),
+    a.phone_number and ("  " .. safe(a.phone_number)) or "", self:paint(colors[status] or "0", safe(outcome))))
+  if a.error then out:write("      error: ", safe(a.error), "\n") end
+  if a.reason then out:write("      ", safe(a.reason), "\n") end
   if not self.dry_run then return end
   -- The exact request, for review before applying.
   local v = M.request_view(a)
@@ -307,15 +380,15 @@ function Report:print_action(a, out)
     local names = {}
     for k in pairs(v.headers) do names[#names + 1] = k end
     table.sort(names)
-    for _, k in ipairs(names) do out:write(("      %s: %s\n"):format(k, v.headers[k])) end
-    if v.body then out:write("      ", v.body, "\n") end
+    for _, k in ipairs(names) do out:write(("      %s: %s\n"):format(safe(k), safe(v.headers[k]))) end
+    if v.body then out:write("      ", safe(v.body), "\n") end
   elseif a.kind == "call" then
-    out:write("      ", pairs_line(v.params), "\n")
+    out:write("      ", safe(pairs_line(v.params)), "\n")
     local names = {}
     for k in pairs(a.current or {}) do names[#names + 1] = k end
     table.sort(names)
     for _, k in ipairs(names) do
-      out:write(("      %s: %q -> %q\n"):format(k, a.current[k], v.params[k]))
+      out:write(("      %s: %s -> %s\n"):format(safe(k), quoted(a.current[k]), quoted(v.params[k])))
     end
   elseif a.kind == "exec" and v.stdin_bytes then
     out:write(("      stdin: %d bytes\n"):format(v.stdin_bytes))
@@ -326,8 +399,8 @@ function Report:print_text()
   local out = self.out
   self.color = self:use_color()
   for _, e in ipairs(self.policies) do
-    out:write(self:paint("1", e.name), e.file and ("  " .. e.file) or "", "\n")
-    if e.description then out:write("  ", e.description, "\n") end
+    out:write(self:paint("1", safe(e.name)), e.file and ("  " .. safe(e.file)) or "", "\n")
+    if e.description then out:write("  ", safe(e.description), "\n") end
     local rows = {}
     for _, m in ipairs(self.matches) do
       if m.policy == e then
@@ -337,7 +410,7 @@ function Report:print_text()
           rows[1] = header
         end
         local row = {}
-        for i, c in ipairs(columns) do row[i] = tostring(c[2](m) or "-") end
+        for i, c in ipairs(columns) do row[i] = safe(c[2](m) or "-") end
         rows[#rows + 1] = row
       end
     end
@@ -391,9 +464,36 @@ local function space_fields(t, space)
   return t
 end
 
+--- One JSON Lines record.  A record that cannot be encoded (a value the
+--- encoder refuses: nesting deeper than chatapp.json.max_depth, a function,
+--- a non-finite number) is never dropped in silence: a message goes to
+--- the log and a record of the same type with the identifying fields and
+--- "encode_error" takes its place; the other records still print.
+function Report:emit_json(t)
+  local line, err = core.json_encode(t)
+  if not line then
+    local policy = type(t.policy) == "string" and t.policy or nil
+    local number = type(t.phone_number) == "string" and t.phone_number or nil
+    if not number and t.type == "match" then
+      local ok, pn = pcall(function() return t.number.phone_number end)
+      number = ok and type(pn) == "string" and pn or nil
+    end
+    local msg = ("cannot write the %s record%s%s as JSON: %s"):format(t.type,
+      policy and (" of policy " .. policy) or "", number and (" for number " .. number) or "",
+      text(err))
+    self:warn(msg)
+    line = assert(core.json_encode {
+      type = t.type, policy = policy, phone_number = number, space = type(t.space) == "string" and t.space or nil,
+      status = type(t.status) == "string" and t.status or nil, id = type(t.id) == "string" and t.id or nil,
+      encode_error = text(err),
+    })
+  end
+  self.out:write(line, "\n")
+end
+
 function Report:print_json()
   local out = self.out
-  local function emit(t) out:write(assert(core.json_encode(t)), "\n") end
+  local emit = function(t) self:emit_json(t) end
   for _, s in ipairs(self.spaces) do
     emit(space_fields({ type = "space", numbers = s.numbers, error = s.error }, s.space))
   end
@@ -541,11 +641,11 @@ end
 function Report:finish_check()
   if self.options.output == "text" then
     for _, e in ipairs(self.policies) do
-      self.out:write(("%s: ok (%s)\n"):format(e.name, e.file or "?"))
+      self.out:write(("%s: ok (%s)\n"):format(safe(e.name), safe(e.file or "?")))
     end
   elseif self.options.output == "json" then
     for _, e in ipairs(self.policies) do
-      self.out:write(assert(core.json_encode { type = "policy", name = e.name, file = e.file, status = "ok" }), "\n")
+      self:emit_json { type = "policy", name = e.name, file = e.file, status = "ok" }
     end
   end
   return self

@@ -43,7 +43,7 @@ function M.new(options, host)
 end
 
 function Runner:log(level, line)
-  self.host.log(level, line)
+  self.host.log(level, report.safe_lines(line)) -- policy and server text, escaped
 end
 
 --- A policy file's budget: every policy of the file, its loading and its

@@ -423,6 +423,7 @@ function chatapp.policy(spec) end
 
 ---@class chatapp.json
 ---@field null lightuserdata JSON null inside arrays
+---@field max_depth integer 128: the nesting limit of decode and encode
 local json = {}
 
 --- Encode a value as JSON; PhoneNumber values encode as the API shapes
@@ -439,7 +440,8 @@ function json.encode(value) end
 ---@return string? err
 function json.decode(text) end
 
---- Mark a table to encode as an array even when empty.
+--- Mark a table to encode as an array even when empty; a table that
+--- already has a metatable is refused (error).
 ---@generic T: table
 ---@param t T
 ---@return T

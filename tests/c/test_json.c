@@ -55,6 +55,31 @@ int main(void)
   CHECK(d != NULL);
   ca_json_free(d);
 
+  /* the default depth is the project's one limit, CA_JSON_MAX_DEPTH */
+  {
+    char deep[2 * (CA_JSON_MAX_DEPTH + 1)];
+    size_t k;
+    for (k = 0; k <= CA_JSON_MAX_DEPTH; k++) {
+      deep[k] = '[';
+      deep[2 * CA_JSON_MAX_DEPTH + 1 - k] = ']';
+    }
+    CHECK(CA_JSON_MAX_DEPTH == 128);
+    d = ca_json_parse(deep + 1, 2 * CA_JSON_MAX_DEPTH, 0, 0, err, sizeof err);
+    CHECK(d != NULL); /* 128 levels */
+    ca_json_free(d);
+    d = ca_json_parse(deep, sizeof deep, 0, 0, err, sizeof err);
+    CHECK(d == NULL); /* 129 */
+  }
+
+  /* UTF-8: what the encoder keeps and what it replaces */
+  CHECK(ca_utf8_len((const unsigned char *)"\xc3\xa9", 2) == 2);
+  CHECK(ca_utf8_len((const unsigned char *)"\xf0\x9f\x98\x80", 4) == 4);
+  CHECK(ca_utf8_len((const unsigned char *)"\xc3", 1) == 0);         /* cut */
+  CHECK(ca_utf8_len((const unsigned char *)"\xed\xa0\x80", 3) == 0); /* D800 */
+  CHECK(ca_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4) == 0);
+  CHECK(ca_utf8_len((const unsigned char *)"\xe0\x80\xaf", 3) ==
+        0); /* overlong */
+
   /* error positions */
   d = ca_json_parse("{\n  \"a\": 1\n  \"b\": 2}", 20, 64, 0, err, sizeof err);
   CHECK(d == NULL);

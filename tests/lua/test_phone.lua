@@ -229,6 +229,67 @@ T.cases {
     T.eq(got.quality_rating, nil)
   end },
 
+  { "messaging_limit: out-of-range and malformed tiers are nil", function()
+    local want = {
+      TIER_50 = 50, TIER_1K = 1000, TIER_2M = 2000000, TIER_999999999K = 999999999000,
+      TIER_UNLIMITED = math.huge,
+      TIER_99999999999999999999K = false, TIER_1e400K = false, TIER_1e3 = false,
+      TIER_0x10 = false, ["TIER_-1K"] = false, ["TIER_+1K"] = false, TIER_050 = false,
+      TIER_1000000000K = false, ["TIER_1.5K"] = false, TIER_K = false, TIER_ = false,
+      TIER_1KK = false, TIER_1k = false, ["TIER_1K "] = false, TIER_inf = false, TIER_nan = false,
+    }
+    for tier, limit in pairs(want) do
+      local n = assert(decode(answer { { PhoneNumber = "1", MessagingLimitTier = tier } }))[1]
+      if limit then
+        T.eq(n.messaging_limit, limit, tier)
+        if limit ~= math.huge then T.eq(math.type(n.messaging_limit), "integer", tier) end
+      else
+        T.eq(n.messaging_limit, nil, tier)
+      end
+      T.eq(n.messaging_limit_tier, tier, "the tier itself is kept")
+    end
+  end },
+
+  { "a PhoneNumber sent as a JSON number keeps every digit", function()
+    local body = '{"PhoneNumbers":[{"PhoneNumber":12345678901234567},{"PhoneNumber":8613800000001},'
+      .. '{"PhoneNumber":1234567890123456789012345},{"PhoneNumber":-5},{"PhoneNumber":1.5e3}]}'
+    local list = assert(decode(body))
+    T.eq(list[1].phone_number, "12345678901234567")
+    T.eq(list[2].phone_number, "8613800000001")
+    T.eq(list[3].phone_number, "1234567890123456789012345", "beyond 64 bits: the digits as sent")
+    T.eq(list[4].phone_number, "-5")
+    T.eq(list[5].phone_number, "1500")
+    T.eq(chatapp.json.encode(list[1]), '{"PhoneNumber":"12345678901234567"}')
+  end },
+
+  { "a failed decode leaves the collector running", function()
+    local body = answer { { PhoneNumber = "1", Pad = ("x"):rep(1024 * 1024) } }
+    T.check(collectgarbage("isrunning"), "running before")
+    collectgarbage() -- no garbage an emergency collection could free to make room
+    local budget = { instructions = 1e9, memory = 256 * 1024, retained = 0 }
+    local ok, list, err = core.sandbox_call(budget, decode, body)
+    local running = collectgarbage("isrunning")
+    collectgarbage("restart")
+    T.check(running, "the collector still runs after a decode that ran out of memory")
+    T.check(ok, "decode returned rather than raised: " .. tostring(list))
+    T.eq(list, nil)
+    T.check(type(err) == "string" and err:find("memory", 1, true), tostring(err))
+    -- and a malformed answer
+    list, err = decode('{"PhoneNumbers":[{"PhoneNumber":"1"}')
+    T.eq(list, nil)
+    T.check(collectgarbage("isrunning"), "running after a malformed answer")
+  end },
+
+  { "nested fields up to the depth limit encode again", function()
+    -- answer (1) > PhoneNumbers (2) > number (3) > Deep: the rest up to the limit
+    local deep = ("["):rep(chatapp.json.max_depth - 3) .. "1" .. ("]"):rep(chatapp.json.max_depth - 3)
+    local body = '{"PhoneNumbers":[{"PhoneNumber":"1","Deep":' .. deep .. '}]}'
+    local n = assert(decode(body))[1]
+    local s, err = chatapp.json.encode(n)
+    T.check(s, err)
+    T.eq(decode('{"PhoneNumbers":[{"PhoneNumber":"1","Deep":[' .. deep .. ']}]}'), nil, "one more is refused")
+  end },
+
   { "garbage collection", function()
     for _ = 1, 20 do
       local list = decode(answer { full, full, full })
