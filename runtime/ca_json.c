@@ -53,23 +53,32 @@ static void *arena_alloc(parser *ps, size_t n)
 
 static int fail(parser *ps, const char *what)
 {
-  int line = 1, col = 1;
-  const char *q;
+  int line, col;
 
   if (ps->failed)
     return -1;
   ps->failed = 1;
-  for (q = ps->start; q < ps->p && q < ps->end; q++) {
-    if (*q == '\n') {
-      line++;
-      col = 1;
-    } else {
-      col++;
-    }
-  }
+  ca_json_position(ps->start, ps->p, ps->end, &line, &col);
   if (ps->err && ps->errlen)
     snprintf(ps->err, ps->errlen, "line %d, column %d: %s", line, col, what);
   return -1;
+}
+
+void ca_json_position(const char *start, const char *at, const char *end,
+                      int *line, int *col)
+{
+  const char *q;
+
+  *line = 1;
+  *col = 1;
+  for (q = start; q < at && q < end; q++) {
+    if (*q == '\n') {
+      ++*line;
+      *col = 1;
+    } else {
+      ++*col;
+    }
+  }
 }
 
 static void skip_ws(parser *ps)
@@ -79,7 +88,7 @@ static void skip_ws(parser *ps)
     ps->p++;
 }
 
-static int hexval(char c)
+int ca_hexval(char c)
 {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -90,22 +99,23 @@ static int hexval(char c)
   return -1;
 }
 
-static int read_hex4(parser *ps, unsigned *out)
+/* The four hex digits at *p into *out; NULL or what is wrong. */
+static const char *hex4(const char **p, const char *end, unsigned *out)
 {
   unsigned v = 0;
   int i;
 
-  if (ps->end - ps->p < 4)
-    return fail(ps, "truncated \\u escape");
+  if (end - *p < 4)
+    return "truncated \\u escape";
   for (i = 0; i < 4; i++) {
-    int h = hexval(ps->p[i]);
+    int h = ca_hexval((*p)[i]);
     if (h < 0)
-      return fail(ps, "bad \\u escape");
+      return "bad \\u escape";
     v = v * 16 + (unsigned)h;
   }
-  ps->p += 4;
+  *p += 4;
   *out = v;
-  return 0;
+  return NULL;
 }
 
 static size_t put_utf8(char *o, unsigned cp)
@@ -165,107 +175,137 @@ size_t ca_utf8_len(const unsigned char *s, size_t n)
   return len;
 }
 
+size_t ca_json_string_span(const char *s, const char *end)
+{
+  const char *e = s;
+
+  while (e < end && *e != '"') {
+    if (*e == '\\' && e + 1 < end)
+      e++;
+    e++;
+  }
+  return (size_t)(e - s);
+}
+
+const char *ca_json_unescape(const char **p, const char *end, int strict,
+                             char *out, size_t *outlen)
+{
+  const char *s = *p, *err = NULL;
+  size_t n = 0;
+
+  while (s < end && !err) {
+    unsigned char c = (unsigned char)*s;
+    unsigned cp;
+
+    if (c == '"') {
+      *p = s + 1;
+      if (out)
+        out[n] = '\0';
+      *outlen = n;
+      return NULL;
+    }
+    if (c != '\\') {
+      size_t l = 1;
+      if (strict && c < 0x20) {
+        err = "control character in string";
+        break;
+      }
+      if (strict &&
+          !(l = ca_utf8_len((const unsigned char *)s, (size_t)(end - s)))) {
+        err = "invalid UTF-8 in string";
+        break;
+      }
+      if (out)
+        memcpy(out + n, s, l);
+      n += l;
+      s += l;
+      continue;
+    }
+    if (++s >= end)
+      break;
+    switch (*s++) {
+    case '"':
+      cp = '"';
+      break;
+    case '\\':
+      cp = '\\';
+      break;
+    case '/':
+      cp = '/';
+      break;
+    case 'b':
+      cp = '\b';
+      break;
+    case 'f':
+      cp = '\f';
+      break;
+    case 'n':
+      cp = '\n';
+      break;
+    case 'r':
+      cp = '\r';
+      break;
+    case 't':
+      cp = '\t';
+      break;
+    case 'u':
+      if ((err = hex4(&s, end, &cp)))
+        break;
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        unsigned lo;
+        if (end - s < 2 || s[0] != '\\' || s[1] != 'u') {
+          err = "lone surrogate in \\u escape";
+          break;
+        }
+        s += 2;
+        if ((err = hex4(&s, end, &lo)))
+          break;
+        if (lo < 0xDC00 || lo > 0xDFFF) {
+          err = "bad surrogate pair in \\u escape";
+          break;
+        }
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        err = "lone surrogate in \\u escape";
+      }
+      break;
+    default:
+      s--;
+      err = "bad escape in string";
+    }
+    if (!err) {
+      if (out)
+        put_utf8(out + n, cp);
+      n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    }
+  }
+  *p = s;
+  return err ? err : "unterminated string";
+}
+
 /*
  * Parse a string at ps->p (on the opening quote).  When build is set, the
  * decoded copy goes to *out / *outlen; otherwise it is only checked.
  */
 static int parse_string(parser *ps, int build, const char **out, size_t *outlen)
 {
-  const char *s = ++ps->p;
+  const char *err;
   char *o = NULL;
-  size_t n = 0;
+  size_t n;
 
-  /* Decoded text is never longer than its source: size it by a scan. */
-  if (build) {
-    const char *e = s;
-    while (e < ps->end && *e != '"') {
-      if (*e == '\\' && e + 1 < ps->end)
-        e++;
-      e++;
-    }
-    o = arena_alloc(ps, (size_t)(e - s) + 1);
+  ps->p++;
+  if (build) { /* decoded text is never longer than its source */
+    o = arena_alloc(ps, ca_json_string_span(ps->p, ps->end) + 1);
     if (!o)
       return fail(ps, "out of memory");
   }
-  while (ps->p < ps->end) {
-    unsigned char c = (unsigned char)*ps->p;
-    if (c == '"') {
-      ps->p++;
-      if (build) {
-        o[n] = '\0';
-        *out = o;
-        *outlen = n;
-      }
-      return 0;
-    }
-    if (c < 0x20)
-      return fail(ps, "control character in string");
-    if (c == '\\') {
-      unsigned cp;
-      char e;
-      if (++ps->p >= ps->end)
-        break;
-      e = *ps->p++;
-      switch (e) {
-      case '"':
-        cp = '"';
-        break;
-      case '\\':
-        cp = '\\';
-        break;
-      case '/':
-        cp = '/';
-        break;
-      case 'b':
-        cp = '\b';
-        break;
-      case 'f':
-        cp = '\f';
-        break;
-      case 'n':
-        cp = '\n';
-        break;
-      case 'r':
-        cp = '\r';
-        break;
-      case 't':
-        cp = '\t';
-        break;
-      case 'u':
-        if (read_hex4(ps, &cp))
-          return -1;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          unsigned lo;
-          if (ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u')
-            return fail(ps, "lone surrogate in \\u escape");
-          ps->p += 2;
-          if (read_hex4(ps, &lo))
-            return -1;
-          if (lo < 0xDC00 || lo > 0xDFFF)
-            return fail(ps, "bad surrogate pair in \\u escape");
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-          return fail(ps, "lone surrogate in \\u escape");
-        }
-        break;
-      default:
-        ps->p--;
-        return fail(ps, "bad escape in string");
-      }
-      if (build)
-        n += put_utf8(o + n, cp);
-    } else {
-      size_t l =
-        ca_utf8_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
-      if (!l)
-        return fail(ps, "invalid UTF-8 in string");
-      if (build)
-        memcpy(o + n, ps->p, l);
-      n += l;
-      ps->p += l;
-    }
+  if ((err = ca_json_unescape(&ps->p, ps->end, 1, o, &n)))
+    return fail(ps, err);
+  if (build) {
+    *out = o;
+    *outlen = n;
   }
-  return fail(ps, "unterminated string");
+  return 0;
 }
 
 static int parse_number(parser *ps, double *out)

@@ -67,6 +67,28 @@ const ca_json *ca_json_root(const ca_json_doc *doc);
  * or 0 when it is not valid (overlong, surrogate, beyond U+10FFFF). */
 size_t ca_utf8_len(const unsigned char *s, size_t n);
 
+/* The value of hex digit c, or -1. */
+int ca_hexval(char c);
+
+/* Line and column (from 1) of at in the text [start, end). */
+void ca_json_position(const char *start, const char *at, const char *end,
+                      int *line, int *col);
+
+/* Bytes from s (just after a string's opening quote) to its closing quote
+ * or end: room enough for the string's decoded text. */
+size_t ca_json_string_span(const char *s, const char *end);
+
+/*
+ * Decode the string whose text starts at *p (just after its opening quote)
+ * into out (ca_json_string_span bytes + 1, or NULL to only check it):
+ * escapes resolved, \u0000 as a NUL byte, NUL-terminated, length in
+ * *outlen.  strict refuses raw control characters and invalid UTF-8 (else
+ * they are kept as bytes).  NULL with *p after the closing quote, or what is
+ * wrong with *p where it is.
+ */
+const char *ca_json_unescape(const char **p, const char *end, int strict,
+                             char *out, size_t *outlen);
+
 /* The member named key of an object, or NULL (also when o is not one). */
 const ca_json *ca_json_get(const ca_json *o, const char *key);
 /* The string value of member key, or NULL when absent or not a string. */

@@ -64,17 +64,9 @@ typedef struct dec {
 
 static int dec_fail(dec *d, const char *what)
 {
-  int line = 1, col = 1;
-  const char *q;
+  int line, col;
 
-  for (q = d->start; q < d->p && q < d->end; q++) {
-    if (*q == '\n') {
-      line++;
-      col = 1;
-    } else {
-      col++;
-    }
-  }
+  ca_json_position(d->start, d->p, d->end, &line, &col);
   return luaL_error(d->L, "malformed JSON: line %d, column %d: %s", line, col,
                     what);
 }
@@ -86,67 +78,15 @@ static void dec_ws(dec *d)
     d->p++;
 }
 
-static int hexval(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-static unsigned dec_hex4(dec *d)
-{
-  unsigned v = 0;
-  int i;
-
-  if (d->end - d->p < 4)
-    dec_fail(d, "truncated \\u escape");
-  for (i = 0; i < 4; i++) {
-    int h = hexval(d->p[i]);
-    if (h < 0)
-      dec_fail(d, "bad \\u escape");
-    v = v * 16 + (unsigned)h;
-  }
-  d->p += 4;
-  return v;
-}
-
-static void add_utf8(luaL_Buffer *b, unsigned cp)
-{
-  char o[4];
-  size_t n;
-
-  if (cp < 0x80) {
-    o[0] = (char)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    o[0] = (char)(0xC0 | (cp >> 6));
-    o[1] = (char)(0x80 | (cp & 0x3F));
-    n = 2;
-  } else if (cp < 0x10000) {
-    o[0] = (char)(0xE0 | (cp >> 12));
-    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[2] = (char)(0x80 | (cp & 0x3F));
-    n = 3;
-  } else {
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    n = 4;
-  }
-  luaL_addlstring(b, o, n);
-}
-
-/* The string at d->p (on its opening quote): pushed. */
+/* The string at d->p (on its opening quote): pushed.  Raw control
+ * characters and invalid UTF-8 are kept (see the top). */
 static void dec_string(dec *d)
 {
   lua_State *L = d->L;
-  const char *s = ++d->p, *q = s;
+  const char *s = ++d->p, *q = s, *err;
   luaL_Buffer b;
+  size_t span, n;
+  char *out;
 
   while (q < d->end && *q != '"' && *q != '\\')
     q++;
@@ -155,75 +95,11 @@ static void dec_string(dec *d)
     d->p = q + 1;
     return;
   }
-  luaL_buffinit(L, &b);
-  luaL_addlstring(&b, s, (size_t)(q - s));
-  d->p = q;
-  while (d->p < d->end) {
-    char c = *d->p;
-    unsigned cp;
-    if (c == '"') {
-      d->p++;
-      luaL_pushresult(&b);
-      return;
-    }
-    if (c != '\\') {
-      q = d->p;
-      while (q < d->end && *q != '"' && *q != '\\')
-        q++;
-      luaL_addlstring(&b, d->p, (size_t)(q - d->p));
-      d->p = q;
-      continue;
-    }
-    if (++d->p >= d->end)
-      break;
-    switch (*d->p++) {
-    case '"':
-      cp = '"';
-      break;
-    case '\\':
-      cp = '\\';
-      break;
-    case '/':
-      cp = '/';
-      break;
-    case 'b':
-      cp = '\b';
-      break;
-    case 'f':
-      cp = '\f';
-      break;
-    case 'n':
-      cp = '\n';
-      break;
-    case 'r':
-      cp = '\r';
-      break;
-    case 't':
-      cp = '\t';
-      break;
-    case 'u':
-      cp = dec_hex4(d);
-      if (cp >= 0xD800 && cp <= 0xDBFF) {
-        unsigned lo;
-        if (d->end - d->p < 2 || d->p[0] != '\\' || d->p[1] != 'u')
-          dec_fail(d, "lone surrogate in \\u escape");
-        d->p += 2;
-        lo = dec_hex4(d);
-        if (lo < 0xDC00 || lo > 0xDFFF)
-          dec_fail(d, "bad surrogate pair in \\u escape");
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-        dec_fail(d, "lone surrogate in \\u escape");
-      }
-      break;
-    default:
-      d->p--;
-      dec_fail(d, "bad escape in string");
-      return;
-    }
-    add_utf8(&b, cp);
-  }
-  dec_fail(d, "unterminated string");
+  span = ca_json_string_span(s, d->end); /* never shorter than the result */
+  out = luaL_buffinitsize(L, &b, span + 1);
+  if ((err = ca_json_unescape(&d->p, d->end, 0, out, &n)))
+    dec_fail(d, err);
+  luaL_pushresultsize(&b, n);
 }
 
 static int is_digit(const dec *d)
