@@ -6,6 +6,8 @@
  *       -> {status = n | nil, signal = n | nil, timed_out = bool,
  *           output = s, truncated = bool}  |  nil, message
  *   core.write_file_atomic(path, data [, mode]) -> true | nil, message
+ *   core.read_file(path, max_bytes [, what]) -> text | nil, message
+ *   core.interrupted() -> signal number | false (SIGINT / SIGTERM seen)
  *   core.isatty(fd) -> bool
  *   core.monotonic() -> seconds (float)
  *
@@ -27,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca_config.h"
 #include "ca_crypto.h"
 #include "ca_limiter.h"
 #include "lca.h"
@@ -239,6 +242,10 @@ static int write_atomic(const char *path, const char *data, size_t len,
              path);
   else
     snprintf(dir, sizeof dir, ".");
+  /* Only a regular file (or a new path) is replaced: renaming over a
+   * device or a FIFO would turn it into a plain file. */
+  if (ca_config_check_output_file("the file", path, err, errlen))
+    return -1;
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     snprintf(err, errlen, "cannot create a temporary file beside %s: %s", path,
@@ -294,6 +301,98 @@ static int l_write_atomic(lua_State *L)
   return 1;
 }
 
+/*
+ * Read a whole input file of at most max bytes into a Lua string.  Opened
+ * with O_NONBLOCK so a FIFO or a device never blocks us, then refused
+ * unless it is a regular file; the size is checked before reading and the
+ * read stops at max + 1 bytes (the file may grow meanwhile).  The buffer
+ * is Lua memory (a userdata), so nothing leaks if a push raises.
+ */
+static int l_read_file(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  const char *what = luaL_optstring(L, 3, "the file");
+  struct stat st;
+  char err[600];
+  size_t got = 0, cap;
+  char *buf;
+  int fd;
+
+  luaL_argcheck(L, max > 0 && max <= ((lua_Integer)1 << 32), 2,
+                "max_bytes must be 1 to 4 GiB");
+  cap = (size_t)max;
+  fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
+             strerror(errno));
+    goto fail;
+  }
+  if (fstat(fd, &st) != 0) {
+    snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
+             strerror(errno));
+    close(fd);
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(err, sizeof err, "%s %s is %s, not a regular file", what, path,
+             ca_config_file_kind(st.st_mode));
+    close(fd);
+    goto fail;
+  }
+  if (st.st_size > max) {
+    snprintf(err, sizeof err,
+             "%s %s is %lld bytes, over the cap of %lld bytes (%lld MiB)", what,
+             path, (long long)st.st_size, (long long)max,
+             (long long)(max >> 20));
+    close(fd);
+    goto fail;
+  }
+  /* Lua memory: freed by the collector if anything below raises. */
+  buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
+  cap = (size_t)st.st_size + 1;
+  for (;;) {
+    ssize_t n = read(fd, buf + got, cap - got);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (n < 0) {
+      snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
+               strerror(errno));
+      close(fd);
+      goto fail;
+    }
+    if (n == 0)
+      break;
+    got += (size_t)n;
+    if (got == cap) {
+      snprintf(err, sizeof err,
+               "%s %s grew while being read (over %lld bytes); give a file "
+               "that is not being written",
+               what, path, (long long)st.st_size);
+      close(fd);
+      goto fail;
+    }
+  }
+  close(fd);
+  lua_pushlstring(L, buf, got);
+  return 1;
+fail:
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
+
+/* core.interrupted(): the signal that asked the run to stop, or false. */
+static int l_interrupted(lua_State *L)
+{
+  int sig = ca_interrupted();
+  if (sig)
+    lua_pushinteger(L, sig);
+  else
+    lua_pushboolean(L, 0);
+  return 1;
+}
+
 static int l_isatty(lua_State *L)
 {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -309,8 +408,12 @@ static int l_monotonic(lua_State *L)
 void lca_open_sys(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
-    {"exec", l_exec},     {"write_file_atomic", l_write_atomic},
-    {"isatty", l_isatty}, {"monotonic", l_monotonic},
+    {"exec", l_exec},
+    {"write_file_atomic", l_write_atomic},
+    {"isatty", l_isatty},
+    {"monotonic", l_monotonic},
+    {"read_file", l_read_file},
+    {"interrupted", l_interrupted},
     {NULL, NULL},
   };
   luaL_setfuncs(L, funcs, 0);

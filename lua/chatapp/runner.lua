@@ -115,10 +115,9 @@ function Runner:load_string(name, src)
 end
 
 function Runner:load_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, ("cannot read policy file %s"):format(err) end
-  local src = f:read("a")
-  f:close()
+  -- a regular file of at most 4 MiB (docs/cli.md, "Files")
+  local src, err = core.read_file(path, 4 * MB, "the policy file")
+  if not src then return nil, err end
   return self:load_string(path, src)
 end
 

@@ -11,6 +11,10 @@ local M = {}
 
 M.OWN = { label = "own numbers" }
 
+--- The largest spaces file read (a list of thousands of spaces is well
+--- under a megabyte).
+M.MAX_BYTES = 16 * 1024 * 1024
+
 local allowed = { cust_space_id = true, isv_code = true, label = true }
 
 --- Parse the text of a spaces file; returns the list or nil, message.
@@ -56,10 +60,8 @@ function M.parse(text, name)
 end
 
 function M.load(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, ("cannot read the spaces file %s"):format(err) end
-  local text = f:read("a")
-  f:close()
+  local text, err = chatapp.core.read_file(path, M.MAX_BYTES, "the spaces file")
+  if not text then return nil, err end
   return M.parse(text, path)
 end
 
