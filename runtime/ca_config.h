@@ -47,6 +47,7 @@ struct chatapp_config {
   char *metrics;
   int allow_exec;
   long memory_limit_mb;
+  long fetch_memory_mb; /* 0: the default (512) */
   long instruction_limit;
   /* host */
   chatapp_log_fn log;

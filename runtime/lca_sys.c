@@ -8,6 +8,8 @@
  *   core.write_file_atomic(path, data [, mode]) -> true | nil, message
  *   core.read_file(path, max_bytes [, what]) -> text | nil, message
  *   core.interrupted() -> signal number | false (SIGINT / SIGTERM seen)
+ *   core.memory_call(bytes, fn, ...) -> true, results... |
+ *                                       false, message, "memory" | "error"
  *   core.isatty(fd) -> bool
  *   core.monotonic() -> seconds (float)
  *
@@ -393,6 +395,47 @@ static int l_interrupted(lua_State *L)
   return 1;
 }
 
+/*
+ * Call fn(...) while this state may grow by at most `bytes` (our
+ * allocator's ceiling, as for policies): the run's total cap on fetched
+ * numbers.  A state with another allocator runs fn unbounded.
+ */
+static int l_memory_call(lua_State *L)
+{
+  lua_Integer bytes = luaL_checkinteger(L, 1);
+  void *ud = NULL;
+  lca_alloc_state *a = lua_getallocf(L, &ud) == lca_alloc ? ud : NULL;
+  size_t saved = 0;
+  int st, n;
+
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (a) {
+    size_t want = a->used + (size_t)(bytes > 0 ? bytes : 0);
+    saved = a->limit;
+    /* never loosen a ceiling already in force */
+    a->limit = saved && saved < want ? saved : want;
+  }
+  st = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+  if (a)
+    a->limit = saved;
+  if (st == LUA_OK) {
+    n = lua_gettop(L) - 1;
+    lua_pushboolean(L, 1);
+    lua_replace(L, 1);
+    return n + 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  if (st == LUA_ERRMEM) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "not enough memory");
+    lua_pushliteral(L, "memory");
+  } else {
+    lua_pushliteral(L, "error");
+  }
+  return 3;
+}
+
 static int l_isatty(lua_State *L)
 {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -414,6 +457,7 @@ void lca_open_sys(lua_State *L)
     {"monotonic", l_monotonic},
     {"read_file", l_read_file},
     {"interrupted", l_interrupted},
+    {"memory_call", l_memory_call},
     {NULL, NULL},
   };
   luaL_setfuncs(L, funcs, 0);

@@ -571,12 +571,13 @@ local chatapp = require "chatapp"
 local hook = os.getenv("HOOK")
 return chatapp.policy { name = "hooks",
   decide = function(n, plan)
+    if n.phone_number == "8613800000001" then plan:lua(function() print("webhooks next") end) end
     for k = 1, 5 do plan:webhook { url = hook .. "/h" .. k, json = { n = n.phone_number } } end
   end }]])
-    local run = start(base("--limiter", "process", "-v", "--output", "json", p),
+    local run = start(base("--limiter", "process", "--output", "json", p),
       { HOOK = emu.url .. "/_emulator/sink/slow?delay_ms=1500" })
-    -- -v says "credentials" at the fetch; the webhooks go right after
-    T.check(run.wait_err("credentials:"), run.err())
+    -- the lua action runs first, the webhooks right after it
+    T.check(run.wait_err("webhooks next"), run.err())
     E.sleep_ms(500)
     run.kill("INT")
     local rc = run.wait(30000)
@@ -585,11 +586,12 @@ return chatapp.policy { name = "hooks",
     local _, by = E.json_lines(run.out())
     local done, skipped = 0, 0
     for _, a in ipairs(by.action or {}) do
-      if a.status == "done" then done = done + 1 end
-      if a.status == "skipped" then skipped = skipped + 1 end
+      if a.kind == "webhook" and a.status == "done" then done = done + 1 end
+      if a.kind == "webhook" and a.status == "skipped" then skipped = skipped + 1 end
     end
-    T.eq(done, 16, "the slice in flight finished")
+    T.eq(done, 16, "the slice in flight finished: " .. run.err() .. run.out():sub(-600))
     T.eq(skipped, 35 - 16, "the rest did not start")
+    T.eq(by.summary[1].policies[1].done, 16 + 1, "the webhooks and the lua action")
     T.eq(#emu:deliveries(), done, "the sink saw exactly the actions reported done")
   end },
 
@@ -615,6 +617,72 @@ return chatapp.policy { name = "slow",
     T.eq(rc, 143, run.err())
     T.check(run.err():find("second signal: exiting at once", 1, true), run.err())
     if child then T.check(not alive(child), "the emulator is gone") end
+  end },
+
+
+  { "a total memory cap across spaces: the space that does not fit is named, the rest carry on", function()
+    local dir = E.tmpdir()
+    -- four spaces of 20,000 numbers each (about 5 MiB each once decoded)
+    local fixture = { spaces = { { cust_space_id = "instance-1000000000000001", default = true,
+      account = "1000000000000001", label = "own", phone_numbers = chatapp.json.array {} } } }
+    local answers, sp = {}, {}
+    for s = 1, 4 do
+      local list = {}
+      for i = 1, 20000 do
+        list[i] = { PhoneNumber = ("86%011d"):format(s * 10000000 + i), VerifiedName = "Big " .. i,
+          Status = "CONNECTED", QualityRating = "GREEN", MessagingLimitTier = "TIER_1K" }
+      end
+      local id = ("C2099000000000%d"):format(s)
+      fixture.spaces[#fixture.spaces + 1] = { cust_space_id = id, label = "Big" .. s, phone_numbers = list }
+      answers[s] = { cust_space_id = id, label = "Big" .. s, operation = "QueryChatappPhoneNumbers",
+        body = assert(chatapp.json.encode { RequestId = "R" .. s, Code = "OK",
+          PhoneNumbers = chatapp.json.array(list) }) }
+      sp[s] = { cust_space_id = id, label = "Big" .. s }
+    end
+    local spaces = E.write(dir .. "/spaces.json", assert(chatapp.json.encode(chatapp.json.array(sp))))
+    local rec = E.write(dir .. "/big.rec", assert(chatapp.json.encode { format = "chatapp-run recording",
+      version = 1, recorded_at = "2026-11-29T00:00:00Z", answers = chatapp.json.array(answers) }))
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "count", where = { quality_rating = "RED" } }]])
+    -- replay: the same cap
+    local r = E.run({ "--replay", rec, "--spaces", spaces, "--fetch-memory-mb", "16", "--output", "json", p })
+    T.eq(r.code, 1, r.err)
+    local function tally(out)
+      local _, by = E.json_lines(out)
+      local fitted, named = 0, 0
+      for i = 1, 4 do
+        local s = by.space[i]
+        if s.numbers == 20000 then fitted = fitted + 1 end
+        if s.error and s.error:find("the numbers of space Big" .. i .. " (C2099000000000" .. i ..
+            ") do not fit", 1, true) then
+          named = named + 1
+        end
+      end
+      return fitted, named, by
+    end
+    local fitted, named, by = tally(r.out)
+    T.eq(by.space[1].numbers, 20000, "the first space fits")
+    T.check(fitted >= 1 and named >= 1, ("%d fitted, %d named"):format(fitted, named))
+    T.eq(fitted + named, 4, "each space fits or is an error naming it")
+    T.eq(by.summary[1].policies[1].seen, 20000 * fitted, "the policy ran over the spaces that fit")
+    T.check(r.err:find("--fetch-memory-mb", 1, true), r.err)
+    -- the default cap holds them all
+    r = E.run({ "--replay", rec, "--spaces", spaces, "--output", "json", p })
+    T.eq(r.code, 0, r.err)
+    _, _, by = tally(r.out)
+    T.eq(by.summary[1].policies[1].seen, 80000)
+    -- live: the same against an emulator serving these spaces
+    local fx = E.write(dir .. "/fixture.json", assert(chatapp.json.encode(fixture)))
+    local big = E.emulator { "--data", fx, "--quota", "1000" }
+    r = E.run({ "--endpoint", big.url, "--spaces", spaces, "--fetch-memory-mb", "16", "--output", "json", p })
+    T.eq(r.code, 1, r.err)
+    fitted, named = tally(r.out)
+    T.check(fitted >= 1 and named >= 1, ("live: %d fitted, %d named"):format(fitted, named))
+    T.eq(fitted + named, 4, "live: each space fits or is an error naming it")
+    r = E.run({ "--endpoint", big.url, "--spaces", spaces, "--output", "json", p })
+    T.eq(r.code, 0, r.err)
+    big:stop()
   end },
 
   { "legacy signatures work end to end", function()
