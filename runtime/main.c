@@ -271,8 +271,9 @@ static int interrupted_status(void)
     return 0;
   alarm(0);
   fprintf(stderr,
-          "chatapp-run: interrupted by %s: actions not started are listed as "
-          "skipped (not started: interrupted); rerun to carry them out\n",
+          "chatapp-run: interrupted by %s: nothing new started after the "
+          "signal; the report lists what was done (actions not started are "
+          "skipped: not started: interrupted)\n",
           sig == SIGINT    ? "SIGINT"
           : sig == SIGTERM ? "SIGTERM"
                            : "a signal");
