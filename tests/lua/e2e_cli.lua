@@ -6,6 +6,7 @@ local T = require "testlib"
 local E = require "e2e"
 
 local chatapp = require "chatapp"
+local core = chatapp.core
 local emu = E.emulator()
 local SPACES = E.path("scripts/spaces/sample-spaces.json")
 local function policy(name) return E.path("scripts/policies/" .. name .. ".lua") end
@@ -683,6 +684,52 @@ return chatapp.policy { name = "count", where = { quality_rating = "RED" } }]])
     r = E.run({ "--endpoint", big.url, "--spaces", spaces, "--output", "json", p })
     T.eq(r.code, 0, r.err)
     big:stop()
+  end },
+
+
+  { "in-flight requests past the grace period: exit at once, saying so", function()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+local hook = os.getenv("HOOK")
+return chatapp.policy { name = "hang", where = { quality_rating = "RED" },
+  decide = function(n, plan)
+    plan:lua(function() print("hook next") end)
+    plan:webhook { url = hook, json = { n = n.phone_number }, timeout_ms = 60000, attempts = 1 }
+  end }]])
+    local run = start(base("--limiter", "process", p), { HOOK = emu.url .. "/_emulator/sink/hang?delay_ms=40000" })
+    T.check(run.wait_err("hook next"), run.err())
+    E.sleep_ms(300)
+    local t0 = core.monotonic()
+    run.kill("TERM")
+    local rc = run.wait(30000)
+    local took = core.monotonic() - t0
+    T.eq(rc, 143, run.err())
+    T.check(took >= 9 and took < 20, ("exited after the 10 s grace: %.1f s"):format(took))
+    T.check(run.err():find("did not finish within the grace period", 1, true), run.err())
+  end },
+
+  { "every failing exit prints what failed", function()
+    local dir = E.tmpdir()
+    -- a number with a field nested deeper than JSON output allows
+    local deep = ("["):rep(110) .. ("]"):rep(110)
+    local body = '{"RequestId":"R","Code":"OK","PhoneNumbers":[{"PhoneNumber":"8613800000009",'
+      .. '"Status":"CONNECTED","QualityRating":"RED","Deep":' .. deep .. '}]}'
+    local rec = E.write(dir .. "/deep.rec", assert(chatapp.json.encode { format = "chatapp-run recording",
+      version = 1, recorded_at = "2026-11-29T00:00:00Z",
+      answers = chatapp.json.array { { cust_space_id = "", operation = "QueryChatappPhoneNumbers", body = body } } }))
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "all" }]])
+    for _, args in ipairs {
+      { "--replay", rec, "--output", "json", p },
+      { "--replay", dir, p },
+      { "--replay", dir .. "/missing.rec", p },
+    } do
+      local r = E.run(args)
+      if r.code ~= 0 then
+        T.check(r.err:find("chatapp%-run: %S"), ("exit %d with a message: %s"):format(r.code, r.err))
+      end
+    end
   end },
 
   { "legacy signatures work end to end", function()
