@@ -94,7 +94,7 @@ static const option options[] = {
    "let policies run commands (exec actions)"},
   {"memory_limit_mb", K_LONG, FIELD(memory_limit_mb), 1, 65536, NULL, "MB",
    "memory cap per policy (default 64)"},
-  {"fetch_memory_mb", K_LONG, FIELD(fetch_memory_mb), 16, 65536, NULL, "MB",
+  {"fetch_memory_mb", K_LONG, FIELD(fetch_memory_mb), 1, 65536, NULL, "MB",
    "memory for the fetched numbers of all spaces together; a space that "
    "does not fit is an error for that space (default 512)"},
   {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL, "N",
