@@ -733,6 +733,29 @@ return chatapp.policy { name = "all" }]])
     end
   end },
 
+
+  { "SIGTERM while fetching: what was fetched is reported, exit 143", function()
+    local slow = E.emulator { "--latency", "1500", "--quota", "1000" }
+    local run = start({ "--endpoint", slow.url, "--limiter", "process", "-v", "--max-in-flight", "1",
+                        "--spaces", SPACES, "--output", "json", policy("tier-report") })
+    T.check(run.wait_err("credentials:"), run.err())
+    E.sleep_ms(500)
+    run.kill("TERM")
+    local rc = run.wait(30000)
+    T.eq(rc, 143, run.err())
+    local _, by = E.json_lines(run.out())
+    T.check(by.space and by.summary, "the report was printed: " .. run.out())
+    local fetched, interrupted = 0, 0
+    for _, sp in ipairs(by.space or {}) do
+      if sp.numbers then fetched = fetched + 1 end
+      if sp.error and sp.error:find("not sent: the run was interrupted", 1, true) then interrupted = interrupted + 1 end
+    end
+    T.eq(fetched, 1, "the space in flight was fetched")
+    T.eq(interrupted, 3, "the others were not asked for")
+    T.check(slow:stats().requests <= 2, "no request after the signal")
+    slow:stop()
+  end },
+
   { "legacy signatures work end to end", function()
     local r = E.run(base("--signature-version", "v2", policy("quality-alert")))
     T.eq(r.code, 0, r.err)
