@@ -1,4 +1,5 @@
 #include "ca_client_int.h"
+#include "ca_config.h" /* ca_interrupted */
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -721,6 +722,15 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
 
       if (call->state != ST_WAITING)
         continue;
+      /* Interrupted (SIGINT / SIGTERM): start nothing new, no retry. */
+      if (ca_interrupted()) {
+        if (!call->attempts || !call->error[0])
+          snprintf(call->error, sizeof call->error,
+                   "not sent: the run was interrupted");
+        finish(c, call, call->status ? call->status : CHATAPP_EIO);
+        remaining--;
+        continue;
+      }
       if (call->not_before_us > now) {
         if (call->not_before_us < wake)
           wake = call->not_before_us;

@@ -1,12 +1,15 @@
 #include "ca_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "ca_cred.h"
 #include "ca_crypto.h"
@@ -91,6 +94,9 @@ static const option options[] = {
    "let policies run commands (exec actions)"},
   {"memory_limit_mb", K_LONG, FIELD(memory_limit_mb), 1, 65536, NULL, "MB",
    "memory cap per policy (default 64)"},
+  {"fetch_memory_mb", K_LONG, FIELD(fetch_memory_mb), 1, 65536, NULL, "MB",
+   "memory for the fetched numbers of all spaces together; a space that "
+   "does not fit is an error for that space (default 512)"},
   {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL, "N",
    "Lua instructions per policy and run (default 200 million)"},
   {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
@@ -184,6 +190,98 @@ void chatapp_config_set_log(chatapp_config *cfg, chatapp_log_fn fn, void *ud)
   cfg->log_ud = ud;
 }
 
+/* Check that url is scheme://host[:port] with an optional trailing '/':
+ * https or http, a host (a name, an IPv4 address or [IPv6]) and a port
+ * from 1 to 65535.  0, or -1 with the reason in err. */
+int ca_config_check_endpoint(const char *url, char *err, size_t errlen)
+{
+  const char *h, *end, *p, *port = NULL;
+  size_t n = strlen(url);
+
+#define ENDPOINT_BAD(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+  if (n == 0)
+    return ENDPOINT_BAD("the endpoint is empty (an unset shell variable?); "
+                        "give https://HOST, or leave the option out for "
+                        "the region's endpoint");
+  if (n > 2048)
+    return ENDPOINT_BAD("the endpoint is %zu characters long; at most 2048", n);
+  for (p = url; *p; p++)
+    if ((unsigned char)*p <= ' ' || *p == 0x7f)
+      return ENDPOINT_BAD("the endpoint '%.200s' holds a space or a control "
+                          "character",
+                          url);
+  if (strncmp(url, "https://", 8) == 0)
+    h = url + 8;
+  else if (strncmp(url, "http://", 7) == 0)
+    h = url + 7;
+  else
+    return ENDPOINT_BAD("the endpoint '%.200s' must start with https:// (or "
+                        "http:// for a local emulator)",
+                        url);
+  end = url + n;
+  if (end > h && end[-1] == '/')
+    end--;
+  for (p = h; p < end; p++)
+    if (*p == '/' || *p == '?' || *p == '#' || *p == '@' || *p == '\\')
+      return ENDPOINT_BAD("the endpoint '%.200s' must be scheme://host[:port] "
+                          "with no path, query or user",
+                          url);
+  if (h == end)
+    return ENDPOINT_BAD("the endpoint '%.200s' has no host", url);
+  if (*h == '[') {
+    const char *close = memchr(h, ']', (size_t)(end - h));
+    if (!close)
+      return ENDPOINT_BAD("the endpoint '%.200s' opens '[' for an IPv6 "
+                          "address but does not close it",
+                          url);
+    if (close == h + 1)
+      return ENDPOINT_BAD("the endpoint '%.200s' has an empty IPv6 address",
+                          url);
+    for (p = h + 1; p < close; p++)
+      if (!strchr("0123456789abcdefABCDEF:.", *p))
+        return ENDPOINT_BAD("the endpoint '%.200s' has a malformed IPv6 "
+                            "address",
+                            url);
+    if (close + 1 < end && close[1] != ':')
+      return ENDPOINT_BAD("the endpoint '%.200s' has text after the IPv6 "
+                          "address",
+                          url);
+    if (close + 1 < end)
+      port = close + 2;
+  } else {
+    for (p = h; p < end && *p != ':'; p++)
+      if (!(((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') ||
+            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_'))
+        return ENDPOINT_BAD("the endpoint '%.200s' has a malformed host "
+                            "name",
+                            url);
+    if (p == h)
+      return ENDPOINT_BAD("the endpoint '%.200s' has no host", url);
+    if (p < end)
+      port = p + 1;
+  }
+  if (port) {
+    long v = 0;
+    if (port == end || end - port > 5)
+      return ENDPOINT_BAD("the endpoint '%.200s' has a malformed port; a port "
+                          "is 1 to 65535",
+                          url);
+    for (p = port; p < end; p++) {
+      if (*p < '0' || *p > '9')
+        return ENDPOINT_BAD("the endpoint '%.200s' has a malformed port; a "
+                            "port is 1 to 65535",
+                            url);
+      v = v * 10 + (*p - '0');
+    }
+    if (v < 1 || v > 65535)
+      return ENDPOINT_BAD("the endpoint '%.200s' has port %ld; a port is 1 "
+                          "to 65535",
+                          url, v);
+  }
+#undef ENDPOINT_BAD
+  return 0;
+}
+
 /* Record why a value was refused. */
 #define BAD(...)                                                               \
   (snprintf(cfg->errmsg, sizeof cfg->errmsg, __VA_ARGS__), CHATAPP_EINVAL)
@@ -215,7 +313,13 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
   case K_STR:
   case K_SECRET: {
     char **p = str_field(cfg, o);
-    char *copy = strdup(value);
+    char *copy;
+    /* An empty endpoint is a mistake (an unset shell variable), never
+     * "the default": the default is the production service. */
+    if (o->offset == OFF(endpoint) &&
+        ca_config_check_endpoint(value, cfg->errmsg, sizeof cfg->errmsg))
+      return CHATAPP_EINVAL;
+    copy = strdup(value);
     if (!copy)
       return CHATAPP_ENOMEM;
     if (*p && o->kind == K_SECRET)
@@ -343,6 +447,37 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
     ca_buf_printf(source, "%s, AccessKey %s", cred.source ? cred.source : "",
                   masked);
   }
+  /* A real AccessKey id is about 24 characters; a huge one is a mistake
+   * (a file pasted into the variable) and would not fit the limiter key
+   * or the messages.  Say so without printing it. */
+  {
+    size_t idlen = cred.access_key_id ? strlen(cred.access_key_id) : 0;
+    const char *c;
+    int bad = 0;
+    for (c = cred.access_key_id; c && *c; c++)
+      bad |= (unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f;
+    if (idlen > CA_CONFIG_MAX_KEY_ID || bad) {
+      char masked[CA_CRED_MASK_LEN];
+      ca_cred_mask_id(cred.access_key_id, masked);
+      ca_buf_reset(err);
+      ca_buf_printf(err,
+                    "the AccessKey id %s from %s is %s; an AccessKey id is "
+                    "at most %d printable characters: check the variable "
+                    "or the profile",
+                    masked, cred.source ? cred.source : "the credentials",
+                    bad ? "not printable text" : "too long",
+                    CA_CONFIG_MAX_KEY_ID);
+      st = CHATAPP_ECREDENTIALS;
+      goto out;
+    }
+  }
+  if (cfg->account && strlen(cfg->account) > CA_CONFIG_MAX_KEY_ID) {
+    ca_buf_reset(err);
+    ca_buf_printf(err, "the account name is %zu characters long; at most %d",
+                  strlen(cfg->account), CA_CONFIG_MAX_KEY_ID);
+    st = CHATAPP_ECONFIG;
+    goto out;
+  }
   if (cred.warning && cfg->log)
     cfg->log(cfg->log_ud, CA_LOG_ERROR, cred.warning);
 
@@ -403,4 +538,64 @@ chatapp_status ca_config_new_http_client(const chatapp_config *cfg,
   transport_settings(cfg, &cc);
   cc.http_only = 1;
   return ca_client_new(&cc, out, err);
+}
+
+/* ---- files the run reads or writes -------------------------------------- */
+
+const char *ca_config_file_kind(mode_t mode)
+{
+  if (S_ISDIR(mode))
+    return "a directory";
+  if (S_ISCHR(mode))
+    return "a character device";
+  if (S_ISBLK(mode))
+    return "a block device";
+  if (S_ISFIFO(mode))
+    return "a FIFO";
+  if (S_ISSOCK(mode))
+    return "a socket";
+  if (S_ISREG(mode))
+    return "a regular file";
+  return "not a regular file";
+}
+
+int ca_config_check_output_file(const char *what, const char *path, char *err,
+                                size_t errlen)
+{
+  struct stat st;
+
+  if (!path)
+    return 0;
+  if (!*path) {
+    snprintf(err, errlen, "%s: the file name is empty", what);
+    return -1;
+  }
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT)
+      return 0; /* a new file */
+    snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(err, errlen,
+             "%s %s is %s; it must be a regular file or a new path (it "
+             "is replaced as a whole)",
+             what, path, ca_config_file_kind(st.st_mode));
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- interruption (SIGINT / SIGTERM) ------------------------------------ */
+
+static volatile sig_atomic_t interrupt_signal;
+
+void ca_interrupt_set(int sig)
+{
+  interrupt_signal = sig;
+}
+
+int ca_interrupted(void)
+{
+  return (int)interrupt_signal;
 }

@@ -6,6 +6,9 @@
 #ifndef CA_CONFIG_H
 #define CA_CONFIG_H
 
+#include <stddef.h>
+#include <sys/types.h>
+
 #include "ca_buf.h"
 #include "ca_client.h"
 #include "chatapp.h"
@@ -44,6 +47,7 @@ struct chatapp_config {
   char *metrics;
   int allow_exec;
   long memory_limit_mb;
+  long fetch_memory_mb; /* 0: the default (512) */
   long instruction_limit;
   /* host */
   chatapp_log_fn log;
@@ -75,5 +79,28 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
  * the configuration's timeouts and caps. */
 chatapp_status ca_config_new_http_client(const chatapp_config *cfg,
                                          ca_client **out, ca_buf *err);
+
+/* The longest AccessKey id (and account name) accepted. */
+#define CA_CONFIG_MAX_KEY_ID 128
+
+/* 0 when url is a well-formed endpoint (http(s)://host[:port], port 1 to
+ * 65535); else -1 with the reason in err.  chatapp_config_set("endpoint")
+ * uses it, so the CLI, the embedding API and the Lua client agree. */
+int ca_config_check_endpoint(const char *url, char *err, size_t errlen);
+
+/* "a directory", "a FIFO", ... for a stat mode, for messages. */
+const char *ca_config_file_kind(mode_t mode);
+
+/* 0 when path (may be NULL) is a regular file or does not exist yet;
+ * else -1 with "<what> <path> is a FIFO; ..." in err.  For the files the
+ * run replaces (--record, --metrics): checked before any API call. */
+int ca_config_check_output_file(const char *what, const char *path, char *err,
+                                size_t errlen);
+
+/* Interruption: set by the host's signal handler (async-signal-safe), read
+ * by the runner between actions and by the client before starting a
+ * request.  0 when not interrupted, else the signal number. */
+void ca_interrupt_set(int sig);
+int ca_interrupted(void);
 
 #endif

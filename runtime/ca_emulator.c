@@ -1,5 +1,6 @@
 #include "ca_emulator.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,6 +20,7 @@ extern char **environ;
 struct ca_emulator {
   pid_t pid;
   char dir[64]; /* temporary folder for the port file */
+  char portfile[96];
   char endpoint[64];
 };
 
@@ -61,9 +63,11 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
                                  char *err, size_t errlen)
 {
   ca_emulator *e = calloc(1, sizeof *e);
-  char bin[PATH_MAX], portfile[128];
+  char bin[PATH_MAX];
+  const char *portfile;
   const char *argv[32];
   posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
   size_t argc = 0;
   int is_path, rc, i;
 
@@ -79,7 +83,8 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
     free(e);
     return CHATAPP_EIO;
   }
-  snprintf(portfile, sizeof portfile, "%s/port", e->dir);
+  snprintf(e->portfile, sizeof e->portfile, "%s/port", e->dir);
+  portfile = e->portfile;
   is_path = find_binary(bin, sizeof bin);
   argv[argc++] = bin;
   argv[argc++] = "--port";
@@ -90,12 +95,26 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
     argv[argc++] = extra[i];
   argv[argc] = NULL;
 
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  rc = (is_path ? posix_spawn : posix_spawnp)(
-    &e->pid, bin, &fa, NULL, (char *const *)(uintptr_t)argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
+  /* Its own process group: a Ctrl-C at the terminal reaches chatapp-run
+   * only, which lets the actions in flight finish against the emulator
+   * and then stops it. */
+  rc = posix_spawn_file_actions_init(&fa);
+  if (rc == 0) {
+    if ((rc = posix_spawnattr_init(&attr)) != 0)
+      posix_spawn_file_actions_destroy(&fa);
+  }
+  if (rc == 0) {
+    if (!(rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
+                                                0)) &&
+        !(rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
+                                                0)) &&
+        !(rc = posix_spawnattr_setpgroup(&attr, 0)) &&
+        !(rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP)))
+      rc = (is_path ? posix_spawn : posix_spawnp)(
+        &e->pid, bin, &fa, &attr, (char *const *)(uintptr_t)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+  }
   if (rc != 0) {
     snprintf(err, errlen,
              "cannot start %s: %s (build it, or set CHATAPP_EMULATOR)", bin,
@@ -137,9 +156,41 @@ const char *ca_emulator_endpoint(const ca_emulator *e)
   return e->endpoint;
 }
 
+/* Remove the temporary folder and whatever the emulator left in it (the
+ * port file, a temporary file of its atomic write). */
+static void remove_dir(const char *dir)
+{
+  DIR *d = opendir(dir);
+  struct dirent *ent;
+  char path[256];
+
+  if (d) {
+    while ((ent = readdir(d)) != NULL) {
+      if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, ".."))
+        continue;
+      if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, ent->d_name) <
+          sizeof path)
+        unlink(path);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+}
+
+void ca_emulator_abandon(const ca_emulator *e)
+{
+  if (!e)
+    return;
+  if (e->pid > 0) {
+    kill(e->pid, SIGKILL);
+    waitpid(e->pid, NULL, 0);
+  }
+  unlink(e->portfile);
+  rmdir(e->dir);
+}
+
 void ca_emulator_stop(ca_emulator *e)
 {
-  char path[128];
   int i, status;
 
   if (!e)
@@ -153,8 +204,6 @@ void ca_emulator_stop(ca_emulator *e)
       waitpid(e->pid, &status, 0);
     }
   }
-  snprintf(path, sizeof path, "%s/port", e->dir);
-  unlink(path);
-  rmdir(e->dir);
+  remove_dir(e->dir);
   free(e);
 }

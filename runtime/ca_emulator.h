@@ -27,5 +27,8 @@ chatapp_status ca_emulator_start(const char *const *extra_args,
 const char *ca_emulator_endpoint(const ca_emulator *e);
 /* SIGTERM, then SIGKILL after 3 s; removes its files.  NULL: no-op. */
 void ca_emulator_stop(ca_emulator *e);
+/* For a signal handler (async-signal-safe, frees nothing): SIGKILL the
+ * emulator, reap it, remove its port file and temporary folder. */
+void ca_emulator_abandon(const ca_emulator *e);
 
 #endif

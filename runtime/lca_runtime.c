@@ -407,6 +407,8 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
   NUM(verbose);
   NUM(memory_limit_mb);
   NUM(instruction_limit);
+  NUM(fetch_memory_mb);
+  NUM(max_response_bytes);
 #undef STR
 #undef NUM
   lua_pushstring(L, outputs[cfg->output]);

@@ -6,6 +6,10 @@
  *       -> {status = n | nil, signal = n | nil, timed_out = bool,
  *           output = s, truncated = bool}  |  nil, message
  *   core.write_file_atomic(path, data [, mode]) -> true | nil, message
+ *   core.read_file(path, max_bytes [, what]) -> text | nil, message
+ *   core.interrupted() -> signal number | false (SIGINT / SIGTERM seen)
+ *   core.memory_call(bytes, fn, ...) -> true, results... |
+ *                                       false, message, "memory" | "error"
  *   core.isatty(fd) -> bool
  *   core.monotonic() -> seconds (float)
  *
@@ -30,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca_config.h"
 #include "ca_cred.h"
 #include "ca_crypto.h"
 #include "ca_limiter.h"
@@ -272,6 +277,10 @@ static int write_atomic(const char *path, const char *data, size_t len,
              path);
   else
     snprintf(dir, sizeof dir, ".");
+  /* Only a regular file (or a new path) is replaced: renaming over a
+   * device or a FIFO would turn it into a plain file. */
+  if (ca_config_check_output_file("the file", path, err, errlen))
+    return -1;
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     snprintf(err, errlen, "cannot create a temporary file beside %s: %s", path,
@@ -327,6 +336,139 @@ static int l_write_atomic(lua_State *L)
   return 1;
 }
 
+/*
+ * Read a whole input file of at most max bytes into a Lua string.  Opened
+ * with O_NONBLOCK so a FIFO or a device never blocks us, then refused
+ * unless it is a regular file; the size is checked before reading and the
+ * read stops at max + 1 bytes (the file may grow meanwhile).  The buffer
+ * is Lua memory (a userdata), so nothing leaks if a push raises.
+ */
+static int l_read_file(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  const char *what = luaL_optstring(L, 3, "the file");
+  struct stat st;
+  char err[600];
+  size_t got = 0, cap;
+  char *buf;
+  int fd;
+
+  luaL_argcheck(L, max > 0 && max <= ((lua_Integer)1 << 32), 2,
+                "max_bytes must be 1 to 4 GiB");
+  cap = (size_t)max;
+  fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
+             strerror(errno));
+    goto fail;
+  }
+  if (fstat(fd, &st) != 0) {
+    snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
+             strerror(errno));
+    close(fd);
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(err, sizeof err, "%s %s is %s, not a regular file", what, path,
+             ca_config_file_kind(st.st_mode));
+    close(fd);
+    goto fail;
+  }
+  if (st.st_size > max) {
+    snprintf(err, sizeof err,
+             "%s %s is %lld bytes, over the cap of %lld bytes (%lld MiB)", what,
+             path, (long long)st.st_size, (long long)max,
+             (long long)(max >> 20));
+    close(fd);
+    goto fail;
+  }
+  /* Lua memory: freed by the collector if anything below raises. */
+  buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
+  cap = (size_t)st.st_size + 1;
+  for (;;) {
+    ssize_t n = read(fd, buf + got, cap - got);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (n < 0) {
+      snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
+               strerror(errno));
+      close(fd);
+      goto fail;
+    }
+    if (n == 0)
+      break;
+    got += (size_t)n;
+    if (got == cap) {
+      snprintf(err, sizeof err,
+               "%s %s grew while being read (over %lld bytes); give a file "
+               "that is not being written",
+               what, path, (long long)st.st_size);
+      close(fd);
+      goto fail;
+    }
+  }
+  close(fd);
+  lua_pushlstring(L, buf, got);
+  return 1;
+fail:
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
+
+/* core.interrupted(): the signal that asked the run to stop, or false. */
+static int l_interrupted(lua_State *L)
+{
+  int sig = ca_interrupted();
+  if (sig)
+    lua_pushinteger(L, sig);
+  else
+    lua_pushboolean(L, 0);
+  return 1;
+}
+
+/*
+ * Call fn(...) while this state may grow by at most `bytes` (our
+ * allocator's ceiling, as for policies): the run's total cap on fetched
+ * numbers.  A state with another allocator runs fn unbounded.
+ */
+static int l_memory_call(lua_State *L)
+{
+  lua_Integer bytes = luaL_checkinteger(L, 1);
+  void *ud = NULL;
+  lca_alloc_state *a = lua_getallocf(L, &ud) == lca_alloc ? ud : NULL;
+  size_t saved = 0;
+  int st, n;
+
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (a) {
+    size_t want = a->used + (size_t)(bytes > 0 ? bytes : 0);
+    saved = a->limit;
+    /* never loosen a ceiling already in force */
+    a->limit = saved && saved < want ? saved : want;
+  }
+  st = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+  if (a)
+    a->limit = saved;
+  if (st == LUA_OK) {
+    n = lua_gettop(L) - 1;
+    lua_pushboolean(L, 1);
+    lua_replace(L, 1);
+    return n + 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  if (st == LUA_ERRMEM) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "not enough memory");
+    lua_pushliteral(L, "memory");
+  } else {
+    lua_pushliteral(L, "error");
+  }
+  return 3;
+}
+
 static int l_isatty(lua_State *L)
 {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -342,8 +484,13 @@ static int l_monotonic(lua_State *L)
 void lca_open_sys(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
-    {"exec", l_exec},     {"write_file_atomic", l_write_atomic},
-    {"isatty", l_isatty}, {"monotonic", l_monotonic},
+    {"exec", l_exec},
+    {"write_file_atomic", l_write_atomic},
+    {"isatty", l_isatty},
+    {"monotonic", l_monotonic},
+    {"read_file", l_read_file},
+    {"interrupted", l_interrupted},
+    {"memory_call", l_memory_call},
     {NULL, NULL},
   };
   luaL_setfuncs(L, funcs, 0);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,13 @@ enum {
   EXIT_ALL_WELL = 0,
   EXIT_RUN_FAILED = 1, /* an API call, action or policy evaluation failed */
   EXIT_USAGE = 2,      /* usage, configuration or credentials */
-  EXIT_LOAD = 3        /* a policy failed to load; nothing ran */
+  EXIT_LOAD = 3,       /* a policy failed to load; nothing ran */
+  /* 128 + the signal: interrupted by SIGINT (130) or SIGTERM (143) */
 };
+
+/* After the first SIGINT / SIGTERM: how long the requests in flight get
+ * before chatapp-run exits at once, as after a second signal. */
+#define GRACE_S 10
 
 static const char usage_text[] =
   "Usage: chatapp-run [OPTIONS] POLICY.lua...\n"
@@ -80,7 +86,9 @@ static const char usage_tail[] =
   "\n"
   "Exit status: 0 all went well; 1 an API call, action or policy evaluation\n"
   "failed (the rest of the run went on); 2 usage, configuration or\n"
-  "credentials error; 3 a policy failed to load (nothing ran).\n";
+  "credentials error; 3 a policy failed to load (nothing ran); 130 / 143\n"
+  "interrupted by SIGINT / SIGTERM (no new action started; the report lists\n"
+  "what was done; a second signal exits at once).\n";
 
 /* "  --flag ARG    help text" with the help wrapped at 79 columns. */
 static void print_wrapped(const char *flag, const char *help)
@@ -117,10 +125,20 @@ static void print_wrapped(const char *flag, const char *help)
  * it, from the one option table (ca_config.c), then the exit statuses. */
 static void print_usage(void)
 {
-  static const char *const described[] = {
-    "profile", "region", "endpoint", "spaces", "qps", "signature_version",
-    "account", "output", "color", "verbose", "access_key_id",
-    "access_key_secret", "security_token", NULL};
+  static const char *const described[] = {"profile",
+                                          "region",
+                                          "endpoint",
+                                          "spaces",
+                                          "qps",
+                                          "signature_version",
+                                          "account",
+                                          "output",
+                                          "color",
+                                          "verbose",
+                                          "access_key_id",
+                                          "access_key_secret",
+                                          "security_token",
+                                          NULL};
   const ca_config_key *k;
   size_t i;
 
@@ -144,11 +162,122 @@ static void print_usage(void)
 
 static int verbosity;
 
+/* Hashes of the lines printed at level 0, so the final failure message is
+ * printed only when the report has not already said it. */
+static struct {
+  uint64_t *h;
+  size_t n, cap;
+} printed;
+
+static uint64_t line_hash(const char *s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static int was_printed(const char *line)
+{
+  uint64_t h = line_hash(line);
+  size_t i;
+  for (i = 0; i < printed.n; i++)
+    if (printed.h[i] == h)
+      return 1;
+  return 0;
+}
+
 static void log_stderr(void *ud, int level, const char *line)
 {
   (void)ud;
-  if (level <= verbosity)
-    fprintf(stderr, "chatapp-run: %s\n", line);
+  if (level > verbosity)
+    return;
+  fprintf(stderr, "chatapp-run: %s\n", line);
+  if (level == 0 && printed.n < 100000) {
+    if (printed.n == printed.cap) {
+      size_t cap = printed.cap ? printed.cap * 2 : 64;
+      uint64_t *h = realloc(printed.h, cap * sizeof *h);
+      if (!h)
+        return; /* at worst the final message is printed twice */
+      printed.h = h;
+      printed.cap = cap;
+    }
+    printed.h[printed.n++] = line_hash(line);
+  }
+}
+
+/* ---- signals ------------------------------------------------------------
+ * The first SIGINT / SIGTERM sets the interrupt flag (ca_interrupt_set):
+ * no new action or request starts, the ones in flight finish, the report
+ * is printed and written, and the exit status is 128 + the signal.  A
+ * second signal, or GRACE_S seconds without finishing, exits at once,
+ * stopping the --emulator child and removing its folder first. */
+static const ca_emulator *volatile signal_emu;
+static volatile sig_atomic_t signal_count;
+
+static void say(const char *s)
+{
+  ssize_t w = write(2, s, strlen(s));
+  (void)w;
+}
+
+static void exit_now(int sig, const char *why)
+{
+  say(why);
+  if (signal_emu)
+    ca_emulator_abandon(signal_emu);
+  _exit(128 + sig);
+}
+
+static void on_signal(int sig)
+{
+  if (sig == SIGALRM) {
+    exit_now(ca_interrupted() ? ca_interrupted() : SIGTERM,
+             "chatapp-run: the requests in flight did not finish within "
+             "the grace period; exiting without a report (their outcome is "
+             "unknown)\n");
+  }
+  if (signal_count++ > 0)
+    exit_now(sig, "chatapp-run: second signal: exiting at once; actions in "
+                  "flight may or may not have happened\n");
+  ca_interrupt_set(sig);
+  say(sig == SIGINT ? "chatapp-run: SIGINT: " : "chatapp-run: SIGTERM: ");
+  say("no new action starts; finishing the ones in flight, then the report "
+      "(send the signal again to exit at once)\n");
+  alarm(GRACE_S);
+}
+
+static int install_signals(void)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
+      sigaction(SIGALRM, &sa, NULL)) {
+    fprintf(stderr, "chatapp-run: cannot install signal handlers: %s\n",
+            strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* After the run: the status an interruption gives, and what it says. */
+static int interrupted_status(void)
+{
+  int sig = ca_interrupted();
+  if (!sig)
+    return 0;
+  alarm(0);
+  fprintf(stderr,
+          "chatapp-run: interrupted by %s: nothing new started after the "
+          "signal; the report lists what was done (actions not started are "
+          "skipped: not started: interrupted)\n",
+          sig == SIGINT    ? "SIGINT"
+          : sig == SIGTERM ? "SIGTERM"
+                           : "a signal");
+  return 128 + sig;
 }
 
 /* Report a usage error; evaluates to the exit status. */
@@ -296,6 +425,20 @@ int main(int argc, char **argv)
   if (!output_set && set(cfg, "output", "text"))
     goto out;
   chatapp_config_set_log(cfg, log_stderr, NULL);
+  {
+    /* Files the run replaces: refused now, before any API call. */
+    char err[1024];
+    if (!script && !(flags & CHATAPP_RUN_CHECK) &&
+        (ca_config_check_output_file("--record", cfg->record, err,
+                                     sizeof err) ||
+         ca_config_check_output_file("--metrics", cfg->metrics, err,
+                                     sizeof err))) {
+      rc = USAGE_ERROR("%s", err);
+      goto out;
+    }
+  }
+  if (!script && install_signals())
+    goto out;
 
   if (use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
     char err[512];
@@ -305,6 +448,7 @@ int main(int argc, char **argv)
       fprintf(stderr, "chatapp-run: --emulator: %s\n", err);
       goto out;
     }
+    signal_emu = emu;
     if (set(cfg, "endpoint", ca_emulator_endpoint(emu)) ||
         set(cfg, "access_key_id", CA_EMULATOR_KEY_ID) ||
         set(cfg, "access_key_secret", CA_EMULATOR_KEY_SECRET) ||
@@ -333,22 +477,37 @@ int main(int argc, char **argv)
     }
   }
   st = chatapp_runtime_run(rt, flags);
+  /* Every failure says what failed, once: the report has printed most
+   * (a failing space, action or policy); anything else is printed here. */
+  if (st != CHATAPP_OK) {
+    const char *msg = chatapp_runtime_errmsg(rt);
+    if (!msg || !*msg)
+      msg = chatapp_strerror(st);
+    if (!was_printed(msg))
+      fprintf(stderr, "chatapp-run: %s\n", msg);
+  }
   switch (st) {
   case CHATAPP_OK:
     rc = EXIT_ALL_WELL;
     break;
   case CHATAPP_ECONFIG:
   case CHATAPP_ECREDENTIALS:
-    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
     rc = EXIT_USAGE;
     break;
   default:
     rc = EXIT_RUN_FAILED;
     break;
   }
+  {
+    int irc = interrupted_status();
+    if (irc)
+      rc = irc;
+  }
 out:
   chatapp_runtime_free(rt);
+  signal_emu = NULL;
   ca_emulator_stop(emu);
   chatapp_config_free(cfg);
+  free(printed.h);
   return rc;
 }

@@ -4,6 +4,11 @@
 -- Actions run in plan order, a run of consecutive actions of the same kind
 -- at a time.  An action's outcome lands on it: status "done", "failed"
 -- (with error) or "skipped" (with reason); results are kept for the report.
+--
+-- Interruption (SIGINT / SIGTERM, seen through core.interrupted()): no new
+-- action starts; concurrent kinds go out in slices of SLICE, so at most one
+-- slice is in flight when the signal comes and it is let finish; every
+-- action not started is "skipped" with the reason "interrupted".
 
 local chatapp = require "chatapp"
 local core = chatapp.core
@@ -11,6 +16,24 @@ local sandbox = require "chatapp.sandbox"
 local report = require "chatapp.report"
 
 local M = {}
+
+--- Concurrent actions (webhooks, API calls) sent at a time between two
+--- looks at core.interrupted().
+M.SLICE = 16
+
+local SIGNAL_NAMES = { [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" }
+
+--- "interrupted (SIGTERM)" when the run was asked to stop, else nil.
+function M.interrupted()
+  local sig = core.interrupted()
+  if not sig then return nil end
+  return ("interrupted (%s)"):format(SIGNAL_NAMES[sig] or ("signal " .. sig))
+end
+
+local function not_started(a, why)
+  a.status = "skipped"
+  a.reason = "not started: " .. why
+end
 
 local function webhook_request(a)
   local r = a.request
@@ -44,6 +67,8 @@ function runners.webhook(actions, ctx)
     if results[i] then
       a.status = "done"
       a.result = { http_status = results[i].status }
+    elseif (errors[i].attempts or 0) == 0 and M.interrupted() then
+      not_started(a, M.interrupted())
     else
       failed(a, errors[i])
       a.result = { http_status = errors[i].http_status, attempts = errors[i].attempts }
@@ -66,6 +91,8 @@ function runners.call(actions, ctx)
     if results[i] then
       a.status = "done"
       a.result = { request_id = results[i].RequestId, code = results[i].Code }
+    elseif (errors[i].attempts or 0) == 0 and M.interrupted() then
+      not_started(a, M.interrupted())
     else
       failed(a, errors[i])
       a.result = { code = errors[i].code, request_id = errors[i].request_id,
@@ -76,7 +103,9 @@ end
 
 function runners.exec(actions, ctx)
   for _, a in ipairs(actions) do
-    if not ctx.allow_exec then
+    if M.interrupted() then
+      not_started(a, M.interrupted())
+    elseif not ctx.allow_exec then
       a.status = "skipped"
       a.reason = "exec actions run only with --allow-exec"
     else
@@ -104,6 +133,10 @@ end
 
 function runners.lua(actions, ctx)
   for _, a in ipairs(actions) do
+    if M.interrupted() then
+      not_started(a, M.interrupted())
+      goto next
+    end
     local budget = ctx.budget(a.policy)
     local ok, err = sandbox.call(budget, a.fn, a.number)
     if ok then
@@ -111,6 +144,7 @@ function runners.lua(actions, ctx)
     else
       failed(a, err)
     end
+    ::next::
   end
 end
 
@@ -118,8 +152,27 @@ function runners.log(actions)
   for _, a in ipairs(actions) do a.status = "done" end
 end
 
+local concurrent = { webhook = true, call = true }
+
+-- Run one group of actions of one kind; a runner that raises fails the
+-- actions it left unfinished (with the message), never the whole run.
+local function run_group(kind, group, ctx)
+  local runner = runners[kind]
+  if not runner then
+    for _, a in ipairs(group) do failed(a, ("unknown action kind %q"):format(tostring(kind))) end
+    return
+  end
+  local ok, err = pcall(runner, group, ctx)
+  if not ok then
+    for _, a in ipairs(group) do
+      if a.status == "planned" then failed(a, ("%s actions failed: %s"):format(kind, report.text(err))) end
+    end
+  end
+end
+
 --- Carry out actions (a list); ctx: client(), http(), budget(policy name),
---- allow_exec, progress (show a progress line on stderr).
+--- allow_exec, progress (show a progress line on stderr).  Returns the
+--- interruption message when a signal stopped the run early, else nil.
 function M.run(actions, ctx)
   local i = 1
   while i <= #actions do
@@ -129,8 +182,21 @@ function M.run(actions, ctx)
       if actions[i].status == "planned" then group[#group + 1] = actions[i] end
       i = i + 1
     end
-    if #group > 0 then runners[kind](group, ctx) end
+    local from = 1
+    while from <= #group do
+      local why = M.interrupted()
+      if why then
+        for k = from, #group do not_started(group[k], why) end
+        break
+      end
+      local to = concurrent[kind] and math.min(#group, from + M.SLICE - 1) or #group
+      local slice = group
+      if from ~= 1 or to ~= #group then slice = table.move(group, from, to, 1, {}) end
+      run_group(kind, slice, ctx)
+      from = to + 1
+    end
   end
+  return M.interrupted()
 end
 
 return M

@@ -15,6 +15,9 @@ local core = chatapp.core
 
 local M = { FORMAT = "chatapp-run recording", VERSION = 1 }
 
+--- The largest recording --replay reads.
+M.MAX_BYTES = 256 * 1024 * 1024
+
 local error_fields = { "status", "operation", "code", "message", "request_id", "http_status", "attempts" }
 
 --- entries: { {space = {...}, body = text} | {space = {...}, error = ApiError} }
@@ -47,10 +50,8 @@ end
 --- Load a recording: returns a table cust_space_id ("" for own numbers)
 --- -> answer, or nil, message.
 function M.load(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, ("cannot read the recording %s"):format(err) end
-  local text = f:read("a")
-  f:close()
+  local text, err = core.read_file(path, M.MAX_BYTES, "the recording")
+  if not text then return nil, err end
   local doc, derr = chatapp.json.decode(text)
   if type(doc) ~= "table" or doc.format ~= M.FORMAT then
     return nil, ("%s is not a chatapp-run recording (%s)"):format(path, derr or "wrong format")

@@ -138,10 +138,9 @@ function Runner:load_string(name, src)
 end
 
 function Runner:load_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, ("cannot read policy file %s"):format(err) end
-  local src = f:read("a")
-  f:close()
+  -- a regular file of at most 4 MiB (docs/cli.md, "Files")
+  local src, err = core.read_file(path, 4 * MB, "the policy file")
+  if not src then return nil, err end
   return self:load_string(path, src)
 end
 
@@ -159,9 +158,9 @@ function Runner:fetch(rep, spaces)
   if self.options.replay then
     local rec, err = recording.load(self.options.replay)
     if not rec then return nil, err, "config" end
-    for i, space in ipairs(spaces) do
-      lists[i], errors[i] = recording.answer(rec, space, self.options.replay)
-    end
+    lists, errors = spaces_mod.replay(spaces, function(space)
+      return recording.answer(rec, space, self.options.replay)
+    end, spaces_mod.fetch_cap(self.options))
     rep.replay = true
     return lists, errors
   end
@@ -171,11 +170,10 @@ function Runner:fetch(rep, spaces)
   end
   self:log(1, "credentials: " .. source)
   rep.credentials = source
-  local requests = {}
-  for i, space in ipairs(spaces) do
-    requests[i] = { operation = QUERY, space = space, keep_body = self.options.record ~= nil }
-  end
-  lists, errors = client:batch(requests, { progress = self:progress_label("fetching spaces") })
+  -- under the run's total memory cap for fetched numbers (spaces.lua)
+  lists, errors = spaces_mod.fetch(client, spaces, {
+    cap = spaces_mod.fetch_cap(self.options), max_response = self.options.max_response_bytes,
+    keep_body = self.options.record ~= nil, progress = self:progress_label("fetching spaces") })
   if self.options.record then
     local entries = {}
     for i, space in ipairs(spaces) do

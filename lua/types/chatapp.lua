@@ -211,6 +211,7 @@ chatapp.ApiError = nil
 ---@field allow_exec? boolean (runtime only)
 ---@field memory_limit_mb? integer (runtime only) sandbox memory per policy
 ---@field instruction_limit? integer (runtime only) sandbox instructions per policy
+---@field fetch_memory_mb? integer (runtime only) memory for the fetched numbers of all spaces (default 512)
 
 --- A CAMS client: signed, throttled, retried calls.  Close it with
 --- :close() or a `<close>` variable; the garbage collector does it too.

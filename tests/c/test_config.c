@@ -1,15 +1,157 @@
 /* chatapp_config: every key parses into its own field, bad values are
  * refused with a message, secrets are refused nowhere but copied. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ca_config.h"
 #include "test.h"
+
+/* Endpoints: well-formed ones pass, the rest are refused with a reason
+ * (an empty one above all: it used to mean "production"). */
+static void endpoints(void)
+{
+  static const char *const good[] = {
+    "https://cams.ap-southeast-1.aliyuncs.com",
+    "https://cams.ap-southeast-1.aliyuncs.com/",
+    "http://127.0.0.1:8080",
+    "https://[::1]:443",
+    "http://[::1]",
+    "https://x:1",
+    "https://x:65535",
+    NULL};
+  static const struct {
+    const char *url, *why;
+  } bad[] = {{"", "empty"},
+             {"https://", "no host"},
+             {"http://", "no host"},
+             {"https:///", "no host"},
+             {"https://x:99999", "port 99999"},
+             {"https://x:0", "port 0"},
+             {"https://x:", "malformed port"},
+             {"https://x:12a", "malformed port"},
+             {"https://x:123456", "malformed port"},
+             {"https://[::1", "does not close"},
+             {"https://[]:80", "empty IPv6"},
+             {"https://[::1]x", "after the IPv6"},
+             {"https://:80", "no host"},
+             {"https://a b", "space"},
+             {"https://x/path", "no path"},
+             {"https://user@x", "no path, query or user"},
+             {"ftp://x", "must start with https://"},
+             {"cams.aliyuncs.com", "must start with https://"},
+             {"https://ex%61mple", "malformed host"},
+             {NULL, NULL}};
+  chatapp_config *cfg = chatapp_config_new();
+  char err[512];
+  int i;
+
+  CHECK(cfg != NULL);
+  for (i = 0; good[i]; i++) {
+    CHECK(ca_config_check_endpoint(good[i], err, sizeof err) == 0);
+    CHECK(chatapp_config_set(cfg, "endpoint", good[i]) == CHATAPP_OK);
+    CHECK_STR(cfg->endpoint, good[i]);
+  }
+  for (i = 0; bad[i].url; i++) {
+    err[0] = '\0';
+    CHECK(ca_config_check_endpoint(bad[i].url, err, sizeof err) == -1);
+    if (!strstr(err, bad[i].why))
+      fprintf(stderr, "endpoint '%s': %s\n", bad[i].url, err);
+    CHECK(strstr(err, bad[i].why) != NULL);
+    /* The key refuses it and keeps the value it had. */
+    CHECK(chatapp_config_set(cfg, "endpoint", bad[i].url) == CHATAPP_EINVAL);
+    CHECK(strstr(chatapp_config_errmsg(cfg), bad[i].why) != NULL);
+    CHECK_STR(cfg->endpoint, good[6]);
+  }
+  chatapp_config_free(cfg);
+}
+
+/* --record / --metrics targets: a regular file or a new path only. */
+static void output_files(void)
+{
+  char dir[] = "/tmp/test_config-XXXXXX", path[256], err[1024];
+  FILE *f;
+
+  CHECK(mkdtemp(dir) != NULL);
+  CHECK(ca_config_check_output_file("--record", NULL, err, sizeof err) == 0);
+  snprintf(path, sizeof path, "%s/new.rec", dir);
+  CHECK(ca_config_check_output_file("--record", path, err, sizeof err) == 0);
+  f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f)
+    fclose(f);
+  CHECK(ca_config_check_output_file("--record", path, err, sizeof err) == 0);
+  CHECK(unlink(path) == 0);
+  CHECK(ca_config_check_output_file("--metrics", "/dev/null", err,
+                                    sizeof err) == -1);
+  CHECK(strstr(err, "--metrics /dev/null is a character device") != NULL);
+  CHECK(ca_config_check_output_file("--record", dir, err, sizeof err) == -1);
+  CHECK(strstr(err, "is a directory") != NULL);
+  snprintf(path, sizeof path, "%s/fifo", dir);
+  CHECK(mkfifo(path, 0600) == 0);
+  CHECK(ca_config_check_output_file("--record", path, err, sizeof err) == -1);
+  CHECK(strstr(err, "is a FIFO") != NULL);
+  CHECK(unlink(path) == 0);
+  snprintf(path, sizeof path, "%s/no/such/dir/x", dir);
+  CHECK(ca_config_check_output_file("--record", path, err, sizeof err) == 0);
+  CHECK(ca_config_check_output_file("--record", "", err, sizeof err) == -1);
+  CHECK(rmdir(dir) == 0);
+}
+
+/* An AccessKey id of 5,000 characters: a clear error that does not print
+ * it (it used to give an empty message). */
+static void long_key_id(void)
+{
+  chatapp_config *cfg = chatapp_config_new();
+  char *id = malloc(5001);
+  ca_client *c = NULL;
+  ca_buf err = CA_BUF_INIT(1 << 16);
+  chatapp_status st;
+
+  CHECK(cfg && id);
+  if (!cfg || !id)
+    return;
+  memset(id, 'K', 5000);
+  id[5000] = '\0';
+  CHECK(chatapp_config_set(cfg, "access_key_id", id) == CHATAPP_OK);
+  CHECK(chatapp_config_set(cfg, "access_key_secret", "s") == CHATAPP_OK);
+  CHECK(chatapp_config_set(cfg, "endpoint", "http://127.0.0.1:1") ==
+        CHATAPP_OK);
+  CHECK(chatapp_config_set(cfg, "limiter", "process") == CHATAPP_OK);
+  st = ca_config_new_client(cfg, &c, &err, NULL);
+  CHECK(st == CHATAPP_ECREDENTIALS);
+  CHECK(c == NULL);
+  CHECK(strstr(ca_buf_str(&err), "AccessKey id") != NULL);
+  CHECK(strstr(ca_buf_str(&err), "too long") != NULL);
+  CHECK(strstr(ca_buf_str(&err), "KKKKKKKKKKKK") == NULL); /* masked */
+  ca_client_free(c);
+  ca_buf_free(&err);
+  free(id);
+  chatapp_config_free(cfg);
+}
+
+static void interruption(void)
+{
+  CHECK(ca_interrupted() == 0);
+  ca_interrupt_set(SIGTERM);
+  CHECK(ca_interrupted() == SIGTERM);
+  ca_interrupt_set(0);
+  CHECK(ca_interrupted() == 0);
+}
 
 int main(void)
 {
   chatapp_config *cfg = chatapp_config_new(), *dup;
   const ca_config_key *k;
   int n = 0;
+
+  endpoints();
+  output_files();
+  long_key_id();
+  interruption();
 
   CHECK(cfg != NULL);
   /* Setting one key never disturbs its neighbours. */
@@ -52,15 +194,18 @@ int main(void)
   CHECK(chatapp_config_set(cfg, "endpoint", NULL) == CHATAPP_EINVAL);
   CHECK(cfg->qps == 2.5); /* unchanged by the refusals */
 
-  /* Strings are copied; an empty string unsets. */
+  /* Strings are copied; an empty string unsets (but for the endpoint). */
   CHECK(chatapp_config_set(cfg, "access_key_secret", "CANARY-S") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "endpoint", "https://x") == CHATAPP_OK);
   dup = ca_config_dup(cfg);
   CHECK(dup && dup->endpoint != cfg->endpoint);
   CHECK_STR(dup->endpoint, "https://x");
   CHECK_STR(dup->access_key_secret, "CANARY-S");
-  CHECK(chatapp_config_set(cfg, "endpoint", "") == CHATAPP_OK);
-  CHECK(cfg->endpoint == NULL);
+  CHECK(chatapp_config_set(cfg, "endpoint", "") == CHATAPP_EINVAL);
+  CHECK_STR(cfg->endpoint, "https://x");
+  CHECK(chatapp_config_set(cfg, "region", "cn-hangzhou") == CHATAPP_OK);
+  CHECK(chatapp_config_set(cfg, "region", "") == CHATAPP_OK);
+  CHECK(cfg->region == NULL);
   chatapp_config_free(dup);
 
   /* Every documented key is accepted by the setter. */

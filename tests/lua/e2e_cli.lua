@@ -5,6 +5,8 @@ package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local T = require "testlib"
 local E = require "e2e"
 
+local chatapp = require "chatapp"
+local core = chatapp.core
 local emu = E.emulator()
 local SPACES = E.path("scripts/spaces/sample-spaces.json")
 local function policy(name) return E.path("scripts/policies/" .. name .. ".lua") end
@@ -14,6 +16,67 @@ local function with(list, ...)
   for _, v in ipairs(list) do r[#r + 1] = v end
   for _, v in ipairs { ... } do r[#r + 1] = v end
   return r
+end
+
+
+-- chatapp-run in the background: returns {pid, dir, wait = function}.
+-- The exit status lands in dir/rc (written by the shell that waited).
+local function start(args, env)
+  local dir = E.tmpdir()
+  local vars = { ALIBABA_CLOUD_ACCESS_KEY_ID = E.KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET = E.KEY_SECRET,
+                 NO_COLOR = "", HOME = dir, CHATAPP_EMULATOR = E.emu_bin }
+  for k, v in pairs(env or {}) do vars[k] = v end
+  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin") }
+  for k, v in pairs(vars) do
+    if v ~= false then cmd[#cmd + 1] = k .. "=" .. E.quote(v) end
+  end
+  cmd[#cmd + 1] = E.quote(E.run_bin)
+  for _, a in ipairs(args) do cmd[#cmd + 1] = E.quote(a) end
+  local q = E.quote
+  local line = ("(%s >%s 2>%s </dev/null & echo $! >%s; wait $!; echo $? >%s) >/dev/null 2>&1 &")
+    :format(table.concat(cmd, " "), q(dir .. "/stdout"), q(dir .. "/stderr"), q(dir .. "/pid"),
+            q(dir .. "/rc"))
+  os.execute(line)
+  local pid
+  for _ = 1, 500 do
+    pid = tonumber(E.read(dir .. "/pid") or "")
+    if pid then break end
+    E.sleep_ms(10)
+  end
+  local p = { pid = assert(pid, "chatapp-run did not start"), dir = dir }
+  function p.err() return E.read(dir .. "/stderr") or "" end
+  function p.out() return E.read(dir .. "/stdout") or "" end
+  --- Wait until stderr holds text (at most ms); true when it does.
+  function p.wait_err(text, ms)
+    for _ = 1, (ms or 10000) // 20 do
+      if p.err():find(text, 1, true) then return true end
+      E.sleep_ms(20)
+    end
+    return false
+  end
+  --- Wait for the exit (at most ms); the status, or nil.
+  function p.wait(ms)
+    for _ = 1, (ms or 30000) // 20 do
+      local rc = tonumber(E.read(dir .. "/rc") or "")
+      if rc then return rc end
+      E.sleep_ms(20)
+    end
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    return nil
+  end
+  function p.kill(sig) os.execute(("kill -%s %d"):format(sig, pid)) end
+  return p
+end
+
+local function alive(pid)
+  -- a zombie is dead: look at the state in /proc
+  local stat = E.read("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
+local function mkfifo(path)
+  assert(os.execute("mkfifo " .. E.quote(path)))
+  return path
 end
 
 local function changes(stats)
@@ -346,6 +409,359 @@ return chatapp.policy { name = "fn", where = { status = "FLAGGED" },
     T.eq(by.summary[1].unknown_values.MessagingLimitTier[1], "TIER_2K")
     T.check(r.err:find('Status value "OFFLINE"', 1, true), r.err)
     T.eq(by.summary[1].credentials, "environment (ALIBABA_CLOUD_ACCESS_KEY_ID), AccessKey LTAIe****")
+  end },
+
+
+  { "an empty or malformed endpoint is a usage error, never production", function()
+    for _, url in ipairs { "", "https://", "https://x:99999", "https://[::1", "https://x:0", "cams" } do
+      local r = E.run({ "--endpoint", url, "--dry-run", policy("quality-alert") })
+      T.eq(r.code, 2, "--endpoint '" .. url .. "': " .. r.err)
+      T.check(r.err:find("endpoint", 1, true), r.err)
+      T.check(not r.err:find("aliyuncs.com", 1, true), "never the production host: " .. r.err)
+    end
+    local r = E.run({ "--endpoint", "", policy("quality-alert") })
+    T.check(r.err:find("the endpoint is empty", 1, true), r.err)
+    r = E.run({ "--endpoint", "https://x:99999", policy("quality-alert") })
+    T.check(r.err:find("port 99999", 1, true), r.err)
+    r = E.run({ "--endpoint=https://[::1", policy("quality-alert") })
+    T.check(r.err:find("does not close it", 1, true), r.err)
+    -- the same rule for the Lua client (the embedding key)
+    T.raises(function() chatapp.client { endpoint = "", access_key_id = "x", access_key_secret = "y" } end,
+      "the endpoint is empty", "chatapp.client refuses an empty endpoint")
+  end },
+
+  { "--record and --metrics replace only regular files", function()
+    local dir = E.tmpdir()
+    local fifo = mkfifo(dir .. "/fifo")
+    local before = emu:stats().requests
+    local r = E.run(base("--record", fifo, policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("--record " .. fifo .. " is a FIFO", 1, true), r.err)
+    -- A device node of the test's own (a copy of /dev/null's), so a
+    -- regression replaces that node, never the machine's /dev/null.
+    local dev = dir .. "/null"
+    local have_dev = os.execute("mknod " .. E.quote(dev) .. " c 1 3 2>/dev/null")
+    if have_dev then
+      r = E.run(base("--metrics", dev, policy("quality-alert")))
+      T.eq(r.code, 2, r.err)
+      T.check(r.err:find("--metrics " .. dev .. " is a character device", 1, true), r.err)
+    else
+      io.stderr:write("skip: mknod is not allowed here; the device case is not run\n")
+    end
+    r = E.run(base("--metrics", dir, policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("is a directory", 1, true), r.err)
+    T.eq(emu:stats().requests, before, "refused before any API call")
+    T.check(os.execute("test -p " .. E.quote(fifo)), "the FIFO is still a FIFO")
+    if have_dev then T.check(os.execute("test -c " .. E.quote(dev)), "the device is still a device") end
+    -- the writer itself refuses too (the embedding API has no early check)
+    local ok, err = chatapp.core.write_file_atomic(fifo, "x")
+    T.eq(ok, nil)
+    T.check(tostring(err):find("is a FIFO", 1, true), tostring(err))
+    -- a regular file and a new path are fine
+    r = E.run(base("--metrics", dir .. "/new.prom", "--record", dir .. "/new.rec", policy("quality-alert")))
+    T.eq(r.code, 0, r.err)
+  end },
+
+  { "input files: regular files only, size caps, no blocking", function()
+    local dir = E.tmpdir()
+    local fifo = mkfifo(dir .. "/fifo")
+    local function run(args) return E.run(args, nil, { wrap = "timeout 20" }) end
+    local r = run(base("--spaces", "/dev/zero", policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("the spaces file /dev/zero is a character device, not a regular file", 1, true), r.err)
+    r = run(base("--spaces", fifo, policy("quality-alert")))
+    T.eq(r.code, 2, "a FIFO does not block: " .. r.err)
+    T.check(r.err:find("is a FIFO", 1, true), r.err)
+    r = run(base("--check", "/dev/zero"))
+    T.eq(r.code, 3, r.err)
+    T.check(r.err:find("the policy file /dev/zero is a character device", 1, true), r.err)
+    r = run(base("--replay", "/dev/zero", policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("the recording /dev/zero is a character device", 1, true), r.err)
+    r = run(base("--replay", dir, policy("quality-alert")))
+    T.eq(r.code, 2, "--replay DIR: " .. r.err)
+    T.check(r.err:find("the recording " .. dir .. " is a directory", 1, true), r.err)
+    -- a directory as the policy: a clear error, no traceback
+    r = run(base(dir))
+    T.eq(r.code, 3, r.err)
+    T.check(r.err:find("the policy file " .. dir .. " is a directory", 1, true), r.err)
+    T.check(not r.err:find("traceback", 1, true), r.err)
+    -- over the caps (sparse files: no disk used)
+    local big = dir .. "/big.json"
+    os.execute("truncate -s 17M " .. E.quote(big))
+    r = run(base("--spaces", big, policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("the spaces file " .. big .. " is 17825792 bytes, over the cap of 16777216 bytes (16 MiB)", 1, true), r.err)
+    local bigp = dir .. "/big.lua"
+    os.execute("truncate -s 5M " .. E.quote(bigp))
+    r = run(base("--check", bigp))
+    T.eq(r.code, 3, r.err)
+    T.check(r.err:find("over the cap of 4194304 bytes (4 MiB)", 1, true), r.err)
+    local bigr = dir .. "/big.rec"
+    os.execute("truncate -s 257M " .. E.quote(bigr))
+    r = run(base("--replay", bigr, policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("over the cap of 268435456 bytes (256 MiB)", 1, true), r.err)
+    r = run(base("--spaces", dir .. "/missing.json", policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("cannot read the spaces file " .. dir .. "/missing.json: No such file", 1, true), r.err)
+  end },
+
+  { "an over-long AccessKey id: a clear error, the id not printed", function()
+    local id = "LTAI" .. ("x"):rep(5000)
+    local r = E.run(base(policy("quality-alert")), { ALIBABA_CLOUD_ACCESS_KEY_ID = id })
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("AccessKey id LTAIxx**** from environment (ALIBABA_CLOUD_ACCESS_KEY_ID) is too long", 1, true), r.err)
+    T.check(not r.err:find(("x"):rep(20), 1, true), "the id is masked")
+  end },
+
+  { "the executor: a raising runner or an unknown kind fails its actions, not the run", function()
+    local executor = require "chatapp.executor"
+    local actions = {
+      { kind = "bogus", status = "planned" },
+      { kind = "webhook", status = "planned", request = { url = "http://127.0.0.1:1/x", method = "POST", headers = {} } },
+      { kind = "log", status = "planned" },
+    }
+    executor.run(actions, { http = function() error("no http today") end })
+    T.eq(actions[1].status, "failed")
+    T.check(actions[1].error:find('unknown action kind "bogus"', 1, true), actions[1].error)
+    T.eq(actions[2].status, "failed")
+    T.check(actions[2].error:find("no http today", 1, true), actions[2].error)
+    T.eq(actions[3].status, "done", "the rest carried on")
+  end },
+
+  { "SIGTERM while applying with --emulator: report, exit 143, emulator and folder gone", function()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "slow",
+  decide = function(n, plan)
+    plan:lua(function(num)
+      print("start " .. num.phone_number)
+      local t = os.clock() + 0.4
+      while os.clock() < t do end
+    end)
+  end }]])
+    local run = start({ "--emulator", "--output", "json", p },
+      { ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false })
+    T.check(run.wait_err("start 8613800000001"), "the first action started: " .. run.err())
+    local children = E.read(("/proc/%d/task/%d/children"):format(run.pid, run.pid)) or ""
+    local child = tonumber(children:match("%d+"))
+    T.check(child, "the emulator child runs")
+    local cmdline = child and (E.read("/proc/" .. child .. "/cmdline") or "") or ""
+    local emu_dir = cmdline:match("(/tmp/chatapp%-emulator%-[^/%z]+)/port")
+    T.check(emu_dir, "its folder: " .. cmdline)
+    run.kill("TERM")
+    local rc = run.wait(30000)
+    T.eq(rc, 143, "exit 143: " .. run.err())
+    local err, out = run.err(), run.out()
+    T.check(err:find("interrupted by SIGTERM", 1, true), err)
+    local _, by = E.json_lines(out)
+    T.check(by.summary and #by.summary == 1, "the report was printed: " .. out)
+    local done, skipped = 0, 0
+    for _, a in ipairs(by.action or {}) do
+      if a.status == "done" then done = done + 1 end
+      if a.status == "skipped" then
+        skipped = skipped + 1
+        T.eq(a.reason, "not started: interrupted (SIGTERM)")
+      end
+    end
+    T.check(done >= 1 and done < 7, "some actions done: " .. done)
+    T.eq(done + skipped, 7, "every action listed")
+    T.check(not err:find("start 8613800000007", 1, true), "no action started after the signal")
+    if child then T.check(not alive(child), "the emulator is gone") end
+    if emu_dir then T.check(not os.execute("test -e " .. E.quote(emu_dir)), "its folder is gone") end
+  end },
+
+  { "SIGINT with webhooks in flight: they finish, the rest is skipped, exit 130", function()
+    emu:control("DELETE", "deliveries")
+    local p = E.policy([[
+local chatapp = require "chatapp"
+local hook = os.getenv("HOOK")
+return chatapp.policy { name = "hooks",
+  decide = function(n, plan)
+    if n.phone_number == "8613800000001" then plan:lua(function() print("webhooks next") end) end
+    for k = 1, 5 do plan:webhook { url = hook .. "/h" .. k, json = { n = n.phone_number } } end
+  end }]])
+    local run = start(base("--limiter", "process", "--output", "json", p),
+      { HOOK = emu.url .. "/_emulator/sink/slow?delay_ms=1500" })
+    -- the lua action runs first, the webhooks right after it
+    T.check(run.wait_err("webhooks next"), run.err())
+    E.sleep_ms(500)
+    run.kill("INT")
+    local rc = run.wait(30000)
+    T.eq(rc, 130, "exit 130: " .. run.err())
+    T.check(run.err():find("interrupted by SIGINT", 1, true), run.err())
+    local _, by = E.json_lines(run.out())
+    local done, skipped = 0, 0
+    for _, a in ipairs(by.action or {}) do
+      if a.kind == "webhook" and a.status == "done" then done = done + 1 end
+      if a.kind == "webhook" and a.status == "skipped" then skipped = skipped + 1 end
+    end
+    T.eq(done, 16, "the slice in flight finished: " .. run.err() .. run.out():sub(-600))
+    T.eq(skipped, 35 - 16, "the rest did not start")
+    T.eq(by.summary[1].policies[1].done, 16 + 1, "the webhooks and the lua action")
+    T.eq(#emu:deliveries(), done, "the sink saw exactly the actions reported done")
+  end },
+
+  { "a second signal exits at once", function()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "slow",
+  decide = function(n, plan)
+    plan:lua(function(num)
+      print("start " .. num.phone_number)
+      local t = os.clock() + 3
+      while os.clock() < t do end
+    end)
+  end }]])
+    local run = start({ "--emulator", p }, { ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false })
+    T.check(run.wait_err("start 8613800000001"), run.err())
+    local children = E.read(("/proc/%d/task/%d/children"):format(run.pid, run.pid)) or ""
+    local child = tonumber(children:match("%d+"))
+    run.kill("TERM")
+    T.check(run.wait_err("SIGTERM: no new action starts"), run.err())
+    run.kill("TERM")
+    local rc = run.wait(2000)
+    T.eq(rc, 143, run.err())
+    T.check(run.err():find("second signal: exiting at once", 1, true), run.err())
+    if child then T.check(not alive(child), "the emulator is gone") end
+  end },
+
+
+  { "a total memory cap across spaces: the space that does not fit is named, the rest carry on", function()
+    local dir = E.tmpdir()
+    -- four spaces of 5,000 numbers each (about 1.3 MiB each once decoded,
+    -- more while decoding): a 4 MiB cap holds one to three of them
+    local fixture = { spaces = { { cust_space_id = "instance-1000000000000001", default = true,
+      account = "1000000000000001", label = "own", phone_numbers = chatapp.json.array {} } } }
+    local answers, sp = {}, {}
+    for s = 1, 4 do
+      local list = {}
+      for i = 1, 5000 do
+        list[i] = { PhoneNumber = ("86%011d"):format(s * 10000000 + i), VerifiedName = "Big " .. i,
+          Status = "CONNECTED", QualityRating = "GREEN", MessagingLimitTier = "TIER_1K" }
+      end
+      local id = ("C2099000000000%d"):format(s)
+      fixture.spaces[#fixture.spaces + 1] = { cust_space_id = id, label = "Big" .. s, phone_numbers = list }
+      answers[s] = { cust_space_id = id, label = "Big" .. s, operation = "QueryChatappPhoneNumbers",
+        body = assert(chatapp.json.encode { RequestId = "R" .. s, Code = "OK",
+          PhoneNumbers = chatapp.json.array(list) }) }
+      sp[s] = { cust_space_id = id, label = "Big" .. s }
+    end
+    local spaces = E.write(dir .. "/spaces.json", assert(chatapp.json.encode(chatapp.json.array(sp))))
+    local rec = E.write(dir .. "/big.rec", assert(chatapp.json.encode { format = "chatapp-run recording",
+      version = 1, recorded_at = "2026-11-29T00:00:00Z", answers = chatapp.json.array(answers) }))
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "count", where = { quality_rating = "RED" } }]])
+    -- replay: the same cap
+    local r = E.run({ "--replay", rec, "--spaces", spaces, "--fetch-memory-mb", "4", "--output", "json", p })
+    T.eq(r.code, 1, r.err)
+    local function tally(out)
+      local _, by = E.json_lines(out)
+      local fitted, named = 0, 0
+      for i = 1, 4 do
+        local s = by.space[i]
+        if s.numbers == 5000 then fitted = fitted + 1 end
+        if s.error and s.error:find("the numbers of space Big" .. i .. " (C2099000000000" .. i ..
+            ") do not fit", 1, true) then
+          named = named + 1
+        end
+      end
+      return fitted, named, by
+    end
+    local fitted, named, by = tally(r.out)
+    T.eq(by.space[1].numbers, 5000, "the first space fits")
+    T.check(fitted >= 1 and named >= 1, ("%d fitted, %d named"):format(fitted, named))
+    T.eq(fitted + named, 4, "each space fits or is an error naming it")
+    T.eq(by.summary[1].policies[1].seen, 5000 * fitted, "the policy ran over the spaces that fit")
+    T.check(r.err:find("--fetch-memory-mb", 1, true), r.err)
+    -- the default cap holds them all
+    r = E.run({ "--replay", rec, "--spaces", spaces, "--output", "json", p })
+    T.eq(r.code, 0, r.err)
+    _, _, by = tally(r.out)
+    T.eq(by.summary[1].policies[1].seen, 20000)
+    -- live: the same against an emulator serving these spaces
+    local fx = E.write(dir .. "/fixture.json", assert(chatapp.json.encode(fixture)))
+    local big = E.emulator { "--data", fx, "--quota", "1000" }
+    r = E.run({ "--endpoint", big.url, "--spaces", spaces, "--fetch-memory-mb", "4", "--output", "json", p })
+    T.eq(r.code, 1, r.err)
+    fitted, named = tally(r.out)
+    T.check(fitted >= 1 and named >= 1, ("live: %d fitted, %d named"):format(fitted, named))
+    T.eq(fitted + named, 4, "live: each space fits or is an error naming it")
+    r = E.run({ "--endpoint", big.url, "--spaces", spaces, "--output", "json", p })
+    T.eq(r.code, 0, r.err)
+    big:stop()
+  end },
+
+
+  { "in-flight requests past the grace period: exit at once, saying so", function()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+local hook = os.getenv("HOOK")
+return chatapp.policy { name = "hang", where = { quality_rating = "RED" },
+  decide = function(n, plan)
+    plan:lua(function() print("hook next") end)
+    plan:webhook { url = hook, json = { n = n.phone_number }, timeout_ms = 60000, attempts = 1 }
+  end }]])
+    local run = start(base("--limiter", "process", p), { HOOK = emu.url .. "/_emulator/sink/hang?delay_ms=40000" })
+    T.check(run.wait_err("hook next"), run.err())
+    E.sleep_ms(300)
+    local t0 = core.monotonic()
+    run.kill("TERM")
+    local rc = run.wait(30000)
+    local took = core.monotonic() - t0
+    T.eq(rc, 143, run.err())
+    T.check(took >= 9 and took < 20, ("exited after the 10 s grace: %.1f s"):format(took))
+    T.check(run.err():find("did not finish within the grace period", 1, true), run.err())
+  end },
+
+  { "every failing exit prints what failed", function()
+    local dir = E.tmpdir()
+    -- a number with a field nested deeper than JSON output allows
+    local deep = ("["):rep(110) .. ("]"):rep(110)
+    local body = '{"RequestId":"R","Code":"OK","PhoneNumbers":[{"PhoneNumber":"8613800000009",'
+      .. '"Status":"CONNECTED","QualityRating":"RED","Deep":' .. deep .. '}]}'
+    local rec = E.write(dir .. "/deep.rec", assert(chatapp.json.encode { format = "chatapp-run recording",
+      version = 1, recorded_at = "2026-11-29T00:00:00Z",
+      answers = chatapp.json.array { { cust_space_id = "", operation = "QueryChatappPhoneNumbers", body = body } } }))
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "all" }]])
+    for _, args in ipairs {
+      { "--replay", rec, "--output", "json", p },
+      { "--replay", dir, p },
+      { "--replay", dir .. "/missing.rec", p },
+    } do
+      local r = E.run(args)
+      if r.code ~= 0 then
+        T.check(r.err:find("chatapp%-run: %S"), ("exit %d with a message: %s"):format(r.code, r.err))
+      end
+    end
+  end },
+
+
+  { "SIGTERM while fetching: what was fetched is reported, exit 143", function()
+    local slow = E.emulator { "--latency", "1500", "--quota", "1000" }
+    local run = start({ "--endpoint", slow.url, "--limiter", "process", "-v", "--max-in-flight", "1",
+                        "--spaces", SPACES, "--output", "json", policy("tier-report") })
+    T.check(run.wait_err("credentials:"), run.err())
+    E.sleep_ms(500)
+    run.kill("TERM")
+    local rc = run.wait(30000)
+    T.eq(rc, 143, run.err())
+    local _, by = E.json_lines(run.out())
+    T.check(by.space and by.summary, "the report was printed: " .. run.out())
+    local fetched, interrupted = 0, 0
+    for _, sp in ipairs(by.space or {}) do
+      if sp.numbers then fetched = fetched + 1 end
+      if sp.error and sp.error:find("not sent: the run was interrupted", 1, true) then interrupted = interrupted + 1 end
+    end
+    T.eq(fetched, 1, "the space in flight was fetched")
+    T.eq(interrupted, 3, "the others were not asked for")
+    T.check(slow:stats().requests <= 2, "no request after the signal")
+    slow:stop()
   end },
 
   { "legacy signatures work end to end", function()
