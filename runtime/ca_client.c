@@ -1,5 +1,5 @@
 #include "ca_client_int.h"
-#include "ca_config.h" /* ca_interrupted */
+#include "ca_config.h" /* ca_interrupted, ca_config_check_endpoint */
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -104,37 +104,20 @@ static int host_is_loopback(const char *host, size_t n)
 /* Split "scheme://host[:port][/]" and check the rules for endpoints. */
 static chatapp_status parse_endpoint(ca_client *c, const char *url, ca_buf *err)
 {
-  const char *p, *h, *end;
+  const char *h;
   size_t hostlen, n = strlen(url);
+  char why[512];
 
-  if (strncmp(url, "https://", 8) == 0) {
-    h = url + 8;
-  } else if (strncmp(url, "http://", 7) == 0) {
-    h = url + 7;
-    c->plain_http = 1;
-  } else {
-    ca_buf_printf(err,
-                  "endpoint '%s' must start with https:// (or http:// "
-                  "for a local emulator)",
-                  url);
-    return CHATAPP_ECONFIG;
+  /* One grammar for endpoints: the configuration's (ca_config.c). */
+  if (ca_config_check_endpoint(url, why, sizeof why) != 0) {
+    return ca_buf_adds(err, why) == CHATAPP_OK ? CHATAPP_ECONFIG
+                                               : CHATAPP_ENOMEM;
   }
-  while (n > 0 && url[n - 1] == '/')
+  c->plain_http = strncmp(url, "http://", 7) == 0;
+  h = url + (c->plain_http ? 7 : 8);
+  if (url[n - 1] == '/') /* at most one, after a host (checked above) */
     n--;
-  end = url + n;
-  for (p = h; p < end; p++)
-    if (*p == '/' || *p == '?' || *p == '#' || *p == '@') {
-      ca_buf_printf(err,
-                    "endpoint '%s' must be scheme://host[:port] with no "
-                    "path, query or user",
-                    url);
-      return CHATAPP_ECONFIG;
-    }
-  hostlen = (size_t)(end - h);
-  if (hostlen == 0) {
-    ca_buf_printf(err, "endpoint '%s' has no host", url);
-    return CHATAPP_ECONFIG;
-  }
+  hostlen = (size_t)(url + n - h);
   /* Credentials never travel over plain http, except to this machine. */
   if (c->plain_http) {
     size_t name_len = hostlen;

@@ -428,6 +428,8 @@ return chatapp.policy { name = "fn", where = { status = "FLAGGED" },
     -- the same rule for the Lua client (the embedding key)
     T.raises(function() chatapp.client { endpoint = "", access_key_id = "x", access_key_secret = "y" } end,
       "the endpoint is empty", "chatapp.client refuses an empty endpoint")
+    T.raises(function() chatapp.client { endpoint = "https://", access_key_id = "x", access_key_secret = "y" } end,
+      "has no host", "chatapp.client refuses a scheme with no host")
   end },
 
   { "--record and --metrics replace only regular files", function()
