@@ -382,6 +382,12 @@ static void one_request(const char *s, size_t n)
     memcpy(path, rq.raw_uri + off, k);
     path[k] = '\0';
     emu_control(&E, &rq, path, &a);
+    /* The sink's delay_ms is capped at an hour (emu_sink.c). */
+    if (a.delay_us < 0 || a.delay_us > INT64_C(3600000000)) {
+      fprintf(stderr, "control answer delayed by %lld us\n",
+              (long long)a.delay_us);
+      abort();
+    }
   } else {
     emu_api_call(&E, &rq, &a);
   }
