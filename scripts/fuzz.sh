@@ -7,6 +7,7 @@
 # With FUZZ_BUDGET (seconds), each of the N targets runs
 # min(SECONDS_PER_TARGET, FUZZ_BUDGET / N) seconds (at least 5), so adding
 # a target never makes CI's fuzzing pass longer than the budget.
+# A dictionary tests/fuzz/CORPUS.dict is passed when there is one.
 # New inputs go to a scratch copy of the corpus; crashes, leaks and
 # timeouts are written to build-fuzz/crash-* (leak-*, timeout-*) and fail
 # the script: fix the bug, then copy the input into tests/fuzz/corpus/ with
@@ -50,10 +51,12 @@ for entry in "${entries[@]}"; do
   scratch=build-fuzz/corpus-$corpus
   mkdir -p "$scratch"
   cp tests/fuzz/corpus/"$corpus"/* "$scratch"/
+  dict=()
+  [ -f tests/fuzz/"$corpus".dict ] && dict=(-dict="../tests/fuzz/$corpus.dict")
   echo "== $target: $seconds s"
   (cd build-fuzz && ./tests/fuzz/"$target"_libfuzzer -max_total_time="$seconds" \
      -timeout=2 -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
-     "../$scratch" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" || true)
+     "${dict[@]}" "../$scratch" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" || true)
   if ls build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-* >/dev/null 2>&1; then
     echo "$target found a failing input (build-fuzz/crash-*, leak-*, timeout-*)" >&2
     exit 1

@@ -282,7 +282,7 @@ static void one_request(const char *s, size_t n)
   emu_answer a;
   char method[16];
   const char *p, *end, *eol, *sp;
-  size_t i, plen, auth = (size_t)-1, ml;
+  size_t i, auth = (size_t)-1, ml;
   int sign_params;
 
   memset(&rq, 0, sizeof rq);
@@ -368,28 +368,14 @@ static void one_request(const char *s, size_t n)
   rq.arrival_wall_ms = emu_wall_ms();
   snprintf(rq.remote, sizeof rq.remote, "127.0.0.1:40000");
 
-  /* route as emu_http.c's handler does */
   emu_answer_init(&a);
-  plen = strcspn(rq.raw_uri, "?");
-  if (plen >= sizeof EMU_CONTROL_PATH - 2 &&
-      strncmp(rq.raw_uri, EMU_CONTROL_PATH, sizeof EMU_CONTROL_PATH - 2) == 0 &&
-      (plen == sizeof EMU_CONTROL_PATH - 2 ||
-       rq.raw_uri[sizeof EMU_CONTROL_PATH - 2] == '/')) {
-    char path[256];
-    size_t off =
-      plen > sizeof EMU_CONTROL_PATH - 1 ? sizeof EMU_CONTROL_PATH - 1 : plen;
-    size_t k = plen - off < sizeof path - 1 ? plen - off : sizeof path - 1;
-    memcpy(path, rq.raw_uri + off, k);
-    path[k] = '\0';
-    emu_control(&E, &rq, path, &a);
-    /* The sink's delay_ms is capped at an hour (emu_sink.c). */
-    if (a.delay_us < 0 || a.delay_us > INT64_C(3600000000)) {
-      fprintf(stderr, "control answer delayed by %lld us\n",
-              (long long)a.delay_us);
-      abort();
-    }
-  } else {
-    emu_api_call(&E, &rq, &a);
+  emu_route(&E, &rq, &a);
+  /* The sink's delay_ms is capped at an hour (emu_sink.c). */
+  if (strncmp(rq.raw_uri, EMU_CONTROL_PATH, sizeof EMU_CONTROL_PATH - 1) == 0 &&
+      (a.delay_us < 0 || a.delay_us > INT64_C(3600000000))) {
+    fprintf(stderr, "control answer delayed by %lld us\n",
+            (long long)a.delay_us);
+    abort();
   }
   if (getenv("FUZZ_EMU_TRACE")) /* to see what a corpus file reaches */
     fprintf(stderr, "%s %.60s -> %u %s\n", method, rq.raw_uri, a.status,
