@@ -19,6 +19,12 @@
  * "@sign:AKID" for another key) and a parameter value "@sign" (the legacy
  * signature over the parameters, with the secret of AccessKeyId).
  *
+ * Three more "methods" feed the emulator's other parsers of outside data,
+ * as its command line does: "FAULT SPEC" (a --fault rule, key=value or
+ * JSON), "KEYS" with a --keys file as body and "DATA" with a --data
+ * fixture as body (written to a temporary file and loaded; when they load,
+ * the requests after them use them).
+ *
  * Properties: no crash, no leak, no undefined behaviour; every answer has
  * an HTTP status from 100 to 599, a body that is valid JSON (except the
  * malformed fault, which is meant not to be), and never the secret of a
@@ -32,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ca_crypto.h"
 #include "ca_json.h"
@@ -44,11 +51,15 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static emu E;
-static int ready;
+static int ready, own_keys;
 static unsigned long long nonce_counter;
+static char tmpdir[] = "/tmp/fuzz_emulator.XXXXXX";
+static char tmpfile_path[64];
 
 static void teardown(void)
 {
+  unlink(tmpfile_path);
+  rmdir(tmpdir);
   emu_log_close(E.log);
   emu_faults_clear(&E.faults);
   emu_data_free(&E.data);
@@ -72,6 +83,9 @@ static void setup(void)
       emu_data_load(&E.pristine, NULL, err, sizeof err) != CHATAPP_OK ||
       !(E.log = emu_log_open("/dev/null")))
     abort();
+  if (!mkdtemp(tmpdir))
+    abort();
+  snprintf(tmpfile_path, sizeof tmpfile_path, "%s/file.json", tmpdir);
   emu_quota_init(&E.quota, 5);
   emu_nonces_init(&E.nonces, 1860LL * 1000000, 64);
   E.skew_s = 900;
@@ -96,6 +110,68 @@ static void reset(void)
   emu_data_free(&E.data);
   if (emu_data_copy(&E.data, &E.pristine) != CHATAPP_OK)
     abort();
+  if (own_keys) {
+    emu_keys_free(&E.keys);
+    if (emu_keys_builtin(&E.keys) != CHATAPP_OK)
+      abort();
+    own_keys = 0;
+  }
+}
+
+static void write_tmp(const char *data, size_t len)
+{
+  FILE *f = fopen(tmpfile_path, "wb");
+
+  if (!f || (len && fwrite(data, 1, len, f) != len) || fclose(f) != 0)
+    abort();
+}
+
+/* "FAULT spec", "KEYS\n\nfile" and "DATA\n\nfile": 1 if s was one. */
+static int config_request(const char *s, size_t n, char *err, size_t errlen)
+{
+  const char *body = memmem(s, n, "\n\n", 2);
+  size_t blen = body ? n - (size_t)(body + 2 - s) : 0;
+
+  body = body ? body + 2 : s + n;
+  if (n >= 6 && memcmp(s, "FAULT ", 6) == 0) {
+    emu_fault *f = NULL;
+    err[0] = '\0';
+    if (emu_fault_parse(s + 6, n - 6, emu_mono_us(), &f, err, errlen) ==
+        CHATAPP_OK)
+      emu_faults_add(&E.faults, f);
+    else if (f || !*err)
+      abort(); /* a failure leaves no rule and says why */
+    return 1;
+  }
+  if (n >= 4 && memcmp(s, "KEYS", 4) == 0) {
+    emu_keys ks;
+    err[0] = '\0';
+    write_tmp(body, blen);
+    if (emu_keys_load(&ks, tmpfile_path, err, errlen) == CHATAPP_OK) {
+      emu_keys_free(&E.keys);
+      E.keys = ks;
+      own_keys = 1;
+    } else if (ks.v || ks.n || !*err) {
+      abort();
+    }
+    return 1;
+  }
+  if (n >= 4 && memcmp(s, "DATA", 4) == 0) {
+    emu_data d;
+    memset(&d, 0, sizeof d);
+    write_tmp(body, blen);
+    err[0] = '\0';
+    if (emu_data_load(&d, tmpfile_path, err, errlen) == CHATAPP_OK) {
+      emu_data_free(&E.data);
+      E.data = d; /* the requests after this one use it */
+    } else {
+      if (!*err)
+        abort(); /* a failure says why */
+      emu_data_free(&d);
+    }
+    return 1;
+  }
+  return 0;
 }
 
 /* s[0..n) with every "@now" and "@nonce" replaced, into out. */
@@ -266,7 +342,7 @@ static void check_answer(const emu_answer *a)
   ca_json_free(doc);
   for (i = 0; i < E.keys.n; i++) {
     const emu_key *k = &E.keys.v[i];
-    if (strstr(ca_buf_str(&a->body), k->secret) &&
+    if (strlen(k->secret) >= 8 && strstr(ca_buf_str(&a->body), k->secret) &&
         !memmem(input, input_len, k->secret, strlen(k->secret))) {
       fprintf(stderr, "answer holds a secret: %s\n", ca_buf_str(&a->body));
       abort();
@@ -280,13 +356,18 @@ static void one_request(const char *s, size_t n)
   ca_buf text = CA_BUF_INIT(4 * 1024 * 1024), uri = CA_BUF_INIT(1024 * 1024);
   emu_request rq;
   emu_answer a;
-  char method[16];
+  char method[16], err[512];
   const char *p, *end, *eol, *sp;
   size_t i, auth = (size_t)-1, ml;
   int sign_params;
 
   memset(&rq, 0, sizeof rq);
   ca_buf_init(&rq.body, EMU_MAX_BODY);
+  if (config_request(s, n, err, sizeof err)) {
+    if (getenv("FUZZ_EMU_TRACE"))
+      fprintf(stderr, "%.5s -> %s\n", s, *err ? err : "loaded");
+    goto out;
+  }
   if (expand(s, n, &text))
     goto out;
   p = ca_buf_str(&text);
