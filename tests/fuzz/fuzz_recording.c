@@ -8,8 +8,8 @@
  *
  * Properties: no crash, no leak, no undefined behaviour; load and answer
  * never raise, they return nil and a message; every list holds
- * PhoneNumbers whose fields can be read and encoded; every error converts
- * to a string.
+ * PhoneNumbers whose fields can be read and encoded (messaging_limit is
+ * nil or not negative); every error converts to a string.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -37,6 +37,8 @@ static const char script[] =
   "  if list then\n"
   "    for _, n in ipairs(list) do\n"
   "      for _, f in ipairs(chatapp.fields) do local _ = n[f] end\n"
+  "      local lim = n.messaging_limit\n"
+  "      assert(lim == nil or lim >= 0, 'messaging_limit ' .. tostring(lim))\n"
   "      assert(chatapp.core.json_encode(n))\n"
   "      assert(type(tostring(n)) == 'string')\n"
   "    end\n"
