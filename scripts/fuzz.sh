@@ -1,29 +1,64 @@
 #!/usr/bin/env bash
-# Run every libFuzzer target for a while (make fuzz; CI runs it briefly).
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]
-# New inputs go to a scratch copy of the corpus; crashes are written to
-# build-fuzz/crash-* and fail the script (copy a crash into
-# tests/fuzz/corpus/ to keep it as a regression test).
+# Run the libFuzzer targets for a while (make fuzz; CI runs them briefly).
+#   scripts/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]
+#   FUZZ_BUDGET=150 scripts/fuzz.sh 20   at most 150 s of fuzzing in all
+#   scripts/fuzz.sh 1800 fuzz_emulator   one target for half an hour
+# Targets and the parser each covers: docs/internals/fuzzing.md.
+# With FUZZ_BUDGET (seconds), each of the N targets runs
+# min(SECONDS_PER_TARGET, FUZZ_BUDGET / N) seconds (at least 5), so adding
+# a target never makes CI's fuzzing pass longer than the budget.
+# A dictionary tests/fuzz/CORPUS.dict is passed when there is one.
+# New inputs go to a scratch copy of the corpus; crashes, leaks and
+# timeouts are written to build-fuzz/crash-* (leak-*, timeout-*) and fail
+# the script: fix the bug, then copy the input into tests/fuzz/corpus/ with
+# a name that says what it was, so ctest replays it from then on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+shift || true
+all=(fuzz_json:json fuzz_phone:phone fuzz_cred:cred fuzz_emulator:emulator
+  fuzz_recording:recording fuzz_spaces:spaces)
+entries=()
+if [ $# -gt 0 ]; then
+  for want in "$@"; do
+    found=
+    for entry in "${all[@]}"; do
+      [ "${entry%%:*}" = "$want" ] && entries+=("$entry") && found=1
+    done
+    if [ -z "$found" ]; then
+      echo "scripts/fuzz.sh: no fuzz target $want (known: ${all[*]%%:*})" >&2
+      exit 2
+    fi
+  done
+else
+  entries=("${all[@]}")
+fi
+if [ -n "${FUZZ_BUDGET:-}" ]; then
+  share=$(( FUZZ_BUDGET / ${#entries[@]} ))
+  [ "$share" -lt 5 ] && share=5
+  [ "$share" -lt "$seconds" ] && seconds=$share
+fi
+binaries=()
+for entry in "${entries[@]}"; do binaries+=("${entry%%:*}_libfuzzer"); done
 CC=clang cmake -S . -B build-fuzz -DCHATAPP_FUZZ=ON -DCHATAPP_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-fuzz -j"${JOBS:-2}" --target fuzz_json_libfuzzer fuzz_phone_libfuzzer >/dev/null
+cmake --build build-fuzz -j"${JOBS:-2}" --target "${binaries[@]}" >/dev/null
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-for entry in fuzz_json:json fuzz_phone:phone; do
+for entry in "${entries[@]}"; do
   target=${entry%%:*}
   corpus=${entry#*:}
   scratch=build-fuzz/corpus-$corpus
   mkdir -p "$scratch"
   cp tests/fuzz/corpus/"$corpus"/* "$scratch"/
+  dict=()
+  [ -f tests/fuzz/"$corpus".dict ] && dict=(-dict="../tests/fuzz/$corpus.dict")
   echo "== $target: $seconds s"
   (cd build-fuzz && ./tests/fuzz/"$target"_libfuzzer -max_total_time="$seconds" \
      -timeout=2 -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
-     "../$scratch" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" || true)
+     "${dict[@]}" "../$scratch" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" || true)
   if ls build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-* >/dev/null 2>&1; then
-    echo "$target found a failing input (build-fuzz/crash-*)" >&2
+    echo "$target found a failing input (build-fuzz/crash-*, leak-*, timeout-*)" >&2
     exit 1
   fi
 done

@@ -4,7 +4,8 @@
 #   2. clang with AddressSanitizer + UndefinedBehaviorSanitizer, every test;
 #   3. valgrind memcheck over the unit tests of the gcc build (any error or
 #      definite leak fails the test);
-#   4. a short libFuzzer run of every fuzz target (scripts/fuzz.sh).
+#   4. a short libFuzzer run of every fuzz target (scripts/fuzz.sh), the
+#      targets sharing FUZZ_BUDGET seconds (150).
 # Each pass builds from scratch in its own folder.  Fails on the first
 # failing pass.
 set -euo pipefail
@@ -38,7 +39,7 @@ cmake -S . -B build-ci-gcc -DCHATAPP_VALGRIND=ON >/dev/null
 ctest --test-dir build-ci-gcc -L unit --output-on-failure -j"$jobs"
 cmake -S . -B build-ci-gcc -DCHATAPP_VALGRIND=OFF >/dev/null
 
-echo "== fuzzing (libFuzzer + ASan + UBSan, ${FUZZ_SECONDS:-20} s per target)"
-bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+echo "== fuzzing (libFuzzer + ASan + UBSan, at most ${FUZZ_BUDGET:-150} s in all)"
+FUZZ_BUDGET=${FUZZ_BUDGET:-150} bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 
 echo "== all passes green in $(( $(date +%s) - started )) s"

@@ -60,6 +60,9 @@ function M.load(path)
     return nil, ("%s is a recording of version %s; this chatapp-run reads version %d")
       :format(path, tostring(doc.version), M.VERSION)
   end
+  if doc.answers ~= nil and type(doc.answers) ~= "table" then
+    return nil, ("%s: \"answers\" is not an array"):format(path)
+  end
   local by_space = {}
   for i, a in ipairs(doc.answers or {}) do
     if type(a) ~= "table" or type(a.cust_space_id) ~= "string" or

@@ -299,6 +299,24 @@ fail:
   return MHD_NO;
 }
 
+void emu_route(emu *e, emu_request *rq, emu_answer *a)
+{
+  size_t plen = strcspn(rq->raw_uri, "?");
+  char path[256];
+
+  if (plen >= CONTROL_LEN - 1 &&
+      strncmp(rq->raw_uri, EMU_CONTROL_PATH, CONTROL_LEN - 1) == 0 &&
+      (plen == CONTROL_LEN - 1 || rq->raw_uri[CONTROL_LEN - 1] == '/')) {
+    size_t off = plen > CONTROL_LEN ? CONTROL_LEN : plen;
+    size_t n = plen - off < sizeof path - 1 ? plen - off : sizeof path - 1;
+    memcpy(path, rq->raw_uri + off, n);
+    path[n] = '\0';
+    emu_control(e, rq, path, a);
+  } else {
+    emu_api_call(e, rq, a);
+  }
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                                const char *url, const char *method,
                                const char *version, const char *upload,
@@ -308,8 +326,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
   conn_req *r = *req_cls;
   emu_answer a;
   enum MHD_Result ok;
-  char path[256];
-  size_t plen;
 
   (void)url;
   (void)version;
@@ -332,18 +348,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     return MHD_YES;
   }
   emu_answer_init(&a);
-  plen = strcspn(r->rq.raw_uri, "?");
-  if (plen >= CONTROL_LEN - 1 &&
-      strncmp(r->rq.raw_uri, EMU_CONTROL_PATH, CONTROL_LEN - 1) == 0 &&
-      (plen == CONTROL_LEN - 1 || r->rq.raw_uri[CONTROL_LEN - 1] == '/')) {
-    size_t off = plen > CONTROL_LEN ? CONTROL_LEN : plen;
-    size_t n = plen - off < sizeof path - 1 ? plen - off : sizeof path - 1;
-    memcpy(path, r->rq.raw_uri + off, n);
-    path[n] = '\0';
-    emu_control(e, &r->rq, path, &a);
-  } else {
-    emu_api_call(e, &r->rq, &a);
-  }
+  emu_route(e, &r->rq, &a);
   ok = send_answer(e, c, &a);
   emu_answer_free(&a);
   return ok;

@@ -4,7 +4,7 @@
  *
  *   ANY    /_emulator/sink[/NAME][?status=N&delay_ms=M]
  *                                  record the delivery; answer N (200)
- *                                  after M ms
+ *                                  after M ms (at most 1 hour)
  *   GET    /_emulator/deliveries   {"deliveries":[{...}, ...]}, oldest first
  *   DELETE /_emulator/deliveries   forget them
  *
@@ -19,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BODY_MAX (64 * 1024)
+#define BODY_MAX          (64 * 1024)
+#define SINK_DELAY_MAX_MS (3600LL * 1000) /* delay_ms is capped at 1 h */
 
 static chatapp_status header_json(ca_buf *b, const emu_request *rq,
                                   const char *name, const char *key)
@@ -75,8 +76,7 @@ static chatapp_status delivery_json(ca_buf *b, const emu_request *rq,
   return st;
 }
 
-void emu_sink_receive(emu *e, emu_request *rq, const char *path,
-                      emu_answer *a)
+void emu_sink_receive(emu *e, emu_request *rq, const char *path, emu_answer *a)
 {
   const char *q = strchr(rq->raw_uri, '?');
   emu_kvs params = {NULL, 0, 0};
@@ -93,8 +93,11 @@ void emu_sink_receive(emu *e, emu_request *rq, const char *path,
     if (status < 100 || status > 599)
       status = 200;
   }
-  if ((v = emu_kvs_get(&params, "delay_ms")) != NULL)
+  if ((v = emu_kvs_get(&params, "delay_ms")) != NULL) {
     delay_ms = strtoll(v, NULL, 10);
+    if (delay_ms > SINK_DELAY_MAX_MS) /* and no overflow below */
+      delay_ms = SINK_DELAY_MAX_MS;
+  }
   emu_kvs_free(&params);
 
   pthread_mutex_lock(&e->lock);
@@ -118,7 +121,8 @@ void emu_sink_receive(emu *e, emu_request *rq, const char *path,
   a->delay_us = delay_ms > 0 ? delay_ms * 1000 : 0;
   snprintf(a->code, sizeof a->code, status < 300 ? "OK" : "SinkStatus");
   ca_buf_reset(&a->body);
-  (void)ca_buf_adds(&a->body, status < 300 ? "{\"ok\":true}" : "{\"ok\":false}");
+  (void)ca_buf_adds(&a->body,
+                    status < 300 ? "{\"ok\":true}" : "{\"ok\":false}");
 }
 
 chatapp_status emu_sink_json(emu *e, ca_buf *b)
