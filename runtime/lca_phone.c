@@ -222,7 +222,7 @@ static int phone_index(lua_State *L)
       double lim = -1;
       if (push_field(L, p, F_MESSAGING_LIMIT_TIER) == LUA_TSTRING)
         lim = tier_limit(lua_tostring(L, -1));
-      if (lim < 0 || (!isinf(lim) && lim >= 0x1p63)) /* out of range */
+      if (lim < 0) /* not a tier (at most 9 digits: always in range) */
         lua_pushnil(L);
       else if (isinf(lim))
         lua_pushnumber(L, lim);
