@@ -84,9 +84,6 @@ int emu_parse_iso8601(const char *s, int64_t *epoch);
 /* An Alibaba-style request id, e.g. "6BE56E05-1A2B-4C3D-8E9F-FD90C4FFD581". */
 void emu_request_id(char out[37]);
 
-/* The value of a hex digit, or -1. */
-int emu_hexval(char c);
-
 /* Constant-time equality of two strings (length leaks, content does not). */
 int emu_ct_equal(const char *a, const char *b);
 

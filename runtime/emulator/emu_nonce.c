@@ -139,7 +139,7 @@ int emu_nonces_check_add(emu_nonces *ns, const char *akid, const char *nonce,
   ca_buf_free(&b);
   for (i = 0; i < DIGEST; i++)
     d[i] =
-      (unsigned char)(emu_hexval(hex[2 * i]) * 16 + emu_hexval(hex[2 * i + 1]));
+      (unsigned char)(ca_hexval(hex[2 * i]) * 16 + ca_hexval(hex[2 * i + 1]));
   d[0] |= 1; /* never all zero, which marks an empty slot */
   if (set_has(&ns->cur, d) || set_has(&ns->prev, d))
     return 1;

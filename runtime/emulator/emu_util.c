@@ -85,17 +85,6 @@ const char *emu_kvs_geti(const emu_kvs *l, const char *key)
   return NULL;
 }
 
-int emu_hexval(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Decode s[0..n) into out (at least n+1 bytes); length, or -1. */
 static long url_decode(const char *s, size_t n, char *out)
 {
@@ -108,8 +97,8 @@ static long url_decode(const char *s, size_t n, char *out)
       int hi, lo;
       if (i + 2 >= n)
         return -1;
-      hi = emu_hexval(s[i + 1]);
-      lo = emu_hexval(s[i + 2]);
+      hi = ca_hexval(s[i + 1]);
+      lo = ca_hexval(s[i + 2]);
       if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
         return -1;
       out[o++] = (char)(hi * 16 + lo);
