@@ -47,10 +47,8 @@ install(FILES ${PROJECT_SOURCE_DIR}/runtime/chatapp.h
 
 install(EXPORT chatappTargets NAMESPACE chatapp::
   DESTINATION ${CHATAPP_INSTALL_CMAKEDIR} COMPONENT Development)
-# lua5.4-cjson, as the linker names it (-l...).
-get_filename_component(CHATAPP_CJSON_NAME "${LUA_CJSON_LIBRARY}" NAME)
-string(REGEX REPLACE "^lib(.*)\\.(so|a|dylib)$" "\\1" CHATAPP_CJSON_NAME
-  "${CHATAPP_CJSON_NAME}")
+# chatappConfig.cmake and chatapp.pc ask for libcurl ${CHATAPP_CURL_MIN}
+# (CMakeLists.txt) or newer, as the build does.
 configure_package_config_file(
   ${PROJECT_SOURCE_DIR}/cmake/chatappConfig.cmake.in
   ${PROJECT_BINARY_DIR}/cmake/chatappConfig.cmake

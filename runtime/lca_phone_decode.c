@@ -149,7 +149,7 @@ static int to_field_string(lua_State *L, const char *name)
     lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
     lua_remove(L, -2);
     return 1;
-  case LUA_TLIGHTUSERDATA: /* cjson.null */
+  case LUA_TLIGHTUSERDATA: /* chatapp.json.null */
     lua_pop(L, 1);
     return 0;
   default:

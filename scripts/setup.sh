@@ -3,9 +3,14 @@
 # Idempotent; prints nothing when everything is already present.
 set -euo pipefail
 
+# lua-cjson is not linked (chatapp has its own JSON decoder, runtime/
+# lca_json.c): only the benchmark needs it, for `require "cjson"` as the
+# side-by-side baseline of tests/bench/bench_decode.lua (make bench).  The
+# module is in lua-cjson; lua-cjson-dev (headers, -llua5.4-cjson) is not
+# needed.
 packages=(
   build-essential cmake pkg-config
-  liblua5.4-dev lua5.4 lua-cjson-dev luarocks
+  liblua5.4-dev lua5.4 lua-cjson luarocks
   libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
   clang libclang-rt-14-dev llvm valgrind openssl
 )

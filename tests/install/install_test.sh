@@ -12,7 +12,7 @@
 #   luarocks       the rockspec builds against the installed library
 #
 # Settings come from the environment (set by CMake): BUILD_DIR SOURCE_DIR
-# PREFIX WORK CC SAN_FLAGS SAN_PRELOAD HAVE_EMULATOR VERSION.
+# PREFIX WORK CC SAN_FLAGS SAN_PRELOAD HAVE_EMULATOR VERSION CURL_MIN.
 #
 # Sanitizer builds (SAN_FLAGS set): the hosts are compiled and linked with
 # the same flags as the library, so the sanitizer runtime is in the
@@ -60,6 +60,20 @@ unset ALIBABA_CLOUD_ACCESS_KEY_ID ALIBABA_CLOUD_ACCESS_KEY_SECRET \
 # its match), so commands are captured first and their text searched.
 links_liblua() { # FILE: it has a NEEDED liblua5.x (not lua-cjson)
   [[ $(readelf -d "$1") =~ NEEDED[^[]*\[liblua-?5\.?[0-9](\.so|-c\+\+) ]]
+}
+# FILE: it has a NEEDED lua-cjson (liblua5.4-cjson.so.0).  Nothing links
+# lua-cjson: the JSON decoder is ours (runtime/lca_json.c).
+links_cjson() {
+  [[ $(readelf -d "$1") =~ NEEDED[^[]*\[[^]]*cjson ]]
+}
+# A private pkg-config folder with a libcurl.pc claiming VERSION, to be put
+# first on PKG_CONFIG_PATH: a libcurl older than chatapp needs.
+fake_old_curl() {
+  local dir="$WORK/old-curl-pc"
+  mkdir -p "$dir"
+  printf '%s\n' "Name: libcurl" "Description: an old libcurl (test)" \
+    "Version: $1" "Libs: -lcurl" "Cflags:" >"$dir/libcurl.pc"
+  echo "$dir"
 }
 
 # A stock lua5.4, with the sanitizer runtime preloaded when needed.
@@ -177,6 +191,9 @@ symbols)
   done
   # The Lua module must not bring a second Lua into the interpreter.
   ! links_liblua "$PREFIX/lib/lua/5.4/chatapp/core.so" || fail "core.so links liblua"
+  for f in lib/libchatapp.so.$VERSION lib/lua/5.4/chatapp/core.so bin/chatapp-run; do
+    ! links_cjson "$PREFIX/$f" || fail "$f links lua-cjson (nothing needs it)"
+  done
   ;;
 
 host-pkgconfig)
@@ -184,9 +201,21 @@ host-pkgconfig)
   [ "$(pkg-config --modversion chatapp)" = "$VERSION" ] || fail "pkg-config --modversion"
   static=$(pkg-config --static --libs chatapp)
   echo "pkg-config --static --libs chatapp: $static"
-  for l in -lchatapp -llua5.4-cjson -llua5.4 -lcurl -lcrypto -lm -lpthread; do
+  for l in -lchatapp -llua5.4 -lcurl -lcrypto -lm -lpthread; do
     [[ " $static " == *" $l "* ]] || fail "static link flags lack $l"
   done
+  ! [[ $static =~ -l[^\ ]*cjson ]] || fail "static link flags name lua-cjson: $static"
+  requires=$(pkg-config --print-requires-private chatapp)
+  [[ $requires == *"libcurl >= $CURL_MIN"* ]] ||
+    fail "chatapp.pc does not require libcurl >= $CURL_MIN: $requires"
+  # An older libcurl is refused, with pkg-config's message.
+  old=$(fake_old_curl 7.80.0)
+  rc=0
+  PKG_CONFIG_PATH="$old:$PKG_CONFIG_PATH" pkg-config --static --libs chatapp \
+    >"$WORK/old-curl-pc.out" 2>&1 || rc=$?
+  cat "$WORK/old-curl-pc.out"
+  [ $rc != 0 ] || fail "pkg-config accepted chatapp with libcurl 7.80.0"
+  expect "$WORK/old-curl-pc.out" "libcurl"
   # The public header alone, under strict warnings.
   # shellcheck disable=SC2086,SC2046
   $CC -std=c11 -Wall -Wextra -Wpedantic -Wconversion -Wshadow -Wcast-qual \
@@ -207,6 +236,21 @@ host-cmake)
     { cat "$WORK/host-cmake.log" >&2; fail "building host/"; }
   run_host host-cmake "$WORK/host-cmake/host"
   run_host host-cmake-static "$WORK/host-cmake/host_static"
+  ! links_cjson "$WORK/host-cmake/host_static" || fail "host_static links lua-cjson"
+  ! grep -qiE 'lua5\.4-cjson|LUA_CJSON' "$PREFIX/lib/cmake/chatapp/chatappConfig.cmake" ||
+    fail "chatappConfig.cmake still names lua-cjson"
+  # With pkg-config reporting a libcurl older than CURL_MIN,
+  # find_package(chatapp) fails and says why.
+  old=$(fake_old_curl 7.80.0)
+  rm -rf "$WORK/host-cmake-old"
+  rc=0
+  PKG_CONFIG_PATH="$old:$PKG_CONFIG_PATH" \
+    cmake -S "$SOURCE_DIR/tests/install/host" -B "$WORK/host-cmake-old" \
+    -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_COMPILER="$CC" \
+    >"$WORK/host-cmake-old.log" 2>&1 || rc=$?
+  [ $rc != 0 ] || { cat "$WORK/host-cmake-old.log" >&2; fail "find_package(chatapp) accepted libcurl 7.80.0"; }
+  expect "$WORK/host-cmake-old.log" "libcurl 7\.80\.0 is too old"
+  expect "$WORK/host-cmake-old.log" "needs libcurl $CURL_MIN or newer"
   [[ $(ldd "$WORK/host-cmake/host") == *"$PREFIX/lib/libchatapp.so"* ]] ||
     fail "host does not use the installed libchatapp.so"
   [[ $(ldd "$WORK/host-cmake/host_static") != *libchatapp* ]] ||
@@ -274,6 +318,7 @@ luarocks)
       print("rock loaded: chatapp " .. chatapp.version .. ", policy " .. p.name)
     ' || fail "the rock does not load"
   ! links_liblua "$so" || fail "the rock's chatapp.so links liblua"
+  ! links_cjson "$so" || fail "the rock's chatapp.so links lua-cjson"
   if nm -D --defined-only "$so" | awk '{print $NF}' | grep -Ev '^(chatapp_|luaopen_chatapp)'; then
     fail "the rock's chatapp.so exports more than chatapp_* / luaopen_chatapp*"
   fi
