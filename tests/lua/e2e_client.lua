@@ -263,7 +263,17 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
         .. ">%s/received 2>/dev/null & echo $!"):format(port, dir, dir, dir))
       pid = p:read("l")
       p:close()
-      E.sleep_ms(300)
+      -- Ready when the port listens (/proc/net/tcp, state 0A), for up to
+      -- 10 s: a loaded machine can take well over the old fixed 300 ms.
+      local listening = (":%04X 00000000:0000 0A"):format(port)
+      for _ = 1, 100 do
+        local f = io.open("/proc/net/tcp")
+        local tcp = f and f:read("a") or ""
+        if f then f:close() end
+        if tcp:find(listening, 1, true) then break end
+        if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+        E.sleep_ms(100)
+      end
       if os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
       pid = nil
     end
