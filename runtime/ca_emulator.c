@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca_cred.h"
+
 extern char **environ;
 
 struct ca_emulator {
@@ -59,6 +61,29 @@ static int find_binary(char *out, size_t size)
   return 0;
 }
 
+/* Our environment without the secret variables (ca_cred.h): the emulator
+ * has keys of its own and is handed no secret.  The strings stay
+ * environ's; free the array.  NULL when out of memory. */
+static char **scrubbed_environ(void)
+{
+  size_t n = 0, i, k = 0;
+  char **envp;
+
+  while (environ && environ[n])
+    n++;
+  envp = malloc((n + 1) * sizeof *envp);
+  if (!envp)
+    return NULL;
+  for (i = 0; i < n; i++) {
+    const char *eq = strchr(environ[i], '=');
+    size_t name_len = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+    if (!ca_cred_is_secret_env(environ[i], name_len))
+      envp[k++] = environ[i];
+  }
+  envp[k] = NULL;
+  return envp;
+}
+
 chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
                                  char *err, size_t errlen)
 {
@@ -68,6 +93,7 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
   const char *argv[32];
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
+  char **envp;
   size_t argc = 0;
   int is_path, rc, i;
 
@@ -98,7 +124,8 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
   /* Its own process group: a Ctrl-C at the terminal reaches chatapp-run
    * only, which lets the actions in flight finish against the emulator
    * and then stops it. */
-  rc = posix_spawn_file_actions_init(&fa);
+  envp = scrubbed_environ();
+  rc = envp ? posix_spawn_file_actions_init(&fa) : ENOMEM;
   if (rc == 0) {
     if ((rc = posix_spawnattr_init(&attr)) != 0)
       posix_spawn_file_actions_destroy(&fa);
@@ -111,10 +138,11 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
         !(rc = posix_spawnattr_setpgroup(&attr, 0)) &&
         !(rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP)))
       rc = (is_path ? posix_spawn : posix_spawnp)(
-        &e->pid, bin, &fa, &attr, (char *const *)(uintptr_t)argv, environ);
+        &e->pid, bin, &fa, &attr, (char *const *)(uintptr_t)argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
   }
+  free(envp);
   if (rc != 0) {
     snprintf(err, errlen,
              "cannot start %s: %s (build it, or set CHATAPP_EMULATOR)", bin,

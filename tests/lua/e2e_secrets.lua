@@ -256,6 +256,25 @@ io.stdout:write(core.redact("nothing secret"), "\n")
     T.eq(r.out, "a <redacted> b1\nx=<redacted>;\nnothing secret\n")
   end },
 
+  { "--emulator starts its emulator without the secret variables", function()
+    -- A stand-in emulator that writes down its environment, then runs the
+    -- real one.
+    local env_file = dir .. "/emulator-env"
+    local wrapper = E.write(dir .. "/emulator-wrapper.sh", ("#!/bin/sh\nenv > %s\nexec %s \"$@\"\n")
+      :format(E.quote(env_file), E.quote(E.emu_bin)))
+    os.execute("chmod +x " .. E.quote(wrapper))
+    local r = E.run({ "--emulator", policy }, {
+      CHATAPP_EMULATOR = wrapper, ALIBABA_CLOUD_ACCESS_KEY_ID = "STS.canaryTemporary",
+      ALIBABA_CLOUD_ACCESS_KEY_SECRET = CANARY_STS_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN = CANARY_TOKEN,
+      SECURITY_TOKEN = CANARY_TOKEN })
+    T.eq(r.code, 0, r.err)
+    local seen = E.read(env_file) or ""
+    T.check(seen:find("PATH=", 1, true), "the wrapper ran and wrote its environment")
+    T.check(seen:find("ALIBABA_CLOUD_ACCESS_KEY_ID=STS.canaryTemporary", 1, true), "non-secret variables pass")
+    no_canary("the emulator's environment", seen)
+    T.check(not seen:find("SECURITY_TOKEN=", 1, true), "no token variable at all")
+  end },
+
   { "the emulator's log holds no secret either", function()
     no_canary("emulator log", E.read(emu.log))
     T.check(#checked >= 30, "checked " .. #checked .. " outputs")
