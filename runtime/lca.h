@@ -91,6 +91,15 @@ char *lca_redacted_dup(lua_State *L, int idx);
 void lca_push_redacted(lua_State *L, const char *text, size_t len);
 int lca_secret_found(lua_State *L, const char *text, size_t len);
 
+/* Push the text a number at idx is sent as (lca_core.c): integers and
+ * integral floats without ".0", other floats with %f's digits ("%.14g").
+ * 1 when pushed; 0 (nothing pushed) when the number is not finite. */
+int lca_push_number_text(lua_State *L, int idx);
+
+/* The message handler for lua_pcall: a traceback for string errors, an
+ * object's __tostring, or "(error object is a T value)". */
+int lca_traceback(lua_State *L);
+
 /* Flatten a parameter table at idx into "Key.1.Sub" = "value" pairs:
  * pushes a table of flat strings.  Raises on values that cannot be sent. */
 void lca_flatten_params(lua_State *L, int idx);
