@@ -161,14 +161,11 @@ static lua_Integer room(const allowance *a)
  * errors); error objects (tables) are passed through untouched. */
 static int traceback(lua_State *L)
 {
-  const char *msg = lua_tostring(L, 1);
-  if (msg)
-    luaL_traceback(L, L, msg, 1);
-  else if (!lua_istable(L, 1) && !luaL_callmeta(L, 1, "__tostring"))
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  else
+  if (lua_istable(L, 1)) {
     lua_settop(L, 1);
-  return 1;
+    return 1;
+  }
+  return lca_traceback(L);
 }
 
 static int l_sandbox_call(lua_State *L)
