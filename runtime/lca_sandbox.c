@@ -18,8 +18,8 @@
  * Instructions: a count hook every HOOK_STEP instructions subtracts from
  * the budget; when it runs out, the hook re-arms itself to fire on every
  * instruction and raises each time, so a pcall inside the policy cannot
- * swallow it (reliability.md 4.2).  The hook is only set while fn runs, so
- * the runner's own Lua code never counts.
+ * swallow it (docs/internals/sandbox.md).  The hook is only set while fn
+ * runs, so the runner's own Lua code never counts.
  *
  * Memory: the state's allocator (lca_alloc, installed by the runtime) has
  * a ceiling; during a call it is what the policy still may take, so a
