@@ -1,7 +1,8 @@
 /*
  * lca: the Lua bindings ("chatapp.core").  One file per type:
  *
- *   lca_core.c    luaopen_chatapp_core, JSON helpers, module functions
+ *   lca_core.c    luaopen_chatapp_core, module functions, and the helpers
+ *                 every binding shares (parameters, numbers, traceback)
  *   lca_client.c  Client: signed, throttled calls (ca_client.h)
  *   lca_phone.c   PhoneNumber: typed, strict, compact results
  *   lca_phone_decode.c  a PhoneList built from an answer (lca_phone.h)
