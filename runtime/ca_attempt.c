@@ -12,19 +12,6 @@
 
 #define MAX_HEADER_BYTES (64 * 1024)
 
-int ca_ip_is_loopback(const char *ip)
-{
-  struct in6_addr a6;
-  struct in_addr a4;
-
-  if (inet_pton(AF_INET, ip, &a4) == 1)
-    return (ntohl(a4.s_addr) >> 24) == 127;
-  if (inet_pton(AF_INET6, ip, &a6) != 1)
-    return 0;
-  return IN6_IS_ADDR_LOOPBACK(&a6) ||
-         (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-}
-
 /* ---- one attempt -------------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -135,7 +122,7 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
              conn_primary_ip);
     return CURL_PREREQFUNC_ABORT;
   }
-  if (plain && !ca_ip_is_loopback(conn_primary_ip)) {
+  if (plain && !ca_loopback_host(conn_primary_ip, strlen(conn_primary_ip))) {
     snprintf(call->error, sizeof call->error,
              "refused: plain http resolved to %s, which is not loopback; "
              "use https",

@@ -83,22 +83,39 @@ static chatapp_status check_runtime_curl(ca_buf *err)
   return ca_curl_check_version(v->version_num, v->version, err);
 }
 
-/* A URL host (name, IPv4 or [IPv6]) that can only mean this machine. */
-static int host_is_loopback(const char *host, size_t n)
+int ca_loopback_host(const char *host, size_t len)
 {
-  char h[256];
+  char h[INET6_ADDRSTRLEN + 2];
+  struct in6_addr a6;
+  struct in_addr a4;
 
-  if (n == 0 || n >= sizeof h)
+  if (!host || len == 0 || len >= sizeof h || memchr(host, '\0', len))
     return 0;
-  memcpy(h, host, n);
-  h[n] = '\0';
-  if (strcasecmp(h, "localhost") == 0)
+  if (len == 9 && strncasecmp(host, "localhost", 9) == 0)
     return 1;
-  if (h[0] == '[' && h[n - 1] == ']') {
-    h[n - 1] = '\0';
-    return ca_ip_is_loopback(h + 1);
+  if (host[0] == '[') { /* brackets hold an IPv6 address, nothing else */
+    if (len < 3 || host[len - 1] != ']')
+      return 0;
+    memcpy(h, host + 1, len - 2);
+    h[len - 2] = '\0';
+  } else {
+    memcpy(h, host, len);
+    h[len] = '\0';
+    /* inet_pton takes four decimal parts only: no 127.1, no 0x7f.1 */
+    if (inet_pton(AF_INET, h, &a4) == 1)
+      return (ntohl(a4.s_addr) >> 24) == 127;
   }
-  return ca_ip_is_loopback(h);
+  if (inet_pton(AF_INET6, h, &a6) != 1)
+    return 0;
+  return IN6_IS_ADDR_LOOPBACK(&a6) ||
+         (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+const char *ca_curl_version(void)
+{
+  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+  return v && v->version ? v->version : "(unknown)";
 }
 
 /* Split "scheme://host[:port][/]" and check the rules for endpoints. */
@@ -126,7 +143,7 @@ static chatapp_status parse_endpoint(ca_client *c, const char *url, ca_buf *err)
       name_len = (size_t)(q - h) + 1;
     else if (h[0] != '[' && (q = memchr(h, ':', hostlen)) != NULL)
       name_len = (size_t)(q - h);
-    if (!host_is_loopback(h, name_len)) {
+    if (!ca_loopback_host(h, name_len)) {
       ca_buf_printf(err,
                     "refusing to send credentials over plain http to '%.*s'; "
                     "use https:// (http is allowed only to 127.0.0.1, ::1 "

@@ -145,6 +145,22 @@ const char *ca_client_endpoint(const ca_client *c);
 /* Signature version in use: 3 or 2. */
 int ca_client_signature_version(const ca_client *c);
 
+/*
+ * The one "plain http only to this machine" rule (docs/internals/client.md):
+ * 1 when the len bytes of host (a URL host, with or without [brackets], or
+ * a connected address) can only mean this machine: "localhost" (any case),
+ * an IPv4 address in 127.0.0.0/8 written as four decimal parts, ::1, or
+ * ::ffff:127.x.y.z (IPv4-mapped), the IPv6 forms with or without brackets.
+ * 0 for everything else: 0.0.0.0, shorthands such as 127.1 (what they mean
+ * depends on the resolver), [127.0.0.1], zone ids, "localhost." and names
+ * such as localhost.example.com.  Used for endpoints (ca_client.c), the
+ * connected address (ca_attempt.c) and webhooks (core.loopback_host).
+ */
+int ca_loopback_host(const char *host, size_t len);
+
+/* The version of the libcurl loaded at run time, e.g. "8.5.0". */
+const char *ca_curl_version(void);
+
 /* Replace every occurrence of the client's secrets (plain or percent-
  * encoded once or twice; at least 4 characters long) in b by
  * "<redacted>". */

@@ -56,9 +56,6 @@ struct ca_client {
  * nonce, and add it to the multi handle. */
 chatapp_status ca_attempt_start(ca_client *c, ca_call *call);
 
-/* A numeric address (no brackets) in 127.0.0.0/8 or ::1 (also mapped). */
-int ca_ip_is_loopback(const char *ip);
-
 /* CHATAPP_OK when the libcurl of version_num (curl_version_info's
  * version_num, e.g. 0x075801 for 7.88.1) is new enough; otherwise
  * CHATAPP_ECONFIG with the reason in err. */

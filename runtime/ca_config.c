@@ -14,17 +14,21 @@
 #include "ca_cred.h"
 #include "ca_crypto.h"
 
-typedef enum kind { K_STR, K_SECRET, K_LONG, K_DOUBLE, K_BOOL, K_CHOICE } kind;
+enum kind { K_STR, K_SECRET, K_LONG, K_DOUBLE, K_BOOL, K_CHOICE, K_FORMAT };
 
-typedef struct option {
-  const char *name;
-  kind kind;
-  size_t offset, size; /* of the field: checked against the kind */
-  double min, max;     /* K_LONG, K_DOUBLE */
-  const char *choices; /* K_CHOICE: "a|b|c", index stored as int */
-  const char *arg;
-  const char *help;
-} option;
+typedef ca_config_key option;
+
+const char *const ca_output_formats[] = {"none", "text", "json", NULL};
+
+const char *ca_output_format(const char *name)
+{
+  size_t i;
+
+  for (i = 0; name && ca_output_formats[i]; i++)
+    if (strcmp(ca_output_formats[i], name) == 0)
+      return ca_output_formats[i];
+  return NULL;
+}
 
 #define OFF(f)   offsetof(struct chatapp_config, f)
 #define FIELD(f) OFF(f), sizeof(((struct chatapp_config *)0)->f)
@@ -78,7 +82,7 @@ static const option options[] = {
    "requests in flight at once (default 16)"},
   {"verbose", K_LONG, FIELD(verbose), 0, 3, NULL, "0-3",
    "log detail: 1 what happens, 2 retries, 3 canonical requests"},
-  {"output", K_CHOICE, FIELD(output), 0, 0, "none|text|json", "text|json",
+  {"output", K_FORMAT, FIELD(output), 0, 0, NULL, "text|json",
    "report format on stdout"},
   {"color", K_CHOICE, FIELD(color), 0, 0, "never|always|auto",
    "auto|always|never", "colours in the text report (default auto)"},
@@ -104,15 +108,7 @@ static const option options[] = {
 
 const ca_config_key *ca_config_keys(void)
 {
-  static ca_config_key keys[sizeof options / sizeof options[0]];
-  size_t i;
-
-  for (i = 0; options[i].name; i++) {
-    keys[i].name = options[i].name;
-    keys[i].arg = options[i].arg;
-    keys[i].help = options[i].help;
-  }
-  return keys;
+  return options;
 }
 
 chatapp_config *chatapp_config_new(void)
@@ -124,7 +120,7 @@ chatapp_config *chatapp_config_new(void)
   cfg->signature_version = 3;
   cfg->window_margin_ms = -1;
   cfg->color = -1;
-  cfg->output = CA_OUTPUT_NONE;
+  cfg->output = ca_output_formats[0]; /* "none" */
   return cfg;
 }
 
@@ -399,6 +395,21 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
     else
       return BAD("option '%s': internal error (field size)", key);
     return CHATAPP_OK;
+  }
+  case K_FORMAT: {
+    const char *f = ca_output_format(value);
+    char list[128] = "";
+    const char *const *n;
+    if (f && o->size == sizeof(const char *)) {
+      *(const char **)(void *)((char *)cfg + o->offset) = f;
+      return CHATAPP_OK;
+    }
+    for (n = ca_output_formats; *n; n++) {
+      if (n != ca_output_formats)
+        strncat(list, "|", sizeof list - strlen(list) - 1);
+      strncat(list, *n, sizeof list - strlen(list) - 1);
+    }
+    return BAD("option '%s' must be one of %s, not '%s'", key, list, value);
   }
   }
   return CHATAPP_EINVAL;

@@ -13,11 +13,16 @@
 #include "ca_client.h"
 #include "chatapp.h"
 
-typedef enum ca_output {
-  CA_OUTPUT_NONE,
-  CA_OUTPUT_TEXT,
-  CA_OUTPUT_JSON
-} ca_output;
+/*
+ * The report formats of --output ("none", "text", "json"), NULL-ended: the
+ * one list the option parser checks and the runtime passes on by name.
+ * lua/chatapp/report.lua has one writer per name (report.formats) and
+ * tests/lua/test_output.lua checks that the two agree: a new format is its
+ * name here and its writer there (docs/internals/formats.md).
+ */
+extern const char *const ca_output_formats[];
+/* The entry of ca_output_formats equal to name, or NULL. */
+const char *ca_output_format(const char *name);
 
 struct chatapp_config {
   /* where and who */
@@ -39,8 +44,8 @@ struct chatapp_config {
   long max_attempts, max_in_flight;
   /* the run */
   long verbose;
-  ca_output output;
-  int color; /* -1 auto, 0 never, 1 always */
+  const char *output; /* an entry of ca_output_formats, never NULL */
+  int color;          /* -1 auto, 0 never, 1 always */
   char *spaces;
   char *record;
   char *replay;
@@ -58,10 +63,16 @@ struct chatapp_config {
 /* A deep copy (NULL on out of memory); free with chatapp_config_free. */
 chatapp_config *ca_config_dup(const chatapp_config *cfg);
 
-/* Describe every key for --help and docs: name, kind, meaning. */
+/* Every key, for the parser, --help and docs: name, kind, meaning.  The
+ * table is const (shared by every thread; nothing is rewritten on a
+ * call) and ends with a NULL name. */
 typedef struct ca_config_key {
   const char *name;
-  const char *arg; /* "URL", "N", ... or NULL for booleans */
+  int kind;            /* the parser's (ca_config.c) */
+  size_t offset, size; /* of the field: checked against the kind */
+  double min, max;     /* numbers */
+  const char *choices; /* choices: "a|b|c", index stored as int */
+  const char *arg;     /* "URL", "N", ... or NULL for booleans */
   const char *help;
 } ca_config_key;
 const ca_config_key *ca_config_keys(void);

@@ -33,7 +33,8 @@
 #include "ca_json.h"
 #include "ca_sign.h"
 
-/* Variables the aliyun CLI accepts, the SDK's name first (signing.md 6.1).
+/* Variables the aliyun CLI accepts, the SDK's name first (docs/credentials.md,
+ * "Environment variables").
  * The same index is the same family: ENV_ID[i] pairs with ENV_SECRET[i]. */
 static const char *const ENV_ID[] = {
   "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABACLOUD_ACCESS_KEY_ID",
@@ -416,7 +417,7 @@ static chatapp_status from_explicit(resolver *r, ca_credentials *out, int *done)
   return st;
 }
 
-/* 2. The environment (aliases: signing.md 6.1; first non-empty wins). */
+/* 2. The environment (aliases: docs/credentials.md; first non-empty wins). */
 static chatapp_status from_env(resolver *r, ca_credentials *out, int *done)
 {
   size_t iid = 0, isec = 0, itok = 0;

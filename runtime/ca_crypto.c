@@ -83,3 +83,8 @@ void ca_wipe(void *p, size_t n)
   if (p && n)
     OPENSSL_cleanse(p, n);
 }
+
+const char *ca_crypto_version(void)
+{
+  return OpenSSL_version(OPENSSL_VERSION);
+}

@@ -27,4 +27,8 @@ chatapp_status ca_random(void *out, size_t n);
 /* Wipe memory that held a secret (cannot be optimised away). */
 void ca_wipe(void *p, size_t n);
 
+/* The version of the OpenSSL library loaded at run time, e.g.
+ * "OpenSSL 3.0.13 30 Jan 2024". */
+const char *ca_crypto_version(void);
+
 #endif

@@ -58,7 +58,8 @@ static const ca_kv **sorted_by_key(const ca_kv *kv, size_t n)
   return v;
 }
 
-/* name=encode(value)&... in key order; names encoded too (see spec 2.5). */
+/* name=encode(value)&... in key order; names encoded too (the SDK does not;
+ * they agree for every real name: docs/internals/signing.md, V3). */
 static chatapp_status canonical_query(ca_buf *b, const ca_kv *kv, size_t n)
 {
   const ca_kv **v = sorted_by_key(kv, n);

@@ -1,7 +1,8 @@
 /*
  * lca: the Lua bindings ("chatapp.core").  One file per type:
  *
- *   lca_core.c    luaopen_chatapp_core, JSON helpers, module functions
+ *   lca_core.c    luaopen_chatapp_core, module functions, and the helpers
+ *                 every binding shares (parameters, numbers, traceback)
  *   lca_client.c  Client: signed, throttled calls (ca_client.h)
  *   lca_phone.c   PhoneNumber: typed, strict, compact results
  *   lca_phone_decode.c  a PhoneList built from an answer (lca_phone.h)
@@ -90,6 +91,15 @@ char *lca_redacted_dup(lua_State *L, int idx);
 /* Push text redacted (Lua memory only); 1 when text holds a known secret. */
 void lca_push_redacted(lua_State *L, const char *text, size_t len);
 int lca_secret_found(lua_State *L, const char *text, size_t len);
+
+/* Push the text a number at idx is sent as (lca_core.c): integers and
+ * integral floats without ".0", other floats with %f's digits ("%.14g").
+ * 1 when pushed; 0 (nothing pushed) when the number is not finite. */
+int lca_push_number_text(lua_State *L, int idx);
+
+/* The message handler for lua_pcall: a traceback for string errors, an
+ * object's __tostring, or "(error object is a T value)". */
+int lca_traceback(lua_State *L);
 
 /* Flatten a parameter table at idx into "Key.1.Sub" = "value" pairs:
  * pushes a table of flat strings.  Raises on values that cannot be sent. */

@@ -9,10 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-#include <openssl/opensslv.h>
-
 #include "ca_client_int.h" /* the secret and token of a Client */
+#include "ca_config.h"     /* ca_output_formats */
 #include "ca_cred.h"
 #include "ca_crypto.h"
 #include "lca.h"
@@ -45,6 +43,35 @@ static int l_deepcopy(lua_State *L)
   return 1;
 }
 
+/* ---- helpers every binding uses ---------------------------------------- */
+
+int lca_push_number_text(lua_State *L, int idx)
+{
+  lua_Number x = lua_tonumber(L, idx);
+  lua_Integer i;
+
+  if (lua_isinteger(L, idx))
+    lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
+  else if (x == floor(x) && lua_numbertointeger(x, &i))
+    lua_pushfstring(L, "%I", (LUAI_UACINT)i);
+  else if (isfinite(x))
+    lua_pushfstring(L, "%f", (LUAI_UACNUMBER)x);
+  else
+    return 0;
+  return 1;
+}
+
+int lca_traceback(lua_State *L)
+{
+  const char *msg = lua_tostring(L, 1);
+
+  if (msg)
+    luaL_traceback(L, L, msg, 1);
+  else if (!luaL_callmeta(L, 1, "__tostring"))
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  return 1;
+}
+
 /* ---- parameters --------------------------------------------------------- */
 
 /* Flatten the value on top under the name prefix (at stack index pfx) into
@@ -61,21 +88,12 @@ static void flatten(lua_State *L, int out, int depth)
     lua_pushvalue(L, pfx);
     lua_pushvalue(L, v);
     break;
-  case LUA_TNUMBER: {
-    lua_Integer i;
-    lua_Number x = lua_tonumber(L, v);
+  case LUA_TNUMBER:
     lua_pushvalue(L, pfx);
-    if (lua_isinteger(L, v))
-      lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, v));
-    else if (x == floor(x) && lua_numbertointeger(x, &i))
-      lua_pushfstring(L, "%I", (LUAI_UACINT)i);
-    else if (isfinite(x))
-      lua_pushfstring(L, "%f", (LUAI_UACNUMBER)x);
-    else
+    if (!lca_push_number_text(L, v))
       luaL_error(L, "parameter %s is not a finite number",
                  lua_tostring(L, pfx));
     break;
-  }
   case LUA_TBOOLEAN:
     lua_pushvalue(L, pfx);
     lua_pushstring(L, lua_toboolean(L, v) ? "true" : "false");
@@ -393,32 +411,48 @@ static int l_operations(lua_State *L)
 
 static int l_versions(lua_State *L)
 {
-  curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
-
   lua_createtable(L, 0, 4);
   lua_pushstring(L, CHATAPP_VERSION);
   lua_setfield(L, -2, "chatapp");
   lua_pushstring(L, LUA_RELEASE);
   lua_setfield(L, -2, "lua");
-  lua_pushstring(L, cv->version);
+  lua_pushstring(L, ca_curl_version());
   lua_setfield(L, -2, "libcurl");
-  lua_pushstring(L, OPENSSL_VERSION_TEXT);
+  lua_pushstring(L, ca_crypto_version());
   lua_setfield(L, -2, "openssl");
   return 1;
+}
+
+/* core.loopback_host(host): the transport's rule (ca_loopback_host). */
+static int l_loopback_host(lua_State *L)
+{
+  size_t len;
+  const char *host = luaL_checklstring(L, 1, &len);
+
+  lua_pushboolean(L, ca_loopback_host(host, len));
+  return 1;
+}
+
+/* core.output_formats: the names --output takes (ca_output_formats). */
+static void push_output_formats(lua_State *L)
+{
+  int i;
+
+  lua_newtable(L);
+  for (i = 0; ca_output_formats[i]; i++) {
+    lua_pushstring(L, ca_output_formats[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
 }
 
 int luaopen_chatapp_core(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
-    {"deepcopy", l_deepcopy},
-    {"sha256_hex", l_sha256},
-    {"flatten_params", l_flatten},
-    {"operations", l_operations},
-    {"versions", l_versions},
-    {"redact", l_redact},
-    {"secret_env_names", l_secret_env_names},
-    {"redacting", l_redacting},
-    {NULL, NULL},
+    {"deepcopy", l_deepcopy},      {"sha256_hex", l_sha256},
+    {"flatten_params", l_flatten}, {"operations", l_operations},
+    {"versions", l_versions},      {"loopback_host", l_loopback_host},
+    {"redact", l_redact},          {"secret_env_names", l_secret_env_names},
+    {"redacting", l_redacting},    {NULL, NULL},
   };
 
   luaL_checkversion(L);
@@ -432,6 +466,8 @@ int luaopen_chatapp_core(lua_State *L)
   lua_setfield(L, -2, "json_null");
   lua_pushstring(L, CHATAPP_VERSION);
   lua_setfield(L, -2, "version");
+  push_output_formats(L);
+  lua_setfield(L, -2, "output_formats");
   lca_open_json(L);
   lca_open_sys(L);
   lua_getfield(L, -1, "write_file_atomic"); /* redact what files receive */

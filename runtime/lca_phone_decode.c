@@ -4,7 +4,6 @@
  * strings live in a pool shared by the whole list (lca_phone.c has the
  * type; docs/internals/typed-results.md the design).
  */
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,20 +130,11 @@ static int to_field_string(lua_State *L, const char *name)
   switch (lua_type(L, -1)) {
   case LUA_TSTRING:
     return 1;
-  case LUA_TNUMBER: {
-    lua_Number x = lua_tonumber(L, -1);
-    lua_Integer i;
-    if (lua_isinteger(L, -1))
-      lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
-    else if (x == floor(x) && lua_numbertointeger(x, &i))
-      lua_pushfstring(L, "%I", (LUAI_UACINT)i);
-    else if (isfinite(x))
-      lua_pushfstring(L, "%f", (LUAI_UACNUMBER)x);
-    else
+  case LUA_TNUMBER:
+    if (!lca_push_number_text(L, -1))
       luaL_error(L, "%s is not a finite number", name);
     lua_remove(L, -2);
     return 1;
-  }
   case LUA_TBOOLEAN:
     lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
     lua_remove(L, -2);

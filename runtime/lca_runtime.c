@@ -224,17 +224,6 @@ static int panic(lua_State *L)
   return 0;
 }
 
-/* Message handler: a traceback for errors that are strings. */
-static int traceback(lua_State *L)
-{
-  const char *msg = lua_tostring(L, 1);
-  if (msg)
-    luaL_traceback(L, L, msg, 1);
-  else if (!luaL_callmeta(L, 1, "__tostring"))
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  return 1;
-}
-
 /* A failed lua_pcall (st, the message on top): out of memory is
  * CHATAPP_ENOMEM, anything else the caller's status; what (or NULL)
  * prefixes the message. */
@@ -306,7 +295,7 @@ static int call_runner(chatapp_runtime *rt, const char *name, int nargs,
   int base = lua_gettop(L) - nargs, st;
 
   luaL_checkstack(L, 4, "calling the runner");
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, lca_traceback);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->runner);
   lua_getfield(L, -1, name);
   lua_insert(L, -2); /* handler, method, self */
@@ -388,8 +377,6 @@ static int host_log(lua_State *L)
 /* The options table the runner reads (no secrets in it). */
 static void push_options(lua_State *L, const chatapp_config *cfg)
 {
-  static const char *const outputs[] = {"none", "text", "json"};
-
   lua_createtable(L, 0, 12);
 #define STR(k)                                                                 \
   if (cfg->k) {                                                                \
@@ -411,7 +398,7 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
   NUM(max_response_bytes);
 #undef STR
 #undef NUM
-  lua_pushstring(L, outputs[cfg->output]);
+  lua_pushstring(L, cfg->output); /* a name of ca_output_formats */
   lua_setfield(L, -2, "output");
   lua_pushinteger(L, cfg->color);
   lua_setfield(L, -2, "color");
@@ -432,7 +419,7 @@ static int setup(lua_State *L)
   luaL_openlibs(L);
   install_modules(L);
   lua_settop(L, 0);
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, lca_traceback);
   h = lua_gettop(L);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "chatapp.runner");
@@ -854,7 +841,7 @@ static int do_script(lua_State *L)
     lua_rawseti(L, -2, i + 1);
   }
   lua_setglobal(L, "arg");
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, lca_traceback);
   h = lua_gettop(L);
   if (luaL_loadfilex(L, j->path, "t") != LUA_OK ||
       lua_pcall(L, 0, 1, h) != LUA_OK) {

@@ -18,8 +18,8 @@
  * Instructions: a count hook every HOOK_STEP instructions subtracts from
  * the budget; when it runs out, the hook re-arms itself to fire on every
  * instruction and raises each time, so a pcall inside the policy cannot
- * swallow it (reliability.md 4.2).  The hook is only set while fn runs, so
- * the runner's own Lua code never counts.
+ * swallow it (docs/internals/sandbox.md).  The hook is only set while fn
+ * runs, so the runner's own Lua code never counts.
  *
  * Memory: the state's allocator (lca_alloc, installed by the runtime) has
  * a ceiling; during a call it is what the policy still may take, so a
@@ -161,14 +161,11 @@ static lua_Integer room(const allowance *a)
  * errors); error objects (tables) are passed through untouched. */
 static int traceback(lua_State *L)
 {
-  const char *msg = lua_tostring(L, 1);
-  if (msg)
-    luaL_traceback(L, L, msg, 1);
-  else if (!lua_istable(L, 1) && !luaL_callmeta(L, 1, "__tostring"))
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  else
+  if (lua_istable(L, 1)) {
     lua_settop(L, 1);
-  return 1;
+    return 1;
+  }
+  return lca_traceback(L);
 }
 
 static int l_sandbox_call(lua_State *L)

@@ -97,6 +97,9 @@ end
 --- log(level, line): the host's log (stderr for chatapp-run, the log
 --- callback for embedders); warnings go at level 0.
 function M.new(options, policies, log)
+  if options.output ~= nil and not M.formats[options.output] then
+    error(("unknown output format %q"):format(tostring(options.output)), 2)
+  end
   local function default_log(level, line)
     if level <= (options.verbose or 0) then core.redacting(io.stderr):write("chatapp-run: ", line, "\n") end
   end
@@ -619,13 +622,44 @@ function Report:action_records()
   return list
 end
 
+--- The report formats of --output, by name: how a run (run) and a check
+--- (check) are written on stdout.  The names are the C option parser's
+--- (ca_output_formats, runtime/ca_config.c); tests/lua/test_output.lua
+--- checks that the two lists agree.  A new format is one entry here and its
+--- name there (docs/internals/formats.md).
+M.formats = {
+  none = {
+    run = function() end,
+    check = function() end,
+  },
+  text = {
+    run = function(r) r:print_text() end,
+    check = function(r)
+      for _, e in ipairs(r.policies) do
+        r.out:write(("%s: ok (%s)\n"):format(safe(e.name), safe(e.file or "?")))
+      end
+    end,
+  },
+  json = {
+    run = function(r) r:print_json() end,
+    check = function(r)
+      for _, e in ipairs(r.policies) do
+        r:emit_json { type = "policy", name = e.name, file = e.file, status = "ok" }
+      end
+    end,
+  },
+}
+
+-- The writers of the format the options name (none when unset).
+local function format_of(options)
+  local f = M.formats[options.output or "none"]
+  if not f then error(("unknown output format %q"):format(tostring(options.output)), 3) end
+  return f
+end
+
 function Report:finish()
   self.action_list = self:action_records()
-  if self.options.output == "text" then
-    self:print_text()
-  elseif self.options.output == "json" then
-    self:print_json()
-  end
+  format_of(self.options).run(self)
   self.out:flush()
   if self.options.metrics then
     local ok, err = core.write_file_atomic(self.options.metrics, self:metrics_text())
@@ -639,15 +673,7 @@ function Report:finish()
 end
 
 function Report:finish_check()
-  if self.options.output == "text" then
-    for _, e in ipairs(self.policies) do
-      self.out:write(("%s: ok (%s)\n"):format(safe(e.name), safe(e.file or "?")))
-    end
-  elseif self.options.output == "json" then
-    for _, e in ipairs(self.policies) do
-      self:emit_json { type = "policy", name = e.name, file = e.file, status = "ok" }
-    end
-  end
+  format_of(self.options).check(self)
   return self
 end
 

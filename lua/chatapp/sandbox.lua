@@ -66,7 +66,7 @@ end
 -- String searches
 --
 -- Lua's matcher backtracks and the instruction hook never fires inside a C
--- function (reliability.md 4.1: 118 s for a 22-byte subject; a plain find
+-- function (docs/internals/sandbox.md: 118 s for a 22-byte subject; a plain find
 -- of a 1 MB needle in 4 MB took 68 s).  While a policy runs:
 --   * plain searches (plain = true, or a find pattern without specials)
 --     use core.find_plain, linear in subject + pattern;

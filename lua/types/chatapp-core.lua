@@ -58,6 +58,19 @@ function core.operations() end
 ---@return { chatapp: string, lua: string, libcurl: string, openssl: string }
 function core.versions() end
 
+--- The one "plain http only to this machine" rule of the transport
+--- (ca_loopback_host): true for localhost, 127.0.0.0/8 in four decimal
+--- parts, ::1 and ::ffff:127.x.y.z (with or without brackets); false for
+--- anything else (0.0.0.0, 127.1, localhost.example.com).
+---@param host string a URL host
+---@return boolean
+function core.loopback_host(host) end
+
+--- The report formats --output takes ("none", "text", "json"): the C
+--- parser's list; lua/chatapp/report.lua has a writer for each.
+---@type string[]
+core.output_formats = {}
+
 --- The environment variables that hold a secret or a token (one list, in
 --- C): policies cannot read them, commands never get them, and their
 --- values are redacted (docs/credentials.md).

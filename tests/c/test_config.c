@@ -1,5 +1,6 @@
 /* chatapp_config: every key parses into its own field, bad values are
  * refused with a message, secrets are refused nowhere but copied. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,77 @@ static void interruption(void)
   CHECK(ca_interrupted() == 0);
 }
 
+/* Two threads configure two configurations at once (an embedder with two
+ * clients): nothing is shared but the const key table, so each sees only
+ * its own values (run under ASan and, when built so, TSan). */
+typedef struct worker {
+  const char *output, *endpoint, *attempts;
+  int failures;
+} worker;
+
+static void *configure(void *ud)
+{
+  worker *w = ud;
+  int round;
+
+  for (round = 0; round < 200; round++) {
+    chatapp_config *c = chatapp_config_new();
+    const ca_config_key *k;
+    size_t n = 0;
+    if (!c) {
+      w->failures++;
+      continue;
+    }
+    for (k = ca_config_keys(); k->name; k++)
+      n += k->help != NULL;
+    if (n < 25 || chatapp_config_set(c, "output", w->output) ||
+        chatapp_config_set(c, "endpoint", w->endpoint) ||
+        chatapp_config_set(c, "max-attempts", w->attempts) ||
+        chatapp_config_set(c, "output", "xml") != CHATAPP_EINVAL ||
+        !strstr(chatapp_config_errmsg(c), "'xml'") ||
+        strcmp(c->output, w->output) != 0 ||
+        strcmp(c->endpoint, w->endpoint) != 0 ||
+        c->max_attempts != atol(w->attempts))
+      w->failures++;
+    chatapp_config_free(c);
+  }
+  return NULL;
+}
+
+static void two_threads(void)
+{
+  worker w[2] = {{"json", "https://a.example", "2", 0},
+                 {"text", "http://127.0.0.1:1", "7", 0}};
+  pthread_t t[2];
+  int started[2], i;
+
+  for (i = 0; i < 2; i++)
+    started[i] = pthread_create(&t[i], NULL, configure, &w[i]) == 0;
+  for (i = 0; i < 2; i++) {
+    CHECK(started[i]);
+    if (started[i])
+      CHECK(pthread_join(t[i], NULL) == 0);
+    CHECK(w[i].failures == 0);
+  }
+}
+
+/* The output formats: one list, refused values name all of it. */
+static void output_formats(void)
+{
+  chatapp_config *c = chatapp_config_new();
+  const char *const *f;
+
+  CHECK(c && strcmp(c->output, "none") == 0);
+  for (f = ca_output_formats; c && *f; f++) {
+    CHECK(chatapp_config_set(c, "output", *f) == CHATAPP_OK);
+    CHECK(c->output == ca_output_format(*f));
+  }
+  CHECK(ca_output_format("text") && ca_output_format("xml") == NULL);
+  CHECK(ca_output_format(NULL) == NULL);
+  CHECK(f - ca_output_formats == 3);
+  chatapp_config_free(c);
+}
+
 int main(void)
 {
   chatapp_config *cfg = chatapp_config_new(), *dup;
@@ -152,6 +224,8 @@ int main(void)
   output_files();
   long_key_id();
   interruption();
+  two_threads();
+  output_formats();
 
   CHECK(cfg != NULL);
   /* Setting one key never disturbs its neighbours. */
@@ -165,7 +239,7 @@ int main(void)
   CHECK(chatapp_config_set(cfg, "instruction_limit", "5000000") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "qps", "2.5") == CHATAPP_OK);
   CHECK(chatapp_config_set(cfg, "signature-version", "v2") == CHATAPP_OK);
-  CHECK(cfg->output == CA_OUTPUT_JSON);
+  CHECK_STR(cfg->output, "json");
   CHECK(cfg->verbose == 3);
   CHECK(cfg->color == 1);
   CHECK(cfg->max_attempts == 5);

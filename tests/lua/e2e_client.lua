@@ -1,7 +1,7 @@
 -- The client core against the emulator: the limiter's guarantee seen by the
 -- server, several processes sharing one budget, adaptive slow-down,
 -- classified retries (re-signed each time), Retry-After, the retry budget,
--- and every transport fault of reliability.md 7A-7B that applies.
+-- and every transport fault of docs/internals/testing.md (A, B) that applies.
 --
 -- Correctness only: speed is measured by the benchmarks (docs/benchmarks.md).
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path

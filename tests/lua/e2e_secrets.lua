@@ -1,4 +1,4 @@
--- Secrets never leak (reliability.md 7F): canary AccessKey secrets and STS
+-- Secrets never leak (docs/internals/testing.md, Secrets): canary AccessKey secrets and STS
 -- tokens go through every main path at full verbosity, failures included,
 -- and must appear in no output, log, recording, metrics file or webhook.
 -- Also: which credential source won is named by -v, never the secret.

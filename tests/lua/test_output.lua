@@ -195,6 +195,47 @@ T.cases {
     os.remove(rec)
     os.remove(dir)
   end },
+
+  { "one list of output formats: the C parser's names, the report's writers", function()
+    local names, seen = core.output_formats, {}
+    T.check(type(names) == "table" and #names >= 3, "core.output_formats")
+    for _, name in ipairs(names) do
+      seen[name] = true
+      local f = report.formats[name]
+      T.check(f and type(f.run) == "function" and type(f.check) == "function", "a writer for " .. name)
+    end
+    for name in pairs(report.formats) do
+      T.check(seen[name], ("report.formats.%s is not in ca_output_formats (runtime/ca_config.c)"):format(name))
+    end
+    local ok, err = pcall(report.new, { output = "xml" }, {}, function() end)
+    T.check(not ok and tostring(err):find("unknown output format \"xml\"", 1, true), tostring(err))
+    -- Every format writes a run and a check; none writes nothing.
+    for _, name in ipairs(names) do
+      local r = make_report(name, {})
+      r:settle(true)
+      r:finish()
+      local c = make_report(name, {})
+      c:finish_check()
+      local run_out, check_out = r.out.text(), c.out.text()
+      if name == "none" then
+        T.eq(run_out .. check_out, "", "none writes nothing")
+      else
+        T.check(#run_out > 0 and #check_out > 0, name .. " writes a run and a check")
+      end
+    end
+  end },
+
+  { "core.loopback_host: the transport's rule, for webhooks", function()
+    for _, h in ipairs { "localhost", "127.0.0.1", "127.3.2.1", "::1", "[::1]", "::ffff:127.0.0.1",
+      "[::ffff:127.0.0.1]" } do
+      T.eq(core.loopback_host(h), true, h)
+    end
+    for _, h in ipairs { "", "0.0.0.0", "127.1", "[127.0.0.1]", "localhost.evil.com", "127.0.0.1.evil.com",
+      "::", "10.0.0.1", "localhost\0" } do
+      T.eq(core.loopback_host(h), false, h)
+    end
+    T.check(not pcall(core.loopback_host, nil), "a string is required")
+  end },
 }
 
 return T.done()

@@ -52,6 +52,18 @@ T.cases {
     for _ = 1, 40 do t.x = {} t = t.x end
     T.raises(function() core.flatten_params(deep) end, "nested too deep")
   end },
+
+  { "numbers are written one way: parameters and phone fields agree", function()
+    local cases = { { 42, "42" }, { -7, "-7" }, { 2.0, "2" }, { 1e15, "1000000000000000" }, { 1.5, "1.5" },
+      { 0.1, "0.1" }, { 8613800000001, "8613800000001" }, { math.maxinteger, tostring(math.maxinteger) } }
+    for _, c in ipairs(cases) do
+      T.eq(core.flatten_params({ A = c[1] }).A, c[2], "parameter " .. tostring(c[1]))
+      local body = assert(chatapp.json.encode { PhoneNumbers = { { PhoneNumber = c[1] } } })
+      local list = assert(core.decode_phone_numbers(body))
+      T.eq(list[1].phone_number, c[2], "phone field " .. tostring(c[1]))
+    end
+    T.raises(function() core.flatten_params({ A = 0 / 0 }) end, "not a finite number")
+  end },
 }
 
 return T.done()

@@ -1,4 +1,4 @@
--- The policy sandbox (reliability.md 7D, 7F3): budgets, memory caps,
+-- The policy sandbox (docs/internals/sandbox.md, testing.md): budgets, memory caps,
 -- pattern bombs, forbidden functions, read-only shared tables, caps on
 -- plans, odd error values, and secrets out of reach.  Policies run through
 -- the real runner with a fake host that serves fixture numbers.
