@@ -216,7 +216,7 @@ function M.from_record(rec)
   a.kind = rec.kind
   a.policy = rec.policy
   a.phone_number = rec.phone_number
-  a.space = rec.space and { cust_space_id = rec.space, label = rec.space_label }
+  if rec.space or rec.space_label then a.space = { cust_space_id = rec.space, label = rec.space_label } end
   a.status = rec.status or "planned"
   local why = M.validate(a)
   if why then return nil, "action record: " .. why end
