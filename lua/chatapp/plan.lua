@@ -28,10 +28,10 @@ local M = {}
 -- The plan object a policy gets is an empty table whose locked metatable
 -- reaches the public methods only; its state (the policy, the runner's
 -- `add`, the number in focus) lives here, out of the policy's reach.
-local Plan = {}
+local method_of -- the public method for a name the registry knows (below)
 local plan_mt = {
   __index = function(_, k)
-    local m = Plan[k]
+    local m = method_of(k)
     if m ~= nil then return m end
     if type(k) ~= "string" or k:sub(1, 1) == "_" then return nil end
     error(actions.unknown_method(k), 2)
@@ -87,10 +87,17 @@ local function add(plan, action, depth)
 end
 
 -- The public methods: each calls its kind's method with P (the number in
--- focus and `add`).  Not a tail call: the kind counts on this frame.
-for name, m in pairs(actions.methods) do
+-- focus and `add`).  Not a tail call: the kind counts on this frame.  Made
+-- when first used and kept while the registry has the method, so a kind
+-- registered later has its methods too.
+local public = setmetatable({}, { __mode = "k" }) -- registry entry -> method
+
+function method_of(name)
+  local m = type(name) == "string" and actions.methods[name]
+  if not m then return nil end
+  if public[m] then return public[m] end
   local fn = m.fn
-  Plan[name] = function(self, ...)
+  public[m] = function(self, ...)
     local st = state_of(self)
     local P = {
       number = st.n, space = st.space,
@@ -102,6 +109,7 @@ for name, m in pairs(actions.methods) do
     local a = fn(P, ...)
     return a
   end
+  return public[m]
 end
 
 --- The deterministic id of an action (actions.action_id).

@@ -316,6 +316,65 @@ T.cases {
     T.eq(rep.actions[1].status, "planned")
   end },
 
+  { "a new kind is one module: registered, it plans, checks, runs, shows and stores", function()
+    local ran = {}
+    local K = {
+      kind = "page", concurrent = false, methods = {},
+      validate = function(a)
+        if type(a.request.who) ~= "string" then return "page who must be a string" end
+      end,
+      identity = function(r) return { who = r.who } end,
+      run = function(list, _, x)
+        for _, a in ipairs(list) do
+          if x.interrupted() then x.not_started(a, x.interrupted())
+          elseif a.request.who == "nobody" then x.failed(a, "nobody to page")
+          else ran[#ran + 1] = a.request.who; a.status = "done" end
+        end
+      end,
+      describe = function(a) return "page " .. a.request.who end,
+      request_view = function(a) return { who = a.request.who } end,
+      dry_run_lines = function(_, v) return { "to: " .. v.who } end,
+      to_record = function(a) return { request = { who = a.request.who } } end,
+      from_record = function(rec) return { kind = "page", request = { who = rec.request.who } } end,
+    }
+    function K.methods.page(P, who)
+      if type(who) ~= "string" then require("chatapp.actions.lib").fail("plan:page: who must be a string") end
+      local a = P.add { kind = "page", request = { who = who } }
+      return a
+    end
+    T.raises(function() actions.register { kind = "broken", methods = {} } end, "action kind broken has no validate")
+    T.raises(function() actions.register(setmetatable({ kind = "dup", methods = { log = K.methods.page } },
+      { __index = K })) end, "plan method log is defined by kinds log and dup")
+    T.raises(function() actions.register { kind = "Bad Name" } end, "lowercase")
+    actions.register(K)
+    T.eq(actions.get("page"), K)
+    T.eq(actions.suggest("pgae"), "page")
+    local rep = run_policy([[  plan:page(n.phone_number) plan:page("nobody")]])
+    T.eq(#rep.errors, 0, first_error(rep))
+    T.eq(#rep.actions, 2)
+    T.eq(rep.policies[1].planned, 2)
+    local a = rep.actions[1]
+    T.eq(a.kind, "page")
+    T.eq(#a.id, 32)
+    T.eq(report.describe(a), "page 8613800000001")
+    rep = run_policy([[  plan:page(42)]])
+    T.check(first_error(rep):find("p.lua:3: plan:page: who must be a string", 1, true), first_error(rep))
+    rep = run_policy([[  plan:page(n.phone_number) plan:page("nobody")]], {})
+    T.eq(rep.actions[1].status, "done")
+    T.eq(rep.actions[2].status, "failed")
+    T.eq(rep.actions[2].error, "nobody to page")
+    T.eq(rep.status, "action")
+    T.eq(ran[1], "8613800000001")
+    local b = assert(actions.from_record(via_json(actions.to_record(a))))
+    T.eq(b.id, a.id)
+    T.eq(b.request.who, a.request.who)
+    -- out of the registry again, for the cases after this one
+    actions.kinds.page, actions.methods.page = nil, nil
+    table.remove(actions.KINDS)
+    rep = run_policy([[  plan:page("x")]])
+    T.check(first_error(rep):find("plan has no method page", 1, true), "gone: " .. first_error(rep))
+  end },
+
   { "the executor hands each kind its actions: concurrent kinds in slices, others whole", function()
     local batches = {}
     local http = {

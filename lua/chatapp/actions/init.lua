@@ -32,7 +32,9 @@
 --   K.to_record(a)     the kind's part of a stored record (plain data)
 --   K.from_record(rec) an action from that part, or nil and why
 --
--- lib.lua holds helpers the kinds share; it is not a kind.
+-- M.register(K) checks K against this interface (the loader registers
+-- KINDS with it; a test may register a kind of its own).  lib.lua holds
+-- helpers the kinds share; it is not a kind.
 
 local core = require "chatapp.core"
 
@@ -50,17 +52,35 @@ local REQUIRED = { "methods", "validate", "identity", "run", "describe", "reques
 M.kinds = {}   -- name -> K
 M.methods = {} -- plan method name -> { kind = K, fn = function(P, ...) }
 
+--- Add a kind (the loader below does it for KINDS; tests add their own).
+--- Raises when K lacks part of the interface or reuses a name.
+function M.register(K)
+  local name = K.kind
+  if type(name) ~= "string" or not name:find("^[%l_][%l%d_]*$") then
+    error(("an action kind needs a name (lowercase letters, digits, _), not %s"):format(tostring(name)), 2)
+  end
+  for _, f in ipairs(REQUIRED) do
+    if K[f] == nil then error(("action kind %s has no %s"):format(name, f), 2) end
+  end
+  if M.kinds[name] and M.kinds[name] ~= K then error(("action kind %s is defined twice"):format(name), 2) end
+  for method in pairs(K.methods) do
+    local other = M.methods[method]
+    if other and other.kind ~= K then
+      error(("plan method %s is defined by kinds %s and %s"):format(method, other.kind.kind, name), 2)
+    end
+  end
+  M.kinds[name] = K
+  for method, fn in pairs(K.methods) do M.methods[method] = { kind = K, fn = fn } end
+  local listed = false
+  for _, k in ipairs(M.KINDS) do listed = listed or k == name end
+  if not listed then M.KINDS[#M.KINDS + 1] = name end
+  return K
+end
+
 for _, name in ipairs(M.KINDS) do
   local K = require("chatapp.actions." .. name)
   assert(K.kind == name, ("chatapp.actions.%s says its kind is %s"):format(name, tostring(K.kind)))
-  for _, f in ipairs(REQUIRED) do
-    assert(K[f] ~= nil, ("action kind %s has no %s"):format(name, f))
-  end
-  M.kinds[name] = K
-  for method, fn in pairs(K.methods) do
-    assert(not M.methods[method], ("plan method %s is defined twice"):format(method))
-    M.methods[method] = { kind = K, fn = fn }
-  end
+  M.register(K)
 end
 
 --- The kind of an action kind name, or nil.
