@@ -11,6 +11,8 @@
 local chatapp = require "chatapp"
 local core = chatapp.core
 local spaces_mod = require "chatapp.spaces"
+local actions = require "chatapp.actions"
+local lib = require "chatapp.actions.lib"
 
 local Report = {}
 Report.__index = Report
@@ -217,10 +219,16 @@ function Report:policy_error(policy, space, n, message)
   self:fail("policy", msg)
 end
 
+-- Whether an action counts as one (a log is a line in the report).
+local function counted(a)
+  local K = actions.get(a.kind)
+  return not K or K.counted ~= false
+end
+
 function Report:action(a)
   local e = self.by_policy[a.policy_ref]
   a.report_entry = e
-  if a.kind ~= "log" then e.planned = e.planned + 1 end -- logs are lines, not actions
+  if counted(a) then e.planned = e.planned + 1 end -- logs are lines, not actions
   self.actions[#self.actions + 1] = a
 end
 
@@ -228,7 +236,7 @@ end
 function Report:settle(dry_run)
   for _, a in ipairs(self.actions) do
     local e = a.report_entry
-    if a.kind == "log" then
+    if not counted(a) then
       -- a line in the report, nothing to count
     elseif a.status == "done" then
       e.done = e.done + 1
@@ -259,48 +267,21 @@ end
 ---------------------------------------------------------------------------
 -- Describing actions
 
-local secret_header = { authorization = true, cookie = true, ["proxy-authorization"] = true }
-
 --- Header values that may carry secrets are shown as <redacted>.
-function M.redact_headers(h)
-  local r = {}
-  for k, v in pairs(h or {}) do
-    local l = k:lower()
-    if l ~= "idempotency-key" and (secret_header[l] or l:find("token", 1, true) or
-        l:find("secret", 1, true) or l:find("key", 1, true) or l:find("password", 1, true) or
-        l:find("signature", 1, true)) then
-      v = "<redacted>"
-    end
-    r[k] = v
-  end
-  return r
-end
+M.redact_headers = lib.redact_headers
 
---- One line: what the action does.
+--- One line: what the action does (its kind says).
 function M.describe(a)
-  local r = a.request
-  if a.kind == "webhook" then return ("%s %s"):format(r.method, r.url) end
-  if a.kind == "call" then return r.operation end
-  if a.kind == "exec" then return table.concat(r.argv, " ") end
-  if a.kind == "lua" then return r.name end
-  return r.message
+  local K = actions.get(a.kind)
+  if not K then return ("(unknown action kind %s)"):format(text(a.kind)) end
+  return K.describe(a)
 end
 
 --- The request as data, secrets redacted (JSON output, dry run).
 function M.request_view(a)
-  local r = a.request
-  if a.kind == "webhook" then
-    local headers = M.redact_headers(r.headers)
-    headers["Idempotency-Key"] = headers["Idempotency-Key"] or a.id
-    return { method = r.method, url = r.url, headers = headers, body = r.body }
-  elseif a.kind == "call" then
-    return { operation = r.operation, params = r.params, write = a.write }
-  elseif a.kind == "exec" then
-    return { argv = r.argv, stdin_bytes = r.stdin and #r.stdin or nil }
-  elseif a.kind == "lua" then
-    return { ["function"] = r.name }
-  end
-  return { message = r.message }
+  local K = actions.get(a.kind)
+  if not K then return {} end
+  return K.request_view(a)
 end
 
 ---------------------------------------------------------------------------
@@ -351,50 +332,24 @@ local function table_lines(rows)
   return lines
 end
 
--- Sorted "k=v" pairs of a flat table.
-local function pairs_line(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for i, k in ipairs(keys) do keys[i] = ("%s=%s"):format(k, t[k]) end
-  return table.concat(keys, " ")
-end
-
 function Report:print_action(a, out)
-  local status = a.status
-  local outcome = status
-  if a.kind == "log" then
-    out:write("    log: ", safe(a.request.message), "\n")
+  local K = actions.get(a.kind) or {}
+  if K.report_line then
+    out:write("    ", safe(K.report_line(a)), "\n")
     return
   end
-  if a.result and a.result.http_status and a.result.http_status > 0 then
-    outcome = ("%s (HTTP %d)"):format(status, a.result.http_status)
-  elseif a.result and a.result.request_id then
-    outcome = ("%s (RequestId %s)"):format(status, safe(a.result.request_id))
-  end
+  local status = a.status
+  local outcome = status
+  local extra = K.outcome and K.outcome(a)
+  if extra then outcome = ("%s (%s)"):format(status, safe(extra)) end
   out:write(("    %-7s %s%s  %s\n"):format(safe(a.kind), safe(M.describe(a)),
     a.phone_number and ("  " .. safe(a.phone_number)) or "", self:paint(colors[status] or "0", safe(outcome))))
   if a.error then out:write("      error: ", safe(a.error), "\n") end
   if a.reason then out:write("      ", safe(a.reason), "\n") end
-  if not self.dry_run then return end
-  -- The exact request, for review before applying.
-  local v = M.request_view(a)
-  if a.kind == "webhook" then
-    local names = {}
-    for k in pairs(v.headers) do names[#names + 1] = k end
-    table.sort(names)
-    for _, k in ipairs(names) do out:write(("      %s: %s\n"):format(safe(k), safe(v.headers[k]))) end
-    if v.body then out:write("      ", safe(v.body), "\n") end
-  elseif a.kind == "call" then
-    out:write("      ", safe(pairs_line(v.params)), "\n")
-    local names = {}
-    for k in pairs(a.current or {}) do names[#names + 1] = k end
-    table.sort(names)
-    for _, k in ipairs(names) do
-      out:write(("      %s: %s -> %s\n"):format(safe(k), quoted(a.current[k]), quoted(v.params[k])))
-    end
-  elseif a.kind == "exec" and v.stdin_bytes then
-    out:write(("      stdin: %d bytes\n"):format(v.stdin_bytes))
+  if not self.dry_run or not K.dry_run_lines then return end
+  -- The exact request, for review before applying; every line escaped.
+  for _, line in ipairs(K.dry_run_lines(a, M.request_view(a))) do
+    out:write("      ", safe(line), "\n")
   end
 end
 

@@ -321,9 +321,7 @@ function Runner:run(flags)
       progress = self:progress_label("actions") ~= nil,
     })
   else
-    for _, a in ipairs(rep.actions) do
-      if a.kind == "log" then a.status = "done" end
-    end
+    executor.dry_run(rep.actions)
   end
   rep:settle(dry)
   if not self.options.replay then

@@ -162,9 +162,10 @@ install)
     share/chatapp/policies/quality-alert.lua; do
     [ -e "$PREFIX/$f" ] || fail "not installed: $f"
   done
-  for f in "$SOURCE_DIR"/lua/chatapp/*.lua; do
-    [ -f "$PREFIX/share/lua/5.4/chatapp/${f##*/}" ] || fail "not installed: ${f##*/}"
-  done
+  while IFS= read -r f; do # every module, lua/chatapp/actions/ included
+    f=${f#"$SOURCE_DIR"/lua/chatapp/}
+    [ -f "$PREFIX/share/lua/5.4/chatapp/$f" ] || fail "not installed: chatapp/$f"
+  done < <(find "$SOURCE_DIR/lua/chatapp" -name '*.lua')
   if [ "$HAVE_EMULATOR" = 1 ]; then
     [ -x "$PREFIX/bin/chatapp-emulator" ] || fail "not installed: bin/chatapp-emulator"
   fi

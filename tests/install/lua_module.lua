@@ -29,6 +29,10 @@ check(lpath and lpath:sub(1, #prefix) == prefix, "chatapp from " .. tostring(lpa
 check(cpath and cpath:sub(1, #prefix) == prefix, "chatapp.core from " .. tostring(cpath))
 check(chatapp.version == version, "version " .. tostring(chatapp.version))
 check(require "chatapp.core" == chatapp.core, "one chatapp.core")
+-- The action kinds, from their folder (lua/chatapp/actions/) in the prefix.
+local apath = package.searchpath("chatapp.actions.webhook", package.path)
+check(apath and apath:sub(1, #prefix) == prefix, "chatapp.actions.webhook from " .. tostring(apath))
+check(require("chatapp.actions").get("webhook") == require "chatapp.actions.webhook", "the action registry loads")
 check(_G.cjson == nil, "no global cjson left behind")
 
 -- Types and helpers.
