@@ -19,15 +19,14 @@ local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = tr
 local function url_host(url)
   local scheme, rest = url:match("^(https?)://(.+)$")
   if not scheme then return nil end
-  local host = rest:match("^%[([^%]]+)%]") or rest:match("^([^/:?#]+)")
+  local host = rest:match("^(%[[^%]]+%])") or rest:match("^([^/:?#]+)")
   return scheme, host
 end
 
--- The one rule lives in C (core.loopback_host, the transport's); the Lua
--- copy below is the fallback for a core without it.
+-- The one rule lives in C (core.loopback_host, the transport's own), so
+-- a URL planned here is never refused later by the transport.
 local function is_loopback(host)
-  if core.loopback_host then return core.loopback_host(host) == true end
-  return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+  return core.loopback_host(host) == true
 end
 
 --- Checked the same way the transport checks: https, or http to this machine.
