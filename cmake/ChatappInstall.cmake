@@ -42,7 +42,7 @@ install(TARGETS chatapp_shared chatapp_static EXPORT chatappTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Runtime
     NAMELINK_COMPONENT Development
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Development)
-install(FILES ${PROJECT_SOURCE_DIR}/runtime/chatapp.h
+install(FILES ${PROJECT_SOURCE_DIR}/runtime/include/chatapp.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT Development)
 
 install(EXPORT chatappTargets NAMESPACE chatapp::

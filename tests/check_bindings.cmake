@@ -2,7 +2,7 @@
 # other fact about them come from the core (ca_client.h, ca_crypto.h), so
 # the C core stays the one user of both.  Run as:
 #   cmake -DSRC=<source dir> -P check_bindings.cmake
-file(GLOB_RECURSE bindings ${SRC}/runtime/lca_*.c ${SRC}/runtime/lca*.h)
+file(GLOB_RECURSE bindings ${SRC}/runtime/lua/*.c ${SRC}/runtime/lua/*.h)
 list(LENGTH bindings n)
 if(n LESS 5)
   message(FATAL_ERROR "found only ${n} lca_ files under ${SRC}/runtime")

@@ -579,7 +579,7 @@ end
 
 --- The report formats of --output, by name: how a run (run) and a check
 --- (check) are written on stdout.  The names are the C option parser's
---- (ca_output_formats, runtime/ca_config.c); tests/lua/test_output.lua
+--- (ca_output_formats, runtime/core/ca_config.c); tests/lua/test_output.lua
 --- checks that the two lists agree.  A new format is one entry here and its
 --- name there (docs/internals/formats.md).
 M.formats = {

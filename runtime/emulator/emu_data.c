@@ -38,18 +38,11 @@ extern const ca_embedded emu_sample_files[]; /* generated: data/ */
 
 const char *emu_sample_json(size_t *len)
 {
-  const ca_embedded *f;
+  const ca_embedded *f = ca_embedded_find(emu_sample_files, "sample.json");
 
-  for (f = emu_sample_files; f->name; f++) {
-    if (strcmp(f->name, "sample.json") == 0) {
-      if (len)
-        *len = f->len;
-      return f->data;
-    }
-  }
   if (len)
-    *len = 0;
-  return NULL;
+    *len = f ? f->len : 0;
+  return f ? f->data : NULL;
 }
 
 static void number_free(emu_number *n)

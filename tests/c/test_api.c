@@ -20,7 +20,7 @@
 
 #include "ca_api.h"
 #include "ca_client_int.h"
-#include "ca_runtime.h"
+#include "lca_runtime.h"
 #include "test.h"
 
 /* ---- libcurl discipline ------------------------------------------------- */

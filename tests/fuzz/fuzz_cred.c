@@ -1,6 +1,6 @@
 /*
  * Fuzz target: the two credential files of the default chain
- * (runtime/ca_cred_files.c), read the way chatapp-run reads them: the
+ * (runtime/core/ca_cred_files.c), read the way chatapp-run reads them: the
  * input is written as ~/.aliyun/config.json of one temporary home and as
  * ~/.alibabacloud/credentials (the INI file) of another, both mode 0600,
  * and ca_cred_resolve runs over each with an empty environment, once

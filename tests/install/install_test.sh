@@ -62,7 +62,7 @@ links_liblua() { # FILE: it has a NEEDED liblua5.x (not lua-cjson)
   [[ $(readelf -d "$1") =~ NEEDED[^[]*\[liblua-?5\.?[0-9](\.so|-c\+\+) ]]
 }
 # FILE: it has a NEEDED lua-cjson (liblua5.4-cjson.so.0).  Nothing links
-# lua-cjson: the JSON decoder is ours (runtime/lca_json.c).
+# lua-cjson: the JSON decoder is ours (runtime/lua/lca_json.c).
 links_cjson() {
   [[ $(readelf -d "$1") =~ NEEDED[^[]*\[[^]]*cjson ]]
 }

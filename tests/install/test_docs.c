@@ -4,7 +4,7 @@
  *   - docs/embedding.md shows tests/install/host/host.c, host/CMakeLists.txt
  *     and tests/install/lua_host.lua verbatim (the files the tests build
  *     and run), names every function of chatapp.h and every configuration
- *     key of runtime/ca_config.c;
+ *     key of runtime/core/ca_config.c;
  *   - docs/chatapp-run.1 lists every key as an option (--key-name);
  *   - the LuaLS stubs describe every key as a client option.
  *
@@ -107,7 +107,7 @@ int main(int argc, char **argv)
   doc = slurp(src, "docs/embedding.md");
   man = slurp(src, "docs/chatapp-run.1");
   stubs = slurp(src, "lua/types/chatapp.lua");
-  header = slurp(src, "runtime/chatapp.h");
+  header = slurp(src, "runtime/include/chatapp.h");
 
   verbatim(doc, src, "tests/install/host/host.c");
   verbatim(doc, src, "tests/install/host/CMakeLists.txt");

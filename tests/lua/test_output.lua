@@ -205,7 +205,7 @@ T.cases {
       T.check(f and type(f.run) == "function" and type(f.check) == "function", "a writer for " .. name)
     end
     for name in pairs(report.formats) do
-      T.check(seen[name], ("report.formats.%s is not in ca_output_formats (runtime/ca_config.c)"):format(name))
+      T.check(seen[name], ("report.formats.%s is not in ca_output_formats (runtime/core/ca_config.c)"):format(name))
     end
     local ok, err = pcall(report.new, { output = "xml" }, {}, function() end)
     T.check(not ok and tostring(err):find("unknown output format \"xml\"", 1, true), tostring(err))

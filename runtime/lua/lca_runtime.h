@@ -1,7 +1,7 @@
 /* Runtime internals used by the chatapp-run program and the tests;
  * implemented in lca_runtime.c.  No Lua types here. */
-#ifndef CA_RUNTIME_H
-#define CA_RUNTIME_H
+#ifndef LCA_RUNTIME_H
+#define LCA_RUNTIME_H
 
 #include "chatapp.h"
 

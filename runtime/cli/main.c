@@ -20,7 +20,7 @@
 
 #include "ca_config.h"
 #include "ca_emulator.h"
-#include "ca_runtime.h"
+#include "lca_runtime.h"
 #include "chatapp.h"
 
 /* Exit statuses (documented in --help and docs/cli.md). */

@@ -1,6 +1,6 @@
 /*
  * chatapp_runtime: the embedding API (chatapp.h) over one Lua state.
- * A binding (it sees lua.h), hence lca_; ca_runtime.h is its C-only face
+ * A binding (it sees lua.h), hence lca_; lca_runtime.h is its C-only face
  * for chatapp-run.
  *
  * The runtime owns a Lua state with the standard libraries, "chatapp.core"
@@ -27,7 +27,7 @@
 
 #include "ca_config.h"
 #include "ca_embed.h"
-#include "ca_runtime.h"
+#include "lca_runtime.h"
 #include "lca.h"
 
 struct chatapp_runtime {
@@ -47,14 +47,6 @@ struct chatapp_runtime {
 };
 
 /* ---- embedded Lua sources ----------------------------------------------- */
-
-const ca_embedded *ca_embedded_find(const ca_embedded *table, const char *name)
-{
-  for (; table->name; table++)
-    if (strcmp(table->name, name) == 0)
-      return table;
-  return NULL;
-}
 
 /* package.searchers entry: "chatapp.x" -> lua/chatapp/x.lua or
  * lua/chatapp/x/init.lua, from inside the binary. */

@@ -1,4 +1,4 @@
-/* Files embedded into a binary at build time (cmake/embed.cmake). */
+/* Files embedded into a binary at build time (cmake/ChatappEmbed.cmake). */
 #ifndef CA_EMBED_H
 #define CA_EMBED_H
 
