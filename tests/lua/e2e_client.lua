@@ -140,11 +140,17 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
         table.insert(by_call[k], l.t_us)
       end
     end
+    local calls, gaps = 0, 0
     for k, times in pairs(by_call) do
+      calls = calls + 1
       for i = 2, #times do
         T.check(times[i] - times[i - 1] >= 100000, ("%s: gap %d us"):format(k, times[i] - times[i - 1]))
+        gaps = gaps + 1
       end
     end
+    -- the loop above saw every call, and retries to measure
+    T.eq(calls, 12, "every call found in the log by its Status parameter")
+    T.check(gaps > 0, "some calls were retried: " .. gaps .. " gaps measured")
   end },
 
   { "A7: Retry-After is honoured; absurd values are capped", function()
