@@ -262,6 +262,11 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
     local dir = E.tmpdir()
     os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/k.pem -out %s/c.pem -days 1 "
       .. "-subj /CN=localhost >/dev/null 2>&1"):format(dir, dir))
+    -- Is something listening on 127.0.0.1:port (/proc/net/tcp, state 0A)?
+    local function listening(port)
+      local tcp = E.read("/proc/net/tcp") or ""
+      return tcp:find((":%04X %%x+:%%x+ 0A"):format(port)) ~= nil
+    end
     local port, pid
     for _ = 1, 20 do
       port = 20000 + math.random(0, 40000)
@@ -269,8 +274,13 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
         .. ">%s/received 2>/dev/null & echo $!"):format(port, dir, dir, dir))
       pid = p:read("l")
       p:close()
-      E.sleep_ms(300)
-      if os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+      -- wait until it listens (or has died: the port was taken), not a guess
+      for _ = 1, 250 do
+        if listening(port) or not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+        E.sleep_ms(20)
+      end
+      if listening(port) and os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+      os.execute("kill " .. pid .. " 2>/dev/null")
       pid = nil
     end
     T.check(pid, "openssl s_server started")
