@@ -446,10 +446,9 @@ void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a);
 void emu_counts_add(emu_counts *c, const char *key);
 
 /* emu_sink.c: the webhook receiver under /_emulator/sink. */
-void emu_sink_receive(emu *e, emu_request *rq, const char *path,
-                      emu_answer *a);
-chatapp_status emu_sink_json(emu *e, ca_buf *b); /* takes emu.lock */
-void emu_sink_clear(emu_sink *s);                /* emu.lock held */
+void emu_sink_receive(emu *e, emu_request *rq, const char *path, emu_answer *a);
+chatapp_status emu_sink_json(emu *e, ca_buf *b);    /* takes emu.lock */
+void emu_sink_clear(emu_sink *s);                   /* emu.lock held */
 void emu_stats_reset(emu_stats *s, int64_t now_us); /* also frees */
 
 /* emu_ops.c: run an operation whose call was accepted (emu.lock held). */

@@ -75,8 +75,7 @@ static chatapp_status delivery_json(ca_buf *b, const emu_request *rq,
   return st;
 }
 
-void emu_sink_receive(emu *e, emu_request *rq, const char *path,
-                      emu_answer *a)
+void emu_sink_receive(emu *e, emu_request *rq, const char *path, emu_answer *a)
 {
   const char *q = strchr(rq->raw_uri, '?');
   emu_kvs params = {NULL, 0, 0};
@@ -118,7 +117,8 @@ void emu_sink_receive(emu *e, emu_request *rq, const char *path,
   a->delay_us = delay_ms > 0 ? delay_ms * 1000 : 0;
   snprintf(a->code, sizeof a->code, status < 300 ? "OK" : "SinkStatus");
   ca_buf_reset(&a->body);
-  (void)ca_buf_adds(&a->body, status < 300 ? "{\"ok\":true}" : "{\"ok\":false}");
+  (void)ca_buf_adds(&a->body,
+                    status < 300 ? "{\"ok\":true}" : "{\"ok\":false}");
 }
 
 chatapp_status emu_sink_json(emu *e, ca_buf *b)
