@@ -2,8 +2,10 @@
 #
 #   make demo   build, then run an example policy against the built-in
 #               emulator and its sample data (no account needed)
-#   make test   the whole test suite, as CI runs it: gcc -Werror, then
-#               clang with AddressSanitizer + UBSan, then valgrind
+#   make test   the whole test suite, as CI runs it: the clang-format
+#               check, gcc -Werror, then clang with AddressSanitizer +
+#               UBSan, then valgrind
+#   make format the C sources formatted in place (.clang-format)
 #
 # Both install missing Debian packages first (scripts/setup.sh).
 
@@ -11,7 +13,7 @@ BUILD ?= build
 JOBS ?= 2
 POLICY ?= scripts/policies/quality-alert.lua
 
-.PHONY: all setup build demo test test-fast bench fuzz clean
+.PHONY: all setup build demo test test-fast format format-check bench fuzz clean
 
 all: build
 
@@ -31,6 +33,14 @@ test: setup
 # One gcc pass only, for quick local runs.
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+# The C sources in place in the style of .clang-format (clang-format 14);
+# format-check changes nothing and fails on drift, as CI does.
+format: setup
+	@bash scripts/format.sh
+
+format-check: setup
+	@bash scripts/format.sh --check
 
 bench: build
 	@bash scripts/bench.sh $(BUILD)

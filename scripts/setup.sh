@@ -12,7 +12,7 @@ packages=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 lua-cjson luarocks
   libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
-  clang libclang-rt-14-dev llvm valgrind openssl
+  clang clang-format libclang-rt-14-dev llvm valgrind openssl
 )
 
 missing=()

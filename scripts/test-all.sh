@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run -> make test):
+#   0. the C sources in the style of .clang-format (scripts/format.sh
+#      --check: clang-format --dry-run --Werror; `make format` fixes);
 #   1. gcc with -Werror, every test;
 #   2. clang with AddressSanitizer + UndefinedBehaviorSanitizer, every test;
 #   3. valgrind memcheck over the unit tests of the gcc build (any error or
@@ -14,6 +16,9 @@ bash scripts/setup.sh
 
 jobs=${JOBS:-2}
 started=$(date +%s)
+
+echo "== clang-format"
+bash scripts/format.sh --check
 
 pass() {
   local name=$1 dir=$2

@@ -20,8 +20,8 @@
 
 #include "ca_config.h"
 #include "ca_emulator.h"
-#include "lca_runtime.h"
 #include "chatapp.h"
+#include "lca_runtime.h"
 
 /* Exit statuses (documented in --help and docs/cli.md). */
 enum {

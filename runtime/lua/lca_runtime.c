@@ -27,8 +27,8 @@
 
 #include "ca_config.h"
 #include "ca_embed.h"
-#include "lca_runtime.h"
 #include "lca.h"
+#include "lca_runtime.h"
 
 struct chatapp_runtime {
   chatapp_config *cfg;

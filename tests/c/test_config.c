@@ -282,10 +282,24 @@ int main(void)
   CHECK(cfg->region == NULL);
   chatapp_config_free(dup);
 
-  /* Every documented key is accepted by the setter. */
-  for (k = ca_config_keys(); k->name; k++, n++)
+  /* Every documented key is known to the setter (the value may be refused
+   * for its form, never the key as unknown), and has a help text. */
+  chatapp_config_free(cfg);
+  cfg = chatapp_config_new();
+  CHECK(cfg != NULL);
+  for (k = ca_config_keys(); cfg && k->name; k++, n++) {
+    chatapp_status st = chatapp_config_set(cfg, k->name, "1");
     CHECK(k->help && *k->help);
+    CHECK(st == CHATAPP_OK || st == CHATAPP_EINVAL);
+    if (st != CHATAPP_OK) {
+      CHECK(strstr(chatapp_config_errmsg(cfg), "unknown option") == NULL);
+      CHECK(strstr(chatapp_config_errmsg(cfg), k->name) != NULL);
+    }
+  }
   CHECK(n >= 25);
+  /* (and an unknown one is told apart, so the checks above can fail) */
+  CHECK(chatapp_config_set(cfg, "no_such_key", "1") == CHATAPP_EINVAL);
+  CHECK(strstr(chatapp_config_errmsg(cfg), "unknown option") != NULL);
   chatapp_config_free(cfg);
   chatapp_config_free(NULL);
   return test_report("test_config");

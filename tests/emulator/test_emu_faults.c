@@ -88,16 +88,19 @@ static void test_latency(const emu_proc *p)
   pthread_t t[30];
   job jobs[30];
   double t0, all;
-  int i, ok = 0, slow = 0;
+  int i, ok = 0, slow = 0, started = 0;
 
   fprintf(stderr, "latency 300 +- 50 ms, 30 calls at once\n");
   post_fault(p, "{\"kind\":\"latency\",\"ms\":300,\"jitter_ms\":50}");
   t0 = now_ms();
   for (i = 0; i < 30; i++) {
     jobs[i].p = p;
-    pthread_create(&t[i], NULL, run_job, &jobs[i]);
+    if (pthread_create(&t[i], NULL, run_job, &jobs[i]) != 0)
+      break;
+    started++;
   }
-  for (i = 0; i < 30; i++) {
+  CHECK(started == 30);
+  for (i = 0; i < started; i++) {
     pthread_join(t[i], NULL);
     ok += strcmp(jobs[i].code, "OK") == 0;
     if (strcmp(jobs[i].code, "OK") != 0)

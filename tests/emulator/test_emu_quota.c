@@ -50,15 +50,23 @@ static int burst(const emu_proc *p, const call_opts *o, int n, const char *code,
 {
   pthread_t t[64];
   job *jobs = calloc((size_t)n, sizeof *jobs);
-  int i, hits = 0;
+  int i, hits = 0, started = 0;
 
   *throttled = 0;
+  CHECK(jobs != NULL && n <= 64);
+  if (!jobs || n > 64) {
+    free(jobs);
+    return -1;
+  }
   for (i = 0; i < n; i++) {
     jobs[i].p = p;
     jobs[i].o = *o;
-    pthread_create(&t[i], NULL, run_job, &jobs[i]);
+    if (pthread_create(&t[i], NULL, run_job, &jobs[i]) != 0)
+      break;
+    started++;
   }
-  for (i = 0; i < n; i++) {
+  CHECK(started == n); /* a burst that did not start is no pass */
+  for (i = 0; i < started; i++) {
     pthread_join(t[i], NULL);
     if (strcmp(jobs[i].code, code) == 0)
       hits++;

@@ -314,8 +314,7 @@ static void test_e2e(const char *vectors)
         if (pass == 1) {
           /* As captured, under the normal skew: its 2024 date is stale. */
           for (i = 0; i < nh; i++) {
-            snprintf(lines[i], sizeof lines[i], "%s: %s", h[i].key,
-                     h[i].value);
+            snprintf(lines[i], sizeof lines[i], "%s: %s", h[i].key, h[i].value);
             sent[i] = lines[i];
           }
           sent[nh] = NULL;

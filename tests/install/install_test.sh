@@ -162,6 +162,10 @@ install)
     share/chatapp/policies/quality-alert.lua; do
     [ -e "$PREFIX/$f" ] || fail "not installed: $f"
   done
+  for f in chatapp.lua chatapp-core.lua; do
+    cmp -s "$SOURCE_DIR/lua/types/$f" "$PREFIX/share/chatapp/types/$f" ||
+      fail "share/chatapp/types/$f is not lua/types/$f"
+  done
   while IFS= read -r f; do # every module, lua/chatapp/actions/ included
     f=${f#"$SOURCE_DIR"/lua/chatapp/}
     [ -f "$PREFIX/share/lua/5.4/chatapp/$f" ] || fail "not installed: chatapp/$f"

@@ -92,12 +92,9 @@ end
 for _, field in ipairs(chatapp.fields) do
   described("---@field " .. field .. "%??%s", "PhoneNumber field " .. field)
 end
-for name, e in pairs(chatapp.enums) do
-  for _, value in ipairs(e.values) do
-    described("chatapp%." .. name .. " = {[^}]*\n  " .. value .. " = ",
-      name .. "." .. value)
-  end
-end
+-- (The enum tables are compared value by value, both ways, by
+-- tests/lua/test_stubs.lua; install/install checks the installed stubs are
+-- the source's.)
 local methods = debug.getregistry()["chatapp.Client"].__index
 for name in pairs(methods) do
   described("function Client:" .. name .. "%(", "Client:" .. name)

@@ -304,10 +304,13 @@ static void test_two_runtimes(const char *tmpdir)
   {
     runner_arg ra = {a, 4, 0}, rb = {b, 4, 0};
     pthread_t ta, tb;
-    CHECK(pthread_create(&ta, NULL, run_rounds, &ra) == 0);
-    CHECK(pthread_create(&tb, NULL, run_rounds, &rb) == 0);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
+    int sa = pthread_create(&ta, NULL, run_rounds, &ra);
+    int sb = pthread_create(&tb, NULL, run_rounds, &rb);
+    CHECK(sa == 0 && sb == 0);
+    if (sa == 0)
+      pthread_join(ta, NULL);
+    if (sb == 0)
+      pthread_join(tb, NULL);
     CHECK(ra.failures == 0);
     CHECK(rb.failures == 0);
   }

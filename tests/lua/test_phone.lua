@@ -66,7 +66,10 @@ T.cases {
   end },
 
   { "enums: every known value, and unknown ones kept", function()
+    local enums, values = 0, 0
     for name, e in pairs(chatapp.enums) do
+      enums = enums + 1
+      T.check(#e.values > 0, name .. " has values")
       for _, v in ipairs(e.values) do
         local obj = { PhoneNumber = "1" }
         local api = ({ status = "Status", quality_rating = "QualityRating",
@@ -77,8 +80,11 @@ T.cases {
         local n = assert(decode(answer { obj }))[1]
         T.eq(n[e.field], v, name .. " " .. v)
         T.eq(chatapp[name][v], v, "constant " .. name .. "." .. v)
+        values = values + 1
       end
     end
+    T.eq(enums, 6, "every enum was checked")
+    T.check(values >= 31, "every enum value was checked: " .. values)
     local n = assert(decode(answer { { PhoneNumber = "1", Status = "OFFLINE",
       MessagingLimitTier = "TIER_2K", QualityRating = "PURPLE" } }))[1]
     T.eq(n.status, "OFFLINE")
@@ -96,17 +102,27 @@ T.cases {
   end },
 
   { "derived values", function()
-    local tiers = { TIER_50 = 50, TIER_250 = 250, TIER_1K = 1000, TIER_10K = 10000,
-      TIER_100K = 100000, TIER_UNLIMITED = math.huge, TIER_NOT_SET = nil, WEIRD = nil }
-    for tier, limit in pairs(tiers) do
-      local n = assert(decode(answer { { PhoneNumber = "1", MessagingLimitTier = tier } }))[1]
-      T.eq(n.messaging_limit, limit, tier)
+    -- Rows are { input, want } pairs: a nil want in a table constructor
+    -- would be no entry at all, and the row would never run.
+    local tiers = { { "TIER_50", 50 }, { "TIER_250", 250 }, { "TIER_1K", 1000 }, { "TIER_10K", 10000 },
+      { "TIER_100K", 100000 }, { "TIER_UNLIMITED", math.huge }, { "TIER_NOT_SET", nil }, { "WEIRD", nil } }
+    local ran = 0
+    for _, row in ipairs(tiers) do
+      local n = assert(decode(answer { { PhoneNumber = "1", MessagingLimitTier = row[1] } }))[1]
+      T.eq(n.messaging_limit_tier, row[1])
+      T.eq(n.messaging_limit, row[2], row[1])
+      ran = ran + 1
     end
-    local levels = { GREEN = 3, YELLOW = 2, RED = 1, UNKNOWN = nil }
-    for q, level in pairs(levels) do
-      local n = assert(decode(answer { { PhoneNumber = "1", QualityRating = q } }))[1]
-      T.eq(n.quality_level, level, q)
+    T.eq(ran, 8, "every tier row ran")
+    local levels = { { "GREEN", 3 }, { "YELLOW", 2 }, { "RED", 1 }, { "UNKNOWN", nil } }
+    ran = 0
+    for _, row in ipairs(levels) do
+      local n = assert(decode(answer { { PhoneNumber = "1", QualityRating = row[1] } }))[1]
+      T.eq(n.quality_rating, row[1])
+      T.eq(n.quality_level, row[2], row[1])
+      ran = ran + 1
     end
+    T.eq(ran, 4, "every level row ran")
     local red = assert(decode(answer { { QualityRating = "RED" } }))[1]
     local green = assert(decode(answer { { QualityRating = "GREEN" } }))[1]
     T.check(red.quality_level < green.quality_level, "RED is worse than GREEN")

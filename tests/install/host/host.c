@@ -34,10 +34,9 @@ static const char policy_src[] =
   "}\n";
 
 /* A policy with a mistake on line 3: there is no field qualty_rating. */
-static const char broken_src[] =
-  "local chatapp = require 'chatapp'\n"
-  "return chatapp.policy { name = 'broken',\n"
-  "  where = { qualty_rating = 'RED' } }\n";
+static const char broken_src[] = "local chatapp = require 'chatapp'\n"
+                                 "return chatapp.policy { name = 'broken',\n"
+                                 "  where = { qualty_rating = 'RED' } }\n";
 
 /* One runtime and what happened to it. */
 typedef struct job {
@@ -79,12 +78,12 @@ static chatapp_status make_runtime(job *j)
       (id && set(cfg, "access_key_id", id)) ||
       (secret && set(cfg, "access_key_secret", secret)) ||
       set(cfg, "signature_version", j->signature) ||
-      set(cfg, "qps", "5") ||                   /* below the quota of 10 */
-      set(cfg, "connect_timeout_ms", "2000") || /* timeouts */
-      set(cfg, "timeout_ms", "10000") ||
-      set(cfg, "call_timeout_ms", "30000") ||
-      set(cfg, "memory_limit_mb", "32") ||      /* sandbox limits */
-      set(cfg, "instruction_limit", "10000000") ||
+      set(cfg, "qps", "5") ||                      /* below the quota of 10 */
+      set(cfg, "connect_timeout_ms", "2000") ||    /* timeouts */
+      set(cfg, "timeout_ms", "10000") ||           /* one attempt */
+      set(cfg, "call_timeout_ms", "30000") ||      /* one call, all attempts */
+      set(cfg, "memory_limit_mb", "32") ||         /* sandbox limits */
+      set(cfg, "instruction_limit", "10000000") || /* per policy and run */
       set(cfg, "verbose", "1"))
     goto out;
   chatapp_config_set_log(cfg, log_line, j->tag);
@@ -123,8 +122,8 @@ static void print_report(const job *j)
       continue;
     printf("%s: policy %s: %zu seen, %zu matched, %zu planned, %zu done, "
            "%zu failed, %zu errors\n",
-           j->tag, r.name, r.numbers_seen, r.numbers_matched,
-           r.actions_planned, r.actions_done, r.actions_failed, r.errors);
+           j->tag, r.name, r.numbers_seen, r.numbers_matched, r.actions_planned,
+           r.actions_done, r.actions_failed, r.errors);
   }
   if (j->status != CHATAPP_OK)
     printf("%s: failed: %s: %s\n", j->tag, chatapp_codename(j->status),
