@@ -10,6 +10,8 @@
  *   lca_json.c    JSON: the decoder and a deterministic encoder
  *   lca_sys.c     commands, atomic file writes, terminals, clocks
  *   lca_sandbox.c memory cap and instruction budget for policy code
+ *   lca_modules.c require finds chatapp.core and the embedded lua/ sources
+ *   lca_runtime.c the embedding API (chatapp.h) over one Lua state
  *
  * Bindings never call libcurl or OpenSSL directly, and the C core never
  * includes lua.h.  No C globals: per-state data lives in the registry under
@@ -35,6 +37,10 @@ void lca_open_error(lua_State *L);
 void lca_open_json(lua_State *L);
 void lca_open_sys(lua_State *L);
 void lca_open_sandbox(lua_State *L);
+
+/* Make require find "chatapp.core" and the embedded lua/chatapp modules
+ * first (lca_modules.c); once per state. */
+void lca_install_modules(lua_State *L);
 
 /* The allocator of states made by the runtime: counts bytes and refuses
  * to grow past limit (0: no limit), so policies can be capped. */
