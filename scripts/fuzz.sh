@@ -54,11 +54,14 @@ for entry in "${entries[@]}"; do
   dict=()
   [ -f tests/fuzz/"$corpus".dict ] && dict=(-dict="../tests/fuzz/$corpus.dict")
   echo "== $target: $seconds s"
+  log=build-fuzz/$target.log
+  status=0
   (cd build-fuzz && ./tests/fuzz/"$target"_libfuzzer -max_total_time="$seconds" \
      -timeout=2 -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
-     "${dict[@]}" "../$scratch" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" || true)
-  if ls build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-* >/dev/null 2>&1; then
-    echo "$target found a failing input (build-fuzz/crash-*, leak-*, timeout-*)" >&2
+     "${dict[@]}" "../$scratch") >"$log" 2>&1 || status=$?
+  grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" "$log" || true
+  if [ "$status" -ne 0 ] || ls build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-* build-fuzz/oom-* >/dev/null 2>&1; then
+    echo "$target failed (exit $status): see $log and build-fuzz/crash-*, leak-*, timeout-*, oom-*" >&2
     exit 1
   fi
 done
