@@ -85,9 +85,9 @@ function M.answer(rec, space, path)
   if a.error then
     return nil, setmetatable(a.error, chatapp.ApiError)
   end
-  local list, err = core.decode_phone_numbers(a.body, space)
+  local list, err, status = core.decode_phone_numbers(a.body, space)
   if not list then
-    return nil, setmetatable({ status = "EPARSE", operation = "QueryChatappPhoneNumbers",
+    return nil, setmetatable({ status = status, operation = "QueryChatappPhoneNumbers",
       message = ("recorded answer for %s: %s"):format(space.cust_space_id or "own numbers", err) },
       chatapp.ApiError)
   end

@@ -131,8 +131,7 @@ local function fit(spaces, list, get, cap, base, lists, errors)
     for k, i in ipairs(list) do
       -- a decode that ran out of memory comes back as a failed answer
       local e = errs[k]
-      if not res[k] and type(e) == "table" and type(e.message) == "string" and
-         e.message:find("not enough memory", 1, true) then
+      if not res[k] and type(e) == "table" and e.status == "ENOMEM" then
         again[#again + 1] = i
       else
         lists[i], errors[i] = res[k], e

@@ -93,6 +93,7 @@ function core.redacting(file) end
 ---@param space? chatapp.QueryOptions
 ---@return chatapp.PhoneList? numbers
 ---@return string? err
+---@return ("EPARSE"|"ENOMEM")? status
 function core.decode_phone_numbers(text, space) end
 
 return core

@@ -64,7 +64,8 @@ void lca_push_error(lua_State *L, const char *status, const char *operation,
 /*
  * Decode a QueryChatappPhoneNumbers answer into a PhoneList of PhoneNumber.
  * The space table at space_idx (0: none) gives cust_space_id, isv_code and
- * label for every number.  Pushes the list, or nil and a message.
+ * label for every number.  Pushes the list and returns LUA_OK, or pushes
+ * nil and a message and returns the failure (LUA_ERRMEM: out of memory).
  */
 int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
                              int space_idx);
@@ -73,8 +74,9 @@ int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
  * Decode JSON text into plain Lua values (lca_json.c): integers exact,
  * non-finite numbers refused, object members that are null dropped, null
  * array elements chatapp.json.null, nesting capped at CA_JSON_MAX_DEPTH.
- * All memory is the state's (counted against its cap).  Pushes the value,
- * or nil and a message; never raises.
+ * All memory is the state's (counted against its cap).  Pushes the value
+ * and returns LUA_OK, or pushes nil and a message and returns the failure
+ * (LUA_ERRMEM: out of memory); never raises.
  */
 int lca_json_decode(lua_State *L, const char *text, size_t len);
 /* The same, raising on malformed text (for use inside a protected call).

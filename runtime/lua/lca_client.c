@@ -329,7 +329,7 @@ static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
   errs = lua_gettop(L);
   for (i = 0; i < cs->n; i++) {
     const ca_call *call = cs->calls[i];
-    int typed, ok, rq;
+    int typed, st, rq;
 
     if (call->status != CHATAPP_OK) {
       lca_push_call_error(L, call);
@@ -351,11 +351,11 @@ static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
             (lua_getfield(L, rq, "typed") == LUA_TNIL || lua_toboolean(L, -1));
     lua_getfield(L, rq, "space");
     if (typed)
-      ok = lca_decode_phone_numbers(L, ca_buf_str(&call->body), call->body.len,
+      st = lca_decode_phone_numbers(L, ca_buf_str(&call->body), call->body.len,
                                     lua_istable(L, -1) ? -1 : 0);
     else
-      ok = lca_json_decode(L, ca_buf_str(&call->body), call->body.len);
-    if (ok) {
+      st = lca_json_decode(L, ca_buf_str(&call->body), call->body.len);
+    if (st == LUA_OK) {
       /* --record keeps the answer's text beside the decoded value */
       if (lua_getfield(L, rq, "keep_body") != LUA_TNIL &&
           lua_toboolean(L, -1) && lua_istable(L, -2)) {
@@ -365,9 +365,9 @@ static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
       lua_pop(L, 1);
       lua_rawseti(L, res, (lua_Integer)i + 1);
     } else {
-      /* stack: ..., nil, message */
-      lca_push_error(L, "EPARSE", call->operation, NULL, lua_tostring(L, -1),
-                     call->env.request_id);
+      /* stack: ..., nil, message; out of memory is not a bad answer */
+      lca_push_error(L, st == LUA_ERRMEM ? "ENOMEM" : "EPARSE", call->operation,
+                     NULL, lua_tostring(L, -1), call->env.request_id);
       lua_rawseti(L, errs, (lua_Integer)i + 1);
     }
     lua_settop(L, errs);

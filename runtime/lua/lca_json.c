@@ -321,21 +321,21 @@ static int decode_protected(lua_State *L)
 int lca_json_decode(lua_State *L, const char *text, size_t len)
 {
   dec_args a;
+  int st;
 
   a.text = text;
   a.len = len;
   lua_pushcfunction(L, decode_protected);
   lua_pushlightuserdata(L, &a);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+  if ((st = lua_pcall(L, 1, 1, 0)) != LUA_OK) {
     if (lua_type(L, -1) != LUA_TSTRING) {
       lua_pop(L, 1);
       lua_pushliteral(L, "cannot decode the JSON");
     }
     lua_pushnil(L);
     lua_insert(L, -2);
-    return 0;
   }
-  return 1;
+  return st;
 }
 
 /* core.json_decode(s) -> value | nil, message */
@@ -343,7 +343,7 @@ static int l_json_decode(lua_State *L)
 {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  return lca_json_decode(L, s, len) ? 1 : 2;
+  return lca_json_decode(L, s, len) == LUA_OK ? 1 : 2;
 }
 
 /* ---- encoding ----------------------------------------------------------- */

@@ -352,16 +352,21 @@ static int phone_pairs(lua_State *L)
   return 3;
 }
 
-/* chatapp.core.decode_phone_numbers(json [, space]) -> list | nil, err */
+/* chatapp.core.decode_phone_numbers(json [, space]) -> list |
+ * nil, message, "EPARSE" | "ENOMEM" */
 static int l_decode(lua_State *L)
 {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
+  int st;
 
   if (!lua_isnoneornil(L, 2))
     luaL_checktype(L, 2, LUA_TTABLE);
-  return lca_decode_phone_numbers(L, s, len, lua_isnoneornil(L, 2) ? 0 : 2) ? 1
-                                                                            : 2;
+  st = lca_decode_phone_numbers(L, s, len, lua_isnoneornil(L, 2) ? 0 : 2);
+  if (st == LUA_OK)
+    return 1;
+  lua_pushstring(L, st == LUA_ERRMEM ? "ENOMEM" : "EPARSE");
+  return 3;
 }
 
 static int list_tostring(lua_State *L)

@@ -366,7 +366,6 @@ int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
     }
     lua_pushnil(L);
     lua_insert(L, -2);
-    return 0;
   }
-  return 1;
+  return st;
 }
