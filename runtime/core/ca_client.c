@@ -224,6 +224,11 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     st = CHATAPP_ENOMEM;
     goto fail;
   }
+  st = ca_secrets_add(&c->secrets, c->secret, strlen(c->secret));
+  if (!st && c->token)
+    st = ca_secrets_add(&c->secrets, c->token, strlen(c->token));
+  if (st)
+    goto fail;
   st = ca_limiter_new(cfg->limiter_path,
                       cfg->window_margin_us > 0 ? cfg->window_margin_us
                                                 : CA_LIMITER_MARGIN_US,
@@ -264,6 +269,7 @@ void ca_client_free(ca_client *c)
   free(c->ak_id);
   free_secret(c->secret);
   free_secret(c->token);
+  ca_secrets_free(&c->secrets);
   free(c->account_key);
   free(c->user_agent);
   free(c);
@@ -293,104 +299,27 @@ void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
 /* ---- redaction ---------------------------------------------------------- */
 
 /*
- * Replace every occurrence of the client's secrets in b by "<redacted>":
- * the secret and the token as they are, percent-encoded once (legacy query
- * strings) and twice (legacy strings to sign).  One pass, longest needle
- * first at each position, so a replacement is never searched again.
- * Needles shorter than MIN_SECRET are not real secrets (AccessKey secrets
- * have 30 characters) and would garble every line; they are skipped.
+ * Replace every occurrence of the client's secret and token in b by
+ * CA_REDACT_MARK, in every form ca_secrets knows (as they are, and
+ * percent-encoded once and twice).  When redaction cannot be done (out of
+ * memory, or the marks would pass b's maximum) the text is withheld:
+ * nothing half-redacted is kept.
  */
-#define MIN_SECRET 4
-#define NEEDLES    6
-
-static chatapp_status add_needle(ca_buf *needles, size_t *n, const char *s,
-                                 size_t len)
-{
-  size_t i;
-  chatapp_status st;
-
-  if (len < MIN_SECRET || *n >= NEEDLES)
-    return CHATAPP_OK;
-  for (i = 0; i < *n; i++)
-    if (needles[i].len == len && memcmp(needles[i].ptr, s, len) == 0)
-      return CHATAPP_OK;
-  ca_buf_init(&needles[*n], len + 1);
-  st = ca_buf_add(&needles[*n], s, len);
-  if (st == CHATAPP_OK)
-    (*n)++;
-  return st;
-}
-
-/* Redaction could not be done (out of memory): fail closed, so no secret
- * is ever let through. */
-static void withhold(ca_buf *b)
-{
-  static const char msg[] =
-    "(message withheld: out of memory while redacting secrets)";
-
-  ca_wipe(b->ptr, b->cap);
-  ca_buf_free(b);
-  (void)ca_buf_add(b, msg, sizeof msg - 1); /* "" if even this fails */
-}
-
 void ca_client_redact(const ca_client *c, ca_buf *b)
 {
-  static const char mark[] = "<redacted>";
-  const char *secrets[2] = {c->secret, c->token};
-  ca_buf needles[NEEDLES], out = CA_BUF_INIT(b->max);
-  size_t n = 0, i, k, pos = 0;
-  int any = 0;
-  chatapp_status st = CHATAPP_OK;
+  static const char withheld[] =
+    "(message withheld: out of memory while redacting secrets)";
+  ca_buf out = CA_BUF_INIT(b->max);
 
-  for (k = 0; k < 2; k++) {
-    ca_buf once = CA_BUF_INIT(1 << 16), twice = CA_BUF_INIT(1 << 18);
-    if (!secrets[k] || strlen(secrets[k]) < MIN_SECRET)
-      continue;
-    if (!st)
-      st = ca_pct_encode(&once, secrets[k], strlen(secrets[k]));
-    if (!st)
-      st = ca_pct_encode(&twice, ca_buf_str(&once), once.len);
-    if (!st)
-      st = add_needle(needles, &n, ca_buf_str(&twice), twice.len);
-    if (!st)
-      st = add_needle(needles, &n, ca_buf_str(&once), once.len);
-    if (!st)
-      st = add_needle(needles, &n, secrets[k], strlen(secrets[k]));
-    ca_wipe(once.ptr, once.cap);
-    ca_wipe(twice.ptr, twice.cap);
-    ca_buf_free(&once);
-    ca_buf_free(&twice);
+  if (!b->len || !ca_secrets_found(&c->secrets, b->ptr, b->len))
+    return;
+  if (ca_secrets_redact(&c->secrets, b->ptr, b->len, &out) != CHATAPP_OK) {
+    ca_buf_reset(&out);
+    (void)ca_buf_add(&out, withheld, sizeof withheld - 1); /* "" if not */
   }
-  for (k = 0; k < n && !any && !st; k++)
-    any = memmem(ca_buf_str(b), b->len, needles[k].ptr, needles[k].len) != NULL;
-  while (any && !st && pos < b->len) {
-    size_t best = 0;
-    for (k = 0; k < n; k++)
-      if (needles[k].len > best && needles[k].len <= b->len - pos &&
-          memcmp(b->ptr + pos, needles[k].ptr, needles[k].len) == 0)
-        best = needles[k].len;
-    if (best) {
-      st = ca_buf_add(&out, mark, sizeof mark - 1);
-      pos += best;
-    } else {
-      st = ca_buf_addc(&out, b->ptr[pos++]);
-    }
-  }
-  if (st) {
-    /* out of memory, or the marks made it longer than b may be: nothing
-     * half-redacted is kept */
-    ca_wipe(out.ptr, out.cap);
-    ca_buf_free(&out);
-    withhold(b);
-  } else if (any) {
-    ca_wipe(b->ptr, b->cap);
-    ca_buf_free(b);
-    *b = out;
-  }
-  for (i = 0; i < n; i++) {
-    ca_wipe(needles[i].ptr, needles[i].cap);
-    ca_buf_free(&needles[i]);
-  }
+  ca_wipe(b->ptr, b->cap);
+  ca_buf_free(b);
+  *b = out;
 }
 
 /* ---- finishing an attempt ----------------------------------------------- */

@@ -6,6 +6,7 @@
 #define CA_CLIENT_INT_H
 
 #include "ca_client.h"
+#include "ca_cred.h"
 
 #include <curl/curl.h>
 
@@ -31,6 +32,7 @@ struct ca_client {
   int plain_http; /* http:// (loopback only) */
   int http_only;  /* no credentials: CA_CALL_HTTP only */
   char *ak_id, *secret, *token;
+  ca_secrets secrets; /* secret and token, for redaction (ca_cred.h) */
   char *account_key;
   char *user_agent;
   int sigver;
