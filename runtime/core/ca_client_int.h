@@ -6,7 +6,7 @@
 #define CA_CLIENT_INT_H
 
 #include "ca_client.h"
-#include "ca_cred.h"
+#include "ca_secrets.h"
 
 #include <curl/curl.h>
 
@@ -32,7 +32,7 @@ struct ca_client {
   int plain_http; /* http:// (loopback only) */
   int http_only;  /* no credentials: CA_CALL_HTTP only */
   char *ak_id, *secret, *token;
-  ca_secrets secrets; /* secret and token, for redaction (ca_cred.h) */
+  ca_secrets secrets; /* secret and token, for redaction */
   char *account_key;
   char *user_agent;
   int sigver;

@@ -13,6 +13,7 @@
 #include "ca_config.h"     /* ca_output_formats */
 #include "ca_cred.h"
 #include "ca_crypto.h"
+#include "ca_secrets.h"
 #include "lca.h"
 
 #include <lualib.h>

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ca_cred.h"
+#include "ca_secrets.h"
 #include "test.h"
 
 #define MAXENV 32
