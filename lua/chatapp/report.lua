@@ -99,8 +99,9 @@ end
 --- log(level, line): the host's log (stderr for chatapp-run, the log
 --- callback for embedders); warnings go at level 0.
 function M.new(options, policies, log)
-  if options.output ~= nil and not M.formats[options.output] then
-    error(("unknown output format %q"):format(tostring(options.output)), 2)
+  if options.output ~= nil then
+    local ok, err = M.check_format(options.output)
+    if not ok then error(err, 2) end
   end
   local function default_log(level, line)
     if level <= (options.verbose or 0) then core.redacting(io.stderr):write("chatapp-run: ", line, "\n") end
@@ -578,10 +579,10 @@ function Report:action_records()
 end
 
 --- The report formats of --output, by name: how a run (run) and a check
---- (check) are written on stdout.  The names are the C option parser's
---- (ca_output_formats, runtime/core/ca_config.c); tests/lua/test_output.lua
---- checks that the two lists agree.  A new format is one entry here and its
---- name there (docs/internals/formats.md).
+--- (check) are written on stdout.  This table is the only list of them: the
+--- option parser checks that a value is a name, and the runtime asks
+--- check_format when it starts.  A new format is one entry here
+--- (docs/internals/formats.md).
 M.formats = {
   none = {
     run = function() end,
@@ -605,11 +606,21 @@ M.formats = {
   },
 }
 
+--- true when name is a report format, else nil and a message naming them.
+function M.check_format(name)
+  if M.formats[name] then return true end
+  local names = {}
+  for n in pairs(M.formats) do names[#names + 1] = n end
+  table.sort(names)
+  return nil, ("unknown output format %q: use one of %s"):format(tostring(name), table.concat(names, ", "))
+end
+
 -- The writers of the format the options name (none when unset).
 local function format_of(options)
-  local f = M.formats[options.output or "none"]
-  if not f then error(("unknown output format %q"):format(tostring(options.output)), 3) end
-  return f
+  local name = options.output or "none"
+  local ok, err = M.check_format(name)
+  if not ok then error(err, 3) end
+  return M.formats[name]
 end
 
 function Report:finish()

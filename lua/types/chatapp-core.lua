@@ -66,11 +66,6 @@ function core.versions() end
 ---@return boolean
 function core.loopback_host(host) end
 
---- The report formats --output takes ("none", "text", "json"): the C
---- parser's list; lua/chatapp/report.lua has a writer for each.
----@type string[]
-core.output_formats = {}
-
 --- The environment variables that hold a secret or a token (one list, in
 --- C): policies cannot read them, commands never get them, and their
 --- values are redacted (docs/credentials.md).

@@ -13,16 +13,12 @@
 #include "ca_client.h"
 #include "chatapp.h"
 
-/*
- * The report formats of --output ("none", "text", "json"), NULL-ended: the
- * one list the option parser checks and the runtime passes on by name.
- * lua/chatapp/report.lua has one writer per name (report.formats) and
- * tests/lua/test_output.lua checks that the two agree: a new format is its
- * name here and its writer there (docs/internals/formats.md).
- */
-extern const char *const ca_output_formats[];
-/* The entry of ca_output_formats equal to name, or NULL. */
-const char *ca_output_format(const char *name);
+/* The longest report format name, NUL included.  The formats themselves
+ * are the writers of report.formats (lua/chatapp/report.lua), the one
+ * table of them: the option parser checks only that a value is a name, and
+ * the runtime checks it against that table when it starts
+ * (docs/internals/formats.md). */
+#define CA_FORMAT_MAX 32
 
 struct chatapp_config {
   /* where and who */
@@ -44,8 +40,8 @@ struct chatapp_config {
   long max_attempts, max_in_flight;
   /* the run */
   long verbose;
-  const char *output; /* an entry of ca_output_formats, never NULL */
-  int color;          /* -1 auto, 0 never, 1 always */
+  char output[CA_FORMAT_MAX]; /* a report format name ("none" by default) */
+  int color;                  /* -1 auto, 0 never, 1 always */
   char *spaces;
   char *record;
   char *replay;

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "ca_client_int.h" /* the secret and token of a Client */
-#include "ca_config.h"     /* ca_output_formats */
 #include "ca_cred.h"
 #include "ca_crypto.h"
 #include "ca_secrets.h"
@@ -434,18 +433,6 @@ static int l_loopback_host(lua_State *L)
   return 1;
 }
 
-/* core.output_formats: the names --output takes (ca_output_formats). */
-static void push_output_formats(lua_State *L)
-{
-  int i;
-
-  lua_newtable(L);
-  for (i = 0; ca_output_formats[i]; i++) {
-    lua_pushstring(L, ca_output_formats[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-}
-
 int luaopen_chatapp_core(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
@@ -467,8 +454,6 @@ int luaopen_chatapp_core(lua_State *L)
   lua_setfield(L, -2, "json_null");
   lua_pushstring(L, CHATAPP_VERSION);
   lua_setfield(L, -2, "version");
-  push_output_formats(L);
-  lua_setfield(L, -2, "output_formats");
   lca_open_json(L);
   lca_open_sys(L);
   lua_getfield(L, -1, "write_file_atomic"); /* redact what files receive */

@@ -317,7 +317,7 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
   NUM(max_response_bytes);
 #undef STR
 #undef NUM
-  lua_pushstring(L, cfg->output); /* a name of ca_output_formats */
+  lua_pushstring(L, cfg->output); /* checked in setup (report.formats) */
   lua_setfield(L, -2, "output");
   lua_pushinteger(L, cfg->color);
   lua_setfield(L, -2, "color");
@@ -363,6 +363,20 @@ static int setup(lua_State *L)
     return 0;
   }
   rt->runner = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The output format names one of report.formats, the one table of them:
+   * report.check_format(name) -> true | nil, message */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "chatapp.report");
+  st = lua_pcall(L, 1, 1, h);
+  if (st == LUA_OK) {
+    lua_getfield(L, -1, "check_format");
+    lua_pushstring(L, rt->cfg->output);
+    st = lua_pcall(L, 1, 2, h);
+  }
+  if (st != LUA_OK)
+    j->st = lua_failed(rt, st, CHATAPP_EINTERNAL, "cannot start the runtime");
+  else if (!lua_toboolean(L, -2))
+    j->st = fail(rt, CHATAPP_ECONFIG, "%s", errstr(L, -1));
   return 0;
 }
 

@@ -385,6 +385,30 @@ static void test_long_messages(void)
   chatapp_runtime_free(rt);
 }
 
+/* The output format is checked against report.formats, the one table of
+ * formats, when the runtime starts: an unknown one fails there, naming
+ * them all. */
+static void test_unknown_output_format(void)
+{
+  chatapp_config *cfg = chatapp_config_new();
+  chatapp_runtime *rt = NULL;
+
+  CHECK(cfg != NULL);
+  if (!cfg)
+    return;
+  CHECK(chatapp_config_set(cfg, "output", "xml") == CHATAPP_OK);
+  CHECK(chatapp_runtime_new(cfg, &rt) == CHATAPP_ECONFIG);
+  CHECK(rt && strstr(chatapp_runtime_errmsg(rt),
+                     "unknown output format \"xml\": use one of json, none, "
+                     "text") != NULL);
+  chatapp_runtime_free(rt);
+  rt = NULL;
+  CHECK(chatapp_config_set(cfg, "output", "json") == CHATAPP_OK);
+  CHECK(chatapp_runtime_new(cfg, &rt) == CHATAPP_OK);
+  chatapp_runtime_free(rt);
+  chatapp_config_free(cfg);
+}
+
 int main(void)
 {
   ca_envelope env;
@@ -455,6 +479,7 @@ int main(void)
   test_setup_short_of_memory();
   test_run_short_of_memory();
   test_report_statuses();
+  test_unknown_output_format();
   test_long_messages();
   return test_report("test_api");
 }

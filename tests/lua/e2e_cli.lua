@@ -455,6 +455,20 @@ return chatapp.policy { name = "fn", where = { status = "FLAGGED" },
       "has no host", "chatapp.client refuses a scheme with no host")
   end },
 
+  { "--output takes the formats of report.formats; another is a usage error before any call", function()
+    local before = emu:stats().requests
+    local r = E.run(base("--output", "xml", policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find('unknown output format "xml": use one of json, none, text', 1, true), r.err)
+    r = E.run(base("--output", "X M L", policy("quality-alert")))
+    T.eq(r.code, 2, r.err)
+    T.check(r.err:find("not a report format name", 1, true), r.err)
+    T.eq(emu:stats().requests, before, "no API call")
+    r = E.run(base("--output", "none", policy("quality-alert")))
+    T.eq(r.code, 0, r.err)
+    T.eq(r.out, "", "none prints no report")
+  end },
+
   { "--record and --metrics replace only regular files", function()
     local dir = E.tmpdir()
     local fifo = mkfifo(dir .. "/fifo")

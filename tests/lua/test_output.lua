@@ -198,19 +198,20 @@ T.cases {
     os.remove(dir)
   end },
 
-  { "one list of output formats: the C parser's names, the report's writers", function()
-    local names, seen = core.output_formats, {}
-    T.check(type(names) == "table" and #names >= 3, "core.output_formats")
-    for _, name in ipairs(names) do
-      seen[name] = true
-      local f = report.formats[name]
-      T.check(f and type(f.run) == "function" and type(f.check) == "function", "a writer for " .. name)
+  { "one table of output formats: report.formats, checked by check_format", function()
+    local names = {}
+    for name, f in pairs(report.formats) do
+      names[#names + 1] = name
+      T.check(type(f.run) == "function" and type(f.check) == "function", "writers for " .. name)
+      T.eq(report.check_format(name), true, name)
     end
-    for name in pairs(report.formats) do
-      T.check(seen[name], ("report.formats.%s is not in ca_output_formats (runtime/core/ca_config.c)"):format(name))
-    end
-    local ok, err = pcall(report.new, { output = "xml" }, {}, function() end)
-    T.check(not ok and tostring(err):find("unknown output format \"xml\"", 1, true), tostring(err))
+    table.sort(names)
+    T.eq(table.concat(names, ","), "json,none,text")
+    local ok, err = report.check_format("xml")
+    T.eq(ok, nil)
+    T.eq(err, 'unknown output format "xml": use one of json, none, text')
+    local pok, perr = pcall(report.new, { output = "xml" }, {}, function() end)
+    T.check(not pok and tostring(perr):find("unknown output format \"xml\"", 1, true), tostring(perr))
     -- Every format writes a run and a check; none writes nothing.
     for _, name in ipairs(names) do
       local r = make_report(name, {})
