@@ -298,28 +298,14 @@ void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
 
 /* ---- redaction ---------------------------------------------------------- */
 
-/*
- * Replace every occurrence of the client's secret and token in b by
- * CA_REDACT_MARK, in every form ca_secrets knows (as they are, and
- * percent-encoded once and twice).  When redaction cannot be done (out of
- * memory, or the marks would pass b's maximum) the text is withheld:
- * nothing half-redacted is kept.
- */
 void ca_client_redact(const ca_client *c, ca_buf *b)
 {
-  static const char withheld[] =
-    "(message withheld: out of memory while redacting secrets)";
-  ca_buf out = CA_BUF_INIT(b->max);
+  ca_secrets_redact_buf(&c->secrets, b);
+}
 
-  if (!b->len || !ca_secrets_found(&c->secrets, b->ptr, b->len))
-    return;
-  if (ca_secrets_redact(&c->secrets, b->ptr, b->len, &out) != CHATAPP_OK) {
-    ca_buf_reset(&out);
-    (void)ca_buf_add(&out, withheld, sizeof withheld - 1); /* "" if not */
-  }
-  ca_wipe(b->ptr, b->cap);
-  ca_buf_free(b);
-  *b = out;
+const ca_secrets *ca_client_secrets(const ca_client *c)
+{
+  return &c->secrets;
 }
 
 /* ---- finishing an attempt ----------------------------------------------- */

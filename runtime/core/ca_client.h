@@ -20,6 +20,7 @@
 #include "ca_api.h"
 #include "ca_buf.h"
 #include "ca_limiter.h"
+#include "ca_secrets.h"
 #include "ca_sign.h"
 
 struct curl_slist;
@@ -163,7 +164,9 @@ const char *ca_curl_version(void);
 
 /* Replace every occurrence of the client's secrets (plain or percent-
  * encoded once or twice; at least 4 characters long) in b by
- * "<redacted>". */
+ * "<redacted>" (ca_secrets_redact_buf). */
 void ca_client_redact(const ca_client *c, ca_buf *b);
+/* The client's secret and token, as known secrets (for ca_secrets_merge). */
+const ca_secrets *ca_client_secrets(const ca_client *c);
 
 #endif

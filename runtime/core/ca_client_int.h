@@ -6,7 +6,6 @@
 #define CA_CLIENT_INT_H
 
 #include "ca_client.h"
-#include "ca_secrets.h"
 
 #include <curl/curl.h>
 

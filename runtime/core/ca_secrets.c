@@ -85,6 +85,16 @@ chatapp_status ca_secrets_add_credentials(ca_secrets *s,
   return st;
 }
 
+chatapp_status ca_secrets_merge(ca_secrets *dst, const ca_secrets *src)
+{
+  chatapp_status st = CHATAPP_OK;
+  size_t i;
+
+  for (i = 0; src && !st && i < src->n; i++)
+    st = add_needle(dst, src->needle[i], src->len[i]);
+  return st;
+}
+
 chatapp_status ca_secrets_add_env(ca_secrets *s, ca_getenv_fn fn, void *ud)
 {
   const char *name, *v;
@@ -166,6 +176,21 @@ chatapp_status ca_secrets_redact(const ca_secrets *s, const char *text,
     ca_buf_reset(out);
   }
   return st;
+}
+
+void ca_secrets_redact_buf(const ca_secrets *s, ca_buf *b)
+{
+  static const char withheld[] =
+    "(message withheld: out of memory while redacting secrets)";
+  ca_buf out = CA_BUF_INIT(b->max);
+
+  if (!s || !b->len || !ca_secrets_found(s, b->ptr, b->len))
+    return;
+  if (ca_secrets_redact(s, b->ptr, b->len, &out) != CHATAPP_OK)
+    (void)ca_buf_add(&out, withheld, sizeof withheld - 1); /* "" if not */
+  ca_wipe(b->ptr, b->cap);
+  ca_buf_free(b);
+  *b = out;
 }
 
 void ca_secrets_free(ca_secrets *s)

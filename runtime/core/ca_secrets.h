@@ -32,6 +32,8 @@ chatapp_status ca_secrets_add(ca_secrets *s, const char *value, size_t len);
 /* Add the secret and the token of c (NULL-safe). */
 chatapp_status ca_secrets_add_credentials(ca_secrets *s,
                                           const ca_credentials *c);
+/* Add every value src knows (its encodings included, as they are). */
+chatapp_status ca_secrets_merge(ca_secrets *dst, const ca_secrets *src);
 /* Add the values of the secret variables (ca_cred_secret_env_name) read
  * through fn (NULL: the process environment). */
 chatapp_status ca_secrets_add_env(ca_secrets *s, ca_getenv_fn fn, void *ud);
@@ -49,6 +51,12 @@ chatapp_status ca_secrets_redact(const ca_secrets *s, const char *text,
  * returns its length, so a first call with dst NULL sizes dst. */
 size_t ca_secrets_redact_into(const ca_secrets *s, const char *text, size_t len,
                               char *dst);
+/*
+ * Redact b in place.  When that cannot be done (out of memory, or the marks
+ * would pass b's maximum) b is replaced by a short notice instead: never
+ * the clear text, never half-redacted.  s may be NULL (nothing to do).
+ */
+void ca_secrets_redact_buf(const ca_secrets *s, ca_buf *b);
 /* Wipe and free every copy; NULL-safe, idempotent. */
 void ca_secrets_free(ca_secrets *s);
 

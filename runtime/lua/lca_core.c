@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ca_client_int.h" /* the secret and token of a Client */
 #include "ca_cred.h"
 #include "ca_crypto.h"
 #include "ca_secrets.h"
@@ -200,39 +199,14 @@ static void secrets_open(lua_State *L)
 void lca_secrets_add_client(lua_State *L, const ca_client *c)
 {
   ca_secrets *s = secrets_get(L);
-  chatapp_status st = CHATAPP_OK;
 
-  if (!c || !s)
-    return;
-  if (c->secret)
-    st = ca_secrets_add(s, c->secret, strlen(c->secret));
-  if (!st && c->token)
-    st = ca_secrets_add(s, c->token, strlen(c->token));
-  if (st)
+  if (c && s && ca_secrets_merge(s, ca_client_secrets(c)) != CHATAPP_OK)
     luaL_error(L, "out of memory while noting the secrets to redact");
 }
 
 void lca_redact(lua_State *L, ca_buf *b)
 {
-  ca_secrets *s = L ? secrets_get(L) : NULL;
-  ca_buf out = CA_BUF_INIT((size_t)-1 / 2);
-  size_t max;
-
-  if (!s || !b->len || !ca_secrets_found(s, b->ptr, b->len))
-    return;
-  if (ca_secrets_redact(s, b->ptr, b->len, &out) != CHATAPP_OK) {
-    /* never the clear text: say what happened instead */
-    ca_buf_reset(&out);
-    if (ca_buf_adds(&out, "(a message that held a secret and could not be "
-                          "redacted: out of memory)") != CHATAPP_OK)
-      ca_buf_free(&out);
-  }
-  max = b->max;
-  if (b->ptr)
-    ca_wipe(b->ptr, b->cap);
-  ca_buf_free(b);
-  out.max = out.len > max ? out.len : max;
-  *b = out;
+  ca_secrets_redact_buf(L ? secrets_get(L) : NULL, b);
 }
 
 char *lca_redacted_dup(lua_State *L, int idx)
@@ -256,7 +230,7 @@ char *lca_redacted_dup(lua_State *L, int idx)
 
 /* Push text with the known secrets replaced (Lua memory only: a raise
  * leaves nothing behind). */
-static void push_redacted(lua_State *L, const char *text, size_t len)
+void lca_push_redacted(lua_State *L, const char *text, size_t len)
 {
   ca_secrets *s = secrets_get(L);
   luaL_Buffer b;
@@ -271,11 +245,6 @@ static void push_redacted(lua_State *L, const char *text, size_t len)
   luaL_pushresultsize(&b, n);
 }
 
-void lca_push_redacted(lua_State *L, const char *text, size_t len)
-{
-  push_redacted(L, text, len);
-}
-
 int lca_secret_found(lua_State *L, const char *text, size_t len)
 {
   return ca_secrets_found(secrets_get(L), text, len);
@@ -286,7 +255,7 @@ static int l_redact(lua_State *L)
 {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  push_redacted(L, s, len);
+  lca_push_redacted(L, s, len);
   return 1;
 }
 
@@ -321,7 +290,7 @@ static int writer_write(lua_State *L)
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_getfield(L, -1, "write");
   lua_insert(L, -2); /* write, file */
-  push_redacted(L, s, len);
+  lca_push_redacted(L, s, len);
   lua_call(L, 2, LUA_MULTRET);
   if (lua_gettop(L) > base && lua_rawequal(L, base + 1, lua_upvalueindex(1))) {
     lua_pushvalue(L, 1); /* file:write returned the file: return the writer */
@@ -356,24 +325,6 @@ static int l_redacting(lua_State *L)
   lua_pushvalue(L, 1);
   lua_setfield(L, -2, "file");
   return 1;
-}
-
-/* core.write_file_atomic(path, data [, mode]) with data redacted first:
- * wraps the function of lca_sys.c (upvalue 1); recordings and metrics are
- * written through it. */
-static int l_write_redacted(lua_State *L)
-{
-  size_t len;
-  const char *data;
-
-  lua_settop(L, 3);
-  data = luaL_checklstring(L, 2, &len);
-  push_redacted(L, data, len);
-  lua_replace(L, 2);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, 3, LUA_MULTRET);
-  return lua_gettop(L);
 }
 
 /* ---- module ------------------------------------------------------------- */
@@ -456,9 +407,6 @@ int luaopen_chatapp_core(lua_State *L)
   lua_setfield(L, -2, "version");
   lca_open_json(L);
   lca_open_sys(L);
-  lua_getfield(L, -1, "write_file_atomic"); /* redact what files receive */
-  lua_pushcclosure(L, l_write_redacted, 1);
-  lua_setfield(L, -2, "write_file_atomic");
   lca_open_sandbox(L);
   lca_open_error(L);
   lca_open_phone(L);

@@ -87,9 +87,7 @@ static chatapp_status fail(chatapp_runtime *rt, chatapp_status st,
             ap);
   va_end(ap);
   if (ca_buf_adds(&full, text) == CHATAPP_OK) {
-    if (rt->client)
-      ca_client_redact(rt->client, &full);
-    lca_redact(rt->L, &full); /* every known secret */
+    lca_redact(rt->L, &full); /* every known secret, the client's too */
     if (full.len >= ERRMSG_MAX || cut) {
       char mark[96];
       size_t keep;
@@ -284,9 +282,7 @@ static int host_log(lua_State *L)
   if (!rt->cfg->log || level > rt->cfg->verbose)
     return 0;
   if (ca_buf_add(&b, line, len) == CHATAPP_OK) {
-    if (rt->client)
-      ca_client_redact(rt->client, &b);
-    lca_redact(L, &b);
+    lca_redact(L, &b); /* every known secret, the client's too */
     rt->cfg->log(rt->cfg->log_ud, level, ca_buf_str(&b));
   }
   ca_buf_free(&b);

@@ -6,6 +6,7 @@
  *       -> {status = n | nil, signal = n | nil, timed_out = bool,
  *           output = s, truncated = bool}  |  nil, message
  *   core.write_file_atomic(path, data [, mode]) -> true | nil, message
+ *       (data with every known secret redacted: recordings, metrics)
  *   core.read_file(path, max_bytes [, what]) -> text | nil, message
  *   core.interrupted() -> signal number | false (SIGINT / SIGTERM seen)
  *   core.memory_call(bytes, fn, ...) -> true, results... |
@@ -327,6 +328,8 @@ static int l_write_atomic(lua_State *L)
   char err[512];
 
   luaL_argcheck(L, mode >= 0 && mode <= 0777, 3, "mode must be 0 to 0777");
+  lca_push_redacted(L, data, len); /* files (recordings, metrics) too */
+  data = lua_tolstring(L, -1, &len);
   if (write_atomic(path, data, len, (mode_t)mode, err, sizeof err)) {
     lua_pushnil(L);
     lua_pushstring(L, err);
