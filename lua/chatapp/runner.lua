@@ -105,9 +105,8 @@ function Runner:load_string(name, src)
   local chunk, err = load(src, "@" .. name, "t", env)
   if not chunk then return nil, err end
   local budget = self:new_budget(name)
-  local ok, value = sandbox.call(budget, chunk)
+  local ok, value, _, _, info = sandbox.call(budget, chunk)
   if not ok then
-    local info = chatapp.policy_error_info(value)
     if info then
       return nil, (info.where or (locate(name, src, info.token) .. ": ")) .. info.message
     end

@@ -360,18 +360,28 @@ end
 
 --- Call a policy function under its budget: true, results... or false,
 --- message, kind ("memory" | "instructions" | "error"), scope ("run" when
---- the run's total was the limit).  The message is always a string, except
---- a value chatapp.policy raised (the runner reads it as data).
+--- the run's total was the limit), info.  The message is always a string:
+--- the value the policy raised never leaves here (its fields and
+--- metamethods are policy code).  For an error chatapp.policy raised, the
+--- message is its recorded text and info its record ({message, token,
+--- where}, runner-owned: chatapp.policy_error_info).
 function M.call(budget, fn, ...)
   local was = M.active
   M.active = true
   local r = table.pack(core.sandbox_call(budget, fn, ...))
-  if not r[1] and not chatapp.policy_error_info(r[2]) then
-    r[2] = error_text(budget, r[2])
-    -- The traceback ends where the policy was called: the runner's own
-    -- frames below that say nothing to the policy's author.
-    M.active = false
-    r[2] = r[2]:gsub("\n%s*%[C%]: in function 'chatapp%.core%.sandbox_call'.*$", "")
+  if not r[1] then
+    local info = chatapp.policy_error_info(r[2])
+    if info then
+      -- where the stack knew it, else the file the budget belongs to
+      local where = info.where or (budget.file and budget.file .. ": ") or ""
+      r[2], r[5], r.n = where .. info.message, info, 5
+    else
+      r[2] = error_text(budget, r[2])
+      -- The traceback ends where the policy was called: the runner's own
+      -- frames below that say nothing to the policy's author.
+      M.active = false
+      r[2] = r[2]:gsub("\n%s*%[C%]: in function 'chatapp%.core%.sandbox_call'.*$", "")
+    end
   end
   M.active = was
   return table.unpack(r, 1, r.n)
