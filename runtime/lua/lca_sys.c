@@ -344,8 +344,17 @@ static int l_write_atomic(lua_State *L)
  * with O_NONBLOCK so a FIFO or a device never blocks us, then refused
  * unless it is a regular file; the size is checked before reading and the
  * read stops at max + 1 bytes (the file may grow meanwhile).  The buffer
- * is Lua memory (a userdata), so nothing leaks if a push raises.
+ * is Lua memory (a userdata) and the descriptor is held by one (closed by
+ * its __gc), so nothing leaks if an allocation raises.
  */
+#define FD_MT "chatapp.fd"
+
+static int fd_gc(lua_State *L)
+{
+  close_fd(luaL_checkudata(L, 1, FD_MT));
+  return 0;
+}
+
 static int l_read_file(lua_State *L)
 {
   const char *path = luaL_checkstring(L, 1);
@@ -355,12 +364,19 @@ static int l_read_file(lua_State *L)
   char err[600];
   size_t got = 0, cap;
   char *buf;
-  int fd;
+  int *fdp, fd;
 
   luaL_argcheck(L, max > 0 && max <= ((lua_Integer)1 << 32), 2,
                 "max_bytes must be 1 to 4 GiB");
   cap = (size_t)max;
-  fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  fdp = lua_newuserdatauv(L, sizeof *fdp, 0);
+  *fdp = -1;
+  if (luaL_newmetatable(L, FD_MT)) {
+    lua_pushcfunction(L, fd_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  *fdp = fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
     snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
              strerror(errno));
@@ -369,13 +385,13 @@ static int l_read_file(lua_State *L)
   if (fstat(fd, &st) != 0) {
     snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
              strerror(errno));
-    close(fd);
+    close_fd(fdp);
     goto fail;
   }
   if (!S_ISREG(st.st_mode)) {
     snprintf(err, sizeof err, "%s %s is %s, not a regular file", what, path,
              ca_config_file_kind(st.st_mode));
-    close(fd);
+    close_fd(fdp);
     goto fail;
   }
   if (st.st_size > max) {
@@ -383,7 +399,7 @@ static int l_read_file(lua_State *L)
              "%s %s is %lld bytes, over the cap of %lld bytes (%lld MiB)", what,
              path, (long long)st.st_size, (long long)max,
              (long long)(max >> 20));
-    close(fd);
+    close_fd(fdp);
     goto fail;
   }
   /* Lua memory: freed by the collector if anything below raises. */
@@ -396,7 +412,7 @@ static int l_read_file(lua_State *L)
     if (n < 0) {
       snprintf(err, sizeof err, "cannot read %s %s: %s", what, path,
                strerror(errno));
-      close(fd);
+      close_fd(fdp);
       goto fail;
     }
     if (n == 0)
@@ -407,11 +423,11 @@ static int l_read_file(lua_State *L)
                "%s %s grew while being read (over %lld bytes); give a file "
                "that is not being written",
                what, path, (long long)st.st_size);
-      close(fd);
+      close_fd(fdp);
       goto fail;
     }
   }
-  close(fd);
+  close_fd(fdp);
   lua_pushlstring(L, buf, got);
   return 1;
 fail:

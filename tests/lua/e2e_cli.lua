@@ -502,6 +502,26 @@ return chatapp.policy { name = "fn", where = { status = "FLAGGED" },
     T.eq(r.code, 0, r.err)
   end },
 
+  { "core.read_file keeps no descriptor when its buffer cannot be had", function()
+    local dir = E.tmpdir()
+    local path = E.write(dir .. "/big.json", ("x"):rep(1 << 20))
+    local function open_fds()
+      local p = io.popen("ls /proc/$PPID/fd | wc -l") -- the shell's parent: us
+      local n = tonumber(p:read("a"))
+      p:close()
+      return n
+    end
+    collectgarbage()
+    local before = open_fds()
+    for _ = 1, 300 do
+      local ok, _, kind = core.memory_call(64 * 1024, core.read_file, path, 4 << 20)
+      T.eq(ok, false)
+      T.eq(kind, "memory")
+    end
+    collectgarbage()
+    T.check(open_fds() <= before + 2, ("descriptors: %d before, %d after"):format(before, open_fds()))
+  end },
+
   { "input files: regular files only, size caps, no blocking", function()
     local dir = E.tmpdir()
     local fifo = mkfifo(dir .. "/fifo")
