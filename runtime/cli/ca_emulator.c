@@ -66,21 +66,14 @@ static int find_binary(char *out, size_t size)
  * environ's; free the array.  NULL when out of memory. */
 static char **scrubbed_environ(void)
 {
-  size_t n = 0, i, k = 0;
+  size_t n = 0;
   char **envp;
 
   while (environ && environ[n])
     n++;
   envp = malloc((n + 1) * sizeof *envp);
-  if (!envp)
-    return NULL;
-  for (i = 0; i < n; i++) {
-    const char *eq = strchr(environ[i], '=');
-    size_t name_len = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-    if (!ca_cred_is_secret_env(environ[i], name_len))
-      envp[k++] = environ[i];
-  }
-  envp[k] = NULL;
+  if (envp)
+    ca_cred_child_env(environ, envp, NULL, NULL);
   return envp;
 }
 

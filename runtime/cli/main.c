@@ -14,11 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <lua.h>
-#include <openssl/crypto.h>
 
 #include "ca_config.h"
+#include "ca_crypto.h"
 #include "ca_emulator.h"
 #include "chatapp.h"
 #include "lca_runtime.h"
@@ -312,10 +311,8 @@ static int is_flag(const char *key)
 
 static void print_version(void)
 {
-  curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
-
   printf("chatapp-run %s\n%s\nlibcurl %s\n%s\n", chatapp_version(), LUA_RELEASE,
-         cv->version, OpenSSL_version(OPENSSL_VERSION));
+         ca_curl_version(), ca_crypto_version());
 }
 
 int main(int argc, char **argv)

@@ -635,3 +635,20 @@ int ca_cred_is_secret_env(const char *name, size_t len)
       return 1;
   return 0;
 }
+
+size_t ca_cred_child_env(char *const *env, char **out,
+                         int (*keep)(void *ud, const char *value), void *ud)
+{
+  size_t i, k = 0;
+
+  for (i = 0; env && env[i]; i++) {
+    const char *eq = strchr(env[i], '=');
+    size_t name_len = eq ? (size_t)(eq - env[i]) : strlen(env[i]);
+    if (ca_cred_is_secret_env(env[i], name_len) ||
+        (keep && eq && !keep(ud, eq + 1)))
+      continue;
+    out[k++] = env[i];
+  }
+  out[k] = NULL;
+  return k;
+}

@@ -112,5 +112,13 @@ void ca_cred_mask_id(const char *id, char out[CA_CRED_MASK_LEN]);
 const char *ca_cred_secret_env_name(size_t i);
 /* 1 when name (exactly, case-sensitive) is one of them. */
 int ca_cred_is_secret_env(const char *name, size_t len);
+/*
+ * The environment a child process gets: the entries of env (NULL-ended)
+ * but the secret variables and those whose value keep(ud, value) refuses
+ * (keep may be NULL), into out (room for every entry of env and the NULL);
+ * the strings stay env's.  Returns the count kept.
+ */
+size_t ca_cred_child_env(char *const *env, char **out,
+                         int (*keep)(void *ud, const char *value), void *ud);
 
 #endif

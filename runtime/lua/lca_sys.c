@@ -176,24 +176,20 @@ out:
  * whose value holds a known secret (an alias of a secret under another
  * name would otherwise reach the child).
  */
+static int holds_no_secret(void *L, const char *value)
+{
+  return !lca_secret_found(L, value, strlen(value));
+}
+
 static char **scrubbed_environ(lua_State *L)
 {
-  size_t n = 0, i, k = 0;
+  size_t n = 0;
   char **envp;
 
   while (environ && environ[n])
     n++;
   envp = lua_newuserdatauv(L, (n + 1) * sizeof *envp, 0);
-  for (i = 0; i < n; i++) {
-    const char *e = environ[i], *eq = strchr(e, '=');
-    size_t name_len = eq ? (size_t)(eq - e) : strlen(e);
-    if (ca_cred_is_secret_env(e, name_len))
-      continue;
-    if (eq && lca_secret_found(L, eq + 1, strlen(eq + 1)))
-      continue;
-    envp[k++] = environ[i];
-  }
-  envp[k] = NULL;
+  ca_cred_child_env(environ, envp, holds_no_secret, L);
   return envp;
 }
 
