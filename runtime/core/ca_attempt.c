@@ -132,20 +132,29 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
   return CURL_PREREQFUNC_OK;
 }
 
-static chatapp_status add_header(ca_call *call, const char *name,
-                                 const char *value)
+/* Append a header line; on failure the list is kept as it was (libcurl
+ * returns NULL and leaves it alone). */
+static chatapp_status add_line(ca_call *call, const char *line)
 {
-  char line[8192];
-  struct curl_slist *s;
+  struct curl_slist *s = curl_slist_append(call->slist, line);
 
-  if ((size_t)snprintf(line, sizeof line, "%s: %s", name, value) >= sizeof line)
-    return CHATAPP_ETOOBIG;
-  s = curl_slist_append(call->slist, line);
-  ca_wipe(line, sizeof line);
   if (!s)
     return CHATAPP_ENOMEM;
   call->slist = s;
   return CHATAPP_OK;
+}
+
+static chatapp_status add_header(ca_call *call, const char *name,
+                                 const char *value)
+{
+  char line[8192];
+  chatapp_status st;
+
+  if ((size_t)snprintf(line, sizeof line, "%s: %s", name, value) >= sizeof line)
+    return CHATAPP_ETOOBIG;
+  st = add_line(call, line);
+  ca_wipe(line, sizeof line);
+  return st;
 }
 
 /* Build URL and headers for a V3-signed attempt. */
@@ -296,8 +305,8 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
     if (!st)
       st = add_header(call, "Accept", "application/json");
     /* An empty body: no Content-Type (it would have to be signed). */
-    if (!st && !(call->slist = curl_slist_append(call->slist, "Content-Type:")))
-      st = CHATAPP_ENOMEM;
+    if (!st)
+      st = add_line(call, "Content-Type:");
     if (st)
       return st;
     SETOPT(CURLOPT_URL, ca_buf_str(&call->url_buf));
@@ -324,8 +333,8 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
     }
   }
   /* No "Expect: 100-continue" round trip. */
-  if (!(call->slist = curl_slist_append(call->slist, "Expect:")))
-    return CHATAPP_ENOMEM;
+  if ((st = add_line(call, "Expect:")) != CHATAPP_OK)
+    return st;
   SETOPT(CURLOPT_HTTPHEADER, call->slist);
   SETOPT(CURLOPT_USERAGENT, c->user_agent);
   SETOPT(CURLOPT_PRIVATE, call);
