@@ -86,6 +86,7 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
   const char *argv[32];
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
+  sigset_t none; /* the child blocks nothing, whatever the caller blocks */
   char **envp;
   size_t argc = 0;
   int is_path, rc, i;
@@ -129,7 +130,10 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
         !(rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
                                                 0)) &&
         !(rc = posix_spawnattr_setpgroup(&attr, 0)) &&
-        !(rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP)))
+        !(rc = sigemptyset(&none) ? errno : 0) &&
+        !(rc = posix_spawnattr_setsigmask(&attr, &none)) &&
+        !(rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+                                                 POSIX_SPAWN_SETSIGMASK)))
       rc = (is_path ? posix_spawn : posix_spawnp)(
         &e->pid, bin, &fa, &attr, (char *const *)(uintptr_t)argv, envp);
     posix_spawn_file_actions_destroy(&fa);

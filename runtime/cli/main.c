@@ -251,7 +251,13 @@ static int install_signals(void)
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
+  /* one handler at a time: a SIGTERM cannot cut into the SIGINT one */
+  if (sigemptyset(&sa.sa_mask) || sigaddset(&sa.sa_mask, SIGINT) ||
+      sigaddset(&sa.sa_mask, SIGTERM) || sigaddset(&sa.sa_mask, SIGALRM)) {
+    fprintf(stderr, "chatapp-run: cannot set up signals: %s\n",
+            strerror(errno));
+    return -1;
+  }
   sa.sa_flags = SA_RESTART;
   if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
       sigaction(SIGALRM, &sa, NULL)) {
@@ -440,12 +446,25 @@ int main(int argc, char **argv)
   if (use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
     char err[512];
     static const char *const quiet[] = {"--quiet", NULL};
-    if (ca_emulator_start(verbosity < 2 ? quiet : NULL, &emu, err,
-                          sizeof err) != CHATAPP_OK) {
+    sigset_t block, old;
+    chatapp_status est;
+    /* Signals wait until the handler knows the emulator (it starts one in
+     * its own process group, which a signal would otherwise orphan). */
+    if (sigemptyset(&block) || sigaddset(&block, SIGINT) ||
+        sigaddset(&block, SIGTERM) || sigprocmask(SIG_BLOCK, &block, &old)) {
+      fprintf(stderr, "chatapp-run: cannot block signals: %s\n",
+              strerror(errno));
+      goto out;
+    }
+    est =
+      ca_emulator_start(verbosity < 2 ? quiet : NULL, &emu, err, sizeof err);
+    signal_emu = emu;
+    if (sigprocmask(SIG_SETMASK, &old, NULL))
+      perror("chatapp-run: cannot unblock signals");
+    if (est != CHATAPP_OK) {
       fprintf(stderr, "chatapp-run: --emulator: %s\n", err);
       goto out;
     }
-    signal_emu = emu;
     if (set(cfg, "endpoint", ca_emulator_endpoint(emu)) ||
         set(cfg, "access_key_id", CA_EMULATOR_KEY_ID) ||
         set(cfg, "access_key_secret", CA_EMULATOR_KEY_SECRET) ||
