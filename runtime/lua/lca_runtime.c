@@ -774,7 +774,9 @@ static int do_script(lua_State *L)
   h = lua_gettop(L);
   if (luaL_loadfilex(L, j->path, "t") != LUA_OK ||
       lua_pcall(L, 0, 1, h) != LUA_OK) {
-    fprintf(stderr, "chatapp-run: %s\n", errstr(L, -1));
+    const char *msg = errstr(L, -1);
+    lca_push_redacted(L, msg, strlen(msg)); /* stderr is a sink too */
+    fprintf(stderr, "chatapp-run: %s\n", lua_tostring(L, -1));
     j->rc = 1;
   } else if (lua_isinteger(L, -1)) {
     j->rc = (int)lua_tointeger(L, -1);

@@ -260,6 +260,12 @@ io.stdout:write(core.redact("nothing secret"), "\n")
     r = E.run({ "--lua", script }, { SECURITY_TOKEN = CANARY_TOKEN })
     T.eq(r.code, 0, r.err)
     T.eq(r.out, "a <redacted> b1\nx=<redacted>;\nnothing secret\n")
+    -- a script that raises with a secret in its message: stderr redacted
+    local raising = E.write(dir .. "/raise.lua", 'error("token " .. os.getenv("SECURITY_TOKEN"))\n')
+    r = E.run({ "--lua", raising }, { SECURITY_TOKEN = CANARY_TOKEN })
+    T.eq(r.code, 1, r.err)
+    T.check(r.err:find("token <redacted>", 1, true), r.err)
+    no_canary("a raising script's stderr", r.err)
   end },
 
   { "--emulator starts its emulator without the secret variables", function()
