@@ -43,7 +43,7 @@ local function failed(a, err)
 end
 
 -- What a kind's runner gets besides its actions and ctx.
-local x = { interrupted = M.interrupted, not_started = not_started, failed = failed, text = report.text }
+local x = { interrupted = M.interrupted, not_started = not_started, failed = failed }
 
 -- Run one group of actions of one kind; a runner that raises fails the
 -- actions it left unfinished (with the message), never the whole run.

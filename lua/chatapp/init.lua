@@ -234,7 +234,6 @@ function M.policy(spec)
       finish = raw.finish,
       spaces = sp,
       warnings = copy_list(warnings),
-      source = caller,
     }
   end
   local p = setmetatable(build(copy_where(where), copy_list(spaces)), policy_mt)

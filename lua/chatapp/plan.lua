@@ -112,9 +112,6 @@ function method_of(name)
   return public[m]
 end
 
---- The deterministic id of an action (actions.action_id).
-M.action_id = actions.action_id
-
 --- Finish an action planned for plan: subject, id.  Used by the runner's
 --- `add`.
 function M.complete(plan, action)

@@ -12,7 +12,6 @@ local chatapp = require "chatapp"
 local core = chatapp.core
 local spaces_mod = require "chatapp.spaces"
 local actions = require "chatapp.actions"
-local lib = require "chatapp.actions.lib"
 
 local Report = {}
 Report.__index = Report
@@ -267,9 +266,6 @@ end
 
 ---------------------------------------------------------------------------
 -- Describing actions
-
---- Header values that may carry secrets are shown as <redacted>.
-M.redact_headers = lib.redact_headers
 
 --- One line: what the action does (its kind says).
 function M.describe(a)

@@ -17,7 +17,6 @@ local spaces_mod = require "chatapp.spaces"
 local recording = require "chatapp.recording"
 local executor = require "chatapp.executor"
 
-local QUERY = "QueryChatappPhoneNumbers"
 local MB = 1024 * 1024
 -- All policy files of a run together get at most RUN_FACTOR times one
 -- file's memory cap and instruction budget (docs/policies.md).

@@ -360,7 +360,6 @@ function Plan:log(message, ...) end
 ---@field finish? function
 ---@field spaces? table
 ---@field warnings string[] where-clause values kept although unknown
----@field source? string "file:line" of the chatapp.policy call
 ---@field file? string the policy file (set by the runner)
 local Policy = {}
 
