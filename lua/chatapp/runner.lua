@@ -267,7 +267,8 @@ end
 
 function Runner:run(flags)
   flags = flags or {}
-  local rep = report.new(self.options, self.policies, function(level, line) self:log(level, line) end)
+  -- the report escapes its own lines (report.new): the host's log as it is
+  local rep = report.new(self.options, self.policies, self.host.log)
   if flags.check then return rep:finish_check() end
 
   local spaces, serr = self:spaces()
