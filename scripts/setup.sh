@@ -3,7 +3,7 @@
 # Idempotent; prints nothing when everything is already present.
 set -euo pipefail
 
-# lua-cjson is not linked (chatapp has its own JSON decoder, runtime/
+# lua-cjson is not linked (chatapp has its own JSON decoder, runtime/lua/
 # lca_json.c): only the benchmark needs it, for `require "cjson"` as the
 # side-by-side baseline of tests/bench/bench_decode.lua (make bench).  The
 # module is in lua-cjson; lua-cjson-dev (headers, -llua5.4-cjson) is not

@@ -1,7 +1,7 @@
 --- The run: load policies, fetch every space once, evaluate, plan, carry
 --- the plan out (unless dry), report.
 --
--- Created by the C runtime (ca_runtime.c) with the options of the
+-- Created by the C runtime (runtime/lua/lca_runtime.c) with the options of the
 -- configuration and the host functions:
 --   host.client() -> Client, credential source | nil, message, code
 --   host.http()   -> Client for plain HTTP (webhooks) | nil, message

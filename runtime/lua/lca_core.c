@@ -154,7 +154,7 @@ static int l_flatten(lua_State *L)
  * by address so finding it never allocates (lca_redact runs after errors).
  * Every sink goes through it: the report writer (core.redacting), files
  * (core.write_file_atomic), exec output, log lines and messages returned
- * to embedders (ca_runtime.c).
+ * to embedders (lca_runtime.c).
  */
 static const char secrets_key = 0;
 #define SECRETS_MT "chatapp.Secrets"

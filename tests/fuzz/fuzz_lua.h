@@ -1,6 +1,6 @@
 /*
  * The Lua state of the fuzz targets over lua/chatapp/ modules
- * (fuzz_recording.c, fuzz_spaces.c): made as ca_runtime.c makes it, with
+ * (fuzz_recording.c, fuzz_spaces.c): made as lca_runtime.c makes it, with
  * the runtime's counting allocator capped at FUZZ_LUA_CAP bytes, the
  * standard libraries and the embedded chatapp modules, opened in
  * protected mode.  One state serves the whole run, like a long-lived host;
