@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca_crypto.h"
+
 #define MAGIC   0x4d4c4143u /* "CALM" */
 #define VERSION 2u
 #define NSLOTS  64
@@ -303,11 +305,29 @@ void ca_limiter_free(ca_limiter *l)
 
 /* The slot for key, taking a free or the least recently used one; fixed
  * (fix_slot) before it is returned. */
-static slot *find_slot(state *s, const char *key, int64_t now, int64_t window)
+/* The key as a slot holds it: as it is when it fits, else its head and a
+ * hash of the whole, so two long keys that share a head never share a
+ * slot (a slot is one account's operation: sharing would halve both). */
+static void slot_key(const char *key, char out[KEYLEN])
+{
+  size_t n = strlen(key);
+  char hex[65];
+
+  if (n < KEYLEN || ca_sha256_hex(key, n, hex) != CHATAPP_OK) {
+    snprintf(out, KEYLEN, "%s", key); /* (a failed hash: cut, as before) */
+    return;
+  }
+  snprintf(out, KEYLEN, "%.*s#%.16s", KEYLEN - 18, key, hex);
+}
+
+static slot *find_slot(state *s, const char *full_key, int64_t now,
+                       int64_t window)
 {
   slot *victim = &s->slots[0];
+  char key[KEYLEN];
   size_t i;
 
+  slot_key(full_key, key);
   for (i = 0; i < NSLOTS; i++) {
     slot *sl = &s->slots[i];
     if (strncmp(sl->key, key, KEYLEN - 1) == 0 && sl->key[0]) {
@@ -321,7 +341,7 @@ static slot *find_slot(state *s, const char *key, int64_t now, int64_t window)
   }
   /* A reused slot keeps its times: conservative for the newcomer. */
   memset(victim->key, 0, KEYLEN);
-  strncpy(victim->key, key, KEYLEN - 1);
+  memcpy(victim->key, key, strlen(key)); /* under KEYLEN (slot_key) */
   victim->factor = 1.0;
   victim->threshold = 0.0;
   victim->factor_at_us = now;
@@ -426,11 +446,13 @@ void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now)
   unlock(l);
 }
 
-double ca_limiter_factor(ca_limiter *l, const char *key, int64_t now)
+double ca_limiter_factor(ca_limiter *l, const char *full_key, int64_t now)
 {
   double f = 1.0;
+  char key[KEYLEN];
   size_t i;
 
+  slot_key(full_key, key);
   lock(l, now);
   for (i = 0; i < NSLOTS; i++) {
     slot *sl = &l->st->slots[i];

@@ -68,6 +68,20 @@ static void test_window(void)
   CHECK(rate > 9.4 && rate <= 10.0);
   /* Another key is independent. */
   CHECK(drive(l, "acct/Update", 10, 10, end, starts) == end);
+  /* So are two keys longer than a slot holds that differ only at the end
+   * (a long account's operations): each has a slot of its own. */
+  {
+    char a[160], b[160];
+    int64_t t;
+    memset(a, 'k', sizeof a - 1);
+    a[sizeof a - 1] = '\0';
+    memcpy(b, a, sizeof b);
+    memcpy(a + sizeof a - 8, "/Query", 7);
+    memcpy(b + sizeof b - 8, "/Other", 7);
+    t = drive(l, a, 10, 10, end, starts);
+    CHECK(drive(l, a, 10, 1, t, starts) > t); /* a's window is full */
+    CHECK(drive(l, b, 10, 10, t, starts) == t); /* b's is not */
+  }
   ca_limiter_free(l);
   ca_buf_free(&err);
 }
