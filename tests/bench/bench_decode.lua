@@ -1,5 +1,5 @@
 -- Typed results benchmark (issue 6): an answer of 100,000 numbers (about
--- 40 MB of JSON) decoded into PhoneNumber values, against plain
+-- 49 MB of JSON) decoded into PhoneNumber values, against plain
 -- cjson.decode of the same bytes into tables, side by side in one run:
 -- decode + typing time, memory held, and a filter reading two fields.
 --   chatapp-run --lua tests/bench/bench_decode.lua [N]
@@ -139,7 +139,7 @@ print(("chatapp-run typed results benchmark, %s"):format(os.date("!%Y-%m-%d %H:%
 print(("answer: %d numbers, %.1f MB of JSON"):format(N, #body / 1e6))
 print(("decode:  cjson.decode %.3f s   typed %.3f s   ratio %.2f (target <= 1.5)"):format(t_plain, t_typed, t_ratio))
 print(("decode + full collection:  cjson.decode %.3f s   typed %.3f s   ratio %.2f"):format(g_plain, g_typed, g_ratio))
-print(("memory:  plain tables %.1f MB   typed list %.1f MB   ratio %.2f (target <= 0.40)")
+print(("memory:  plain tables %.1f MiB   typed list %.1f MiB   ratio %.2f (target <= 0.40)")
   :format(m_plain / 1048576, m_typed / 1048576, m_typed / m_plain))
 print(("filter (2 fields, 5 passes): plain %.3f s   typed %.3f s   ratio %.2f (target <= 2)")
   :format(f_plain, f_typed, f_typed / f_plain))
