@@ -16,8 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
-all=(fuzz_json:json fuzz_phone:phone fuzz_cred:cred fuzz_emulator:emulator
-  fuzz_recording:recording fuzz_spaces:spaces)
+# target:corpus for every target, from the one list (tests/fuzz/CMakeLists.txt)
+mapfile -t all < <(sed -n '/^set(FUZZ_TARGETS/,/)/p' tests/fuzz/CMakeLists.txt |
+  grep -o 'fuzz_[a-z_]*:[a-z_]*')
+[ ${#all[@]} -gt 0 ] || { echo "scripts/fuzz.sh: no FUZZ_TARGETS in tests/fuzz/CMakeLists.txt" >&2; exit 2; }
 entries=()
 if [ $# -gt 0 ]; then
   for want in "$@"; do
