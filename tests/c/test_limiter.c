@@ -79,7 +79,7 @@ static void test_window(void)
     memcpy(a + sizeof a - 8, "/Query", 7);
     memcpy(b + sizeof b - 8, "/Other", 7);
     t = drive(l, a, 10, 10, end, starts);
-    CHECK(drive(l, a, 10, 1, t, starts) > t); /* a's window is full */
+    CHECK(drive(l, a, 10, 1, t, starts) > t);   /* a's window is full */
     CHECK(drive(l, b, 10, 10, t, starts) == t); /* b's is not */
   }
   ca_limiter_free(l);
