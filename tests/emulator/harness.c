@@ -185,7 +185,10 @@ ca_json_doc *resp_json(const http_resp *r)
 
 const char *resp_code(const http_resp *r)
 {
-  static char code[128];
+  /* per thread: test_emu_faults and test_emu_quota call it from 30 threads
+   * at once (a shared buffer gave one of them another's half-written or
+   * empty code) */
+  static _Thread_local char code[128];
   ca_json_doc *d = resp_json(r);
   const char *c = d ? ca_json_get_str(ca_json_root(d), "Code") : NULL;
 

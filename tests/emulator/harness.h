@@ -46,7 +46,7 @@ typedef struct http_resp {
 } http_resp;
 
 void http_resp_free(http_resp *r);
-/* The Code of a JSON body, into a static buffer ("" if none). */
+/* The Code of a JSON body, in a buffer of the calling thread ("" if none). */
 const char *resp_code(const http_resp *r);
 /* The value of response header name (case-insensitive), malloc'd or NULL. */
 char *resp_header(const http_resp *r, const char *name);
