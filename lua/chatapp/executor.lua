@@ -62,7 +62,9 @@ local function run_group(kind, group, ctx)
 end
 
 --- Carry out actions (a list); ctx: client(), http(), budget(policy name),
---- allow_exec, progress (show a progress line on stderr).  Returns the
+--- allow_exec, progress (show a progress line on stderr), after(slice)
+--- (called with each slice once its outcomes are known: the outbox
+--- records them).  Returns the
 --- interruption message when a signal stopped the run early, else nil.
 function M.run(list, ctx)
   local i = 1
@@ -85,6 +87,7 @@ function M.run(list, ctx)
       local slice = group
       if from ~= 1 or to ~= #group then slice = table.move(group, from, to, 1, {}) end
       run_group(kind, slice, ctx)
+      if ctx.after then ctx.after(slice) end
       from = to + 1
     end
   end

@@ -135,44 +135,105 @@ local function policy_error(message, token)
   error(e, 0)
 end
 
+-- Fields whose changes the state store tracks (n:changed, where.changed).
+local tracked = {}
+for _, f in ipairs(core.phone_tracked()) do tracked[f] = true end
+
+-- Check the values a where term wants of field (what = "where.status",
+-- "where.became.status"); adds warnings for values no enum knows.
+local function check_values(field, want, what, warnings)
+  local values = type(want) == "table" and want or { want }
+  if #values == 0 then
+    policy_error(("policy '%s' is an empty list"):format(what), field)
+  end
+  local e = enum_by_field[field]
+  for _, v in ipairs(values) do
+    if type(v) ~= "string" and type(v) ~= "number" then
+      policy_error(("policy '%s' values must be strings, not %s"):format(what, type(v)), field)
+    end
+    if e then
+      local known = false
+      for _, k in ipairs(e.values) do if k == v then known = true end end
+      if not known then
+        local msg = ("'%s' value %q is not a known %s (known: %s)")
+          :format(what, tostring(v), e.name, table.concat(e.values, ", "))
+        if e.closed then policy_error("policy " .. msg, tostring(v)) end
+        warnings[#warnings + 1] = msg .. "; kept, as the API may send new values"
+      end
+    end
+  end
+end
+
+local function check_tracked(field, what)
+  if type(field) ~= "string" or not tracked[field] then
+    policy_error(("policy '%s' names %s, which is not a tracked field; tracked fields: %s")
+      :format(what, tostring(field), table.concat(core.phone_tracked(), ", ")), tostring(field))
+  end
+end
+
+-- The terms of where that look at the previous run (docs/state.md).
+local history_terms = {
+  new = function(want)
+    if type(want) ~= "boolean" then
+      policy_error(("policy 'where.new' must be true or false, not a %s"):format(type(want)), "new")
+    end
+  end,
+  changed = function(want)
+    local list = type(want) == "table" and want or { want }
+    if #list == 0 then policy_error("policy 'where.changed' is an empty list", "changed") end
+    for _, f in ipairs(list) do check_tracked(f, "where.changed") end
+  end,
+  became = function(want, warnings)
+    if type(want) ~= "table" or next(want) == nil or #want > 0 then
+      policy_error("policy 'where.became' must be a table of field = value(s), "
+        .. "like { quality_rating = \"RED\" }", "became")
+    end
+    for field, values in pairs(want) do
+      check_tracked(field, "where.became")
+      check_values(field, values, "where.became." .. field, warnings)
+    end
+  end,
+}
+
 local function check_where(where)
   if type(where) ~= "table" then
     policy_error(("policy 'where' must be a table of field = value(s), not a %s"):format(type(where)), "where")
   end
   local warnings = {}
   for field, want in pairs(where) do
-    if type(field) ~= "string" or not field_set[field] then
-      policy_error(("policy 'where' names unknown field %s; fields: %s")
+    if history_terms[field] then
+      history_terms[field](want, warnings)
+    elseif type(field) ~= "string" or not field_set[field] then
+      policy_error(("policy 'where' names unknown field %s; fields: %s (and new, changed, became)")
         :format(tostring(field), table.concat(core.phone_fields, ", ")), tostring(field))
-    end
-    local values = type(want) == "table" and want or { want }
-    if #values == 0 then
-      policy_error(("policy 'where.%s' is an empty list"):format(field), field)
-    end
-    local e = enum_by_field[field]
-    for _, v in ipairs(values) do
-      if type(v) ~= "string" and type(v) ~= "number" then
-        policy_error(("policy 'where.%s' values must be strings, not %s"):format(field, type(v)), field)
-      end
-      if e then
-        local known = false
-        for _, k in ipairs(e.values) do if k == v then known = true end end
-        if not known then
-          local msg = ("'where.%s' value %q is not a known %s (known: %s)")
-            :format(field, tostring(v), e.name, table.concat(e.values, ", "))
-          if e.closed then policy_error("policy " .. msg, tostring(v)) end
-          warnings[#warnings + 1] = msg .. "; kept, as the API may send new values"
-        end
-      end
+    else
+      check_values(field, want, "where." .. field, warnings)
     end
   end
   return warnings
 end
 
+--- Seconds in a duration: a whole number of seconds, or a string like
+--- "90s", "15m", "24h", "7d".  nil and a message when it is not one.
+function M.parse_duration(v)
+  if math.type(v) == "integer" then
+    if v > 0 then return v end
+    return nil, "a duration must be positive"
+  end
+  if type(v) ~= "string" then return nil, ("a duration is a string like \"24h\", not a %s"):format(type(v)) end
+  local n, unit = v:match("^(%d+)([smhd]?)$")
+  local k = ({ [""] = 1, s = 1, m = 60, h = 3600, d = 86400 })[unit or ""]
+  n = tonumber(n)
+  if not n or n <= 0 or n > 10 * 365 * 86400 // k then
+    return nil, ("%q is not a duration like \"90s\", \"15m\", \"24h\" or \"7d\""):format(v)
+  end
+  return n * k
+end
+
 local allowed_keys = {
   name = "string", description = "string", where = "table",
   filter = "function", decide = "function", finish = "function",
-  spaces = "table",
+  gone = "function", spaces = "table", remind = "string|number",
 }
 
 -- Raw copies of what a policy declared: no metamethod of the spec runs,
@@ -187,7 +248,15 @@ end
 local function copy_where(where)
   if type(where) ~= "table" then return where end
   local c = {}
-  for field, want in next, where do c[field] = copy_list(want) end
+  for field, want in next, where do
+    if field == "became" and type(want) == "table" then
+      local b = {}
+      for f, values in next, want do b[f] = copy_list(values) end
+      c[field] = b
+    else
+      c[field] = copy_list(want)
+    end
+  end
   return c
 end
 
@@ -208,8 +277,8 @@ function M.policy(spec)
       table.sort(names)
       policy_error(("policy has unknown key %q (allowed: %s)"):format(tostring(k), table.concat(names, ", ")), tostring(k))
     end
-    if type(v) ~= want then
-      policy_error(("policy key %q must be a %s, not a %s"):format(k, want, type(v)), k)
+    if not want:find(type(v), 1, true) then
+      policy_error(("policy key %q must be a %s, not a %s"):format(k, want:gsub("|", " or "), type(v)), k)
     end
     raw[k] = v
   end
@@ -224,6 +293,12 @@ function M.policy(spec)
   end
   local where = copy_where(raw.where)
   local warnings = where and check_where(where) or {}
+  local remind
+  if raw.remind ~= nil then
+    local why
+    remind, why = M.parse_duration(raw.remind)
+    if not remind then policy_error("policy 'remind': " .. why, "remind") end
+  end
   local function build(w, sp)
     return {
       name = raw.name,
@@ -232,6 +307,8 @@ function M.policy(spec)
       filter = raw.filter,
       decide = raw.decide,
       finish = raw.finish,
+      gone = raw.gone,
+      remind = remind,
       spaces = sp,
       warnings = copy_list(warnings),
     }
@@ -253,21 +330,52 @@ end
 policy_mt.uses_space = uses_space
 M.uses_space = uses_space
 
+-- v is want, or one of the list want.
+local function one_of(v, want)
+  if type(want) ~= "table" then return v == want end
+  for _, w in ipairs(want) do if v == w then return true end end
+  return false
+end
+
+-- The history terms: n.previous is nil for a number seen for the first
+-- time (and in every run that keeps no state).
+local history_match = {
+  new = function(n, want) return (n.previous == nil) == want end,
+  changed = function(n, want)
+    if type(want) ~= "table" then return (n:changed(want)) end
+    for _, f in ipairs(want) do if n:changed(f) then return true end end
+    return false
+  end,
+  became = function(n, want)
+    local prev = n.previous
+    for field, values in pairs(want) do
+      if not one_of(n[field], values) then return false end
+      if prev and one_of(prev[field], values) then return false end
+    end
+    return true
+  end,
+}
+
 --- True when n satisfies the policy's where clause.
 local function matches_where(self, n)
   local where = self.where
   if not where then return true end
   for field, want in pairs(where) do
-    local v = n[field]
-    if type(want) == "table" then
-      local hit = false
-      for _, w in ipairs(want) do if v == w then hit = true break end end
-      if not hit then return false end
-    elseif v ~= want then
+    local term = history_match[field]
+    if term then
+      if not term(n, want) then return false end
+    elseif not one_of(n[field], want) then
       return false
     end
   end
   return true
+end
+
+--- True when the policy looks at the previous run (where.new, .changed,
+--- .became, remind or gone): it needs a run with state.
+function M.uses_history(p)
+  local w = p.where or {}
+  return w.new ~= nil or w.changed ~= nil or w.became ~= nil or p.remind ~= nil or p.gone ~= nil
 end
 policy_mt.matches_where = matches_where
 M.matches_where = matches_where

@@ -82,6 +82,14 @@ function M.safe(v)
 end
 local safe = M.safe
 
+--- A duration for people: "45 s", "12 min", "5 h", "3 days".
+function M.ago(seconds)
+  if seconds < 120 then return ("%d s"):format(seconds) end
+  if seconds < 7200 then return ("%d min"):format(seconds // 60) end
+  if seconds < 172800 then return ("%d h"):format(seconds // 3600) end
+  return ("%d days"):format(seconds // 86400)
+end
+
 --- The same for a message that may span lines (an error and its
 --- traceback): newlines and tabs are kept, every other control character
 --- is escaped, and each continuation line is indented, so no data can
@@ -125,7 +133,7 @@ function M.new(options, policies, log)
   for _, p in ipairs(policies) do
     local entry = {
       name = p.name, file = p.file, description = p.description,
-      seen = 0, matched = 0, planned = 0, done = 0, failed = 0, skipped = 0, errors = 0,
+      seen = 0, matched = 0, planned = 0, done = 0, failed = 0, skipped = 0, errors = 0, quiet = 0,
     }
     r.policies[#r.policies + 1] = entry
     r.by_policy[p] = entry
@@ -225,11 +233,46 @@ local function counted(a)
   return not K or K.counted ~= false
 end
 
-function Report:action(a)
-  local e = self.by_policy[a.policy_ref]
+--- A planned action.  An action resumed from the outbox names its policy
+--- by name: policy is the loaded one of that name, or nil when no policy
+--- file of this run has it (it gets an entry of its own).
+function Report:action(a, policy)
+  policy = policy or a.policy_ref
+  local e = policy and self.by_policy[policy] or self:entry_named(a.policy)
   a.report_entry = e
   if counted(a) then e.planned = e.planned + 1 end -- logs are lines, not actions
   self.actions[#self.actions + 1] = a
+end
+
+function Report:entry_named(name)
+  for _, e in ipairs(self.policies) do
+    if e.name == name and not e.file then return e end
+  end
+  local e = { name = name, description = "actions left pending by an earlier run (the policy is not loaded now)",
+              seen = 0, matched = 0, planned = 0, done = 0, failed = 0, skipped = 0, errors = 0, quiet = 0 }
+  self.policies[#self.policies + 1] = e
+  return e
+end
+
+--- The actions in the order they are carried out (the outbox's first).
+function Report:order_actions(list)
+  self.actions = list
+end
+
+--- A policy with remind matched n, on which it acted `seconds` ago: kept
+--- quiet.
+function Report:quiet(policy, space, n, seconds)
+  local e = self.by_policy[policy]
+  e.quiet = e.quiet + 1
+  self.log_level(1, ("policy %s: number %s (space %s) still matches; acted %s ago, quiet until %s have passed")
+    :format(policy.name, n.phone_number or "?", spaces_mod.name(space), M.ago(seconds), M.ago(policy.remind)))
+end
+
+--- What changed since the last run (chatapp.state): recorded, or in a
+--- dry run only shown.
+function Report:transitions(list, dry)
+  self.changes = list
+  self.changes_dry = dry
 end
 
 --- After execution: count outcomes.
@@ -269,6 +312,7 @@ end
 
 --- One line: what the action does (its kind says).
 function M.describe(a)
+  if a.stub then return text(a.target or "?") end
   local K = actions.get(a.kind)
   if not K then return ("(unknown action kind %s)"):format(text(a.kind)) end
   return K.describe(a)
@@ -277,7 +321,7 @@ end
 --- The request as data, secrets redacted (JSON output, dry run).
 function M.request_view(a)
   local K = actions.get(a.kind)
-  if not K then return {} end
+  if not K or a.stub then return {} end
   return K.request_view(a)
 end
 
@@ -341,8 +385,12 @@ function Report:print_action(a, out)
   if extra then outcome = ("%s (%s)"):format(status, safe(extra)) end
   out:write(("    %-7s %s%s  %s\n"):format(safe(a.kind), safe(M.describe(a)),
     a.phone_number and ("  " .. safe(a.phone_number)) or "", self:paint(colors[status] or "0", safe(outcome))))
+  if a.from_outbox then
+    out:write(("      from the outbox: planned by an earlier run %s ago, not finished then\n"):format(M.ago(a.outbox_age or 0)))
+  end
   if a.error then out:write("      error: ", safe(a.error), "\n") end
   if a.reason then out:write("      ", safe(a.reason), "\n") end
+  if a.retry then out:write("      kept in the outbox: the next run tries again\n") end
   if not self.dry_run or not K.dry_run_lines then return end
   -- The exact request, for review before applying; every line escaped.
   for _, line in ipairs(K.dry_run_lines(a, M.request_view(a))) do
@@ -384,10 +432,35 @@ function Report:print_text()
         e.planned, e.planned - e.done - e.failed - e.skipped, e.done, e.failed)
       if e.skipped > 0 then line = line .. (", %d skipped"):format(e.skipped) end
     end
+    if e.quiet > 0 then line = line .. (", %d quiet (acted on within the remind interval)"):format(e.quiet) end
     if e.errors > 0 then line = line .. self:paint("31", (", %d errors"):format(e.errors)) end
     out:write(line, "\n\n")
   end
+  self:print_changes_text()
   self:print_summary_text()
+end
+
+-- At most this many changes are listed in the text report (JSON has all).
+local MAX_CHANGE_LINES = 50
+
+local function change_line(t)
+  if t.field == "presence" then
+    return ("%s  %s  %s"):format(safe(t.number), t.new == "gone" and "gone" or "new", safe(spaces_mod.name(t.space)))
+  end
+  return ("%s  %s: %s -> %s  %s"):format(safe(t.number), t.field, safe(t.old or "(none)"),
+    safe(t.new or "(none)"), safe(spaces_mod.name(t.space)))
+end
+
+function Report:print_changes_text()
+  local list = self.changes
+  if not list or #list == 0 then return end
+  self.out:write(self:paint("1", ("changes since the last run (%s)"):format(
+    self.changes_dry and "dry run: not recorded" or "recorded")), "\n")
+  for i = 1, math.min(#list, MAX_CHANGE_LINES) do self.out:write("  ", change_line(list[i]), "\n") end
+  if #list > MAX_CHANGE_LINES then
+    self.out:write(("  ... and %d more (--output json lists them all)\n"):format(#list - MAX_CHANGE_LINES))
+  end
+  self.out:write("\n")
 end
 
 function Report:print_summary_text()
@@ -459,11 +532,17 @@ function Report:print_json()
     emit(space_fields({ type = "error", policy = e.policy.name,
       phone_number = e.number and e.number.phone_number, message = e.message }, e.space))
   end
+  for _, t in ipairs(self.changes or {}) do
+    emit(space_fields({ type = "transition", phone_number = t.number, field = t.field, old = t.old, new = t.new,
+                        recorded = not self.changes_dry }, t.space))
+  end
   for _, a in ipairs(self.actions) do
     emit(space_fields({
       type = "action", policy = a.policy, phone_number = a.phone_number, kind = a.kind,
       id = a.id, status = a.status, request = M.request_view(a), current = a.current,
       result = a.result, error = a.error, reason = a.reason,
+      outbox = a.from_outbox and { planned_at = a.from_outbox, age_s = a.outbox_age } or nil,
+      retry = a.retry,
     }, a.space))
   end
   local unknown
@@ -484,7 +563,7 @@ function Report:print_json()
   for i, e in ipairs(self.policies) do
     summary.policies[i] = {
       name = e.name, seen = e.seen, matched = e.matched, planned = e.planned,
-      done = e.done, failed = e.failed, skipped = e.skipped, errors = e.errors,
+      done = e.done, failed = e.failed, skipped = e.skipped, errors = e.errors, quiet = e.quiet,
     }
   end
   emit(summary)

@@ -16,6 +16,7 @@ local plans = require "chatapp.plan"
 local spaces_mod = require "chatapp.spaces"
 local recording = require "chatapp.recording"
 local executor = require "chatapp.executor"
+local state_mod = require "chatapp.state"
 
 local MB = 1024 * 1024
 -- All policy files of a run together get at most RUN_FACTOR times one
@@ -211,8 +212,22 @@ local function out_of_budget(rep, policy, budget, kind, scope)
   end
 end
 
-function Runner:evaluate(rep, policy, space, list, plan, state)
+-- Note a call that failed: the policy's error; out of budget stops the
+-- rest of the file's numbers.
+local function failed_call(rep, policy, space, n, err, kind, scope, state)
+  rep:policy_error(policy, space, n, err)
+  if kind ~= "error" then
+    state.stopped = true
+    out_of_budget(rep, policy, state.budget, kind, scope)
+  elseif state.capped then
+    -- Past the action cap: the rest would fail the same way.
+    state.stopped = true
+  end
+end
+
+function Runner:evaluate(rep, policy, space, list, plan, state, history)
   local filter, decide = policy.filter, policy.decide
+  local remind = history and policy.remind
   for i, n in ipairs(list) do
     if state.stopped then
       state.skipped = state.skipped + (#list - i + 1)
@@ -226,22 +241,30 @@ function Runner:evaluate(rep, policy, space, list, plan, state)
     if ok and hit then
       rep:matched(policy, space, n)
       state.matched[#state.matched + 1] = n
-      if decide then
+      local quiet = remind and history:quiet(policy, space, n)
+      if quiet then
+        rep:quiet(policy, space, n, history.now - quiet)
+      elseif decide then
+        local before = state.count
         plans.focus(plan, n, space)
         ok, hit, kind, scope = sandbox.call(state.budget, decide, n, plan)
+        if ok and remind and state.count > before then history:fired(policy, space, n) end
       end
+    elseif ok and remind then
+      history:unmatched(policy, space, n)
     end
-    if not ok then
-      rep:policy_error(policy, space, n, hit)
-      if kind ~= "error" then
-        -- Out of budget: the rest of this file's numbers are skipped.
-        state.stopped = true
-        out_of_budget(rep, policy, state.budget, kind, scope)
-      elseif state.capped then
-        -- Past the action cap: the rest would fail the same way.
-        state.stopped = true
-      end
-    end
+    if not ok then failed_call(rep, policy, space, n, hit, kind, scope, state) end
+  end
+end
+
+-- The policy's gone hook, for each number of the space that was there
+-- last time and is not now.
+function Runner:gone(rep, policy, space, gone, plan, state)
+  for _, n in ipairs(gone) do
+    if state.stopped then return end
+    plans.focus(plan, n, space)
+    local ok, err, kind, scope = sandbox.call(state.budget, policy.gone, n, plan)
+    if not ok then failed_call(rep, policy, space, n, err, kind, scope, state) end
   end
 end
 
@@ -271,11 +294,51 @@ function Runner:run(flags)
   local rep = report.new(self.options, self.policies, self.host.log)
   if flags.check then return rep:finish_check() end
 
+  local dry = flags.dry_run or self.options.replay ~= nil
   local spaces, serr = self:spaces()
   if not spaces then return rep:abort("config", serr) end
+  -- The state file is opened (and checked) before any API call.
+  local history
+  if self.options.state then
+    local err
+    history, err = state_mod.open(self.options.state, { dry = dry, max_age = self.options.outbox_max_age_s })
+    if not history then return rep:abort("config", err) end
+  else
+    for _, p in ipairs(self.policies) do
+      if chatapp.uses_history(p) then
+        rep:warn(("policy %s looks at the previous run (where.new/changed/became, remind or gone), but this "
+          .. "run keeps no state: every number is new to it; give --state FILE"):format(p.name))
+      end
+    end
+  end
+  local ok, err, kind = self:run_with(rep, flags, dry, spaces, history)
+  if history then history:close() end
+  if not ok then return rep:abort(kind or "config", err) end
+  return rep:finish()
+end
+
+--- The account the state is kept under: --account, else the client's
+--- (the AccessKey id); "default" when there is neither (a replay).
+function Runner:account()
+  if self.options.account then return self.options.account end
+  if not self.options.replay then
+    local client = self.host.client()
+    if client then return client:account() end
+  end
+  return "default"
+end
+
+function Runner:run_with(rep, flags, dry, spaces, history)
   local lists, errors, fail_kind = self:fetch(rep, spaces)
-  if not lists then return rep:abort(fail_kind, errors) end
+  if not lists then return nil, errors, fail_kind end
   for i, space in ipairs(spaces) do rep:space(space, lists[i], errors[i]) end
+  if history then
+    local ok, err = history:observe(self:account(), spaces, lists)
+    if not ok then return nil, err end
+    rep:transitions(history.transitions, dry)
+    ok, err = history:load_reminders()
+    if not ok then return nil, err end
+  end
 
   local budgets = {}
   for _, policy in ipairs(self.policies) do
@@ -290,7 +353,10 @@ function Runner:run(flags)
     end
     for i, space in ipairs(spaces) do
       if lists[i] and chatapp.uses_space(policy, space) then
-        self:evaluate(rep, policy, space, lists[i], plan, state)
+        self:evaluate(rep, policy, space, lists[i], plan, state, history)
+        if policy.gone and history and history.gone[i] then
+          self:gone(rep, policy, space, history.gone[i], plan, state)
+        end
       end
     end
     if state.capped and state.skipped > 0 then
@@ -307,9 +373,29 @@ function Runner:run(flags)
     end
   end
 
-  local dry = flags.dry_run or self.options.replay ~= nil
+  local list = rep.actions
+  if history and not dry then
+    -- The outbox first: what earlier runs left pending goes out before
+    -- anything new, and everything planned now is on disk before it is
+    -- carried out.
+    local resumed, err = history:resume(list)
+    if not resumed then return nil, err end
+    history:stage(list)
+    local ok, cerr = history:commit()
+    if not ok then
+      -- The actions still go out (they were promised); the next run sees
+      -- the same changes again and plans them with the same keys.
+      rep:warn(cerr .. "; the actions are carried out without an outbox entry")
+      rep:fail("config", cerr)
+    end
+    for _, a in ipairs(resumed) do rep:action(a, self:policy_named(a.policy)) end
+    if #resumed > 0 then
+      list = table.move(list, 1, #list, #resumed + 1, table.move(resumed, 1, #resumed, 1, {}))
+      rep:order_actions(list)
+    end
+  end
   if not dry then
-    executor.run(rep.actions, {
+    executor.run(list, {
       client = function()
         local c, err = self.host.client()
         return c, err
@@ -318,16 +404,32 @@ function Runner:run(flags)
       allow_exec = self.options.allow_exec,
       budget = function(name) return budgets[name] end,
       progress = self:progress_label("actions") ~= nil,
+      after = history and function(group)
+        local ok, err = history:settle(group)
+        if not ok then rep:warn(err); rep:fail("config", err) end
+      end,
     })
+    if history then
+      local ok, err = history:prune()
+      if not ok then rep:warn(err) end
+    end
   else
-    executor.dry_run(rep.actions)
+    executor.dry_run(list)
   end
   rep:settle(dry)
   if not self.options.replay then
     local client = self.host.client()
     if client then rep:calls(client:stats()) end
   end
-  return rep:finish()
+  return true
+end
+
+--- The loaded policy of that name, or nil.
+function Runner:policy_named(name)
+  for _, p in ipairs(self.policies) do
+    if p.name == name then return p end
+  end
+  return nil
 end
 
 return M

@@ -18,6 +18,10 @@ local M = { active = false }
 local secret_vars = {}
 for _, name in ipairs(chatapp.core.secret_env_names()) do secret_vars[name] = true end
 
+-- The names policies read, so the outbox can keep a reference to the
+-- variable instead of its value (chatapp.state).
+local env_read = {}
+
 local function safe_getenv(name)
   if type(name) ~= "string" then
     error("os.getenv expects a variable name", 2)
@@ -26,6 +30,7 @@ local function safe_getenv(name)
   if secret_vars[name] or (value and chatapp.core.redact(value) ~= value) then
     error(("os.getenv(%q): policies cannot read credentials"):format(name), 2)
   end
+  if value then env_read[name] = true end
   return value
 end
 
@@ -49,6 +54,20 @@ local function frozen(name, t)
   })
 end
 M.frozen = frozen
+
+--- The environment variables policies have read (names; the values are
+--- the process's own, read again when needed).
+function M.env_names_read()
+  local list = {}
+  for name in pairs(env_read) do list[#list + 1] = name end
+  table.sort(list)
+  return list
+end
+
+--- Whether policies may read the variable (not a credential).
+function M.env_allowed(name)
+  return type(name) == "string" and not secret_vars[name]
+end
 
 -- A frozen view of a tree of plain tables (chatapp.enums, chatapp.fields).
 local function frozen_tree(name, t)

@@ -275,6 +275,11 @@ void ca_client_free(ca_client *c)
   free(c);
 }
 
+const char *ca_client_account(const ca_client *c)
+{
+  return c->account_key;
+}
+
 const char *ca_client_endpoint(const ca_client *c)
 {
   return c->endpoint ? c->endpoint : "(HTTP only)";

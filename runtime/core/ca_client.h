@@ -143,6 +143,9 @@ typedef struct ca_client_stats {
 
 void ca_client_stats_get(const ca_client *c, ca_client_stats *out);
 const char *ca_client_endpoint(const ca_client *c);
+/* The account the client's calls count against: the "account" key, else
+ * the AccessKey id (the limiter's and the state store's key). */
+const char *ca_client_account(const ca_client *c);
 /* Signature version in use: 3 or 2. */
 int ca_client_signature_version(const ca_client *c);
 

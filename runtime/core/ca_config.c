@@ -14,7 +14,16 @@
 #include "ca_cred.h"
 #include "ca_crypto.h"
 
-enum kind { K_STR, K_SECRET, K_LONG, K_DOUBLE, K_BOOL, K_CHOICE, K_FORMAT };
+enum kind {
+  K_STR,
+  K_SECRET,
+  K_LONG,
+  K_DOUBLE,
+  K_BOOL,
+  K_CHOICE,
+  K_FORMAT,
+  K_DURATION /* "90s", "15m", "24h", "7d" or seconds: stored in seconds */
+};
 
 typedef ca_config_key option;
 
@@ -89,10 +98,52 @@ static const option options[] = {
   {"fetch_memory_mb", K_LONG, FIELD(fetch_memory_mb), 1, 65536, NULL, "MB",
    "memory for the fetched numbers of all spaces together; a space that "
    "does not fit is an error for that space (default 512)"},
+  {"state", K_STR, FIELD(state), 0, 0, NULL, "FILE",
+   "keep what each run saw and planned in this SQLite file: transitions, "
+   "reminders, the outbox (docs/state.md)"},
+  {"outbox_max_age", K_DURATION, FIELD(outbox_max_age_s), 1, 365 * 86400.0,
+   NULL, "DURATION",
+   "a pending action older than this is reported as expired, not sent "
+   "(default 1h)"},
   {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL, "N",
    "Lua instructions per policy and run (default 200 million)"},
   {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
+
+long ca_parse_duration(const char *s)
+{
+  long n = 0, unit = 1;
+  size_t i;
+
+  for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+    if (n > 100000000L)
+      return -1;
+    n = n * 10 + (s[i] - '0');
+  }
+  if (i == 0 || i > 9)
+    return -1;
+  switch (s[i]) {
+  case '\0':
+  case 's':
+    break;
+  case 'm':
+    unit = 60;
+    break;
+  case 'h':
+    unit = 3600;
+    break;
+  case 'd':
+    unit = 86400;
+    break;
+  default:
+    return -1;
+  }
+  if (s[i] && s[i + 1])
+    return -1;
+  if (n > 10L * 365 * 86400 / unit)
+    return -1;
+  return n * unit;
+}
 
 const ca_config_key *ca_config_keys(void)
 {
@@ -333,6 +384,17 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
       *(double *)(void *)((char *)cfg + o->offset) = x;
     else
       return BAD("option '%s': internal error (field size)", key);
+    return CHATAPP_OK;
+  }
+  case K_DURATION: {
+    long secs = ca_parse_duration(value);
+    if (secs < (long)o->min || secs > (long)o->max)
+      return BAD("option '%s' must be a duration like 90s, 15m, 24h or 7d "
+                 "(up to 365d), not '%.64s'",
+                 key, value);
+    if (o->size != sizeof(long))
+      return BAD("option '%s': internal error (field size)", key);
+    *(long *)(void *)((char *)cfg + o->offset) = secs;
     return CHATAPP_OK;
   }
   case K_BOOL: {

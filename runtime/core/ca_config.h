@@ -50,11 +50,17 @@ struct chatapp_config {
   long memory_limit_mb;
   long fetch_memory_mb; /* 0: the default (512) */
   long instruction_limit;
+  char *state;           /* the state store's file, or NULL */
+  long outbox_max_age_s; /* 0: the default (1 h) */
   /* host */
   chatapp_log_fn log;
   void *log_ud;
   char errmsg[512];
 };
+
+/* Seconds in "90", "90s", "15m", "24h" or "7d" (at most ten years);
+ * -1 when s is not one. */
+long ca_parse_duration(const char *s);
 
 /* A deep copy (NULL on out of memory); free with chatapp_config_free. */
 chatapp_config *ca_config_dup(const chatapp_config *cfg);

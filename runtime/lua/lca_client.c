@@ -56,6 +56,13 @@ ca_client *lca_client_check(lua_State *L, int idx)
   return u->c;
 }
 
+/* client:account() -> the account its calls count against */
+static int client_account(lua_State *L)
+{
+  lua_pushstring(L, ca_client_account(lca_client_check(L, 1)));
+  return 1;
+}
+
 static int client_close(lua_State *L)
 {
   LClient *u = luaL_checkudata(L, 1, CLIENT_MT);
@@ -579,6 +586,7 @@ void lca_open_client(lua_State *L)
     {"call", client_call},
     {"batch", client_batch},
     {"stats", client_stats},
+    {"account", client_account},
     {"close", client_close},
     {NULL, NULL},
   };

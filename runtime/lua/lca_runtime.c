@@ -306,7 +306,10 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
   STR(replay);
   STR(metrics);
   STR(profile);
+  STR(account);
+  STR(state);
   NUM(verbose);
+  NUM(outbox_max_age_s);
   NUM(memory_limit_mb);
   NUM(instruction_limit);
   NUM(fetch_memory_mb);

@@ -29,6 +29,8 @@
 --   K.report_line(a)   optional: the whole text line instead of the usual
 --   K.counted          false: not counted as an action (log)
 --   K.done_in_dry_run  true: "done" in a dry run too (log)
+--   K.retry_later(a)   optional: true when a failed action is worth another
+--                      try by the next run (the outbox keeps it pending)
 --   K.to_record(a)     the kind's part of a stored record (plain data)
 --   K.from_record(rec) an action from that part, or nil and why
 --

@@ -60,17 +60,19 @@ M.BREAKS = "[\r\n\0]"
 
 local secret_header = { authorization = true, cookie = true, ["proxy-authorization"] = true }
 
+--- Whether a header of this name may carry a secret.
+function M.secret_header(name)
+  local l = name:lower()
+  return l ~= "idempotency-key" and (secret_header[l] or l:find("token", 1, true) or
+    l:find("secret", 1, true) or l:find("key", 1, true) or l:find("password", 1, true) or
+    l:find("signature", 1, true)) and true or false
+end
+
 --- Header values that may carry secrets are shown as <redacted>.
 function M.redact_headers(h)
   local r = {}
   for k, v in pairs(h or {}) do
-    local l = k:lower()
-    if l ~= "idempotency-key" and (secret_header[l] or l:find("token", 1, true) or
-        l:find("secret", 1, true) or l:find("key", 1, true) or l:find("password", 1, true) or
-        l:find("signature", 1, true)) then
-      v = "<redacted>"
-    end
-    r[k] = v
+    r[k] = M.secret_header(k) and "<redacted>" or v
   end
   return r
 end

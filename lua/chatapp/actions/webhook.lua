@@ -162,6 +162,13 @@ function K.run(actions, ctx, x)
   end
 end
 
+--- Whether a failed webhook is worth another try by the next run (the
+--- outbox keeps it pending): no answer, a server error, 408 or 429.
+function K.retry_later(a)
+  local s = a.result and a.result.http_status
+  return not s or s == 0 or s >= 500 or s == 408 or s == 429
+end
+
 function K.describe(a)
   return ("%s %s"):format(a.request.method, a.request.url)
 end
