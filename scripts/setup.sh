@@ -7,11 +7,13 @@ set -euo pipefail
 # lca_json.c): only the benchmark needs it, for `require "cjson"` as the
 # side-by-side baseline of tests/bench/bench_decode.lua (make bench).  The
 # module is in lua-cjson; lua-cjson-dev (headers, -llua5.4-cjson) is not
-# needed.
+# needed.  sqlite3 (the shell) is for the tests and for users who look
+# inside a state file; the library is libsqlite3-dev's.
 packages=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 lua-cjson luarocks
   libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
+  libsqlite3-dev sqlite3
   clang clang-format libclang-rt-14-dev llvm valgrind openssl
 )
 

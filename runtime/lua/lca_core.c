@@ -411,5 +411,6 @@ int luaopen_chatapp_core(lua_State *L)
   lca_open_error(L);
   lca_open_phone(L);
   lca_open_client(L);
+  lca_open_sqlite(L);
   return 1;
 }

@@ -30,8 +30,18 @@ enum {
   N_STORED, /* fields above are stored; below, derived */
   F_MESSAGING_LIMIT = N_STORED,
   F_QUALITY_LEVEL,
-  N_FIELDS
+  N_FIELDS, /* fields above are lca_phone_fields (core.phone_fields) */
+  /* History (core.phone_attach): names a policy reads like fields, kept
+   * outside the number, nil until a history is attached. */
+  F_PREVIOUS = N_FIELDS,
+  F_FIRST_SEEN,
+  N_NAMES
 };
+
+/* Tracked fields (core.phone_tracked): the API's fields but the number
+ * itself, F_VERIFIED_NAME .. F_IS_OFFICIAL. */
+#define F_TRACKED_FIRST F_VERIFIED_NAME
+#define N_TRACKED       (N_API - F_TRACKED_FIRST)
 
 /* Field names: fields[F_*].name as policies spell it, .api as the API does
  * (NULL for fields that do not come from the API). */
@@ -47,7 +57,8 @@ typedef struct phone {
 } phone;
 
 /* Registry keys. */
-#define NAMES_KEY "chatapp.phone.names" /* name -> field id or method */
-#define API_KEY   "chatapp.phone.api"   /* API name -> field id */
+#define NAMES_KEY "chatapp.phone.names"   /* name -> field id or method */
+#define API_KEY   "chatapp.phone.api"     /* API name -> field id */
+#define HIST_KEY  "chatapp.phone.history" /* number -> history (weak keys) */
 
 #endif
