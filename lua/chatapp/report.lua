@@ -235,13 +235,19 @@ end
 
 --- A planned action.  An action resumed from the outbox names its policy
 --- by name: policy is the loaded one of that name, or nil when no policy
---- file of this run has it (it gets an entry of its own).
-function Report:action(a, policy)
+--- file of this run has it (it gets an entry of its own); it goes before
+--- the actions planned now (first), as it is carried out before them.
+function Report:action(a, policy, first)
   policy = policy or a.policy_ref
   local e = policy and self.by_policy[policy] or self:entry_named(a.policy)
   a.report_entry = e
   if counted(a) then e.planned = e.planned + 1 end -- logs are lines, not actions
-  self.actions[#self.actions + 1] = a
+  if first then
+    self.n_first = (self.n_first or 0) + 1
+    table.insert(self.actions, self.n_first, a)
+  else
+    self.actions[#self.actions + 1] = a
+  end
 end
 
 function Report:entry_named(name)
@@ -252,11 +258,6 @@ function Report:entry_named(name)
               seen = 0, matched = 0, planned = 0, done = 0, failed = 0, skipped = 0, errors = 0, quiet = 0 }
   self.policies[#self.policies + 1] = e
   return e
-end
-
---- The actions in the order they are carried out (the outbox's first).
-function Report:order_actions(list)
-  self.actions = list
 end
 
 --- A policy with remind matched n, on which it acted `seconds` ago: kept

@@ -373,7 +373,7 @@ function Runner:run_with(rep, flags, dry, spaces, history)
     end
   end
 
-  local list = rep.actions
+  local list = rep.actions -- the outbox's first, then the new ones
   if history and not dry then
     -- The outbox first: what earlier runs left pending goes out before
     -- anything new, and everything planned now is on disk before it is
@@ -388,11 +388,7 @@ function Runner:run_with(rep, flags, dry, spaces, history)
       rep:warn(cerr .. "; the actions are carried out without an outbox entry")
       rep:fail("config", cerr)
     end
-    for _, a in ipairs(resumed) do rep:action(a, self:policy_named(a.policy)) end
-    if #resumed > 0 then
-      list = table.move(list, 1, #list, #resumed + 1, table.move(resumed, 1, #resumed, 1, {}))
-      rep:order_actions(list)
-    end
+    for _, a in ipairs(resumed) do rep:action(a, self:policy_named(a.policy), true) end
   end
   if not dry then
     executor.run(list, {

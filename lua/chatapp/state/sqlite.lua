@@ -236,14 +236,13 @@ function Store:commit(account, now, c)
           account, r.policy, r.space, r.number))
       end
     end
-    -- An action planned again while still pending keeps its age (expiry
-    -- counts from the first time it was planned).
+    -- An action planned again is a new decision: pending again, its age
+    -- (for --outbox-max-age) counted from now.
     for _, o in ipairs(c.outbox) do
       check(db:run("INSERT INTO outbox (account, id, policy, kind, space, number, target, record, status, "
         .. "created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9) "
         .. "ON CONFLICT (account, id) DO UPDATE SET record = excluded.record, target = excluded.target, "
-        .. "created = CASE WHEN outbox.status = 'pending' THEN outbox.created ELSE excluded.created END, "
-        .. "status = 'pending', updated = excluded.updated, error = NULL",
+        .. "created = excluded.created, status = 'pending', updated = excluded.updated, error = NULL",
         account, o.id, o.policy, o.kind, o.space, o.number, o.target, o.record, now))
     end
   end)
