@@ -212,6 +212,8 @@ chatapp.ApiError = nil
 ---@field memory_limit_mb? integer (runtime only) sandbox memory per policy
 ---@field instruction_limit? integer (runtime only) sandbox instructions per policy
 ---@field fetch_memory_mb? integer (runtime only) memory for the fetched numbers of all spaces (default 512)
+---@field state? string (runtime only) the state store's SQLite file (docs/state.md)
+---@field outbox_max_age? string (runtime only) a pending action older than this expires, not sent: "1h" (default)
 
 --- A CAMS client: signed, throttled, retried calls.  Close it with
 --- :close() or a `<close>` variable; the garbage collector does it too.
@@ -276,6 +278,11 @@ function Client:stats() end
 --- Close the client (further calls raise).  Safe to call twice.
 function Client:close() end
 
+--- The account its calls count against: the "account" key, else the
+--- AccessKey id (the limiter's and the state store's key).
+---@return string
+function Client:account() end
+
 ------------------------------------------------------------------------------
 -- Policies
 
@@ -285,7 +292,9 @@ function Client:close() end
 ---@class chatapp.PolicySpec
 ---@field name string unique, non-empty
 ---@field description? string
----@field where? table<string, string|number|(string|number)[]> field = value or list of values, e.g. { status = "CONNECTED" }
+---@field where? table<string, any> field = value or list of values, e.g. { status = "CONNECTED" }; with state also new = true|false, changed = field or fields, became = { field = value(s) } (docs/state.md)
+---@field remind? string|integer with state: act on a number that keeps matching at most once per this duration ("24h", or seconds)
+---@field gone? fun(n: chatapp.PhoneNumber, plan: chatapp.Plan) with state: a number of a fetched space that is no longer there (n: its last snapshot)
 ---@field filter? fun(n: chatapp.PhoneNumber): boolean? numbers for which it returns true match
 ---@field decide? fun(n: chatapp.PhoneNumber, plan: chatapp.Plan) plan actions for a matching number
 ---@field finish? fun(plan: chatapp.Plan, numbers: chatapp.PhoneNumber[]) once after all numbers: totals, summaries
@@ -358,6 +367,8 @@ function Plan:log(message, ...) end
 ---@field filter? function
 ---@field decide? function
 ---@field finish? function
+---@field gone? function
+---@field remind? integer seconds
 ---@field spaces? table
 ---@field warnings string[] where-clause values kept although unknown
 ---@field file? string the policy file (set by the runner)
@@ -395,6 +406,19 @@ function chatapp.matches_where(policy, n) end
 ---@param space table
 ---@return boolean
 function chatapp.uses_space(policy, space) end
+
+--- True when the policy looks at the previous run (where.new, .changed,
+--- .became, remind or gone): it needs a run with state.
+---@param policy chatapp.Policy
+---@return boolean
+function chatapp.uses_history(policy) end
+
+--- Seconds in a duration: a whole number of seconds, or "90s", "15m",
+--- "24h", "7d".
+---@param v string|integer
+---@return integer|nil seconds
+---@return string|nil message when v is not a duration
+function chatapp.parse_duration(v) end
 
 --- What a PolicyError value said when it was raised ({ message, token,
 --- where }), or nil when e is not one.

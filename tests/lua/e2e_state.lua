@@ -1,0 +1,378 @@
+-- chatapp-run --state end to end against chatapp-emulator: transitions
+-- (became, changed, new, gone), reminders on the state's clock
+-- (CHATAPP_RUN_NOW), a failing space keeps its snapshots, the outbox
+-- (resumed, retried, expired, no secrets kept), dry runs record nothing,
+-- and the files refused before any API call.
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local T = require "testlib"
+local E = require "e2e"
+
+local chatapp = require "chatapp"
+local core = chatapp.core
+local emu = E.emulator()
+local X = "8613800000001" -- GREEN in the sample data
+local T0 = 1800000000
+
+local function run(state, policy_file, now, ...)
+  local args = { "--endpoint", emu.url, "--state", state, "--output", "json", ... }
+  args[#args + 1] = policy_file
+  local r = E.run(args, { CHATAPP_RUN_NOW = tostring(now) })
+  r.all, r.by = E.json_lines(r.out)
+  return r
+end
+
+local function patch(number, fields, space)
+  local path = "numbers/" .. number .. (space and ("?space=" .. space) or "")
+  local body, status = emu:control("PATCH", path, fields)
+  assert(status == 200, "PATCH " .. path .. ": " .. tostring(status) .. " " .. tostring(body and body.error))
+end
+
+-- Deliveries to the sink under name, for the number (body {"n": number}).
+local function delivered(name, number)
+  local count, keys = 0, {}
+  for _, d in ipairs(emu:deliveries() or {}) do
+    if d.path == "/_emulator/sink/" .. name and (not number or (d.body or ""):find(number, 1, true)) then
+      count = count + 1
+      keys[#keys + 1] = d.idempotency_key
+    end
+  end
+  return count, keys
+end
+
+local function db_rows(path, sql, ...)
+  local db = assert(core.sqlite_open(path, { readonly = true }))
+  local rows = assert(db:query(sql, ...))
+  db:close()
+  return rows
+end
+
+local function sha(path)
+  return core.sha256_hex(E.read(path) or "")
+end
+
+local function actions_of(r, policy)
+  local list = {}
+  for _, a in ipairs(r.by.action or {}) do
+    if a.policy == policy then list[#list + 1] = a end
+  end
+  return list
+end
+
+T.cases {
+  { "transitions: became fires once, reminders on the clock, fires again after RED-GREEN-RED", function()
+    emu:reset()
+    emu:control("DELETE", "deliveries")
+    local state = E.tmpdir() .. "/state.db"
+    local sink = emu.url .. "/_emulator/sink/"
+    local pol = E.policy(([[
+      local chatapp = require "chatapp"
+      local sink = %q
+      return {
+        chatapp.policy {
+          name = "became-red",
+          where = { became = { quality_rating = "RED" } },
+          decide = function(n, plan) plan:webhook { url = sink .. "became", json = { n = n.phone_number } } end,
+        },
+        chatapp.policy {
+          name = "red-remind",
+          where = { quality_rating = "RED" },
+          remind = "24h",
+          decide = function(n, plan) plan:webhook { url = sink .. "remind", json = { n = n.phone_number } } end,
+        },
+        chatapp.policy {
+          name = "quality-changed",
+          where = { changed = "quality_rating" },
+          decide = function(n, plan)
+            local changed, old, new = n:changed("quality_rating")
+            plan:log(("%%s %%s %%s->%%s held %%d prev %%s"):format(n.phone_number, tostring(changed),
+              tostring(old), tostring(new), n:held("quality_rating"), n.previous.quality_rating))
+          end,
+        },
+      }
+    ]]):format(sink))
+    local r = run(state, pol, T0)
+    T.eq(r.code, 0, "first run: " .. r.err)
+    T.eq(delivered("became", X), 0, "GREEN: nothing")
+    T.check(delivered("became") > 0, "numbers RED when first seen fire became")
+    local news = 0
+    for _, t in ipairs(r.by.transition or {}) do
+      if t.field == "presence" and t.new == "present" then news = news + 1 end
+      T.eq(t.recorded, true, "recorded")
+    end
+    T.check(news >= 7, "every number is new on the first run: " .. news)
+
+    patch(X, { QualityRating = "RED" })
+    r = run(state, pol, T0 + 60)
+    T.eq(r.code, 0, "GREEN->RED run: " .. r.err)
+    T.eq(delivered("became", X), 1, "GREEN->RED fires became once")
+    T.eq(delivered("remind", X), 1, "and the reminder policy")
+    local logs = actions_of(r, "quality-changed")
+    T.eq(#logs, 1, "one number changed quality")
+    T.check(logs[1] and logs[1].request.message:find(X .. " true GREEN->RED held 0 prev GREEN", 1, true),
+      "n:changed, n:held, n.previous: " .. tostring(logs[1] and logs[1].request.message))
+    local seen
+    for _, t in ipairs(r.by.transition or {}) do
+      if t.phone_number == X and t.field == "quality_rating" then seen = t end
+    end
+    T.check(seen and seen.old == "GREEN" and seen.new == "RED", "the transition is in the report")
+
+    r = run(state, pol, T0 + 120)
+    T.eq(r.code, 0, "still RED: " .. r.err)
+    T.eq(delivered("became", X), 1, "stays quiet while RED")
+    T.eq(delivered("remind", X), 1, "the reminder is quiet within 24 h")
+    local s
+    for _, p in ipairs(r.by.summary[1].policies) do if p.name == "red-remind" then s = p end end
+    T.check(s and s.quiet >= 1, "the summary counts the quiet numbers")
+
+    r = run(state, pol, T0 + 60 + 86400)
+    T.eq(delivered("remind", X), 1 + 1, "reminds after the interval")
+    T.eq(delivered("became", X), 1, "became does not repeat")
+
+    patch(X, { QualityRating = "GREEN" })
+    r = run(state, pol, T0 + 60 + 86400 + 60)
+    T.eq(r.code, 0, "back to GREEN: " .. r.err)
+    patch(X, { QualityRating = "RED" })
+    r = run(state, pol, T0 + 60 + 86400 + 120)
+    T.eq(delivered("became", X), 2, "RED->GREEN->RED fires became again")
+    T.eq(delivered("remind", X), 3, "and the reminder at once (it stopped matching in between)")
+
+    local rows = db_rows(state, "SELECT old, new FROM transitions WHERE number = ?1 AND field = 'quality_rating' "
+      .. "ORDER BY id", X)
+    T.eq(#rows, 3, "three quality transitions recorded")
+    T.eq(rows[1] and rows[1].new, "RED", "first GREEN->RED")
+    T.eq(rows[2] and rows[2].new, "GREEN", "then RED->GREEN")
+    local since = db_rows(state, "SELECT since, first_seen FROM numbers WHERE number = ?1", X)[1]
+    T.eq(since.first_seen, T0, "first seen at the first run")
+    T.eq(chatapp.json.decode(since.since).quality_rating, T0 + 60 + 86400 + 120, "since: the last change")
+  end },
+
+  { "new and gone numbers; the gone hook gets the last snapshot", function()
+    emu:reset()
+    local state = E.tmpdir() .. "/state.db"
+    local pol = E.policy [[
+      local chatapp = require "chatapp"
+      return chatapp.policy {
+        name = "presence",
+        where = { new = true },
+        decide = function(n, plan) plan:log("new " .. n.phone_number) end,
+        gone = function(n, plan) plan:log("gone " .. n.phone_number .. " " .. tostring(n.quality_rating)) end,
+      }
+    ]]
+    local r = run(state, pol, T0)
+    T.eq(#actions_of(r, "presence"), 7, "every number is new at first: " .. r.err)
+    local _, status = emu:control("POST", "numbers", { PhoneNumber = "8613800000999", Status = "CONNECTED",
+                                                       QualityRating = "YELLOW", Extra = { kept = true } })
+    T.eq(status, 200, "number added")
+    r = run(state, pol, T0 + 60)
+    local acts = actions_of(r, "presence")
+    T.eq(#acts, 1, "only the added number is new")
+    T.eq(acts[1] and acts[1].request.message, "new 8613800000999", "new")
+    local snap = db_rows(state, "SELECT snapshot FROM numbers WHERE number = '8613800000999'")[1]
+    T.check(snap and snap.snapshot:find('"Extra":{"kept":true}', 1, true), "the snapshot keeps unknown fields")
+    _, status = emu:control("DELETE", "numbers/8613800000999")
+    T.eq(status, 200, "number removed")
+    r = run(state, pol, T0 + 120)
+    acts = actions_of(r, "presence")
+    T.eq(#acts, 1, "the gone hook ran once: " .. r.err)
+    T.eq(acts[1] and acts[1].request.message, "gone 8613800000999 YELLOW", "with the last snapshot")
+    T.eq(#db_rows(state, "SELECT 1 FROM numbers WHERE number = '8613800000999'"), 0, "its snapshot is dropped")
+    T.eq(#db_rows(state, "SELECT 1 FROM transitions WHERE number = '8613800000999' AND new = 'gone'"), 1,
+      "a gone transition")
+  end },
+
+  { "a space whose fetch failed keeps its snapshots", function()
+    emu:reset()
+    local state = E.tmpdir() .. "/state.db"
+    local spaces = E.path("scripts/spaces/sample-spaces.json")
+    local pol = E.policy [[
+      return require("chatapp").policy { name = "all", gone = function(n, plan) plan:log("gone") end }
+    ]]
+    local r = run(state, pol, T0, "--spaces", spaces)
+    T.eq(r.code, 0, "first run: " .. r.err)
+    local before = db_rows(state, "SELECT space, count(*) AS n, max(last_seen) AS seen FROM numbers GROUP BY space")
+    T.check(#before >= 2, "several spaces recorded")
+    emu:fault { kind = "error", code = "InternalError", op = "QueryChatappPhoneNumbers", next = 1 }
+    r = run(state, pol, T0 + 60, "--spaces", spaces, "--max-attempts", "1")
+    T.eq(r.code, 1, "one space failed: exit 1")
+    local failed
+    for _, s in ipairs(r.by.space or {}) do if s.error then failed = s.space end end
+    T.check(failed, "a space record with its error")
+    T.eq(#actions_of(r, "all"), 0, "no number of the failed space is gone")
+    for _, b in ipairs(before) do
+      local now = db_rows(state, "SELECT count(*) AS n, max(last_seen) AS seen FROM numbers WHERE space = ?1",
+        b.space)[1]
+      T.eq(now.n, b.n, "space " .. b.space .. " keeps its numbers")
+      T.eq(now.seen, b.space == failed and T0 or T0 + 60, "last seen moves only where the fetch worked")
+    end
+    emu:clear_faults()
+  end },
+
+  { "the outbox: a failed webhook is retried by the next run, then expires; no secret is kept", function()
+    emu:reset()
+    emu:control("DELETE", "deliveries")
+    local dir = E.tmpdir()
+    local state = dir .. "/state.db"
+    local canary = "routing-key-canary-7f3k9q2m"
+    local down = E.policy [[
+      return require("chatapp").policy {
+        name = "pager",
+        where = { phone_number = "8613800000001" },
+        decide = function(n, plan)
+          plan:webhook { url = "http://127.0.0.1:9/down", attempts = 1,
+                         headers = { Authorization = "Bearer hard-coded-token-4242" },
+                         json = { routing_key = os.getenv("PAGER_ROUTING_KEY"), n = n.phone_number } }
+        end,
+      }
+    ]]
+    local r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", down },
+      { CHATAPP_RUN_NOW = tostring(T0), PAGER_ROUTING_KEY = canary })
+    local _, by = E.json_lines(r.out)
+    T.eq(r.code, 1, "the webhook failed: " .. r.err)
+    T.eq(by.action and by.action[1].retry, true, "kept for the next run")
+    local file = E.read(state) or ""
+    T.check(not file:find(canary, 1, true), "the environment value is not in the state file")
+    T.check(not file:find("hard-coded-token-4242", 1, true), "nor the secret header")
+    local row = db_rows(state, "SELECT status, attempts, record FROM outbox")[1]
+    T.eq(row and row.status, "pending", "pending in the outbox")
+    T.check(row and row.record:find('"PAGER_ROUTING_KEY"', 1, true), "a reference to the variable")
+
+    -- The next run does not plan it again: it comes from the outbox, and
+    -- still fails (its secret header was not kept).
+    local quiet = E.policy [[ return require("chatapp").policy { name = "pager" } ]]
+    r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", quiet },
+      { CHATAPP_RUN_NOW = tostring(T0 + 60), PAGER_ROUTING_KEY = canary })
+    _, by = E.json_lines(r.out)
+    local a = by.action and by.action[1]
+    T.check(a and a.outbox and a.outbox.age_s == 60, "resumed from the outbox, with its age")
+    T.check(a and a.status == "failed" and a.error:find("secret header", 1, true), "cannot be resumed: "
+      .. tostring(a and a.error))
+    T.eq(db_rows(state, "SELECT status FROM outbox")[1].status, "failed", "recorded as failed")
+  end },
+
+  { "the outbox: resumed with the environment's value, and expiry", function()
+    emu:reset()
+    emu:control("DELETE", "deliveries")
+    local state = E.tmpdir() .. "/state.db"
+    local canary = "routing-key-canary-9x8y7z6w"
+    -- The sink answers 503 first: the webhook stays pending.
+    local pol = E.policy(([[
+      return require("chatapp").policy {
+        name = "pager",
+        where = { phone_number = "8613800000001" },
+        decide = function(n, plan)
+          plan:webhook { url = %q .. os.getenv("SINK_QUERY"), attempts = 1,
+                         json = { routing_key = os.getenv("PAGER_ROUTING_KEY") } }
+        end,
+      }
+    ]]):format(emu.url .. "/_emulator/sink/pager"))
+    local env = { CHATAPP_RUN_NOW = tostring(T0), PAGER_ROUTING_KEY = canary, SINK_QUERY = "?status=503" }
+    local r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", pol }, env)
+    T.eq(r.code, 1, "503: failed: " .. r.err)
+    T.check(not (E.read(state) or ""):find(canary, 1, true), "no value kept")
+    local quiet = E.policy [[ return require("chatapp").policy { name = "other" } ]]
+    env.CHATAPP_RUN_NOW, env.SINK_QUERY = tostring(T0 + 30), "?status=200"
+    r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", quiet }, env)
+    T.eq(r.code, 0, "resumed and delivered: " .. r.err)
+    local n, keys = delivered("pager")
+    T.eq(n, 2, "two deliveries (503, then 200)")
+    T.eq(keys[1], keys[2], "with the same Idempotency-Key")
+    local last = emu:deliveries()[#emu:deliveries()]
+    T.check(last.body:find(canary, 1, true), "the resumed request has the environment's value")
+    local _, by = E.json_lines(r.out)
+    T.check(by.action and by.action[1].outbox, "the report says it came from the outbox")
+    T.eq(db_rows(state, "SELECT status FROM outbox")[1].status, "done", "done")
+
+    -- A pending action older than --outbox-max-age expires.
+    env.CHATAPP_RUN_NOW, env.SINK_QUERY = tostring(T0 + 100), "?status=503"
+    E.run({ "--endpoint", emu.url, "--state", state, pol }, env)
+    env.CHATAPP_RUN_NOW = tostring(T0 + 100 + 7200)
+    r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", "--outbox-max-age", "1h", quiet }, env)
+    _, by = E.json_lines(r.out)
+    local a = by.action and by.action[1]
+    T.check(a and a.status == "skipped" and a.reason:find("expired", 1, true), "expired: "
+      .. tostring(a and a.reason))
+    T.eq(db_rows(state, "SELECT status FROM outbox")[1].status, "expired", "recorded as expired")
+    T.eq(delivered("pager"), 3, "the expired one was not sent")
+  end },
+
+  { "a dry run reads the state and records nothing", function()
+    emu:reset()
+    local state = E.tmpdir() .. "/state.db"
+    local pol = E.policy [[ return require("chatapp").policy { name = "p", where = { new = true },
+      decide = function(n, plan) plan:webhook { url = "http://127.0.0.1:9/x" } end } ]]
+    run(state, pol, T0)
+    local before = sha(state)
+    patch(X, { Status = "FLAGGED" })
+    local r = run(state, pol, T0 + 60, "--dry-run")
+    T.eq(r.code, 0, "dry run: " .. r.err)
+    local t
+    for _, x in ipairs(r.by.transition or {}) do if x.phone_number == X then t = x end end
+    T.check(t and t.field == "status" and t.recorded == false, "shows the transition it would record")
+    T.eq(sha(state), before, "the file is unchanged")
+    r = E.run({ "--endpoint", emu.url, "--state", E.tmpdir() .. "/none.db", "--dry-run", pol })
+    T.eq(r.code, 0, "a dry run on a missing file reads it as empty: " .. r.err)
+  end },
+
+  { "files refused before any API call, left as they were", function()
+    emu:reset()
+    local dir = E.tmpdir()
+    local pol = E.policy [[ return require("chatapp").policy { name = "p" } ]]
+    local good = dir .. "/good.db"
+    run(good, pol, T0)
+    local newer = dir .. "/newer.db"
+    E.write(newer, E.read(good))
+    local db = assert(core.sqlite_open(newer))
+    assert(db:exec("PRAGMA user_version = 99"))
+    db:close()
+    local foreign = dir .. "/foreign.db"
+    db = assert(core.sqlite_open(foreign))
+    assert(db:exec("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('mine')"))
+    db:close()
+    local corrupt = dir .. "/corrupt.db"
+    local bytes = E.read(good)
+    E.write(corrupt, bytes:sub(1, 100) .. ("\255"):rep(#bytes - 100))
+    local text = E.write(dir .. "/notes.txt", "my notes\n")
+    local fifo = dir .. "/fifo"
+    os.execute("mkfifo " .. E.quote(fifo))
+    local cases = {
+      { newer, "newer chatapp-run" }, { foreign, "another program" }, { corrupt, "" },
+      { text, "not a SQLite database" }, { fifo, "FIFO" }, { dir, "directory" },
+      { dir .. "/missing/state.db", "does not exist" },
+    }
+    for _, c in ipairs(cases) do
+      local path, want = c[1], c[2]
+      local calls = emu:stats().requests
+      local hash = path ~= fifo and path ~= dir and sha(path)
+      local r = E.run({ "--endpoint", emu.url, "--state", path, pol })
+      T.eq(r.code, 2, path .. ": exit 2")
+      T.check(r.err:find(want, 1, true) and r.err:find(path, 1, true), path .. ": says why: " .. r.err)
+      T.eq(emu:stats().requests, calls, path .. ": no API call")
+      if hash then T.eq(sha(path), hash, path .. ": left as it was") end
+    end
+    -- A file this user cannot write (as root: run as nobody).
+    local ro = dir .. "/ro"
+    os.execute("mkdir -p " .. E.quote(ro))
+    local rofile = ro .. "/state.db"
+    E.write(rofile, E.read(good))
+    local wrap
+    local uid = io.popen("id -u"):read("l")
+    if uid == "0" and os.execute("command -v setpriv >/dev/null") then
+      os.execute("chmod 755 " .. E.quote(dir) .. " " .. E.quote(ro) .. "; chmod 644 " .. E.quote(rofile))
+      wrap = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+    else
+      os.execute("chmod 555 " .. E.quote(ro) .. "; chmod 444 " .. E.quote(rofile))
+    end
+    local hash = sha(rofile)
+    local calls = emu:stats().requests
+    local r = E.run({ "--endpoint", emu.url, "--state", rofile, pol }, { HOME = "/tmp" }, { wrap = wrap })
+    T.eq(r.code, 2, "read-only: exit 2: " .. r.err)
+    T.check(r.err:find(rofile, 1, true), "names the file: " .. r.err)
+    T.eq(emu:stats().requests, calls, "read-only: no API call")
+    T.eq(sha(rofile), hash, "read-only: left as it was")
+    os.execute("chmod -R u+w " .. E.quote(ro))
+  end },
+}
+
+emu:stop()
+E.cleanup()
+return T.done()
