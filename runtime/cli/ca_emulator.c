@@ -163,8 +163,9 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
       return CHATAPP_OK;
     }
     if (waitpid(e->pid, &status, WNOHANG) == e->pid) {
-      snprintf(err, errlen, "%s exited before listening (status %d)", bin,
-               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+      snprintf(err, errlen,
+               "%s exited before listening (status %d; its reason is above)",
+               bin, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
       e->pid = 0;
       ca_emulator_stop(e);
       return CHATAPP_EIO;
@@ -179,6 +180,15 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
 const char *ca_emulator_endpoint(const ca_emulator *e)
 {
   return e->endpoint;
+}
+
+int ca_emulator_export_sink(const ca_emulator *e)
+{
+  char url[96];
+
+  snprintf(url, sizeof url, "%s/_emulator/sink",
+           e ? e->endpoint : "http://127.0.0.1:0");
+  return setenv(CA_EMULATOR_SINK_ENV, url, 1);
 }
 
 /* Remove the temporary folder and whatever the emulator left in it (the

@@ -48,6 +48,8 @@ static const char usage_text[] =
   "Modes:\n"
   "      --emulator         run against a built-in local CAMS emulator with\n"
   "                         sample data (no account needed)\n"
+  "      --data PATH        with --emulator: serve this fixture (a JSON\n"
+  "                         file or a folder of them) instead\n"
   "  -n, --dry-run          plan only: change nothing, execute nothing\n"
   "      --check            validate the policies; make no API call\n"
   "      --lua SCRIPT       run a plain Lua script with the chatapp module\n"
@@ -323,7 +325,7 @@ static void print_version(void)
 
 int main(int argc, char **argv)
 {
-  enum { O_EMULATOR = 256, O_CHECK, O_VERSION, O_LUA };
+  enum { O_EMULATOR = 256, O_CHECK, O_VERSION, O_LUA, O_DATA };
   static const struct option longopts[] = {
     {"emulator", no_argument, NULL, O_EMULATOR},
     {"dry-run", no_argument, NULL, 'n'},
@@ -332,11 +334,13 @@ int main(int argc, char **argv)
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, O_VERSION},
     {"lua", no_argument, NULL, O_LUA},
+    {"data", required_argument, NULL, O_DATA},
     {NULL, 0, NULL, 0},
   };
   chatapp_config *cfg = chatapp_config_new();
   chatapp_runtime *rt = NULL;
   ca_emulator *emu = NULL;
+  const char *emu_data = NULL; /* --data: the emulator's fixture */
   int use_emulator = 0, flags = 0, output_set = 0, limiter_set = 0;
   int script = 0;
   int rc = EXIT_USAGE, c, i;
@@ -364,6 +368,9 @@ int main(int argc, char **argv)
       break;
     case O_LUA:
       script = 1;
+      break;
+    case O_DATA:
+      emu_data = optarg;
       break;
     case 'h':
       print_usage();
@@ -419,6 +426,11 @@ int main(int argc, char **argv)
                      script ? "--lua needs a script" : "no policy file given");
     goto out;
   }
+  if (emu_data && !use_emulator) {
+    rc = USAGE_ERROR("%s", "--data needs --emulator (it is the emulator's "
+                           "fixture: a JSON file or a folder of them)");
+    goto out;
+  }
   {
     char v[16];
     snprintf(v, sizeof v, "%d", verbosity > 3 ? 3 : verbosity);
@@ -445,7 +457,8 @@ int main(int argc, char **argv)
 
   if (use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
     char err[512];
-    static const char *const quiet[] = {"--quiet", NULL};
+    const char *args[4] = {NULL, NULL, NULL, NULL};
+    size_t na = 0;
     sigset_t block, old;
     chatapp_status est;
     /* Signals wait until the handler knows the emulator (it starts one in
@@ -456,8 +469,13 @@ int main(int argc, char **argv)
               strerror(errno));
       goto out;
     }
-    est =
-      ca_emulator_start(verbosity < 2 ? quiet : NULL, &emu, err, sizeof err);
+    if (verbosity < 2)
+      args[na++] = "--quiet";
+    if (emu_data) {
+      args[na++] = "--data";
+      args[na++] = emu_data;
+    }
+    est = ca_emulator_start(args, &emu, err, sizeof err);
     signal_emu = emu;
     if (sigprocmask(SIG_SETMASK, &old, NULL))
       perror("chatapp-run: cannot unblock signals");
@@ -470,9 +488,16 @@ int main(int argc, char **argv)
         set(cfg, "access_key_secret", CA_EMULATOR_KEY_SECRET) ||
         (!limiter_set && set(cfg, "limiter", "process")))
       goto out;
+    if (ca_emulator_export_sink(emu) != 0) {
+      perror("chatapp-run: --emulator: " CA_EMULATOR_SINK_ENV);
+      goto out;
+    }
     if (verbosity)
       fprintf(stderr, "chatapp-run: emulator listening on %s\n",
               ca_emulator_endpoint(emu));
+  } else if (use_emulator && ca_emulator_export_sink(NULL) != 0) {
+    perror("chatapp-run: --emulator: " CA_EMULATOR_SINK_ENV);
+    goto out;
   }
 
   st = chatapp_runtime_new(cfg, &rt);

@@ -343,6 +343,41 @@ chatapp_status emu_number_set_str(emu_number *num, const char *key,
 /* Append the number as a JSON object, members in fixture order. */
 chatapp_status emu_number_json(const emu_number *num, ca_buf *b);
 
+/* Changes made through the control endpoint (emu_control.c), on the live
+ * data with emu.lock held unless said otherwise. */
+
+/* d in the fixture format ({"spaces":[...]}); only one space when only is
+ * not NULL. */
+chatapp_status emu_data_json(const emu_data *d, const emu_space *only,
+                             ca_buf *b);
+/* The space whose cust_space_id is id, whoever may use it; NULL if none. */
+emu_space *emu_data_space_id(emu_data *d, const char *id);
+/* A number from an API-shaped object ("PhoneNumber" required); EPARSE with
+ * the reason in err.  No lock needed. */
+chatapp_status emu_number_from_json(const ca_json *o, emu_number *n, char *err,
+                                    size_t errlen);
+void emu_number_free(emu_number *n);
+/* Apply patch, an object: each member is set to its value (added at the
+ * end when new), null removes it; "PhoneNumber" may not change.  All or
+ * nothing; EPARSE (a bad patch) or ENOMEM, the reason in err. */
+chatapp_status emu_number_patch(emu_number *num, const ca_json *patch,
+                                char *err, size_t errlen);
+/* Move v[0..n) to the end of s (v is left zeroed); ENOMEM leaves both as
+ * they were.  The caller checks for duplicates. */
+chatapp_status emu_space_add_numbers(emu_space *s, emu_number *v, size_t n);
+/* Remove the number; 1 if it was there. */
+int emu_space_remove_number(emu_space *s, const char *phone);
+/* One space object in the fixture format ("phone_numbers" optional) into
+ * one (a data set of that space); EPARSE or ENOMEM, the reason in err.  No
+ * lock needed. */
+chatapp_status emu_space_parse(const ca_json *o, emu_data *one, char *err,
+                               size_t errlen);
+/* Move one's space into d and free one; EINVAL (its cust_space_id exists,
+ * or a second default space for an account) or ENOMEM leave one to the
+ * caller, the reason in err. */
+chatapp_status emu_data_take_space(emu_data *d, emu_data *one, char *err,
+                                   size_t errlen);
+
 /* ---- the request log (emu_api.c) ------------------------------------- */
 
 typedef struct emu_log emu_log;

@@ -17,12 +17,29 @@
  *                                   replays)
  *   ANY    /_emulator/sink[/NAME]   a webhook receiver (emu_sink.c)
  *   GET    /_emulator/deliveries    what it received; DELETE forgets
+ *
+ * The live data, so a test can make a number change while the emulator
+ * runs (?space=ID picks a space by cust_space_id; else ?account=UID that
+ * account's own space; else the first default space):
+ *
+ *   GET    /_emulator/numbers       every space ({"spaces":[...]}, the
+ *                                   fixture format); ?space=ID: that one
+ *   POST   /_emulator/numbers       add numbers: one API-shaped object or
+ *                                   an array (409 if one exists)
+ *   PATCH  /_emulator/numbers/PHONE members to set; null removes one
+ *   DELETE /_emulator/numbers/PHONE remove the number
+ *   POST   /_emulator/spaces        add a space (fixture format)
+ *
+ * Bodies are at most EMU_MAX_BODY bytes and nested at most BODY_DEPTH
+ * deep; anything else is a 400 saying what is wrong.
  */
 #include "emu.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define BODY_DEPTH 64 /* as fixtures */
 
 void emu_counts_add(emu_counts *c, const char *key)
 {
@@ -273,6 +290,292 @@ out:
   ca_json_free(doc);
 }
 
+/* The JSON body of a control request, or NULL after answering 400. */
+static ca_json_doc *body_json(const emu_request *rq, emu_answer *a)
+{
+  char jerr[160], err[256];
+  ca_json_doc *doc;
+
+  if (rq->body_too_big) {
+    snprintf(err, sizeof err, "body: larger than %d bytes", EMU_MAX_BODY);
+    reply_error(a, 400, err);
+    return NULL;
+  }
+  if (rq->body.len == 0) {
+    reply_error(a, 400, "body: empty (expected JSON)");
+    return NULL;
+  }
+  doc = ca_json_parse(ca_buf_str(&rq->body), rq->body.len, BODY_DEPTH, 0, jerr,
+                      sizeof jerr);
+  if (!doc) {
+    snprintf(err, sizeof err, "body: %s", jerr);
+    reply_error(a, 400, err);
+  }
+  return doc;
+}
+
+/* The query parameters of rq into q; -1 after answering 400. */
+static int query_of(const emu_request *rq, emu_kvs *q, emu_answer *a)
+{
+  const char *s = strchr(rq->raw_uri, '?');
+
+  if (s && emu_parse_urlencoded(s + 1, strlen(s + 1), q) != 0) {
+    reply_error(a, 400, "malformed query string (a bad %-escape or %00)");
+    return -1;
+  }
+  return 0;
+}
+
+/* Percent-decode a path segment into out (outlen bytes; '+' stays '+', as
+ * in "+6591234567"); -1 for a bad escape, %00 or a name too long. */
+static int path_decode(const char *s, char *out, size_t outlen)
+{
+  size_t o = 0;
+
+  for (; *s; s++) {
+    char c = *s;
+    if (c == '%') {
+      int hi = s[1] ? ca_hexval(s[1]) : -1;
+      int lo = hi >= 0 && s[2] ? ca_hexval(s[2]) : -1;
+      if (lo < 0 || (hi == 0 && lo == 0))
+        return -1;
+      c = (char)(hi * 16 + lo);
+      s += 2;
+    }
+    if (o + 1 >= outlen)
+      return -1;
+    out[o++] = c;
+  }
+  out[o] = '\0';
+  return o ? 0 : -1;
+}
+
+/* ?space= or ?account= given (not empty): a numbers request names its
+ * space; otherwise it goes to the first default space. */
+static int names_space(const emu_kvs *q)
+{
+  const char *id = emu_kvs_get(q, "space");
+  const char *acct = emu_kvs_get(q, "account");
+
+  return (id && *id) || (acct && *acct);
+}
+
+/* The space a numbers request addresses (emu.lock held): ?space=ID, else
+ * the own space of ?account=UID, else the first default space.  NULL
+ * after answering 404. */
+static emu_space *space_of(emu *e, const emu_kvs *q, emu_answer *a)
+{
+  const char *id = emu_kvs_get(q, "space");
+  const char *acct = emu_kvs_get(q, "account");
+  emu_space *s = NULL;
+  char msg[256];
+  size_t i;
+
+  if (id && *id)
+    s = emu_data_space_id(&e->data, id);
+  else if (acct && *acct)
+    s = emu_data_space(&e->data, NULL, acct);
+  for (i = 0; !names_space(q) && !s && i < e->data.nspaces; i++)
+    if (e->data.spaces[i].is_default)
+      s = &e->data.spaces[i];
+  if (s)
+    return s;
+  if (id && *id)
+    snprintf(msg, sizeof msg,
+             "no space \"%.64s\" (GET /_emulator/numbers lists them; POST "
+             "/_emulator/spaces adds one)",
+             id);
+  else if (acct && *acct)
+    snprintf(msg, sizeof msg, "no default space for account \"%.64s\"", acct);
+  else
+    snprintf(msg, sizeof msg, "no default space; name one with ?space=ID");
+  reply_error(a, 404, msg);
+  return NULL;
+}
+
+static void get_numbers(emu *e, const emu_request *rq, emu_answer *a)
+{
+  emu_kvs q = {NULL, 0, 0};
+  ca_buf b = CA_BUF_INIT(EMU_MAX_ANSWER);
+  emu_space *s = NULL;
+  chatapp_status st = CHATAPP_OK;
+  int one;
+
+  if (query_of(rq, &q, a))
+    goto out;
+  one = names_space(&q);
+  pthread_mutex_lock(&e->lock);
+  if (one)
+    s = space_of(e, &q, a);
+  if (!one || s)
+    st = emu_data_json(&e->data, s, &b);
+  pthread_mutex_unlock(&e->lock);
+  if (one && !s)
+    goto out; /* answered 404 */
+  if (st)
+    reply_error(a, 500, "out of memory (or the data is over 64 MiB)");
+  else
+    reply(a, 200, b.ptr);
+out:
+  emu_kvs_free(&q);
+  ca_buf_free(&b);
+}
+
+/* POST /_emulator/numbers: every number is checked first, then all are
+ * added, or none. */
+static void add_numbers(emu *e, const emu_request *rq, emu_answer *a)
+{
+  emu_kvs q = {NULL, 0, 0};
+  ca_json_doc *doc = NULL;
+  const ca_json *root, *m;
+  emu_number *v = NULL;
+  emu_space *s;
+  size_t n = 0, i, j;
+  char err[320], num_err[200];
+  chatapp_status st = CHATAPP_OK;
+
+  if (query_of(rq, &q, a) || !(doc = body_json(rq, a)))
+    goto out;
+  root = ca_json_root(doc);
+  if (root->type == CA_JSON_ARRAY && root->count == 0) {
+    reply_error(a, 400, "body: an empty array (no number to add)");
+    goto out;
+  }
+  v = calloc(root->type == CA_JSON_ARRAY ? root->count : 1, sizeof *v);
+  if (!v) {
+    reply_error(a, 500, "out of memory");
+    goto out;
+  }
+  for (m = root->type == CA_JSON_ARRAY ? root->child : root; m && !st;
+       m = root->type == CA_JSON_ARRAY ? m->next : NULL) {
+    num_err[0] = '\0';
+    st = emu_number_from_json(m, &v[n], num_err, sizeof num_err);
+    if (st) {
+      snprintf(err, sizeof err, "body: number %zu: %s", n + 1,
+               st == CHATAPP_ENOMEM ? "out of memory" : num_err);
+      reply_error(a, st == CHATAPP_ENOMEM ? 500 : 400, err);
+      goto out;
+    }
+    n++;
+  }
+  pthread_mutex_lock(&e->lock);
+  s = space_of(e, &q, a);
+  for (i = 0; s && i < n && !st; i++) {
+    int dup = emu_space_number(s, v[i].phone) != NULL;
+    for (j = 0; j < i && !dup; j++)
+      dup = strcmp(v[i].phone, v[j].phone) == 0;
+    if (dup) {
+      snprintf(err, sizeof err,
+               "number \"%.64s\" exists in space \"%.64s\" (PATCH it, or "
+               "DELETE it first)",
+               v[i].phone, s->cust_space_id);
+      reply_error(a, 409, err);
+      st = CHATAPP_EINVAL;
+    }
+  }
+  if (s && !st) {
+    st = emu_space_add_numbers(s, v, n);
+    if (!st) {
+      snprintf(err, sizeof err, "{\"ok\":true,\"added\":%zu,\"space\":", n);
+      ca_buf_reset(&a->body);
+      if (ca_buf_adds(&a->body, err) ||
+          emu_json_strz(&a->body, s->cust_space_id) ||
+          ca_buf_addc(&a->body, '}'))
+        reply(a, 200, "{\"ok\":true}");
+      a->status = 200;
+      snprintf(a->code, sizeof a->code, "OK");
+    } else if (st == CHATAPP_ENOMEM) {
+      reply_error(a, 500, "out of memory");
+    }
+  }
+  pthread_mutex_unlock(&e->lock);
+out:
+  for (i = 0; v && i < n; i++)
+    emu_number_free(&v[i]); /* those not moved into the space */
+  free(v);
+  ca_json_free(doc);
+  emu_kvs_free(&q);
+}
+
+/* PATCH or DELETE /_emulator/numbers/PHONE. */
+static void change_number(emu *e, const emu_request *rq, const char *what,
+                          int remove, emu_answer *a)
+{
+  emu_kvs q = {NULL, 0, 0};
+  ca_json_doc *doc = NULL;
+  emu_space *s;
+  emu_number *num;
+  char phone[200], err[320], perr[200];
+  chatapp_status st;
+
+  if (path_decode(what, phone, sizeof phone) != 0) {
+    reply_error(a, 400,
+                "numbers/PHONE: the phone number is empty, too long or "
+                "badly %-escaped");
+    goto out;
+  }
+  if (query_of(rq, &q, a) || (!remove && !(doc = body_json(rq, a))))
+    goto out;
+  pthread_mutex_lock(&e->lock);
+  s = space_of(e, &q, a);
+  num = s ? emu_space_number(s, phone) : NULL;
+  if (s && !num) {
+    snprintf(err, sizeof err, "no number \"%.64s\" in space \"%.64s\"", phone,
+             s->cust_space_id);
+    reply_error(a, 404, err);
+  } else if (num && remove) {
+    (void)emu_space_remove_number(s, phone);
+    reply(a, 200, "{\"ok\":true}");
+  } else if (num) {
+    perr[0] = '\0';
+    st = emu_number_patch(num, ca_json_root(doc), perr, sizeof perr);
+    if (st) {
+      snprintf(err, sizeof err, "body: %s", perr);
+      reply_error(a, st == CHATAPP_ENOMEM ? 500 : 400, err);
+    } else {
+      ca_buf_reset(&a->body);
+      if (ca_buf_adds(&a->body, "{\"ok\":true,\"number\":") ||
+          emu_number_json(num, &a->body) || ca_buf_addc(&a->body, '}'))
+        reply(a, 200, "{\"ok\":true}");
+      a->status = 200;
+      snprintf(a->code, sizeof a->code, "OK");
+    }
+  }
+  pthread_mutex_unlock(&e->lock);
+out:
+  ca_json_free(doc);
+  emu_kvs_free(&q);
+}
+
+/* POST /_emulator/spaces: one space object of the fixture format. */
+static void add_space(emu *e, const emu_request *rq, emu_answer *a)
+{
+  ca_json_doc *doc = body_json(rq, a);
+  emu_data one;
+  char err[320], perr[256];
+  chatapp_status st;
+
+  if (!doc)
+    return;
+  perr[0] = '\0';
+  st = emu_space_parse(ca_json_root(doc), &one, perr, sizeof perr);
+  ca_json_free(doc);
+  if (st) {
+    snprintf(err, sizeof err, "body: %s", perr);
+    reply_error(a, st == CHATAPP_ENOMEM ? 500 : 400, err);
+    return;
+  }
+  pthread_mutex_lock(&e->lock);
+  st = emu_data_take_space(&e->data, &one, perr, sizeof perr);
+  pthread_mutex_unlock(&e->lock);
+  if (st) {
+    emu_data_free(&one);
+    reply_error(a, st == CHATAPP_ENOMEM ? 500 : 409, perr);
+    return;
+  }
+  reply(a, 200, "{\"ok\":true}");
+}
+
 static void reset_all(emu *e, emu_answer *a)
 {
   emu_data fresh;
@@ -362,10 +665,21 @@ void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a)
     emu_sink_clear(&e->sink);
     pthread_mutex_unlock(&e->lock);
     reply(a, 200, "{\"ok\":true}");
+  } else if (strcmp(path, "numbers") == 0 && strcmp(m, "GET") == 0) {
+    get_numbers(e, rq, a);
+  } else if (strcmp(path, "numbers") == 0 && strcmp(m, "POST") == 0) {
+    add_numbers(e, rq, a);
+  } else if (strncmp(path, "numbers/", 8) == 0 && strcmp(m, "PATCH") == 0) {
+    change_number(e, rq, path + 8, 0, a);
+  } else if (strncmp(path, "numbers/", 8) == 0 && strcmp(m, "DELETE") == 0) {
+    change_number(e, rq, path + 8, 1, a);
+  } else if (strcmp(path, "spaces") == 0 && strcmp(m, "POST") == 0) {
+    add_space(e, rq, a);
   } else if (strcmp(path, "health") == 0 || strcmp(path, "stats") == 0 ||
              strcmp(path, "faults") == 0 || strcmp(path, "quota") == 0 ||
              strcmp(path, "reset") == 0 || strncmp(path, "faults/", 7) == 0 ||
-             strcmp(path, "deliveries") == 0) {
+             strcmp(path, "deliveries") == 0 || strcmp(path, "numbers") == 0 ||
+             strncmp(path, "numbers/", 8) == 0 || strcmp(path, "spaces") == 0) {
     reply_error(a, 405, "method not allowed here");
   } else {
     reply_error(a, 404, "unknown control path; see chatapp-emulator --help");

@@ -45,7 +45,7 @@ const char *emu_sample_json(size_t *len)
   return f ? f->data : NULL;
 }
 
-static void number_free(emu_number *n)
+void emu_number_free(emu_number *n)
 {
   size_t i;
 
@@ -64,7 +64,7 @@ static void space_free(emu_space *s)
   size_t i;
 
   for (i = 0; i < s->nnumbers; i++)
-    number_free(&s->numbers[i]);
+    emu_number_free(&s->numbers[i]);
   free(s->numbers);
   free(s->cust_space_id);
   free(s->isv_code);
@@ -142,8 +142,18 @@ static char *decode_raw(const char *raw)
   return r;
 }
 
-static chatapp_status number_from_json(const ca_json *o, emu_number *n,
-                                       char *err, size_t errlen)
+/* A member name holding \u0000 would be cut short at the NUL and could
+ * pose as another member (a second "PhoneNumber"): refused. */
+static int bad_key(const ca_json *m, char *err, size_t errlen)
+{
+  if (strlen(m->key) == m->key_len)
+    return 0;
+  snprintf(err, errlen, "member name \"%s...\" holds \\u0000", m->key);
+  return 1;
+}
+
+chatapp_status emu_number_from_json(const ca_json *o, emu_number *n, char *err,
+                                    size_t errlen)
 {
   const ca_json *m;
   const char *phone = ca_json_get_str(o, "PhoneNumber");
@@ -162,6 +172,10 @@ static chatapp_status number_from_json(const ca_json *o, emu_number *n,
   if (!n->m || !n->phone || (status && !n->status))
     goto nomem;
   for (m = o->child; m; m = m->next) {
+    if (bad_key(m, err, errlen)) {
+      emu_number_free(n);
+      return CHATAPP_EPARSE;
+    }
     n->m[n->n].key = ndup(m->key, m->key_len);
     n->m[n->n].raw = compact_dup(m->raw, m->raw_len);
     n->n++;
@@ -170,7 +184,7 @@ static chatapp_status number_from_json(const ca_json *o, emu_number *n,
   }
   return CHATAPP_OK;
 nomem:
-  number_free(n);
+  emu_number_free(n);
   return CHATAPP_ENOMEM;
 }
 
@@ -179,8 +193,8 @@ static const char *const space_fields[] = {
   "label",         "phone_numbers", NULL,
 };
 
-static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
-                                size_t errlen)
+static chatapp_status add_space(emu_data *d, const ca_json *o,
+                                int numbers_optional, char *err, size_t errlen)
 {
   emu_space *s, *v;
   const ca_json *m, *nums;
@@ -201,7 +215,8 @@ static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
     }
   }
   nums = ca_json_get(o, "phone_numbers");
-  if (!id || !nums || nums->type != CA_JSON_ARRAY) {
+  if (o->type != CA_JSON_OBJECT || !id ||
+      (nums ? nums->type != CA_JSON_ARRAY : !numbers_optional)) {
     snprintf(err, errlen,
              "a space needs \"cust_space_id\" (a string, \"\" "
              "for the caller's own numbers) and "
@@ -226,11 +241,12 @@ static chatapp_status add_space(emu_data *d, const ca_json *o, char *err,
   s->account = acct && *acct ? strdup(acct) : NULL;
   s->label = sdup(label);
   s->is_default = !*id || (def && def->type == CA_JSON_TRUE);
-  s->numbers = calloc(nums->count ? nums->count : 1, sizeof *s->numbers);
+  s->numbers =
+    calloc(nums && nums->count ? nums->count : 1, sizeof *s->numbers);
   if (!s->cust_space_id || !s->numbers)
     return CHATAPP_ENOMEM;
-  for (m = nums->child; m; m = m->next) {
-    st = number_from_json(m, &s->numbers[s->nnumbers], err, errlen);
+  for (m = nums ? nums->child : NULL; m; m = m->next) {
+    st = emu_number_from_json(m, &s->numbers[s->nnumbers], err, errlen);
     if (st)
       return st;
     s->nnumbers++;
@@ -274,9 +290,9 @@ static chatapp_status load_text(emu_data *d, const char *name, const char *text,
   spaces = ca_json_get(root, "spaces");
   if (spaces && spaces->type == CA_JSON_ARRAY) {
     for (s = spaces->child; s && !st; s = s->next)
-      st = add_space(d, s, serr, sizeof serr);
+      st = add_space(d, s, 0, serr, sizeof serr);
   } else if (ca_json_get(root, "cust_space_id")) {
-    st = add_space(d, root, serr, sizeof serr);
+    st = add_space(d, root, 0, serr, sizeof serr);
   } else {
     snprintf(serr, sizeof serr,
              "expected {\"spaces\": [...]} or one space "
@@ -366,9 +382,33 @@ chatapp_status emu_data_load(emu_data *d, const char *path, char *err,
   return st;
 }
 
+/* A deep copy of a into b; on failure b is left empty. */
+static chatapp_status number_copy(emu_number *b, const emu_number *a)
+{
+  size_t k;
+
+  memset(b, 0, sizeof *b);
+  b->phone = sdup(a->phone);
+  b->status = sdup(a->status);
+  b->m = calloc(a->n ? a->n : 1, sizeof *b->m);
+  if (!b->phone || !b->m || (a->status && !b->status))
+    goto nomem;
+  for (k = 0; k < a->n; k++) {
+    b->m[k].key = sdup(a->m[k].key);
+    b->m[k].raw = sdup(a->m[k].raw);
+    b->n++;
+    if (!b->m[k].key || !b->m[k].raw)
+      goto nomem;
+  }
+  return CHATAPP_OK;
+nomem:
+  emu_number_free(b);
+  return CHATAPP_ENOMEM;
+}
+
 chatapp_status emu_data_copy(emu_data *dst, const emu_data *src)
 {
-  size_t i, j, k;
+  size_t i, j;
 
   memset(dst, 0, sizeof *dst);
   dst->source = sdup(src->source);
@@ -388,21 +428,9 @@ chatapp_status emu_data_copy(emu_data *dst, const emu_data *src)
     if (!t->cust_space_id || !t->numbers)
       goto nomem;
     for (j = 0; j < s->nnumbers; j++) {
-      const emu_number *a = &s->numbers[j];
-      emu_number *b = &t->numbers[j];
-      t->nnumbers++;
-      b->phone = sdup(a->phone);
-      b->status = sdup(a->status);
-      b->m = calloc(a->n ? a->n : 1, sizeof *b->m);
-      if (!b->phone || !b->m)
+      if (number_copy(&t->numbers[j], &s->numbers[j]) != CHATAPP_OK)
         goto nomem;
-      for (k = 0; k < a->n; k++) {
-        b->m[k].key = sdup(a->m[k].key);
-        b->m[k].raw = sdup(a->m[k].raw);
-        b->n++;
-        if (!b->m[k].key || !b->m[k].raw)
-          goto nomem;
-      }
+      t->nnumbers++;
     }
   }
   return CHATAPP_OK;
@@ -532,4 +560,266 @@ chatapp_status emu_number_json(const emu_number *num, ca_buf *b)
   if (!st)
     st = ca_buf_addc(b, '}');
   return st;
+}
+
+/* ---- changes through the control endpoint ----------------------------- */
+
+static chatapp_status space_json(const emu_space *s, ca_buf *b)
+{
+  chatapp_status st = ca_buf_adds(b, "{\"cust_space_id\":");
+  size_t i;
+
+  if (!st)
+    st = emu_json_strz(b, s->cust_space_id);
+  if (!st)
+    st = ca_buf_printf(b, ",\"default\":%s", s->is_default ? "true" : "false");
+  if (!st && s->isv_code) {
+    st = ca_buf_adds(b, ",\"isv_code\":");
+    if (!st)
+      st = emu_json_strz(b, s->isv_code);
+  }
+  if (!st && s->account) {
+    st = ca_buf_adds(b, ",\"account\":");
+    if (!st)
+      st = emu_json_strz(b, s->account);
+  }
+  if (!st && s->label) {
+    st = ca_buf_adds(b, ",\"label\":");
+    if (!st)
+      st = emu_json_strz(b, s->label);
+  }
+  if (!st)
+    st = ca_buf_adds(b, ",\"phone_numbers\":[");
+  for (i = 0; i < s->nnumbers && !st; i++) {
+    if (i)
+      st = ca_buf_addc(b, ',');
+    if (!st)
+      st = emu_number_json(&s->numbers[i], b);
+  }
+  if (!st)
+    st = ca_buf_adds(b, "]}");
+  return st;
+}
+
+chatapp_status emu_data_json(const emu_data *d, const emu_space *only,
+                             ca_buf *b)
+{
+  chatapp_status st = ca_buf_adds(b, "{\"spaces\":[");
+  size_t i, k = 0;
+
+  for (i = 0; i < d->nspaces && !st; i++) {
+    if (only && only != &d->spaces[i])
+      continue;
+    if (k++)
+      st = ca_buf_addc(b, ',');
+    if (!st)
+      st = space_json(&d->spaces[i], b);
+  }
+  if (!st)
+    st = ca_buf_adds(b, "]}");
+  return st;
+}
+
+emu_space *emu_data_space_id(emu_data *d, const char *id)
+{
+  size_t i;
+
+  for (i = 0; i < d->nspaces; i++)
+    if (strcmp(d->spaces[i].cust_space_id, id) == 0)
+      return &d->spaces[i];
+  return NULL;
+}
+
+/* num->status from its last "Status" member (NULL if none or not a
+ * string), as emu_number_str reads it. */
+static chatapp_status sync_status(emu_number *num)
+{
+  char *v = NULL;
+  size_t i;
+
+  for (i = num->n; i-- > 0;) {
+    if (strcmp(num->m[i].key, "Status") == 0) {
+      if (num->m[i].raw[0] == '"' && !(v = decode_raw(num->m[i].raw)))
+        return CHATAPP_ENOMEM;
+      break;
+    }
+  }
+  free(num->status);
+  num->status = v;
+  return CHATAPP_OK;
+}
+
+/* Remove every member named key. */
+static void member_remove(emu_number *num, const char *key)
+{
+  size_t i, o = 0;
+
+  for (i = 0; i < num->n; i++) {
+    if (strcmp(num->m[i].key, key) == 0) {
+      free(num->m[i].key);
+      free(num->m[i].raw);
+    } else {
+      num->m[o++] = num->m[i];
+    }
+  }
+  num->n = o;
+}
+
+/* Set every member named key to raw (taken; appended when absent). */
+static chatapp_status member_set(emu_number *num, const char *key, char *raw)
+{
+  size_t i;
+  int found = 0;
+  emu_member *v;
+  char *k;
+
+  for (i = 0; i < num->n; i++) {
+    if (strcmp(num->m[i].key, key) == 0) {
+      char *r = found ? strdup(raw) : raw;
+      if (!r)
+        return CHATAPP_ENOMEM; /* raw is held by an earlier member */
+      free(num->m[i].raw);
+      num->m[i].raw = r;
+      found = 1;
+    }
+  }
+  if (found)
+    return CHATAPP_OK;
+  v = realloc(num->m, (num->n + 1) * sizeof *v);
+  if (v)
+    num->m = v;
+  k = v ? strdup(key) : NULL;
+  if (!k) {
+    free(raw);
+    return CHATAPP_ENOMEM;
+  }
+  num->m[num->n].key = k;
+  num->m[num->n].raw = raw;
+  num->n++;
+  return CHATAPP_OK;
+}
+
+chatapp_status emu_number_patch(emu_number *num, const ca_json *patch,
+                                char *err, size_t errlen)
+{
+  const ca_json *m;
+  emu_number t;
+  chatapp_status st;
+
+  if (patch->type != CA_JSON_OBJECT) {
+    snprintf(err, errlen,
+             "expected a JSON object of members to set (null removes one), "
+             "e.g. {\"QualityRating\":\"RED\"}");
+    return CHATAPP_EPARSE;
+  }
+  for (m = patch->child; m; m = m->next) {
+    if (bad_key(m, err, errlen))
+      return CHATAPP_EPARSE;
+    if (strcmp(m->key, "PhoneNumber") == 0 &&
+        !(m->type == CA_JSON_STRING && strcmp(m->str, num->phone) == 0)) {
+      snprintf(err, errlen,
+               "\"PhoneNumber\" cannot be changed (DELETE the number and "
+               "POST a new one)");
+      return CHATAPP_EPARSE;
+    }
+  }
+  /* All or nothing: the changes go to a copy, which then replaces num. */
+  st = number_copy(&t, num);
+  for (m = patch->child; m && !st; m = m->next) {
+    if (m->type == CA_JSON_NULL) {
+      member_remove(&t, m->key);
+    } else {
+      char *raw = compact_dup(m->raw, m->raw_len);
+      st = raw ? member_set(&t, m->key, raw) : CHATAPP_ENOMEM;
+    }
+  }
+  if (!st)
+    st = sync_status(&t);
+  if (st) {
+    emu_number_free(&t);
+    snprintf(err, errlen, "out of memory");
+    return st;
+  }
+  emu_number_free(num);
+  *num = t;
+  return CHATAPP_OK;
+}
+
+chatapp_status emu_space_add_numbers(emu_space *s, emu_number *v, size_t n)
+{
+  emu_number *all;
+
+  if (n == 0)
+    return CHATAPP_OK;
+  all = realloc(s->numbers, (s->nnumbers + n) * sizeof *all);
+  if (!all)
+    return CHATAPP_ENOMEM;
+  s->numbers = all;
+  memcpy(s->numbers + s->nnumbers, v, n * sizeof *v);
+  s->nnumbers += n;
+  memset(v, 0, n * sizeof *v); /* moved */
+  return CHATAPP_OK;
+}
+
+int emu_space_remove_number(emu_space *s, const char *phone)
+{
+  emu_number *n = emu_space_number(s, phone);
+  size_t i;
+
+  if (!n)
+    return 0;
+  i = (size_t)(n - s->numbers);
+  emu_number_free(n);
+  memmove(s->numbers + i, s->numbers + i + 1,
+          (s->nnumbers - i - 1) * sizeof *s->numbers);
+  s->nnumbers--;
+  return 1;
+}
+
+chatapp_status emu_space_parse(const ca_json *o, emu_data *one, char *err,
+                               size_t errlen)
+{
+  chatapp_status st;
+
+  memset(one, 0, sizeof *one);
+  st = add_space(one, o, 1, err, errlen);
+  if (st == CHATAPP_ENOMEM)
+    snprintf(err, errlen, "out of memory");
+  if (st)
+    emu_data_free(one);
+  return st;
+}
+
+chatapp_status emu_data_take_space(emu_data *d, emu_data *one, char *err,
+                                   size_t errlen)
+{
+  emu_space *s = &one->spaces[0], *v;
+  size_t i;
+
+  for (i = 0; i < d->nspaces; i++) {
+    const emu_space *t = &d->spaces[i];
+    if (*s->cust_space_id && strcmp(t->cust_space_id, s->cust_space_id) == 0) {
+      snprintf(err, errlen, "space \"%.64s\" exists", s->cust_space_id);
+      return CHATAPP_EINVAL;
+    }
+    if (t->is_default && s->is_default &&
+        ((!t->account && !s->account) ||
+         (t->account && s->account && !strcmp(t->account, s->account)))) {
+      snprintf(err, errlen,
+               "space \"%.64s\" is already the default space of %s%.32s",
+               t->cust_space_id, t->account ? "account " : "every account",
+               t->account ? t->account : "");
+      return CHATAPP_EINVAL;
+    }
+  }
+  v = realloc(d->spaces, (d->nspaces + 1) * sizeof *v);
+  if (!v) {
+    snprintf(err, errlen, "out of memory");
+    return CHATAPP_ENOMEM;
+  }
+  d->spaces = v;
+  d->spaces[d->nspaces++] = *s;
+  memset(s, 0, sizeof *s); /* moved; one is freed empty */
+  emu_data_free(one);
+  return CHATAPP_OK;
 }

@@ -90,7 +90,10 @@ static const char usage_text[] =
   "  next (K calls), for_ms, retry_after, x_acs_retry_after (headers).\n"
   "  e.g. --fault kind=error,code=ServiceUnavailable,p=0.2\n"
   "       --fault '{\"kind\":\"quota\",\"quota\":5,\"for_ms\":10000}'\n"
-  "\n"
+  "\n";
+
+/* The rest of --help (one string literal would be over C99's 4095). */
+static const char usage_more[] =
   "Control endpoint (unsigned, same port):\n"
   "  GET /_emulator/health | /_emulator/stats | /_emulator/faults\n"
   "  POST /_emulator/faults (rule, array or {\"faults\":[...]})\n"
@@ -98,6 +101,10 @@ static const char usage_text[] =
   "  POST /_emulator/reset (rules, quota logs, statistics, data)\n"
   "  ANY /_emulator/sink[/NAME][?status=N&delay_ms=M]  a webhook receiver;\n"
   "  GET|DELETE /_emulator/deliveries  what it received\n"
+  "  GET /_emulator/numbers[?space=ID]  the live data (fixture format)\n"
+  "  POST /_emulator/numbers[?space=ID]  add numbers (object or array)\n"
+  "  PATCH /_emulator/numbers/PHONE[?space=ID]  set members (null removes)\n"
+  "  DELETE /_emulator/numbers/PHONE[?space=ID]   POST /_emulator/spaces\n"
   "\n"
   "Log lines: t_us (monotonic arrival), time, remote, method, scheme, op,\n"
   "  params (no Signature; SecurityToken redacted), signed_headers, nonce,\n"
@@ -276,6 +283,7 @@ int main(int argc, char **argv)
       break;
     case 'h':
       fputs(usage_text, stdout);
+      fputs(usage_more, stdout);
       return 0;
     case OPT_VERSION:
       printf("chatapp-emulator %s\n", EMU_VERSION);
