@@ -31,7 +31,7 @@ end
 local function delivered(name, number)
   local count, keys = 0, {}
   for _, d in ipairs(emu:deliveries() or {}) do
-    if d.path == "/_emulator/sink/" .. name and (not number or (d.body or ""):find(number, 1, true)) then
+    if d.path == "sink/" .. name and (not number or (d.body or ""):find(number, 1, true)) then
       count = count + 1
       keys[#keys + 1] = d.idempotency_key
     end
@@ -354,10 +354,12 @@ T.cases {
     os.execute("mkdir -p " .. E.quote(ro))
     local rofile = ro .. "/state.db"
     E.write(rofile, E.read(good))
+    pol = E.write(ro .. "/policy.lua", E.read(pol))
     local wrap
     local uid = io.popen("id -u"):read("l")
     if uid == "0" and os.execute("command -v setpriv >/dev/null") then
-      os.execute("chmod 755 " .. E.quote(dir) .. " " .. E.quote(ro) .. "; chmod 644 " .. E.quote(rofile))
+      os.execute("chmod 755 " .. E.quote(dir:match("^(.*)/")) .. " " .. E.quote(dir) .. " " .. E.quote(ro) .. "; chmod 644 " .. E.quote(rofile) .. " "
+        .. E.quote(pol))
       wrap = "setpriv --reuid=65534 --regid=65534 --clear-groups"
     else
       os.execute("chmod 555 " .. E.quote(ro) .. "; chmod 444 " .. E.quote(rofile))

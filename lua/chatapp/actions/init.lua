@@ -212,8 +212,10 @@ function M.to_record(a)
 end
 
 --- An action from a record, checked again as when it was planned (and
---- its id against its content); nil and why when it cannot be.
-function M.from_record(rec)
+--- its id against its content, unless keep_id: the record's parts were
+--- filled in again, e.g. from the environment, and its id stays); nil and
+--- why when it cannot be.
+function M.from_record(rec, keep_id)
   if type(rec) ~= "table" then return nil, "an action record must be a table" end
   if rec.v ~= M.RECORD_VERSION then
     return nil, ("action record version %s is not %d"):format(tostring(rec.v), M.RECORD_VERSION)
@@ -243,7 +245,9 @@ function M.from_record(rec)
   local why = M.validate(a)
   if why then return nil, "action record: " .. why end
   a.id = M.id(a)
-  if a.id ~= rec.id then
+  if keep_id then
+    a.id = rec.id
+  elseif a.id ~= rec.id then
     return nil, ("action record %s: its id does not match its content (changed, or written by another version)")
       :format(rec.id)
   end

@@ -269,7 +269,9 @@ local function seal(v, envs, secret)
   return t
 end
 
-local function unseal(v)
+-- The record with its references filled in; filled.env is set when an
+-- environment value was.
+local function unseal(v, filled)
   if type(v) ~= "table" then return v end
   if v["$redacted"] then
     error("it held a secret header, which the state file does not keep (read secrets with os.getenv, "
@@ -288,12 +290,13 @@ local function unseal(v)
         end
         out[i] = os.getenv(name)
         if not out[i] then error(("the environment variable %s it used is not set"):format(name), 0) end
+        filled.env = true
       end
     end
     return table.concat(out)
   end
   local t = {}
-  for k, x in pairs(v) do t[k] = unseal(x) end
+  for k, x in pairs(v) do t[k] = unseal(x, filled) end
   return t
 end
 
@@ -348,17 +351,17 @@ local function from_row(row)
   local rec, err = core.json_decode(row.record)
   local a
   if rec then
-    local ok, r = pcall(unseal, rec)
+    -- A value from the environment is today's (a rotated token is the
+    -- new one); the action keeps its id, the key it was first sent with.
+    local filled = {}
+    local ok, r = pcall(unseal, rec, filled)
     if ok then
-      a, err = actions.from_record(r)
+      a, err = actions.from_record(r, filled.env)
     else
       err = r
     end
   end
-  if a then
-    a.id = row.id -- the key it was first sent with
-    return a
-  end
+  if a then return a end
   return {
     kind = row.kind, id = row.id, policy = row.policy, phone_number = row.number ~= "" and row.number or nil,
     space = row.space ~= "" and { cust_space_id = row.space } or nil, request = {}, stub = true,
