@@ -106,6 +106,12 @@ local function identify(self)
     return nil, ("is a SQLite database of another program (application_id %d; tables: %s); "
       .. "give chatapp-run a file of its own"):format(app, table.concat(names, ", ")), "EFOREIGN"
   end
+  -- A damaged page anywhere is found now, not in the middle of a run.
+  local verdict = one(db, "PRAGMA quick_check")
+  if verdict ~= "ok" then
+    return nil, ("is corrupt (SQLite's quick_check: %s); move it away (the next run starts a new one) "
+      .. "or repair it with the sqlite3 CLI's .recover"):format(tostring(verdict)), "ECORRUPT"
+  end
   if version > M.SCHEMA_VERSION then
     return nil, ("was written by a newer chatapp-run (schema version %d; this one knows up to %d); "
       .. "upgrade chatapp-run, or give another file"):format(version, M.SCHEMA_VERSION), "ENEWER"
