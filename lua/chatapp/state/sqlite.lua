@@ -226,7 +226,10 @@ function Store:commit(account, now, c)
           account, s.space, r.number, r.snapshot, r.first_seen, now, r.since))
       end
       for _, number in ipairs(s.gone) do
-        check(db:run("DELETE FROM numbers WHERE account = ?1 AND space = ?2 AND number = ?3", account, s.space, number))
+        for _, t in ipairs { "numbers", "reminders" } do
+          check(db:run(("DELETE FROM %s WHERE account = ?1 AND space = ?2 AND number = ?3"):format(t),
+            account, s.space, number))
+        end
       end
     end
     for _, t in ipairs(c.transitions) do
