@@ -510,11 +510,13 @@ static int check_tracked(lua_State *L, int arg, int names, const char *method)
   int f = -1, i;
 
   if (lua_type(L, arg) != LUA_TSTRING) {
+    const char *type = luaL_typename(L, arg); /* before pushing */
     luaL_where(L, 1);
     lua_pushfstring(L,
-                    "PhoneNumber:%s(field): the field is a %s, expected "
+                    "PhoneNumber:%s(field): the field is %s%s, expected "
                     "a field name such as 'quality_rating'",
-                    method, luaL_typename(L, arg));
+                    method, lua_isnone(L, arg) ? "missing" : "a ",
+                    lua_isnone(L, arg) ? "" : type);
     lua_concat(L, 2);
     return lua_error(L);
   }
