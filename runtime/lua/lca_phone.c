@@ -510,13 +510,14 @@ static int check_tracked(lua_State *L, int arg, int names, const char *method)
   int f = -1, i;
 
   if (lua_type(L, arg) != LUA_TSTRING) {
-    const char *type = luaL_typename(L, arg); /* before pushing */
+    /* before pushing: arg may be past the top */
+    int none = lua_isnone(L, arg);
+    const char *type = luaL_typename(L, arg);
     luaL_where(L, 1);
     lua_pushfstring(L,
                     "PhoneNumber:%s(field): the field is %s%s, expected "
                     "a field name such as 'quality_rating'",
-                    method, lua_isnone(L, arg) ? "missing" : "a ",
-                    lua_isnone(L, arg) ? "" : type);
+                    method, none ? "missing" : "a ", none ? "" : type);
     lua_concat(L, 2);
     return lua_error(L);
   }
