@@ -501,8 +501,9 @@ T.cases {
     core.phone_attach(n, nil, 100, { status = 200 }, 150)
     T.eq(n:held("status"), 0)
     T.eq(n:since("status"), 200)
-    core.phone_attach(n, nil, 0, { status = 0 }, 253402300799)
-    T.eq(n:held("status"), 253402300799, "the widest span fits")
+    core.phone_attach(n, nil, 0, { status = 0 }, 4294967295)
+    T.eq(n:held("status"), 4294967295, "the widest span fits")
+    T.raises(function() core.phone_attach(n, nil, 0, {}, 4294967296) end, "4294967296 is not a Unix time")
   end },
 
   { "history: core.phone_attach checks its arguments", function()
@@ -518,7 +519,7 @@ T.cases {
     T.raises(function() attach(n, old, "1", {}, 2) end, "got string")
     T.raises(function() attach(n, old, nil, {}, 2) end, "bad argument #3")
     T.raises(function() attach(n, old, -1, {}, 2) end, "-1 is not a Unix time in seconds")
-    T.raises(function() attach(n, old, 1, {}, 1732900000000) end, "now: 1732900000000 is not a Unix time in seconds (0 to 253402300799; milliseconds?)")
+    T.raises(function() attach(n, old, 1, {}, 1732900000000) end, "now: 1732900000000 is not a Unix time in seconds (0 to 4294967295, in 2106; milliseconds?)")
     T.raises(function() attach(n, old, 1, nil, 2) end, "bad argument #4")
     T.raises(function() attach(n, old, 1, {}, nil) end, "bad argument #5")
     T.raises(function() attach(n, old, 1, {}) end, "bad argument #5")
