@@ -772,14 +772,18 @@ void lca_open_phone(lua_State *L)
     {NULL, NULL},
   };
 
-  /* history: number -> history, weak keys (an ephemeron table) */
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, HIST_KEY);
+  /* history: number -> history, weak keys (an ephemeron table); one per
+   * state, kept if the module is opened again */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, HIST_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, HIST_KEY);
+  }
 
   /* names: field name -> id, method name -> function (upvalues: history,
    * names) */

@@ -626,6 +626,22 @@ T.cases {
     collectgarbage("restart")
     T.eq(after, before, "field reads and changed(field) allocate nothing")
   end },
+
+  { "history: the module opened again keeps the histories", function()
+    local old = assert(decode(answer { { PhoneNumber = "1", Status = "CONNECTED" } }))[1]
+    local n = assert(decode(answer { { PhoneNumber = "1", Status = "BANNED" } }))[1]
+    core.phone_attach(n, old, 1, {}, 2)
+    local saved = package.loaded["chatapp.core"]
+    package.loaded["chatapp.core"] = nil
+    local again = require "chatapp.core"
+    package.loaded["chatapp.core"] = saved
+    T.check(again ~= saved, "a second module table")
+    T.check(rawequal(n.previous, old), "the history attached before is still seen")
+    local m = assert(again.decode_phone_numbers(answer { { PhoneNumber = "1" } }))[1]
+    again.phone_attach(m, nil, 5, {}, 6)
+    T.eq(m.first_seen, 5)
+    T.eq(n:changed("status"), true)
+  end },
 }
 
 return T.done()
