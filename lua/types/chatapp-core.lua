@@ -22,6 +22,22 @@ core.phone_fields = nil
 ---@type table<string, chatapp.EnumInfo>
 core.enums = nil
 
+--- The fields whose history is kept: PhoneNumber fields from the API but
+--- phone_number.  A fresh list.
+---@return string[]
+function core.phone_tracked() end
+
+--- Attach the history of n (replacing any; for the state store).  Times are
+--- integer Unix seconds (0 to 2^32-1); since maps a tracked field to when it
+--- took its current value (a field left out is unknown).  Raises on wrong
+--- types, on a previous with a history of its own or another number.
+---@param n chatapp.PhoneNumber
+---@param previous chatapp.PhoneNumber?
+---@param first_seen integer
+---@param since table<string, integer>
+---@param now integer
+function core.phone_attach(n, previous, first_seen, since, now) end
+
 ---@param options? chatapp.ClientOptions
 ---@return chatapp.Client? client
 ---@return chatapp.ApiError? err

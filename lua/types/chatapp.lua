@@ -136,12 +136,36 @@ function chatapp.strict(name, t, known) end
 ---@field space_label? string the space's label in the spaces file, or "own numbers"
 ---@field messaging_limit? integer|number derived from the tier: 1000 for TIER_1K, math.huge for TIER_UNLIMITED, nil if unknown
 ---@field quality_level? integer derived: GREEN 3, YELLOW 2, RED 1, else nil
+---@field previous? chatapp.PhoneNumber the number at the last successful fetch of its space (--state); nil when seen for the first time or without state.  previous.previous is nil
+---@field first_seen? integer Unix time the number was first seen (--state); nil without state
 local PhoneNumber = {}
 
 --- Every field as the API sent it (API spelling: "QualityRating"),
 --- including fields the runtime does not know yet.  A fresh table.
 ---@return table<string, any>
 function PhoneNumber:raw() end
+
+--- With a field: whether it changed since `previous`, the old value and
+--- the new one (false, nil, current for a number without previous).  The
+--- field is a tracked one (chatapp.core.phone_tracked()) or
+--- messaging_limit / quality_level.  Without a field: whether any tracked
+--- field changed, and the list of those that did, in field order.
+---@param field? string
+---@return boolean changed
+---@return any old_or_list
+---@return any new
+function PhoneNumber:changed(field) end
+
+--- Unix time the field took its current value; nil when unknown.
+---@param field string
+---@return integer?
+function PhoneNumber:since(field) end
+
+--- Seconds the field has held its current value at this run's time (0 for
+--- a value new this run); nil when unknown.
+---@param field string
+---@return integer?
+function PhoneNumber:held(field) end
 
 --- The answer of a phone-number query: a list of numbers.
 ---@class chatapp.PhoneList: { [integer]: chatapp.PhoneNumber }

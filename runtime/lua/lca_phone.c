@@ -199,15 +199,16 @@ static void push_value(lua_State *L, int idx, const phone *p, int f)
  * What core.phone_attach stored for one number: a userdata whose one user
  * value is the previous PhoneNumber (nil for a number seen for the first
  * time), in the history table under the number.  Times are Unix seconds,
- * checked to be 0 .. MAX_TIME, so held() cannot overflow.
+ * checked to be 0 .. MAX_TIME (2106) and kept in 32 bits: a history is
+ * then 60 bytes of data (docs/internals/typed-results.md has the figure).
  */
 typedef struct phone_hist {
-  lua_Integer first_seen, now;
-  lua_Integer since[N_TRACKED]; /* by F_* - F_TRACKED_FIRST */
-  uint32_t known;               /* bit i: since[i] is known */
+  uint32_t first_seen, now;
+  uint32_t since[N_TRACKED]; /* by F_* - F_TRACKED_FIRST */
+  uint32_t known;            /* bit i: since[i] is known */
 } phone_hist;
 
-#define MAX_TIME 253402300799 /* 9999-12-31T23:59:59Z */
+#define MAX_TIME 4294967295 /* 2106-02-07T06:28:15Z */
 
 /* Push the history of the number at idx (absolute) from the history table
  * at tab, or nil; return it or NULL. */
@@ -510,11 +511,14 @@ static int check_tracked(lua_State *L, int arg, int names, const char *method)
   int f = -1, i;
 
   if (lua_type(L, arg) != LUA_TSTRING) {
+    /* before pushing: arg may be past the top */
+    int none = lua_isnone(L, arg);
+    const char *type = luaL_typename(L, arg);
     luaL_where(L, 1);
     lua_pushfstring(L,
-                    "PhoneNumber:%s(field): the field is a %s, expected "
+                    "PhoneNumber:%s(field): the field is %s%s, expected "
                     "a field name such as 'quality_rating'",
-                    method, luaL_typename(L, arg));
+                    method, none ? "missing" : "a ", none ? "" : type);
     lua_concat(L, 2);
     return lua_error(L);
   }
@@ -625,7 +629,7 @@ static int phone_since(lua_State *L)
   if (i < 0)
     lua_pushnil(L);
   else
-    lua_pushinteger(L, h->since[i]);
+    lua_pushinteger(L, (lua_Integer)h->since[i]);
   return 1;
 }
 
@@ -639,19 +643,21 @@ static int phone_held(lua_State *L)
   if (i < 0)
     lua_pushnil(L);
   else
-    lua_pushinteger(L, h->now > h->since[i] ? h->now - h->since[i] : 0);
+    lua_pushinteger(L, h->now > h->since[i]
+                         ? (lua_Integer)h->now - (lua_Integer)h->since[i]
+                         : 0);
   return 1;
 }
 
 /* The time at idx, argument arg of core.phone_attach (what names it):
  * an integer, 0 to MAX_TIME. */
-static lua_Integer check_unix_time(lua_State *L, int idx, int arg,
-                                   const char *what)
+static uint32_t check_unix_time(lua_State *L, int idx, int arg,
+                                const char *what)
 {
   lua_Integer t;
 
   if (!lua_isinteger(L, idx))
-    return luaL_argerror(
+    return (uint32_t)luaL_argerror(
       L, arg,
       lua_pushfstring(
         L, "%s: an integer Unix time (seconds) expected, got %s%s", what,
@@ -659,12 +665,13 @@ static lua_Integer check_unix_time(lua_State *L, int idx, int arg,
         lua_type(L, idx) == LUA_TNUMBER ? " (not an integer)" : ""));
   t = lua_tointeger(L, idx);
   if (t < 0 || t > MAX_TIME)
-    return luaL_argerror(L, arg,
-                         lua_pushfstring(L,
-                                         "%s: %I is not a Unix time in "
-                                         "seconds (0 to %I; milliseconds?)",
-                                         what, t, (lua_Integer)MAX_TIME));
-  return t;
+    return (uint32_t)luaL_argerror(
+      L, arg,
+      lua_pushfstring(L,
+                      "%s: %I is not a Unix time in "
+                      "seconds (0 to %I, in 2106; milliseconds?)",
+                      what, t, (lua_Integer)MAX_TIME));
+  return (uint32_t)t;
 }
 
 /*
@@ -679,7 +686,7 @@ static int l_attach(lua_State *L)
 {
   const phone *n = luaL_checkudata(L, 1, PHONE_MT);
   const phone *prev = NULL;
-  lua_Integer first_seen, now;
+  uint32_t first_seen, now;
   phone_hist *h;
 
   if (!lua_isnoneornil(L, 2))
@@ -711,7 +718,7 @@ static int l_attach(lua_State *L)
   lua_pushnil(L);
   while (lua_next(L, 4)) {
     int f = -1;
-    lua_Integer t;
+    uint32_t t;
     if (lua_type(L, -2) == LUA_TSTRING) {
       lua_pushvalue(L, -2);
       if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TNUMBER)
@@ -765,14 +772,18 @@ void lca_open_phone(lua_State *L)
     {NULL, NULL},
   };
 
-  /* history: number -> history, weak keys (an ephemeron table) */
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, HIST_KEY);
+  /* history: number -> history, weak keys (an ephemeron table); one per
+   * state, kept if the module is opened again */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, HIST_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, HIST_KEY);
+  }
 
   /* names: field name -> id, method name -> function (upvalues: history,
    * names) */

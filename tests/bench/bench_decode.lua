@@ -145,3 +145,14 @@ print(("filter (2 fields, 5 passes): plain %.3f s   typed %.3f s   ratio %.2f (t
   :format(f_plain, f_typed, f_typed / f_plain))
 print(("per number: typed decode %.2f us, filter %.0f ns, held %.0f bytes")
   :format(t_typed / N * 1e6, f_typed / (5 * N) * 1e9, m_typed / N))
+
+-- History (core.phone_attach, with --state): what attaching a previous
+-- snapshot to every number adds, the previous list not counted.
+local previous = assert(core.decode_phone_numbers(body))
+local since = {}
+for i, f in ipairs(core.phone_tracked()) do since[f] = 1700000000 + i end
+local m_hist = held(function()
+  for i = 1, #typed do core.phone_attach(typed[i], previous[i], 1700000000, since, 1700000100) end
+  return true
+end)
+print(("history: %.0f bytes per number with history (previous snapshot not counted)"):format(m_hist / N))

@@ -5,8 +5,9 @@
  * undefined behaviour, every failure is a clean (nil, message), every
  * number encodes (but for two names that differ only in bytes that are
  * not UTF-8) and its encoding decodes, messaging_limit is nil, a
- * positive integer or math.huge, and a phone number sent as a JSON
- * integer keeps its digits.
+ * positive integer or math.huge, a phone number sent as a JSON
+ * integer keeps its digits, and a number attached to its twin of a
+ * second decode (core.phone_attach) has changed nothing.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +43,25 @@ static const char script[] =
   "  local pn = n.phone_number\n"
   "  assert(pn == nil or type(pn) == 'string')\n"
   "  local _ = tostring(n)\n"
+  "end\n"
+  /* the history: each number attached to its twin of a second decode has
+   * changed nothing, and reading it never raises */
+  "local again = assert(core.decode_phone_numbers(body))\n"
+  "local tracked = core.phone_tracked()\n"
+  "local since = {}\n"
+  "for i, f in ipairs(tracked) do since[f] = i end\n"
+  "for i, n in ipairs(list) do\n"
+  "  core.phone_attach(n, again[i], 0, since, 100)\n"
+  "  local any, changed = n:changed()\n"
+  "  assert(any == false and #changed == 0)\n"
+  "  for j, f in ipairs(tracked) do\n"
+  "    local c, old, new = n:changed(f)\n"
+  "    assert(c == false and old == new and new == n[f])\n"
+  "    assert(n:since(f) == j and n:held(f) == 100 - j)\n"
+  "  end\n"
+  "  assert(n:changed('messaging_limit') == false)\n"
+  "  assert(n.previous == again[i] and n.previous.previous == nil)\n"
+  "  assert(core.json_encode(n) == core.json_encode(again[i]))\n"
   "end\n";
 
 static lua_State *L; /* one state for the whole run, like a long-lived host */
