@@ -26,7 +26,12 @@ if arg[1] == "--create" or arg[1] == "--open" then
   return 0
 end
 
-local RUN = assert(arg[1], "usage: test_sqlite.lua CHATAPP-RUN")
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  return (os.getenv("PWD") or ".") .. "/" .. path
+end
+local RUN = absolute(assert(arg[1], "usage: test_sqlite.lua CHATAPP-RUN"))
+local SELF = absolute(arg[0])
 
 local function sh(cmd)
   local ok = os.execute(cmd)
@@ -77,6 +82,52 @@ end
 local function has(s, plain, what)
   return T.check(type(s) == "string" and s:find(plain, 1, true) ~= nil,
     ("%s: %q in %q"):format(what, plain, tostring(s)))
+end
+
+-- A directory the user may not write (run by a user permissions apply
+-- to: not root).
+local function readonly_dir_case()
+  local ro = tmp("ro")
+  assert(sh("mkdir " .. ro))
+  local inside = ro .. "/state.db"
+  local db = open(inside)
+  assert(db:exec("CREATE TABLE r(x)"))
+  db:close()
+  local locked = tmp("locked.db") -- a file of mode 0444 in a writable folder
+  open(locked):close()
+  assert(sh("chmod 555 " .. ro .. " && chmod 444 " .. locked))
+  local ok, err, code = core.sqlite_open(ro .. "/new.db")
+  fails("creating in a read-only directory", "EREADONLY", ok, err, code)
+  has(err, "the directory " .. ro .. " is not writable?", "the message")
+  T.check(io.open(ro .. "/new.db") == nil, "nothing created")
+  db = core.sqlite_open(inside)
+  T.check(db ~= nil, "an existing file in a read-only directory opens")
+  if db then
+    -- Writing needs a journal beside the file: refused.
+    ok, err, code = db:run("INSERT INTO r VALUES (1)")
+    fails("a write in a read-only directory", "EREADONLY", ok, err, code)
+    has(err, "state file " .. inside .. ": INSERT: attempt to write a readonly database", "the message")
+    T.eq(#db:query("SELECT * FROM r"), 0, "reads work")
+    db:close()
+  end
+  db = core.sqlite_open(locked)
+  T.check(db ~= nil, "a read-only file opens")
+  if db then
+    ok, err, code = db:exec("CREATE TABLE x(y)")
+    fails("a write to a read-only file", "EREADONLY", ok, err, code)
+    has(err, "CREATE: attempt to write a readonly database", "the message")
+    db:close()
+  end
+  sh("chmod 755 " .. ro)
+end
+
+if arg[1] == "--rodir" then
+  io.stdout:write("RODIR START\n")
+  io.stdout:flush()
+  T.cases { { "a read-only directory", readonly_dir_case } }
+  sh("chmod -R u+w " .. DIR .. " 2>/dev/null")
+  sh("rm -rf " .. DIR)
+  return T.done()
 end
 
 T.cases {
@@ -283,11 +334,16 @@ T.cases {
     local path = tmp()
     open(path):close()
     T.eq(mode_of(path), "600", "created by this process")
+    -- SQLite gives its journal files the file's mode.
+    local db <close> = open(path)
+    assert(db:exec("PRAGMA journal_mode=WAL; CREATE TABLE m(x); INSERT INTO m VALUES (1)"))
+    T.eq(mode_of(path .. "-wal"), "600", "the WAL file")
+    T.eq(mode_of(path .. "-shm"), "600", "the shared-memory file")
     local loose = tmp()
-    T.check(sh(("umask 000 && %s --lua %s --create %s"):format(RUN, arg[0], loose)), "child with umask 000")
+    T.check(sh(("umask 000 && %s --lua %s --create %s"):format(RUN, SELF, loose)), "child with umask 000")
     T.eq(mode_of(loose), "600", "umask 000")
     local strict = tmp()
-    T.check(sh(("umask 277 && %s --lua %s --create %s"):format(RUN, arg[0], strict)), "child with umask 277")
+    T.check(sh(("umask 277 && %s --lua %s --create %s"):format(RUN, SELF, strict)), "child with umask 277")
     T.eq(mode_of(strict), "600", "umask 277 (no owner write)")
     -- An existing file keeps its mode.
     local mine = tmp()
@@ -300,7 +356,7 @@ T.cases {
     local sub = tmp("cwd")
     assert(sh("mkdir " .. sub))
     for _, name in ipairs { ":memory:", "file:x.db?mode=memory" } do
-      T.check(sh(("cd %s && %s --lua %s --open '%s'"):format(sub, RUN, arg[0], name)), "child opens " .. name)
+      T.check(sh(("cd %s && %s --lua %s --open '%s'"):format(sub, RUN, SELF, name)), "child opens " .. name)
       local f = io.open(sub .. "/" .. name, "rb")
       T.check(f ~= nil, name .. " is a file in the working directory")
       if f then
@@ -439,26 +495,23 @@ T.cases {
     has(err, "INSERT: attempt to write a readonly database", "the message")
     T.eq(#db:query("SELECT * FROM r"), 0, "reads work")
     db:close()
-    if is_root then
-      io.stderr:write("test_sqlite: running as root, which ignores permissions: the read-only directory case is skipped\n")
+    if not is_root then
+      readonly_dir_case()
       return
     end
-    local ro = tmp("ro")
-    assert(sh("mkdir " .. ro))
-    local inside = ro .. "/state.db"
-    open(inside):close()
-    assert(sh("chmod 555 " .. ro))
-    ok, err, code = core.sqlite_open(ro .. "/new.db")
-    fails("creating in a read-only directory", "EREADONLY", ok, err, code)
-    has(err, "the directory " .. ro .. " is not writable?", "the message")
-    db = core.sqlite_open(inside)
-    if db then
-      -- Writing needs a journal beside the file: refused.
-      ok, err, code = db:run("CREATE TABLE x(y)")
-      T.check(code == "EREADONLY" or code == "EOPEN", "write in a read-only directory: " .. tostring(code))
-      db:close()
+    -- Root ignores permissions: the case runs in a child as nobody, when
+    -- setpriv can make one (util-linux).
+    if not sh("command -v setpriv >/dev/null 2>&1") then
+      io.stderr:write("test_sqlite: root and no setpriv: the read-only directory case is skipped\n")
+      return
     end
-    sh("chmod 755 " .. ro)
+    local out = sh_out(("setpriv --reuid=65534 --regid=65534 --clear-groups %s --lua %s --rodir 2>&1; echo EXIT=$?")
+      :format(RUN, SELF))
+    if not out:find("RODIR START", 1, true) then
+      io.stderr:write("test_sqlite: cannot run as nobody, the read-only directory case is skipped:\n" .. out .. "\n")
+      return
+    end
+    T.check(out:find(", 0 failed", 1, true) and out:find("EXIT=0", 1, true), "as nobody:\n" .. out)
   end },
 
   { "busy: a second writer gets EBUSY after its timeout", function()
