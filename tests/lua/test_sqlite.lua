@@ -246,6 +246,10 @@ T.cases {
     T.raises(function() db:run("INSERT INTO p VALUES (?1, ?2)", 1, 2, 3) end,
       "3 SQL parameters given, the INSERT statement takes 2", "too many")
     T.raises(function() db:query("SELECT 1; SELECT 2") end, "one SQL statement", "two statements to query")
+    T.raises(function() db:run("INSERT INTO p VALUES (1, 2); -- c\n DELETE FROM p") end, "one SQL statement",
+      "two statements to run")
+    T.eq(db:query("SELECT 7 AS x; -- the answer\n /* done */ ;")[1].x, 7, "a comment after the statement")
+    T.raises(function() db:query("-- nothing") end, "one SQL statement", "no statement")
     T.raises(function() db:exec("SELECT ?1") end, "takes no SQL parameters", "exec with a parameter")
     T.raises(function() core.sqlite_open(tmp(), { readonly = "yes" }) end, "readonly must be a boolean")
     T.raises(function() core.sqlite_open(tmp(), { busy_timeout = 1 }) end, "unknown option busy_timeout")
