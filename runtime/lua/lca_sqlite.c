@@ -585,11 +585,12 @@ static int db_query(lua_State *L)
   step_ctx ctx;
   int st, err, nret = 0;
 
+  /* room for the call below, before any parameter is bound */
+  luaL_checkstack(L, 4, "too many SQL parameters");
   ctx.st = prepare_bound(L, u, "query", word, sizeof word, &nret);
   if (!ctx.st)
     return nret;
   ctx.rc = SQLITE_OK;
-  lua_checkstack(L, 4);
   lua_pushcfunction(L, build_rows);
   lua_pushlightuserdata(L, &ctx);
   u->active = 1;
