@@ -564,6 +564,37 @@ T.cases {
     collectgarbage()
   end },
 
+  { "a finalizer that re-enters a connection mid-query gets an error, not a freed statement", function()
+    local db <close> = open(tmp())
+    assert(db:exec("CREATE TABLE big(k INTEGER PRIMARY KEY, v TEXT)"))
+    assert(db:exec("BEGIN"))
+    for i = 1, 2000 do assert(db:run("INSERT INTO big VALUES (?1, ?2)", i, ("z"):rep(100))) end
+    assert(db:exec("COMMIT"))
+    local refused, allowed = 0, 0
+    collectgarbage("collect")
+    for i = 1, 100 do
+      setmetatable({}, { __gc = function()
+        -- Closing would finalize the statement being stepped.
+        local ok, err = pcall(i % 2 == 0 and db.close or db.query, db, "SELECT k, v FROM big")
+        if not ok and tostring(err):find("in use", 1, true) then
+          refused = refused + 1
+        else
+          allowed = allowed + 1
+        end
+      end })
+    end
+    -- Collect continuously: the finalizers run while the rows are built.
+    collectgarbage("incremental", 1, 1000)
+    local rows = db:query("SELECT k, v FROM big")
+    collectgarbage("incremental", 200, 100)
+    collectgarbage("collect")
+    T.eq(refused + allowed, 100, "every finalizer ran")
+    T.check(refused > 0, ("some ran mid-query and were refused (%d of 100)"):format(refused))
+    T.eq(#rows, 2000, "the query's rows are whole")
+    T.eq(rows[2000].k, 2000)
+    T.eq(db:query("SELECT count(*) AS n FROM big")[1].n, 2000, "the connection works after")
+  end },
+
   { "a result too big for the memory cap raises, and leaves no statement mid-step", function()
     local db <close> = open(tmp())
     assert(db:exec("CREATE TABLE big(k INTEGER PRIMARY KEY, v TEXT)"))
