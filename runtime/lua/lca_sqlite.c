@@ -156,7 +156,10 @@ static const char *hint(int rc, int sys_errno)
 static void take_error(sqlite3 *db, int rc, const char *word, char *msg,
                        size_t size, int *sys_errno)
 {
-  const char *m = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  /* the connection's message when it is about this error (not one of
+   * ours, such as a failed malloc) */
+  const char *m = db && sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db)
+                                                           : sqlite3_errstr(rc);
   const char *h;
   int e = db ? sqlite3_system_errno(db) : 0;
 
@@ -293,12 +296,18 @@ static int db_autocommit(lua_State *L)
 
 /* ---- statements ------------------------------------------------------- */
 
-static int blank(const char *s)
+/* Whether the text after a statement holds no other statement (blanks,
+ * semicolons and comments only). */
+static int nothing_more(sqlite3 *db, const char *tail, size_t n)
 {
-  for (; *s; s++)
-    if (!strchr(" \t\r\n\f\v;", *s))
-      return 0;
-  return 1;
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  if (n == 0)
+    return 1;
+  rc = sqlite3_prepare_v2(db, tail, (int)n, &st, NULL);
+  sqlite3_finalize(st);
+  return rc == SQLITE_OK && !st;
 }
 
 /*
@@ -331,13 +340,11 @@ static int get_stmt(lsqlite *u, const char *sql, size_t len, sqlite3_stmt **out)
     *out = c->st;
     return SQLITE_OK;
   }
-  if (len > MAX_SQL_LEN)
-    return SQLITE_TOOBIG;
   rc = sqlite3_prepare_v3(u->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st,
                           &tail);
   if (rc != SQLITE_OK)
     return rc;
-  if (!st || (tail && !blank(tail))) {
+  if (!st || (tail && !nothing_more(u->db, tail, len - (size_t)(tail - sql)))) {
     sqlite3_finalize(st);
     return -1;
   }
@@ -442,6 +449,9 @@ static sqlite3_stmt *prepare_bound(lua_State *L, lsqlite *u, const char *what,
 
   check_params(L, 3);
   first_word(sql, len, word, wsize);
+  if (len > MAX_SQL_LEN)
+    luaL_error(L, "db:%s: the %s statement is more than %d bytes", what, word,
+               MAX_SQL_LEN);
   rc = get_stmt(u, sql, len, &st);
   if (rc == -1)
     luaL_error(L,
@@ -575,11 +585,12 @@ static int db_query(lua_State *L)
   step_ctx ctx;
   int st, err, nret = 0;
 
+  /* room for the call below, before any parameter is bound */
+  luaL_checkstack(L, 4, "too many SQL parameters");
   ctx.st = prepare_bound(L, u, "query", word, sizeof word, &nret);
   if (!ctx.st)
     return nret;
   ctx.rc = SQLITE_OK;
-  lua_checkstack(L, 4);
   lua_pushcfunction(L, build_rows);
   lua_pushlightuserdata(L, &ctx);
   u->active = 1;
@@ -737,7 +748,7 @@ out:
  * may open it, else the code, with the message in msg.  Pure C.
  */
 static const char *prepare_path(const char *path, const open_opts *o, char *msg,
-                                size_t size)
+                                size_t size, int *created)
 {
   struct stat sb;
   char dir[512];
@@ -777,6 +788,7 @@ static const char *prepare_path(const char *path, const open_opts *o, char *msg,
         unlink(path);
         return "EOPEN";
       }
+      *created = 1;
       return NULL;
     }
     if (errno == EEXIST)
@@ -842,7 +854,7 @@ static int l_sqlite_open(lua_State *L)
   lsqlite *u;
   const char *code;
   char msg[900];
-  int rc, flags, err = 0;
+  int rc, flags, err = 0, created = 0;
 
   luaL_argcheck(L, len > 0, 1, "the state file's path is empty");
   luaL_argcheck(L, strlen(path) == len, 1, "the path holds a NUL byte");
@@ -861,7 +873,7 @@ static int l_sqlite_open(lua_State *L)
   else
     lua_pushvalue(L, 1);
 
-  code = prepare_path(path, &o, msg, sizeof msg);
+  code = prepare_path(path, &o, msg, sizeof msg, &created);
   if (code && strcmp(code, "ENOTREG") == 0) {
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s", path, msg);
@@ -883,10 +895,17 @@ static int l_sqlite_open(lua_State *L)
       size_t n = strlen(msg);
       dir_of(path, dir, sizeof dir);
       snprintf(msg + n, sizeof msg - n,
-               " (the file or the directory %s is not writable?)", dir);
+               " (check the permissions of the file and of the directory %s)",
+               dir);
     }
     code = code_name(rc, err);
     db_shut(u);
+    if (created) {
+      struct stat sb;
+      /* the empty file made above: removed, as it was not there */
+      if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0)
+        unlink(path);
+    }
     return push_fail(L, path, msg, code);
   }
   lua_pop(L, 1);
