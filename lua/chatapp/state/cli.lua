@@ -110,7 +110,7 @@ function M.parse(command, args)
       if not value then
         i = i + 1
         value = args[i]
-        if value == nil or (value:sub(1, 2) == "--" and name ~= "space") then
+        if value == nil or value:sub(1, 2) == "--" then
           usage("state %s: --%s needs a value", command, name)
         end
       end
