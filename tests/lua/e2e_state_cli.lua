@@ -139,6 +139,23 @@ T.cases {
     T.eq(#(by.transition or {}), 1, "--limit")
   end },
 
+  { "show --number of a gone number: its history, no snapshot", function()
+    local db = fresh()
+    local GONE = "8613899999999"
+    sql(db, "INSERT INTO numbers (account, space, number, snapshot, first_seen, last_seen, since) "
+      .. "VALUES (?1, '', ?2, ?3, ?4, ?4, '{}')", E.KEY_ID, GONE,
+      ('{"PhoneNumber":"%s","Status":"CONNECTED","QualityRating":"GREEN"}'):format(GONE), T0)
+    local r = run(db, T0 + 5400)
+    T.eq(r.code, 0, r.err)
+    r = state { "show", "--state", db, "--number", GONE }
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("no snapshot", 1, true), r.out)
+    T.check(r.out:find("2027-01-15T09:30:00Z (30 min ago)  presence  gone", 1, true), r.out)
+    r = state { "show", "--state", db }
+    T.check(r.out:find(GONE .. "%s+own numbers%s+presence%s+gone"), "in the last transitions: " .. r.out)
+    T.check(not r.out:find("\n  " .. GONE, 1, true), "not in the table of numbers")
+  end },
+
   { "show --space and an unknown number", function()
     local r = state { "show", "--state", base, "--space", "" }
     T.eq(r.code, 0, r.err)
