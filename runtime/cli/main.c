@@ -44,6 +44,9 @@ static const char usage_text[] =
   "then carry the plan out (or only show it, with --dry-run).\n"
   "\n"
   "       chatapp-run [OPTIONS] --lua SCRIPT.lua [ARGS...]\n"
+  "       chatapp-run state show|forget [OPTIONS]\n"
+  "                          look inside a --state file, or forget a number\n"
+  "                          or a space in it (chatapp-run state --help)\n"
   "\n"
   "Modes:\n"
   "      --emulator         run against a built-in local CAMS emulator with\n"
@@ -349,6 +352,16 @@ int main(int argc, char **argv)
   if (!cfg) {
     fprintf(stderr, "chatapp-run: out of memory\n");
     return EXIT_USAGE;
+  }
+  /* chatapp-run state ...: the state file's own tool, in Lua. */
+  if (argc > 1 && strcmp(argv[1], "state") == 0) {
+    if (set(cfg, "output", "text"))
+      goto out;
+    if (chatapp_runtime_new(cfg, &rt) != CHATAPP_OK)
+      fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    else
+      rc = ca_runtime_run_module(rt, "chatapp.state.cli", argc - 2, argv + 2);
+    goto out;
   }
   /* Generic --KEY VALUE options: turn them into config keys first. */
   opterr = 0;

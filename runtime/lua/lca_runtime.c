@@ -809,3 +809,65 @@ int ca_runtime_run_script(chatapp_runtime *rt, const char *path, int argc,
   }
   return j.rc;
 }
+
+/* ---- embedded tools (chatapp-run state ...) ----------------------------- */
+
+/* Protected: require(module).main(args) under the traceback handler. */
+static int do_module(lua_State *L)
+{
+  job *j = job_of(L);
+  int i, h, st;
+
+  lua_settop(L, 0);
+  lua_pushcfunction(L, lca_traceback);
+  h = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, j->name);
+  st = lua_pcall(L, 1, 1, h);
+  if (st == LUA_OK) {
+    if (lua_type(L, -1) != LUA_TTABLE ||
+        lua_getfield(L, -1, "main") != LUA_TFUNCTION) {
+      lua_pushfstring(L, "module %s has no main function", j->name);
+      st = LUA_ERRRUN;
+    } else {
+      lua_createtable(L, j->argc, 0);
+      for (i = 0; i < j->argc; i++) {
+        lua_pushstring(L, j->argv[i]);
+        lua_rawseti(L, -2, i + 1);
+      }
+      st = lua_pcall(L, 1, 1, h);
+    }
+  }
+  if (st != LUA_OK) {
+    const char *msg = errstr(L, -1);
+    lca_push_redacted(L, msg, strlen(msg)); /* stderr is a sink too */
+    fprintf(stderr, "chatapp-run: %s\n", lua_tostring(L, -1));
+    j->rc = 1;
+  } else if (lua_isinteger(L, -1)) {
+    j->rc = (int)lua_tointeger(L, -1);
+  } else {
+    j->rc = lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : 1;
+  }
+  return 0;
+}
+
+int ca_runtime_run_module(chatapp_runtime *rt, const char *module, int argc,
+                          char **argv)
+{
+  job j;
+
+  if (!rt->L) {
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    return 1;
+  }
+  memset(&j, 0, sizeof j);
+  j.name = module;
+  j.argc = argc;
+  j.argv = argv;
+  j.rc = 1;
+  if (protect(rt, do_module, &j, module) != CHATAPP_OK) {
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    return 1;
+  }
+  return j.rc;
+}

@@ -17,6 +17,16 @@ int ca_runtime_run_script(chatapp_runtime *rt, const char *path, int argc,
                           char **argv);
 
 /*
+ * Run require(module).main(args) (an embedded tool such as
+ * "chatapp.state.cli": a module name, never a path) with args[1..argc] =
+ * argv, protected as ca_runtime_run_script.  Returns the integer main
+ * returns (0 for nil or true, 1 for false), or 1 when it raises (the
+ * error and its traceback go to stderr, secrets redacted).
+ */
+int ca_runtime_run_module(chatapp_runtime *rt, const char *module, int argc,
+                          char **argv);
+
+/*
  * chatapp_runtime_new with the Lua state's memory capped at limit bytes
  * (0: no cap), as a host short of memory would see it: for tests.
  */

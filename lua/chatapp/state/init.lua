@@ -43,6 +43,18 @@ function M.now()
   return os.time()
 end
 
+--- The state file used without --state (watch mode, chatapp-run state):
+--- $XDG_STATE_HOME/chatapp-run/state.db, else
+--- ~/.local/state/chatapp-run/state.db.  A relative XDG_STATE_HOME is
+--- ignored, as the XDG spec says.  Returns the path, or nil and a message.
+function M.default_path()
+  local xdg = os.getenv("XDG_STATE_HOME")
+  if xdg and xdg:sub(1, 1) == "/" then return (xdg:gsub("/+$", "")) .. "/chatapp-run/state.db" end
+  local home = os.getenv("HOME")
+  if home and home:sub(1, 1) == "/" then return (home:gsub("/+$", "")) .. "/.local/state/chatapp-run/state.db" end
+  return nil, "no default state file: neither XDG_STATE_HOME nor HOME is an absolute path; give --state FILE"
+end
+
 local State = {}
 State.__index = State
 

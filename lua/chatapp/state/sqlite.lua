@@ -302,6 +302,10 @@ function Store:show(f, limit)
     outbox = ("SELECT account, id, policy, kind, space, number, target, status, created, updated, attempts, "
       .. "error FROM outbox%s ORDER BY created DESC, id LIMIT %d"):format(w, limit),
     reminders = "SELECT account, policy, space, number, last_fired FROM reminders" .. w,
+    outbox_counts = "SELECT status, count(*) AS n FROM outbox" .. w .. " GROUP BY status ORDER BY status",
+    pending = ("SELECT account, id, policy, kind, space, number, target, status, created, updated, attempts, "
+      .. "error FROM outbox%s status = 'pending' ORDER BY created, id LIMIT %d")
+      :format(w == "" and " WHERE" or w .. " AND", limit),
   }
   local out = {}
   for name, sql in pairs(queries) do
@@ -312,12 +316,22 @@ function Store:show(f, limit)
   return out
 end
 
---- Forget what matches f = { account, space, number } (at least one of
---- space and number): returns the count of rows removed per table.
-function Store:forget(f)
+--- Forget what matches f = { account, space, number } (none: all):
+--- returns the count of rows removed per table.  keep_pending: refuse
+--- (nothing removed; code EPENDING) when pending outbox entries match.
+function Store:forget(f, keep_pending)
   local w, args = where_clause(f, { "account", "space", "number" })
   local counts = {}
   local ok, err, code = transaction(self, "cannot forget", function(db)
+    if keep_pending then
+      local rows = check(db:query(("SELECT count(*) AS n FROM outbox%s status = 'pending'")
+        :format(w == "" and " WHERE" or w .. " AND"), table.unpack(args)))
+      local n = rows[1] and rows[1].n or 0
+      if n > 0 then
+        error({ message = ("%d pending action%s would never be sent; add --yes"):format(n, n == 1 and "" or "s"),
+                code = "EPENDING" }, 0)
+      end
+    end
     for _, t in ipairs { "numbers", "transitions", "reminders", "outbox" } do
       counts[t] = check(db:run(("DELETE FROM %s%s"):format(t, w), table.unpack(args)))
     end
