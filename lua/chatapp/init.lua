@@ -221,13 +221,11 @@ function M.parse_duration(v)
     return nil, "a duration must be positive"
   end
   if type(v) ~= "string" then return nil, ("a duration is a string like \"24h\", not a %s"):format(type(v)) end
-  local n, unit = v:match("^(%d+)([smhd]?)$")
-  local k = ({ [""] = 1, s = 1, m = 60, h = 3600, d = 86400 })[unit or ""]
-  n = tonumber(n)
-  if not n or n <= 0 or n > 10 * 365 * 86400 // k then
+  local secs = core.parse_duration(v)
+  if not secs then
     return nil, ("%q is not a duration like \"90s\", \"15m\", \"24h\" or \"7d\""):format(v)
   end
-  return n * k
+  return secs
 end
 
 local allowed_keys = {

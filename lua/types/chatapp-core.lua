@@ -38,6 +38,19 @@ function core.phone_tracked() end
 ---@param now integer
 function core.phone_attach(n, previous, first_seen, since, now) end
 
+--- Seconds in "90", "90s", "15m", "24h" or "7d" (at most ten years), or nil.
+---@param s string
+---@return integer?
+function core.parse_duration(s) end
+
+--- Open the state store's SQLite file (runner only; docs/internals/state-engine.md).
+---@param path string
+---@param opts? { readonly?: boolean, create?: boolean, busy_timeout_ms?: integer }
+---@return table? db
+---@return string? message
+---@return string? code ENOTREG ENOENT EOPEN ENOTADB ECORRUPT EREADONLY EBUSY EFULL EIO ENOMEM ESQL
+function core.sqlite_open(path, opts) end
+
 ---@param options? chatapp.ClientOptions
 ---@return chatapp.Client? client
 ---@return chatapp.ApiError? err

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca_config.h"
 #include "ca_cred.h"
 #include "ca_crypto.h"
 #include "ca_secrets.h"
@@ -375,6 +376,17 @@ static int l_versions(lua_State *L)
 }
 
 /* core.loopback_host(host): the transport's rule (ca_loopback_host). */
+/* core.parse_duration(s) -> seconds | nil: "90", "90s", "15m", "24h", "7d"
+ * (ca_parse_duration: the one parser, also of the duration options). */
+static int l_parse_duration(lua_State *L)
+{
+  long secs = ca_parse_duration(luaL_checkstring(L, 1));
+  if (secs <= 0)
+    return 0;
+  lua_pushinteger(L, secs);
+  return 1;
+}
+
 static int l_loopback_host(lua_State *L)
 {
   size_t len;
@@ -387,11 +399,17 @@ static int l_loopback_host(lua_State *L)
 int luaopen_chatapp_core(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
-    {"deepcopy", l_deepcopy},      {"sha256_hex", l_sha256},
-    {"flatten_params", l_flatten}, {"operations", l_operations},
-    {"versions", l_versions},      {"loopback_host", l_loopback_host},
-    {"redact", l_redact},          {"secret_env_names", l_secret_env_names},
-    {"redacting", l_redacting},    {NULL, NULL},
+    {"deepcopy", l_deepcopy},
+    {"sha256_hex", l_sha256},
+    {"flatten_params", l_flatten},
+    {"operations", l_operations},
+    {"versions", l_versions},
+    {"loopback_host", l_loopback_host},
+    {"redact", l_redact},
+    {"secret_env_names", l_secret_env_names},
+    {"redacting", l_redacting},
+    {"parse_duration", l_parse_duration},
+    {NULL, NULL},
   };
 
   luaL_checkversion(L);
