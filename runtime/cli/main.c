@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,8 +323,9 @@ static int is_flag(const char *key)
 
 static void print_version(void)
 {
-  printf("chatapp-run %s\n%s\nlibcurl %s\n%s\n", chatapp_version(), LUA_RELEASE,
-         ca_curl_version(), ca_crypto_version());
+  printf("chatapp-run %s\n%s\nlibcurl %s\n%s\nSQLite %s\n", chatapp_version(),
+         LUA_RELEASE, ca_curl_version(), ca_crypto_version(),
+         sqlite3_libversion());
 }
 
 int main(int argc, char **argv)
