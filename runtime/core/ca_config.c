@@ -145,6 +145,37 @@ long ca_parse_duration(const char *s)
   return n * unit;
 }
 
+int ca_default_state_path(char *out, size_t size)
+{
+  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+  const char *base, *tail;
+  size_t n;
+  int w;
+
+  if (xdg && xdg[0] == '/') {
+    base = xdg;
+    tail = "/chatapp-run/state.db";
+  } else if (home && home[0] == '/') {
+    base = home;
+    tail = "/.local/state/chatapp-run/state.db";
+  } else {
+    snprintf(out, size,
+             "no default state file: neither XDG_STATE_HOME nor HOME is an "
+             "absolute path; give --state FILE");
+    return -1;
+  }
+  for (n = strlen(base); n > 1 && base[n - 1] == '/'; n--)
+    ;
+  w = snprintf(out, size, "%.*s%s", (int)n, base, tail);
+  if (w < 0 || (size_t)w >= size) {
+    snprintf(out, size,
+             "the default state file's path is too long; give "
+             "--state FILE");
+    return -1;
+  }
+  return 0;
+}
+
 const ca_config_key *ca_config_keys(void)
 {
   return options;

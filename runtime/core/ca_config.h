@@ -62,6 +62,13 @@ struct chatapp_config {
  * -1 when s is not one. */
 long ca_parse_duration(const char *s);
 
+/* The state file used when --state is not given (watch mode, `chatapp-run
+ * state`): $XDG_STATE_HOME/chatapp-run/state.db when XDG_STATE_HOME is
+ * absolute (the XDG spec ignores a relative one), else
+ * $HOME/.local/state/chatapp-run/state.db.  0, or -1 with the message in
+ * out. */
+int ca_default_state_path(char *out, size_t size);
+
 /* A deep copy (NULL on out of memory); free with chatapp_config_free. */
 chatapp_config *ca_config_dup(const chatapp_config *cfg);
 

@@ -387,6 +387,19 @@ static int l_parse_duration(lua_State *L)
   return 1;
 }
 
+/* core.default_state_path() -> path | nil, message (ca_default_state_path) */
+static int l_default_state_path(lua_State *L)
+{
+  char path[4096];
+  if (ca_default_state_path(path, sizeof path)) {
+    lua_pushnil(L);
+    lua_pushstring(L, path);
+    return 2;
+  }
+  lua_pushstring(L, path);
+  return 1;
+}
+
 static int l_loopback_host(lua_State *L)
 {
   size_t len;
@@ -409,6 +422,7 @@ int luaopen_chatapp_core(lua_State *L)
     {"secret_env_names", l_secret_env_names},
     {"redacting", l_redacting},
     {"parse_duration", l_parse_duration},
+    {"default_state_path", l_default_state_path},
     {NULL, NULL},
   };
 

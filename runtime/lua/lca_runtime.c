@@ -43,12 +43,17 @@ struct chatapp_runtime {
   chatapp_action_report *actions;
   size_t nactions;
   const char *errfixed; /* static; the message when errmsg cannot be built */
+  int keep_metrics;     /* ca_runtime_keep_metrics: metrics text after a run */
+  ca_buf metrics;
 };
 
 /* ---- errors ------------------------------------------------------------- */
 
 /* Messages longer than this are cut, with a marker saying so. */
 #define ERRMSG_MAX (64 * 1024)
+/* The largest metrics text kept for a watcher (per-number gauges of a
+ * 10,000-space ISV fit many times over). */
+#define METRICS_MAX (256 * 1024 * 1024)
 /* Formatting stops here; redaction runs on this much before the cut. */
 #define FORMAT_MAX (1024 * 1024)
 
@@ -163,7 +168,9 @@ typedef struct job {
   size_t len;
   int flags, argc;
   char **argv;
-  int rc;            /* run_script: the exit status */
+  int rc;      /* run_script: the exit status */
+  ca_buf *out; /* read_file: the text */
+  size_t max;
   chatapp_status st; /* set by the work */
   int raised;        /* the work raised part way */
 } job;
@@ -392,6 +399,7 @@ chatapp_status ca_runtime_new_limited(const chatapp_config *cfg, size_t limit,
     return CHATAPP_ENOMEM;
   ca_buf_init(&rt->errmsg, ERRMSG_MAX);
   ca_buf_init(&rt->cred_source, 4096);
+  ca_buf_init(&rt->metrics, METRICS_MAX);
   rt->runner = LUA_NOREF;
   rt->alloc.limit = limit;
   if (chatapp_global_init() != CHATAPP_OK)
@@ -476,6 +484,7 @@ void chatapp_runtime_free(chatapp_runtime *rt)
   clear_reports(rt);
   ca_buf_free(&rt->cred_source);
   ca_buf_free(&rt->errmsg);
+  ca_buf_free(&rt->metrics);
   free(rt);
 }
 
@@ -677,6 +686,20 @@ static int do_run(lua_State *L)
                  luaL_typename(L, report));
     return 0;
   }
+  if (rt->keep_metrics) {
+    /* The run's metrics text, for a watcher's /metrics (redacted like the
+     * --metrics file). */
+    size_t len;
+    const char *text;
+    ca_buf_reset(&rt->metrics);
+    lua_getfield(L, report, "metrics_text");
+    lua_pushvalue(L, report);
+    lua_call(L, 1, 1);
+    text = lua_tolstring(L, -1, &len);
+    if (text && ca_buf_add(&rt->metrics, text, len) == CHATAPP_OK)
+      lca_redact(L, &rt->metrics);
+    lua_pop(L, 1);
+  }
   j->st = collect_reports(rt, report);
   if (j->st == CHATAPP_ENOMEM) {
     clear_reports(rt);
@@ -870,4 +893,96 @@ int ca_runtime_run_module(chatapp_runtime *rt, const char *module, int argc,
     return 1;
   }
   return j.rc;
+}
+
+/* ---- for a watcher (runtime/cli/ca_watch.c) ----------------------------- */
+
+void ca_runtime_keep_metrics(chatapp_runtime *rt, int on)
+{
+  if (rt)
+    rt->keep_metrics = on;
+}
+
+const char *ca_runtime_metrics(const chatapp_runtime *rt, size_t *len)
+{
+  *len = rt ? rt->metrics.len : 0;
+  return rt && rt->metrics.len ? ca_buf_str(&rt->metrics) : NULL;
+}
+
+void ca_runtime_take_clients(chatapp_runtime *rt, ca_runtime_clients *out)
+{
+  out->api = rt->client;
+  out->http = rt->http;
+  rt->client = NULL; /* Lua's handles were borrowed: they free nothing */
+  rt->http = NULL;
+  ca_buf_reset(&out->source);
+  if (ca_buf_add(&out->source, rt->cred_source.ptr ? rt->cred_source.ptr : "",
+                 rt->cred_source.len))
+    ca_buf_reset(&out->source); /* at worst the source is not logged */
+}
+
+void ca_runtime_give_clients(chatapp_runtime *rt, ca_runtime_clients *in)
+{
+  if (!rt->client && in->api) {
+    rt->client = in->api;
+    in->api = NULL;
+    ca_buf_reset(&rt->cred_source);
+    if (ca_buf_add(&rt->cred_source, in->source.ptr ? in->source.ptr : "",
+                   in->source.len))
+      ca_buf_reset(&rt->cred_source);
+  }
+  if (!rt->http && in->http) {
+    rt->http = in->http;
+    in->http = NULL;
+  }
+}
+
+void ca_runtime_clients_free(ca_runtime_clients *c)
+{
+  ca_client_free(c->api);
+  ca_client_free(c->http);
+  c->api = c->http = NULL;
+  ca_buf_free(&c->source);
+}
+
+/* Protected: core.read_file(path, max, "the policy file") into j->out. */
+static int do_read_file(lua_State *L)
+{
+  job *j = job_of(L);
+  size_t len;
+  const char *text;
+
+  lua_settop(L, 0);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "chatapp.core");
+  lua_getfield(L, -1, "read_file");
+  lua_pushstring(L, j->path);
+  lua_pushinteger(L, (lua_Integer)j->max);
+  lua_pushliteral(L, "the policy file");
+  lua_call(L, 3, 2);
+  text = lua_tolstring(L, -2, &len);
+  if (!text) {
+    j->st = fail(j->rt, CHATAPP_EPOLICY, "%s", errstr(L, -1));
+    return 0;
+  }
+  ca_buf_reset(j->out);
+  j->st = ca_buf_add(j->out, text, len);
+  return 0;
+}
+
+chatapp_status ca_runtime_read_file(chatapp_runtime *rt, const char *path,
+                                    size_t max, ca_buf *out)
+{
+  job j;
+
+  if (!rt || !path || !out)
+    return CHATAPP_EINVAL;
+  if (!rt->L)
+    return unusable(rt);
+  clear_error(rt);
+  memset(&j, 0, sizeof j);
+  j.path = path;
+  j.out = out;
+  j.max = max;
+  return protect(rt, do_read_file, &j, path);
 }

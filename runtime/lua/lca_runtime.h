@@ -3,6 +3,8 @@
 #ifndef LCA_RUNTIME_H
 #define LCA_RUNTIME_H
 
+#include "ca_buf.h"
+#include "ca_client.h"
 #include "chatapp.h"
 
 /*
@@ -43,5 +45,29 @@ size_t ca_runtime_memory_peak(const chatapp_runtime *rt);
 /* The status of a report's status name ("ok", "policy", ...); an unknown
  * name or NULL is CHATAPP_EINTERNAL. */
 chatapp_status ca_runtime_report_status(const char *name);
+
+/* ---- for a watcher: one runtime per cycle, the clients kept ----------- */
+
+/* After each run, keep the report's Prometheus text (redacted), read with
+ * ca_runtime_metrics (NULL before a run). */
+void ca_runtime_keep_metrics(chatapp_runtime *rt, int on);
+const char *ca_runtime_metrics(const chatapp_runtime *rt, size_t *len);
+
+/* The API and HTTP clients (and where the credentials came from), moved
+ * from one cycle's runtime to the next: connections and the process
+ * limiter outlive a cycle.  take empties rt; give fills only what rt has
+ * not made and empties what it gives. */
+typedef struct ca_runtime_clients {
+  ca_client *api, *http;
+  ca_buf source;
+} ca_runtime_clients;
+void ca_runtime_take_clients(chatapp_runtime *rt, ca_runtime_clients *out);
+void ca_runtime_give_clients(chatapp_runtime *rt, ca_runtime_clients *in);
+void ca_runtime_clients_free(ca_runtime_clients *c);
+
+/* Read a policy file as loading does (a regular file of at most max
+ * bytes; the message in rt's errmsg otherwise) into out. */
+chatapp_status ca_runtime_read_file(chatapp_runtime *rt, const char *path,
+                                    size_t max, ca_buf *out);
 
 #endif

@@ -48,11 +48,7 @@ end
 --- ~/.local/state/chatapp-run/state.db.  A relative XDG_STATE_HOME is
 --- ignored, as the XDG spec says.  Returns the path, or nil and a message.
 function M.default_path()
-  local xdg = os.getenv("XDG_STATE_HOME")
-  if xdg and xdg:sub(1, 1) == "/" then return (xdg:gsub("/+$", "")) .. "/chatapp-run/state.db" end
-  local home = os.getenv("HOME")
-  if home and home:sub(1, 1) == "/" then return (home:gsub("/+$", "")) .. "/.local/state/chatapp-run/state.db" end
-  return nil, "no default state file: neither XDG_STATE_HOME nor HOME is an absolute path; give --state FILE"
+  return core.default_state_path() -- one rule, shared with the watcher (C)
 end
 
 local State = {}
