@@ -12,7 +12,8 @@
 --   - after the last run: no pending outbox row, integrity_check ok.
 -- Kills land on both sides of the commit: odd trials while the fetch is
 -- held by the emulator (surely before it), even trials anywhere after
--- the fetch's answer.  Which side a kill landed on is read from a copy of
+-- the fetch's answer.  Then 4 trials are killed twice in a row: after the
+-- commit, and again while the next run resumes the outbox.  Which side a kill landed on is read from a copy of
 -- the state file (and its journal) taken right after the kill.
 --   chatapp-run --lua e2e_outbox_crash.lua RUN EMULATOR [TRIALS]
 -- CHATAPP_CRASH_SEED=N replays a seed printed by a failed run.
@@ -29,6 +30,7 @@ local TRIALS = tonumber(arg[3] or "") or 20
 local QUERY_MS = 300  -- the fetch's latency: the window before the commit
 local SINK_DELAY_MS = 40 -- each webhook's answer: slices take this long
 local MAX_RERUNS = 3
+local DOUBLE = 4 -- more trials, killed twice in a row
 local SLICE = executor.SLICE
 
 local seed = tonumber(os.getenv("CHATAPP_CRASH_SEED") or "") or (os.time() % 1000003)
@@ -181,9 +183,39 @@ end
 io.stderr:write(("crash test: seed %d, reference run %.2f s, slice %d, %d trials\n")
   :format(seed, run_s, SLICE, TRIALS))
 
-local figures = { kills = 0, before = 0, after = 0, finished = 0, dups = {}, reruns = {}, done_at_kill = {} }
+-- The sink's deliveries of a trial with `kills` kills: every expected
+-- key, each with its body; a key sent more than once only if it was
+-- pending in the outbox at the (first) kill, at most once more per kill;
+-- at most a slice of duplicates per kill.  Returns the duplicates.
 local all_keys = {} -- key -> body over every trial
+local function check_deliveries(what, pending_at_kill, kills)
+  local per_key = {}
+  local list = deliveries()
+  for _, d in ipairs(list) do
+    local key = d.idempotency_key
+    T.check(expected[key] ~= nil, what .. ": a delivery with an unknown key " .. tostring(key))
+    T.check(expected[key] == nil or expected[key] == d.body, what .. ": key " .. tostring(key) .. " with another body")
+    T.check(all_keys[key] == nil or all_keys[key] == d.body, what .. ": key " .. tostring(key) .. " changed body")
+    all_keys[key] = d.body
+    per_key[key] = (per_key[key] or 0) + 1
+  end
+  local lost = 0
+  for key in pairs(expected) do
+    if not per_key[key] then lost = lost + 1 end
+  end
+  T.eq(lost, 0, what .. ": no key lost")
+  local dups = #list - count(per_key)
+  for key, n in pairs(per_key) do
+    if n > 1 then
+      T.check(pending_at_kill[key], what .. ": key " .. key .. " sent again but it was done at the kill")
+      T.check(n <= 1 + kills, what .. ": key " .. key .. " sent " .. n .. " times")
+    end
+  end
+  T.check(dups <= SLICE * kills, ("%s: %d duplicates, more than a slice (%d) per kill"):format(what, dups, SLICE))
+  return dups
+end
 
+local figures = { kills = 0, before = 0, after = 0, finished = 0, dups = {}, reruns = {}, done_at_kill = {} }
 for trial = 1, TRIALS do
   clear_deliveries()
   local state = E.tmpdir() .. "/state.db"
@@ -238,35 +270,53 @@ for trial = 1, TRIALS do
   end
 
   -- What the sink got.
-  local per_key = {}
-  local list = deliveries()
-  for _, d in ipairs(list) do
-    local key = d.idempotency_key
-    T.check(expected[key] ~= nil, what .. ": a delivery with an unknown key " .. tostring(key))
-    T.check(expected[key] == nil or expected[key] == d.body, what .. ": key " .. tostring(key) .. " with another body")
-    T.check(all_keys[key] == nil or all_keys[key] == d.body, what .. ": key " .. tostring(key) .. " changed body")
-    all_keys[key] = d.body
-    per_key[key] = (per_key[key] or 0) + 1
-  end
-  local lost = 0
-  for key in pairs(expected) do
-    if not per_key[key] then lost = lost + 1 end
-  end
-  T.eq(lost, 0, what .. ": no key lost")
-  local dups = #list - count(per_key)
-  for key, n in pairs(per_key) do
-    if n > 1 then
-      T.check(pending_at_kill[key], what .. ": key " .. key .. " sent twice but it was done at the kill")
-      T.check(n == 2, what .. ": key " .. key .. " sent " .. n .. " times")
-    end
-  end
-  T.check(dups <= SLICE, ("%s: %d duplicates, more than a slice (%d)"):format(what, dups, SLICE))
+  local dups = check_deliveries(what, pending_at_kill, 1)
   if rc == 137 and not at_kill then
     T.eq(sent_by_killed, 0, what .. ": nothing sent before the commit")
     T.eq(dups, 0, what .. ": no duplicate after a kill before the commit")
   end
   if rc == 137 then figures.dups[#figures.dups + 1] = dups end
   check_final(state, what)
+end
+
+-- Kills in a row: the run is killed after its commit, then the run that
+-- resumes the outbox is killed too, then rerun until it exits 0.
+local double = { trials = 0, dups = {} }
+for trial = 1, DOUBLE do
+  clear_deliveries()
+  local state = E.tmpdir() .. "/state.db"
+  local q = QUERY_MS / 1000
+  local pending_at_kill, rc, at_kill = {}, nil, nil
+  local delay = q + 0.05 + math.random() * math.max(0.05, run_s * 0.6 - q)
+  for _ = 1, 3 do -- until a kill lands after the commit, with work left
+    rc = run_killed(state, delay)
+    at_kill = outbox_at_kill(state)
+    if rc == 137 and at_kill then break end
+    clear_deliveries()
+    os.remove(state)
+    os.remove(state .. "-journal")
+    delay = delay + 0.1
+  end
+  local what = ("double kill %d (seed %d, kills at %.0f ms"):format(trial, seed, delay * 1000)
+  if rc == 137 and at_kill then
+    double.trials = double.trials + 1
+    for id, st in pairs(at_kill) do
+      if st == "pending" then pending_at_kill[id] = true end
+    end
+    -- The resuming run: the fetch (held QUERY_MS), then the pending actions.
+    local delay2 = math.random() * (q + count(pending_at_kill) / SLICE * SINK_DELAY_MS / 1000)
+    what = what .. (" and %.0f ms)"):format(delay2 * 1000)
+    local rc2 = run_killed(state, delay2)
+    T.check(rc2 == 137 or rc2 == 0, what .. ": the second run killed or finished, got " .. tostring(rc2))
+    local reruns, last = 0, nil
+    repeat
+      reruns = reruns + 1
+      last = E.run(run_args(state), nil, { wrap = "timeout -s KILL 120" })
+    until last.code == 0 or reruns >= MAX_RERUNS
+    T.eq(last.code, 0, what .. ": the rerun exits 0: " .. last.err)
+    double.dups[#double.dups + 1] = check_deliveries(what, pending_at_kill, 2)
+    check_final(state, what)
+  end
 end
 
 local function stats(list)
@@ -286,6 +336,10 @@ io.stderr:write(("crash test: %d trials, %d kills (%d before the outbox commit, 
   .. "each with one body\n")
   :format(TRIALS, figures.kills, figures.before, figures.after, figures.finished, amean, amax, NUMBERS,
           dmax, dmean, SLICE, rmax, rmean, count(all_keys)))
+local ddmax, ddmean = stats(double.dups)
+io.stderr:write(("crash test: %d trials killed twice (after the commit, then while resuming): "
+  .. "duplicates max %d, mean %.2f (bound: two slices, %d)\n"):format(double.trials, ddmax, ddmean, 2 * SLICE))
+T.check(double.trials >= 1, "some trial was killed twice")
 T.check(figures.before >= 1, "some kill landed before the outbox commit")
 T.check(figures.after >= 1, "some kill landed after the outbox commit")
 T.eq(count(all_keys), NUMBERS, "the same 200 keys in every trial")
