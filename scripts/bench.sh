@@ -16,3 +16,6 @@ echo "== typed results (issue 6)"
 echo
 echo "== client: limiter, transport, retries (issue 5)"
 "$run" --lua tests/bench/bench_client.lua "$run" "$emu" "$calls"
+echo
+echo "== state store: 1,000 numbers in 100 spaces (issue 13)"
+"$run" --lua tests/bench/bench_state.lua "$build" 1000 100
