@@ -29,6 +29,8 @@ local M = {}
 M.DEFAULT_MAX_AGE = 3600
 --- Finished outbox entries are kept this long (seconds), then pruned.
 M.KEEP_FINISHED = 30 * 86400
+--- Transitions are kept this long (seconds), then pruned.
+M.KEEP_TRANSITIONS = 400 * 86400
 --- Environment values shorter than this are kept in outbox records as
 --- they are (too short to tell from other text).
 M.MIN_ENV_VALUE = 8
@@ -449,10 +451,11 @@ function State:settle(list)
   return self.store:settle(self.account, self.now, rows)
 end
 
---- Remove finished outbox entries older than KEEP_FINISHED.
+--- Remove finished outbox entries older than KEEP_FINISHED and
+--- transitions older than KEEP_TRANSITIONS.
 function State:prune()
   if self.dry then return true end
-  return self.store:prune(self.account, self.now - M.KEEP_FINISHED)
+  return self.store:prune(self.account, self.now - M.KEEP_FINISHED, self.now - M.KEEP_TRANSITIONS)
 end
 
 return M

@@ -267,11 +267,13 @@ function Store:settle(account, now, list)
   end)
 end
 
---- Finished outbox rows older than the given time are removed (the
---- outbox keeps what is pending, and a while of history).
-function Store:prune(account, before)
-  return transaction(self, "cannot prune the outbox", function(db)
-    check(db:run("DELETE FROM outbox WHERE account = ?1 AND status <> 'pending' AND updated < ?2", account, before))
+--- Remove finished outbox rows last changed before `finished`, and
+--- transitions older than `transitions` (Unix times).
+function Store:prune(account, finished, transitions)
+  return transaction(self, "cannot prune old history", function(db)
+    check(db:run("DELETE FROM outbox WHERE account = ?1 AND status <> 'pending' AND updated < ?2", account,
+      finished))
+    check(db:run("DELETE FROM transitions WHERE account = ?1 AND time < ?2", account, transitions))
   end)
 end
 
