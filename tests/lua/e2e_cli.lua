@@ -19,70 +19,7 @@ local function with(list, ...)
 end
 
 
--- chatapp-run in the background: returns {pid, dir, wait = function}.
--- The exit status lands in dir/rc (written by the shell that waited).
-local function start(args, env)
-  local dir = E.tmpdir()
-  local vars = { ALIBABA_CLOUD_ACCESS_KEY_ID = E.KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET = E.KEY_SECRET,
-                 NO_COLOR = "", HOME = dir, CHATAPP_EMULATOR = E.emu_bin }
-  for k, v in pairs(env or {}) do vars[k] = v end
-  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin") }
-  for k, v in pairs(vars) do
-    if v ~= false then cmd[#cmd + 1] = k .. "=" .. E.quote(v) end
-  end
-  cmd[#cmd + 1] = E.quote(E.run_bin)
-  for _, a in ipairs(args) do cmd[#cmd + 1] = E.quote(a) end
-  local q = E.quote
-  local line = ("(%s >%s 2>%s </dev/null & echo $! >%s; wait $!; echo $? >%s) >/dev/null 2>&1 &")
-    :format(table.concat(cmd, " "), q(dir .. "/stdout"), q(dir .. "/stderr"), q(dir .. "/pid"),
-            q(dir .. "/rc"))
-  os.execute(line)
-  local pid
-  for _ = 1, 500 do
-    pid = tonumber(E.read(dir .. "/pid") or "")
-    if pid then break end
-    E.sleep_ms(10)
-  end
-  local p = { pid = assert(pid, "chatapp-run did not start"), dir = dir }
-  function p.err() return E.read(dir .. "/stderr") or "" end
-  function p.out() return E.read(dir .. "/stdout") or "" end
-  --- Wait until stderr holds text (at most ms); true when it does.
-  function p.wait_err(text, ms)
-    for _ = 1, (ms or 10000) // 20 do
-      if p.err():find(text, 1, true) then return true end
-      E.sleep_ms(20)
-    end
-    return false
-  end
-  --- Wait for the exit (at most ms); the status, or nil.
-  function p.wait(ms)
-    for _ = 1, (ms or 30000) // 20 do
-      local rc = tonumber(E.read(dir .. "/rc") or "")
-      if rc then return rc end
-      E.sleep_ms(20)
-    end
-    os.execute("kill -9 " .. pid .. " 2>/dev/null")
-    return nil
-  end
-  function p.kill(sig) os.execute(("kill -%s %d"):format(sig, pid)) end
-  return p
-end
-
---- Poll cond() every 20 ms for at most ms: true once it holds.  A handshake
---- with what the test waits for, never a guess at how long it takes.
-local function wait_for(cond, ms)
-  for _ = 1, (ms or 10000) // 20 do
-    if cond() then return true end
-    E.sleep_ms(20)
-  end
-  return false
-end
-
-local function alive(pid)
-  -- a zombie is dead: look at the state in /proc
-  local stat = E.read("/proc/" .. pid .. "/stat")
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
-end
+local start, wait_for, alive = E.start, E.wait_for, E.alive
 
 local function mkfifo(path)
   assert(os.execute("mkfifo " .. E.quote(path)))
