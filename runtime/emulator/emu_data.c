@@ -712,6 +712,13 @@ chatapp_status emu_number_patch(emu_number *num, const ca_json *patch,
              "e.g. {\"QualityRating\":\"RED\"}");
     return CHATAPP_EPARSE;
   }
+  if (patch->count > EMU_PATCH_MAX) {
+    /* each member is looked up among the number's: keep that quadratic
+     * work (done under the lock) small */
+    snprintf(err, errlen, "%zu members; at most %d in one change", patch->count,
+             EMU_PATCH_MAX);
+    return CHATAPP_EPARSE;
+  }
   for (m = patch->child; m; m = m->next) {
     if (bad_key(m, err, errlen))
       return CHATAPP_EPARSE;
