@@ -77,6 +77,26 @@ end
 ---------------------------------------------------------------------------
 -- Snapshots and transitions
 
+-- A Unix time read from the state file (a user may have edited it), or
+-- nil: an integer from 0 to 9999-12-31, what core.phone_attach takes.
+local MAX_TIME = 253402300799
+local function unix_time(v)
+  local t = type(v) == "number" and math.tointeger(v)
+  if t and t >= 0 and t <= MAX_TIME then return t end
+  return nil
+end
+
+-- The `since` of a stored row: tracked field -> Unix time.  What is not
+-- (not JSON, not an object, another key, not a time) is unknown, as if
+-- the field had no time yet; the next change records it again.
+local function read_since(text)
+  local since = type(text) == "string" and core.json_decode(text)
+  local out = {}
+  if type(since) ~= "table" then return out end
+  for _, f in ipairs(TRACKED) do out[f] = unix_time(since[f]) end
+  return out
+end
+
 -- The previous numbers of a space, decoded from their snapshots, by number.
 local function previous_numbers(rows, space)
   local by = {}
@@ -86,8 +106,7 @@ local function previous_numbers(rows, space)
   local list, err = core.decode_phone_numbers('{"PhoneNumbers":[' .. table.concat(parts, ",") .. "]}", space)
   if not list then return nil, err end
   for i, r in ipairs(rows) do
-    local since = core.json_decode(r.since)
-    by[r.number] = { n = list[i], row = r, since = type(since) == "table" and since or {} }
+    by[r.number] = { n = list[i], row = r, since = read_since(r.since) }
   end
   return by
 end
