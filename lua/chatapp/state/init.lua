@@ -155,7 +155,8 @@ function State:observe(account, spaces, lists)
             self.transitions[#self.transitions + 1] = { space = space, number = number, field = "presence",
                                                         new = "present" }
           end
-          local first = old and old.row.first_seen or now
+          -- A first_seen that is not a Unix time (an edited file): now.
+          local first = old and unix_time(old.row.first_seen) or now
           core.phone_attach(n, prev, first, since, now)
           if changed or old.row.snapshot ~= snapshot then
             write.seen[#write.seen + 1] = { number = number, snapshot = snapshot, first_seen = first,
