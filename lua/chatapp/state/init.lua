@@ -104,7 +104,20 @@ local function previous_numbers(rows, space)
   local parts = {}
   for i, r in ipairs(rows) do parts[i] = r.snapshot end
   local list, err = core.decode_phone_numbers('{"PhoneNumbers":[' .. table.concat(parts, ",") .. "]}", space)
-  if not list then return nil, err end
+  local ok = list and #list == #rows
+  for i, r in ipairs(rows) do ok = ok and list[i].phone_number == r.number end
+  if not ok then
+    -- Which one (a snapshot edited into two objects, or another number's,
+    -- would shift or mismatch the rest): each alone.
+    for _, r in ipairs(rows) do
+      local one, e = core.decode_phone_numbers('{"PhoneNumbers":[' .. r.snapshot .. "]}", space)
+      if not one then return nil, ("number %s: %s"):format(r.number, e) end
+      if #one ~= 1 or one[1].phone_number ~= r.number then
+        return nil, ("number %s: the snapshot is not one JSON object of that number"):format(r.number)
+      end
+    end
+    return nil, err or "the snapshots do not match their numbers"
+  end
   for i, r in ipairs(rows) do
     by[r.number] = { n = list[i], row = r, since = read_since(r.since) }
   end
