@@ -207,7 +207,9 @@ function State:load_reminders()
   if not rows then return nil, err end
   self.reminded = {}
   for _, r in ipairs(rows) do
-    self.reminded[r.policy .. "\0" .. r.space .. "\0" .. r.number] = r.last_fired
+    -- A last_fired that is not a Unix time (an edited file) is no reminder.
+    self.reminded[tostring(r.policy) .. "\0" .. tostring(r.space) .. "\0" .. tostring(r.number)] =
+      unix_time(r.last_fired)
   end
   return true
 end
