@@ -419,8 +419,12 @@ function State:resume(planned)
   for _, row in ipairs(rows) do
     if not again[row.id] then
       local a, why = from_row(row)
-      local age = math.max(0, self.now - row.created)
-      a.from_outbox = row.created
+      local created = unix_time(row.created)
+      if not created and not why then
+        why = "cannot be resumed: its created time in the state file is not a Unix time (edited?)"
+      end
+      local age = created and math.max(0, self.now - created) or 0
+      a.from_outbox = created or 0
       a.outbox_age = age
       a.attempts_before = row.attempts
       if why then
