@@ -385,6 +385,9 @@ end
 local function from_row(row)
   local rec, err = core.json_decode(row.record)
   local a
+  if not unix_time(row.created) then
+    rec, err = nil, "its created time in the state file is not a Unix time (edited?)"
+  end
   if rec then
     -- A value from the environment is today's (a rotated token is the
     -- new one); the action keeps its id, the key it was first sent with.
@@ -420,9 +423,6 @@ function State:resume(planned)
     if not again[row.id] then
       local a, why = from_row(row)
       local created = unix_time(row.created)
-      if not created and not why then
-        why = "cannot be resumed: its created time in the state file is not a Unix time (edited?)"
-      end
       local age = created and math.max(0, self.now - created) or 0
       a.from_outbox = created or 0
       a.outbox_age = age
