@@ -395,6 +395,11 @@ local function from_row(row)
     local ok, r = pcall(unseal, rec, filled)
     if ok then
       a, err = actions.from_record(r, filled.env)
+      -- The record of another entry (copied, edited): resumed under its
+      -- id, it would settle that entry and leave this one pending forever.
+      if a and a.id ~= row.id then
+        a, err = nil, ("its record is of action %s, not of this entry (edited?)"):format(tostring(a.id))
+      end
     else
       err = r
     end
