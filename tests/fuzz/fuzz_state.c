@@ -40,7 +40,8 @@
  * message is a string naming the state file; the numbers' history
  * (previous, first_seen, changed, since, held) and the gone numbers read
  * fine; every resumed action is planned, failed with an error string, or
- * skipped with a reason, and keeps the id of its outbox row.
+ * skipped with a reason, keeps the id of its outbox row, and prints in the
+ * text report (Report:print_action) without a control character.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -79,7 +80,8 @@ static const char script_fill[] =
   "  end\n"
   "  local function number(i, num, since, first)\n"
   "    if parts[i] == nil then return true end\n"
-  "    return db:run('INSERT INTO numbers (account, space, number, snapshot, '\n"
+  "    return db:run('INSERT INTO numbers (account, space, number, snapshot, "
+  "'\n"
   "      .. 'first_seen, last_seen, since) VALUES (?1, ?2, ?3, ?4, ?5, ?5, "
   "?6)',\n"
   "      'acct', 'cs-1', num, parts[i], first or '1', since or '{}')\n"
@@ -108,6 +110,7 @@ static const char script_fill[] =
   "assert(db:exec('COMMIT'))\n";
 
 static const char script_run[] =
+  "local report = require 'chatapp.report'\n"
   "local function failed(what, ok, err)\n"
   "  if ok then return false end\n"
   "  assert(type(err) == 'string', what .. ' failed without a message')\n"
@@ -163,6 +166,7 @@ static const char script_run[] =
   "  todo, e = st:resume({})\n"
   "  if failed('resume', todo, e) then return end\n"
   "  local id = parts[12] or 'a1'\n"
+  "  local rep = report.new({ output = 'text' }, {}, function() end)\n"
   "  for _, a in ipairs(todo) do\n"
   "    assert(a.id == id, 'a resumed action took id ' .. tostring(a.id))\n"
   "    if a.status == 'failed' then\n"
@@ -174,6 +178,13 @@ static const char script_run[] =
   "      a.status, a.error = 'failed', 'not sent by the fuzzer'\n"
   "    end\n"
   "    assert(math.type(a.outbox_age) == 'integer' and a.outbox_age >= 0)\n"
+  "    local out = {}\n"
+  "    rep:print_action(a, { write = function(self, ...)\n"
+  "      for _, x in ipairs { ... } do out[#out + 1] = x end\n"
+  "      return self\n"
+  "    end })\n"
+  "    assert(not table.concat(out):find('[%z\\1-\\9\\11-\\31\\127]'),\n"
+  "           'a control character in the report')\n"
   "  end\n"
   "  ok, e = st:settle(todo)\n"
   "  if failed('settle', ok, e) then return end\n"
