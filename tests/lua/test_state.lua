@@ -288,6 +288,24 @@ T.cases {
     end
   end },
 
+  { "control characters of a stored snapshot never reach the text report's changes", function()
+    local evil = assert(core.json_encode { PhoneNumber = N1, QualityRating = "\27[31mRED\27]0;x\7", Status = "\r\n" })
+    local ok, err, _, st = observe { numbers = { { N1, evil } } }
+    T.eq(ok, true, "observe: " .. tostring(err))
+    T.check(#st.transitions > 0, "changes noted")
+    local rep = report.new({ output = "text" }, {}, function() end)
+    local buf = {}
+    rep.out = { write = function(self, ...)
+      for _, s in ipairs { ... } do buf[#buf + 1] = s end
+      return self
+    end }
+    rep:transitions(st.transitions, false)
+    rep:print_changes_text()
+    local text = table.concat(buf)
+    T.check(text:find("quality_rating", 1, true), "the change is listed: " .. report.safe(text))
+    T.check(not text:find("[%z\1-\9\11-\31\127]"), "no control character: " .. report.safe(text))
+  end },
+
   { "a 10 MB snapshot is handled without holding much more than it", function()
     local big = assert(core.json_encode { PhoneNumber = N1, QualityRating = "GREEN",
                                           VerifiedName = string.rep("A", 10 * 1024 * 1024) })
