@@ -409,7 +409,8 @@ local function from_row(row)
   -- prints a log action (or another kind's own line) from its request,
   -- which a stand-in has not.
   return {
-    kind = kept({ kind = row.kind }) and row.kind or "unknown", id = row.id, policy = row.policy, phone_number = row.number ~= "" and row.number or nil,
+    kind = kept({ kind = row.kind }) and row.kind or "unknown",
+    id = row.id, policy = row.policy, phone_number = row.number ~= "" and row.number or nil,
     space = row.space ~= "" and { cust_space_id = row.space } or nil, request = {}, stub = true,
     target = row.target,
   }, ("cannot be resumed: %s"):format(tostring(err))
