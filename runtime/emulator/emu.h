@@ -357,9 +357,11 @@ emu_space *emu_data_space_id(emu_data *d, const char *id);
 chatapp_status emu_number_from_json(const ca_json *o, emu_number *n, char *err,
                                     size_t errlen);
 void emu_number_free(emu_number *n);
-/* Apply patch, an object: each member is set to its value (added at the
- * end when new), null removes it; "PhoneNumber" may not change.  All or
- * nothing; EPARSE (a bad patch) or ENOMEM, the reason in err. */
+#define EMU_PATCH_MAX 1000 /* members in one PATCH */
+/* Apply patch, an object (at most EMU_PATCH_MAX members): each member is set to
+ * its value (added at the end when new), null removes it; "PhoneNumber" may not
+ * change.  All or nothing; EPARSE (a bad patch) or ENOMEM, the reason in err.
+ */
 chatapp_status emu_number_patch(emu_number *num, const ca_json *patch,
                                 char *err, size_t errlen);
 /* Move v[0..n) to the end of s (v is left zeroed); ENOMEM leaves both as

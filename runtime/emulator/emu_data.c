@@ -206,6 +206,10 @@ static chatapp_status add_space(emu_data *d, const ca_json *o,
   chatapp_status st;
   size_t i;
 
+  if (o->type != CA_JSON_OBJECT) { /* an array's members have no key */
+    snprintf(err, errlen, "a space is an object");
+    return CHATAPP_EPARSE;
+  }
   for (m = o->child; m; m = m->next) {
     for (i = 0; space_fields[i] && strcmp(space_fields[i], m->key); i++)
       ;
@@ -215,8 +219,7 @@ static chatapp_status add_space(emu_data *d, const ca_json *o,
     }
   }
   nums = ca_json_get(o, "phone_numbers");
-  if (o->type != CA_JSON_OBJECT || !id ||
-      (nums ? nums->type != CA_JSON_ARRAY : !numbers_optional)) {
+  if (!id || (nums ? nums->type != CA_JSON_ARRAY : !numbers_optional)) {
     snprintf(err, errlen,
              "a space needs \"cust_space_id\" (a string, \"\" "
              "for the caller's own numbers) and "
@@ -710,6 +713,13 @@ chatapp_status emu_number_patch(emu_number *num, const ca_json *patch,
     snprintf(err, errlen,
              "expected a JSON object of members to set (null removes one), "
              "e.g. {\"QualityRating\":\"RED\"}");
+    return CHATAPP_EPARSE;
+  }
+  if (patch->count > EMU_PATCH_MAX) {
+    /* each member is looked up among the number's: keep that quadratic
+     * work (done under the lock) small */
+    snprintf(err, errlen, "%zu members; at most %d in one change", patch->count,
+             EMU_PATCH_MAX);
     return CHATAPP_EPARSE;
   }
   for (m = patch->child; m; m = m->next) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <curl/curl.h>
 
@@ -311,6 +312,38 @@ static void test_add_delete(const emu_proc *p)
                 "{\"cust_space_id\":\"X\",\"colour\":\"red\"}", err,
                 sizeof err) == 400);
   CHECK(strstr(err, "colour") != NULL);
+  /* Not an object (an array's members have no name: this once read a NULL
+   * name, found by fuzz_emulator). */
+  CHECK(control(p, "POST", "/_emulator/spaces", "[\"x\",{\"a\":1}]", err,
+                sizeof err) == 400);
+  CHECK(strstr(err, "a space is an object") != NULL);
+  CHECK(control(p, "GET", "/_emulator/health", NULL, err, sizeof err) == 200);
+}
+
+/* The same in a fixture: a clean start-up failure (exit 1, the reason on
+ * stderr), not a crash. */
+static void test_fixture_array_space(void)
+{
+  extern const char *emu_exe;
+  char path[512], cmd[2048], out[1024];
+  int rc;
+
+  fprintf(stderr, "a fixture whose space is an array\n");
+  snprintf(path, sizeof path, "%s",
+           write_temp(NULL, "array-space.json", "{\"spaces\":[[\"x\"]]}"));
+  snprintf(out, sizeof out, "%s/array-space.err", scratch_dir());
+  snprintf(cmd, sizeof cmd, "'%s' --port 0 --quiet --data '%s' 2>'%s'", emu_exe,
+           path, out);
+  rc = system(cmd);
+  CHECK(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+  {
+    FILE *f = fopen(out, "r");
+    char line[512] = "";
+    CHECK(f && fgets(line, sizeof line, f));
+    CHECK(strstr(line, "a space is an object") && strstr(line, path));
+    if (f)
+      fclose(f);
+  }
 }
 
 static void test_bad_bodies(const emu_proc *p)
@@ -367,6 +400,53 @@ static void test_bad_bodies(const emu_proc *p)
   CHECK_STR(member(p, PHONE, "X"), "1"); /* as test_patch left it */
 }
 
+/* Many numbers in one body (duplicates found by sorting, not pairwise);
+ * at most EMU_PATCH_MAX (1000) members in one PATCH. */
+static void test_large(const emu_proc *p)
+{
+  const char *hdr[] = {"Content-Type: application/json", NULL};
+  const size_t n = 30000;
+  ca_buf b = CA_BUF_INIT(2 * 1024 * 1024);
+  http_resp r;
+  ca_json_doc *d;
+  size_t i;
+  long st;
+  ca_kv q[1] = {{"CustSpaceId", "C20230307000003"}};
+  int ok = 1;
+
+  fprintf(stderr, "30,000 numbers in one POST; 1,001 members in a PATCH\n");
+  ok &= ca_buf_addc(&b, '[') == CHATAPP_OK;
+  for (i = 0; i < n; i++)
+    ok &= ca_buf_printf(&b, "%s{\"PhoneNumber\":\"62%08zu\"}", i ? "," : "",
+                        i) == CHATAPP_OK;
+  ok &= ca_buf_adds(&b, ",{\"PhoneNumber\":\"6200000007\"}]") == CHATAPP_OK;
+  CHECK(ok);
+  /* The last one repeats the 8th: nothing is added. */
+  CHECK(emu_raw(p, "POST", "/_emulator/numbers?space=C20230307000003", hdr,
+                b.ptr, b.len, &r) == 0);
+  CHECK(r.status == 409 && strstr(r.body, "6200000007"));
+  http_resp_free(&r);
+  b.len -= strlen(",{\"PhoneNumber\":\"6200000007\"}]");
+  ok = ca_buf_addc(&b, ']') == CHATAPP_OK;
+  CHECK(ok && emu_raw(p, "POST", "/_emulator/numbers?space=C20230307000003",
+                      hdr, b.ptr, b.len, &r) == 0);
+  CHECK(r.status == 200 && strstr(r.body, "\"added\":30000"));
+  http_resp_free(&r);
+  d = query(p, q, 1, &st);
+  CHECK(st == 200 && count(d) == n + 4 && find(d, "6200029999"));
+  ca_json_free(d);
+  ca_buf_reset(&b);
+  ok = ca_buf_addc(&b, '{') == CHATAPP_OK;
+  for (i = 0; i < 1001; i++)
+    ok &= ca_buf_printf(&b, "%s\"M%zu\":%zu", i ? "," : "", i, i) == CHATAPP_OK;
+  ok &= ca_buf_addc(&b, '}') == CHATAPP_OK;
+  CHECK(ok && emu_raw(p, "PATCH", "/_emulator/numbers/" PHONE, hdr, b.ptr,
+                      b.len, &r) == 0);
+  CHECK(r.status == 400 && strstr(r.body, "at most 1000"));
+  http_resp_free(&r);
+  ca_buf_free(&b);
+}
+
 static void test_reset(const emu_proc *p)
 {
   char err[256];
@@ -382,6 +462,12 @@ static void test_reset(const emu_proc *p)
   CHECK_STR(member(p, PHONE, "X"), "(absent)");
   CHECK_STR(member(p, "8613800000100", "PhoneNumber"), "(no number)");
   CHECK_STR(member(p, "8613800000002", "QualityRating"), "\"YELLOW\"");
+  {
+    ca_kv nus[1] = {{"CustSpaceId", "C20230307000003"}};
+    d = query(p, nus, 1, &st);
+    CHECK(count(d) == 4); /* the 30,000 are gone */
+    ca_json_free(d);
+  }
   d = query(p, q, 1, &st);
   CHECK(st == 400); /* the space added is gone */
   ca_json_free(d);
@@ -479,9 +565,11 @@ int main(int argc, char **argv)
   test_patch(&p);
   test_add_delete(&p);
   test_bad_bodies(&p);
+  test_large(&p);
   test_reset(&p);
   test_concurrent(&p);
   CHECK(emu_stop(&p) == 0);
+  test_fixture_array_space();
   curl_global_cleanup();
   return test_report("test_emu_numbers");
 }

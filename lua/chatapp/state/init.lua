@@ -87,6 +87,26 @@ end
 ---------------------------------------------------------------------------
 -- Snapshots and transitions
 
+-- A Unix time read from the state file (a user may have edited it), or
+-- nil: an integer from 0 to 9999-12-31, what core.phone_attach takes.
+local MAX_TIME = 253402300799
+local function unix_time(v)
+  local t = type(v) == "number" and math.tointeger(v)
+  if t and t >= 0 and t <= MAX_TIME then return t end
+  return nil
+end
+
+-- The `since` of a stored row: tracked field -> Unix time.  What is not
+-- (not JSON, not an object, another key, not a time) is unknown, as if
+-- the field had no time yet; the next change records it again.
+local function read_since(text)
+  local since = type(text) == "string" and core.json_decode(text)
+  local out = {}
+  if type(since) ~= "table" then return out end
+  for _, f in ipairs(TRACKED) do out[f] = unix_time(since[f]) end
+  return out
+end
+
 -- The previous numbers of a space, decoded from their snapshots, by number.
 local function previous_numbers(rows, space)
   local by = {}
@@ -94,10 +114,22 @@ local function previous_numbers(rows, space)
   local parts = {}
   for i, r in ipairs(rows) do parts[i] = r.snapshot end
   local list, err = core.decode_phone_numbers('{"PhoneNumbers":[' .. table.concat(parts, ",") .. "]}", space)
-  if not list then return nil, err end
+  local ok = list and #list == #rows
+  for i, r in ipairs(rows) do ok = ok and list[i].phone_number == r.number end
+  if not ok then
+    -- Which one (a snapshot edited into two objects, or another number's,
+    -- would shift or mismatch the rest): each alone.
+    for _, r in ipairs(rows) do
+      local one, e = core.decode_phone_numbers('{"PhoneNumbers":[' .. r.snapshot .. "]}", space)
+      if not one then return nil, ("number %s: %s"):format(r.number, e) end
+      if #one ~= 1 or one[1].phone_number ~= r.number then
+        return nil, ("number %s: the snapshot is not one JSON object of that number"):format(r.number)
+      end
+    end
+    return nil, err or "the snapshots do not match their numbers"
+  end
   for i, r in ipairs(rows) do
-    local since = core.json_decode(r.since)
-    by[r.number] = { n = list[i], row = r, since = type(since) == "table" and since or {} }
+    by[r.number] = { n = list[i], row = r, since = read_since(r.since) }
   end
   return by
 end
@@ -146,7 +178,8 @@ function State:observe(account, spaces, lists)
             self.transitions[#self.transitions + 1] = { space = space, number = number, field = "presence",
                                                         new = "present" }
           end
-          local first = old and old.row.first_seen or now
+          -- A first_seen that is not a Unix time (an edited file): now.
+          local first = old and unix_time(old.row.first_seen) or now
           core.phone_attach(n, prev, first, since, now)
           if changed or old.row.snapshot ~= snapshot then
             write.seen[#write.seen + 1] = { number = number, snapshot = snapshot, first_seen = first,
@@ -184,7 +217,9 @@ function State:load_reminders()
   if not rows then return nil, err end
   self.reminded = {}
   for _, r in ipairs(rows) do
-    self.reminded[r.policy .. "\0" .. r.space .. "\0" .. r.number] = r.last_fired
+    -- A last_fired that is not a Unix time (an edited file) is no reminder.
+    self.reminded[tostring(r.policy) .. "\0" .. tostring(r.space) .. "\0" .. tostring(r.number)] =
+      unix_time(r.last_fired)
   end
   return true
 end
@@ -360,6 +395,9 @@ end
 local function from_row(row)
   local rec, err = core.json_decode(row.record)
   local a
+  if not unix_time(row.created) then
+    rec, err = nil, "its created time in the state file is not a Unix time (edited?)"
+  end
   if rec then
     -- A value from the environment is today's (a rotated token is the
     -- new one); the action keeps its id, the key it was first sent with.
@@ -367,13 +405,22 @@ local function from_row(row)
     local ok, r = pcall(unseal, rec, filled)
     if ok then
       a, err = actions.from_record(r, filled.env)
+      -- The record of another entry (copied, edited): resumed under its
+      -- id, it would settle that entry and leave this one pending forever.
+      if a and a.id ~= row.id then
+        a, err = nil, ("its record is of action %s, not of this entry (edited?)"):format(tostring(a.id))
+      end
     else
       err = r
     end
   end
   if a then return a end
+  -- The stand-in's kind only when it is one the outbox keeps: the report
+  -- prints a log action (or another kind's own line) from its request,
+  -- which a stand-in has not.
   return {
-    kind = row.kind, id = row.id, policy = row.policy, phone_number = row.number ~= "" and row.number or nil,
+    kind = kept({ kind = row.kind }) and row.kind or "unknown",
+    id = row.id, policy = row.policy, phone_number = row.number ~= "" and row.number or nil,
     space = row.space ~= "" and { cust_space_id = row.space } or nil, request = {}, stub = true,
     target = row.target,
   }, ("cannot be resumed: %s"):format(tostring(err))
@@ -394,8 +441,9 @@ function State:resume(planned)
   for _, row in ipairs(rows) do
     if not again[row.id] then
       local a, why = from_row(row)
-      local age = math.max(0, self.now - row.created)
-      a.from_outbox = row.created
+      local created = unix_time(row.created)
+      local age = created and math.max(0, self.now - created) or 0
+      a.from_outbox = created or 0
       a.outbox_age = age
       a.attempts_before = row.attempts
       if why then
