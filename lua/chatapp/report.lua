@@ -666,7 +666,7 @@ function Report:metrics_text()
   metric("chatapp_number_quality_level", "Quality rating of a number: GREEN 3, YELLOW 2, RED 1 (absent when unknown).",
     "gauge", level)
   metric("chatapp_number_messaging_limit",
-    "Messages a number may send a day, from its tier (+Inf when unlimited; absent when unknown).", "gauge", limit)
+    "Conversations a number may open in 24 h, from its messaging tier (+Inf when unlimited; absent when unknown).", "gauge", limit)
   metric("chatapp_number_status", "A number's status as a label (value 1): alert on status!=\"CONNECTED\".",
     "gauge", status)
   local up, up_at = {}, {}

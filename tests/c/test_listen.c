@@ -478,6 +478,19 @@ static void test_many(ca_listen *l)
     usleep(20000);
   }
   CHECK(max_conns > 0 && max_conns <= CA_LISTEN_MAX_CONNECTIONS);
+  {
+    int eof = 0;
+    for (i = 0; i < N; i++) {
+      struct pollfd p = {fds[i], POLLIN, 0};
+      char c;
+      if (fds[i] >= 0 && poll(&p, 1, 0) == 1 && recv(fds[i], &c, 1, 0) == 0)
+        eof++;
+    }
+    fprintf(stderr,
+            "note: %d of %d connections open at the daemon, %d "
+            "closed by it\n",
+            max_conns, opened, eof);
+  }
   /* half of them ask for /metrics: those served answer, none crashes */
   for (i = 0; i < N; i += 2)
     if (fds[i] >= 0)
@@ -587,6 +600,8 @@ int main(void)
 {
   char err[512] = "";
   ca_listen *l = NULL;
+  int idle;
+  int64_t idle_since;
 
   test_addresses();
   CHECK(ca_listen_start("127.0.0.1:0", &l, err, sizeof err) == CHATAPP_OK);
@@ -594,12 +609,26 @@ int main(void)
     fprintf(stderr, "cannot start: %s\n", err);
     return test_report("test_listen");
   }
+  idle = dial(ca_listen_port(l));
+  idle_since = now_ms();
+  CHECK(idle >= 0);
   test_metrics(l);
   test_routes(l);
   test_health(l);
   test_slow_client(l);
   test_many(l);
   test_concurrent_publish(l);
+  /* the idle connection opened first is closed after the timeout */
+  if (idle >= 0) {
+    size_t n = 99;
+    char *rest = read_all(idle, (CA_LISTEN_TIMEOUT_S + 5) * 1000, &n);
+    int64_t took = now_ms() - idle_since;
+    CHECK(n == 0);
+    CHECK(took >= (CA_LISTEN_TIMEOUT_S - 1) * 1000);
+    CHECK(took < (CA_LISTEN_TIMEOUT_S + 4) * 1000);
+    free(rest);
+    close(idle);
+  }
   ca_listen_stop(l);
   test_stop_with_clients();
   return test_report("test_listen");
