@@ -573,8 +573,41 @@ end
 ---------------------------------------------------------------------------
 -- Prometheus metrics
 
+-- Prometheus takes UTF-8 only (one bad byte fails the whole scrape): a
+-- byte that is not UTF-8 becomes U+FFFD.
+local function utf8_only(s)
+  if utf8.len(s) then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local ok, cp = pcall(utf8.codepoint, s, i)
+    if ok then
+      local len = cp < 0x80 and 1 or cp < 0x800 and 2 or cp < 0x10000 and 3 or 4
+      out[#out + 1] = s:sub(i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "\u{FFFD}"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+-- The text format's three escapes (\\, \n, \"); every other character
+-- stands for itself, so a value parses back to what it was.
 local function label_value(v)
-  return (tostring(v or ""):gsub("\\", "\\\\"):gsub("\n", "\\n"):gsub('"', '\\"'))
+  return (utf8_only(text(v or "")):gsub("\\", "\\\\"):gsub("\n", "\\n"):gsub('"', '\\"'))
+end
+
+-- A sample value: integers as they are, +Inf, -Inf, NaN as Prometheus
+-- writes them.
+local function sample_value(v)
+  if math.type(v) == "integer" then return ("%d"):format(v) end
+  if type(v) ~= "number" then return tostring(v) end
+  if v ~= v then return "NaN" end
+  if v == math.huge then return "+Inf" end
+  if v == -math.huge then return "-Inf" end
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
+  return ("%.17g"):format(v)
 end
 
 local function labels(t)
@@ -591,7 +624,7 @@ function Report:metrics_text()
     lines[#lines + 1] = ("# HELP %s %s"):format(name, help)
     lines[#lines + 1] = ("# TYPE %s %s"):format(name, kind)
     for _, s in ipairs(samples) do
-      lines[#lines + 1] = ("%s%s %s"):format(name, s[1] and labels(s[1]) or "", s[2])
+      lines[#lines + 1] = ("%s%s %s"):format(name, s[1] and labels(s[1]) or "", sample_value(s[2]))
     end
   end
   -- numbers by space, status, quality and tier
@@ -609,9 +642,43 @@ function Report:metrics_text()
   local samples = {}
   for i, k in ipairs(keys) do samples[i] = counts[k] end
   metric("chatapp_numbers", "Sender numbers by space, status, quality rating and messaging tier.", "gauge", samples)
-  local up = {}
-  for i, s in ipairs(self.spaces) do
-    up[i] = { { space = s.space.cust_space_id or "", space_label = s.space.label or "" }, s.error and 0 or 1 }
+  -- one series per number (the first, should a space list it twice), for
+  -- alerts per number (docs/cli.md, docs/watch.md)
+  local info, level, limit, status, seen = {}, {}, {}, {}, {}
+  for _, entry in ipairs(self.numbers) do
+    local space_id = entry.space.cust_space_id or ""
+    for _, n in ipairs(entry.list) do
+      local number = n.phone_number or ""
+      local key = space_id .. "\0" .. number
+      if not seen[key] then
+        seen[key] = true
+        info[#info + 1] = { { space = space_id, space_label = entry.space.label or "", number = number,
+          status = n.status or "", quality = n.quality_rating or "", tier = n.messaging_limit_tier or "" }, 1 }
+        local id = { space = space_id, number = number }
+        if n.quality_level then level[#level + 1] = { id, n.quality_level } end
+        if n.messaging_limit then limit[#limit + 1] = { id, n.messaging_limit } end
+        status[#status + 1] = { { space = space_id, number = number, status = n.status or "" }, 1 }
+      end
+    end
+  end
+  metric("chatapp_number_info", "A sender number: its space, status, quality rating and messaging tier (value 1).",
+    "gauge", info)
+  metric("chatapp_number_quality_level", "Quality rating of a number: GREEN 3, YELLOW 2, RED 1 (absent when unknown).",
+    "gauge", level)
+  metric("chatapp_number_messaging_limit",
+    "Conversations a number may open in 24 h, from its messaging tier (+Inf when unlimited; absent when unknown).", "gauge", limit)
+  metric("chatapp_number_status", "A number's status as a label (value 1): alert on status!=\"CONNECTED\".",
+    "gauge", status)
+  local up, up_at = {}, {}
+  for _, s in ipairs(self.spaces) do
+    local l = { space = s.space.cust_space_id or "", space_label = s.space.label or "" }
+    local k = labels(l)
+    if up_at[k] then
+      up[up_at[k]][2] = math.min(up[up_at[k]][2], s.error and 0 or 1) -- a space listed twice: one series
+    else
+      up[#up + 1] = { l, s.error and 0 or 1 }
+      up_at[k] = #up
+    end
   end
   metric("chatapp_space_up", "1 when the space's numbers could be fetched.", "gauge", up)
   local st = self.call_stats or {}
