@@ -20,6 +20,7 @@
 #include "ca_config.h"
 #include "ca_crypto.h"
 #include "ca_emulator.h"
+#include "ca_watch.h"
 #include "chatapp.h"
 #include "lca_runtime.h"
 
@@ -58,6 +59,13 @@ static const char usage_text[] =
   "      --check            validate the policies; make no API call\n"
   "      --lua SCRIPT       run a plain Lua script with the chatapp module\n"
   "                         (no sandbox; for tools and tests)\n"
+  "      --every DURATION   watch: a cycle every 60s, 5m, ... until SIGTERM;\n"
+  "                         SIGHUP reloads the policy files (docs/watch.md)\n"
+  "      --listen ADDR:PORT with --every: serve /metrics and /healthz\n"
+  "                         (a bare PORT listens on 127.0.0.1)\n"
+  "      --healthz-max-age DURATION\n"
+  "                         /healthz fails when the last good cycle is\n"
+  "                         older (default 3 intervals, at least 60s)\n"
   "\n"
   "Where and who:\n"
   "      --profile NAME     credentials profile (~/.aliyun/config.json or\n"
@@ -330,7 +338,16 @@ static void print_version(void)
 
 int main(int argc, char **argv)
 {
-  enum { O_EMULATOR = 256, O_CHECK, O_VERSION, O_LUA, O_DATA };
+  enum {
+    O_EMULATOR = 256,
+    O_CHECK,
+    O_VERSION,
+    O_LUA,
+    O_DATA,
+    O_EVERY,
+    O_LISTEN,
+    O_HEALTHZ
+  };
   static const struct option longopts[] = {
     {"emulator", no_argument, NULL, O_EMULATOR},
     {"dry-run", no_argument, NULL, 'n'},
@@ -340,12 +357,16 @@ int main(int argc, char **argv)
     {"version", no_argument, NULL, O_VERSION},
     {"lua", no_argument, NULL, O_LUA},
     {"data", required_argument, NULL, O_DATA},
+    {"every", required_argument, NULL, O_EVERY},
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"healthz-max-age", required_argument, NULL, O_HEALTHZ},
     {NULL, 0, NULL, 0},
   };
   chatapp_config *cfg = chatapp_config_new();
   chatapp_runtime *rt = NULL;
   ca_emulator *emu = NULL;
   const char *emu_data = NULL; /* --data: the emulator's fixture */
+  ca_watch_opts watch = {0, NULL, 0, 0, EXIT_LOAD};
   int use_emulator = 0, flags = 0, output_set = 0, limiter_set = 0;
   int script = 0;
   int rc = EXIT_USAGE, c, i;
@@ -386,6 +407,23 @@ int main(int argc, char **argv)
       break;
     case O_DATA:
       emu_data = optarg;
+      break;
+    case O_EVERY:
+    case O_HEALTHZ: {
+      long secs = ca_parse_duration(optarg);
+      if (secs <= 0) {
+        rc = USAGE_ERROR("--%s needs a duration like 60s, 5m or 1h, not '%s'",
+                         c == O_EVERY ? "every" : "healthz-max-age", optarg);
+        goto out;
+      }
+      if (c == O_EVERY)
+        watch.every_s = secs;
+      else
+        watch.healthz_max_age_s = secs;
+      break;
+    }
+    case O_LISTEN:
+      watch.listen = optarg;
       break;
     case 'h':
       print_usage();
@@ -441,6 +479,16 @@ int main(int argc, char **argv)
                      script ? "--lua needs a script" : "no policy file given");
     goto out;
   }
+  if ((watch.listen || watch.healthz_max_age_s) && !watch.every_s) {
+    rc = USAGE_ERROR("%s", "--listen and --healthz-max-age need --every "
+                           "(they serve a watcher)");
+    goto out;
+  }
+  if (watch.every_s && (script || cfg->replay)) {
+    rc = USAGE_ERROR("--every runs policies cycle after cycle: not with %s",
+                     script ? "--lua" : "--replay (a recording never changes)");
+    goto out;
+  }
   if (emu_data && !use_emulator) {
     rc = USAGE_ERROR("%s", "--data needs --emulator (it is the emulator's "
                            "fixture: a JSON file or a folder of them)");
@@ -452,7 +500,8 @@ int main(int argc, char **argv)
     if (set(cfg, "verbose", v))
       goto out;
   }
-  if (!output_set && set(cfg, "output", "text"))
+  /* A watcher logs a line per cycle; the full report only when asked. */
+  if (!output_set && set(cfg, "output", watch.every_s ? "none" : "text"))
     goto out;
   chatapp_config_set_log(cfg, log_stderr, NULL);
   {
@@ -515,6 +564,13 @@ int main(int argc, char **argv)
     goto out;
   }
 
+  if (watch.every_s && !(flags & CHATAPP_RUN_CHECK)) {
+    watch.flags = flags;
+    if (ca_watch_signals() == 0)
+      rc = ca_watch(cfg, argv + optind, argc - optind, &watch);
+    alarm(0);
+    goto out;
+  }
   st = chatapp_runtime_new(cfg, &rt);
   if (st) {
     fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
