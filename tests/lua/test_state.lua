@@ -193,6 +193,15 @@ T.cases {
     local ok, _, l = observe { numbers = { { N1, snap(N1), 1600000000 } } }
     T.eq(ok, true, "a good first_seen")
     T.eq(l[1].first_seen, 1600000000, "kept")
+    -- and the bad one is written over by the next commit
+    local okb, _, _, st, path = observe { numbers = { { N1, snap(N1), "not a time" } } }
+    T.eq(okb, true, "observe")
+    T.eq(st:commit(), true, "commit")
+    st:close()
+    local db = assert(core.sqlite_open(path, { readonly = true }))
+    local row = assert(db:query("SELECT first_seen FROM numbers WHERE number = ?1", N1))[1]
+    db:close()
+    T.eq(row and row.first_seen, NOW, "repaired in the file")
   end },
 
   { "a reminder whose last_fired is not a Unix time is no reminder", function()

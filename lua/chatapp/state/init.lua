@@ -181,7 +181,7 @@ function State:observe(account, spaces, lists)
           -- A first_seen that is not a Unix time (an edited file): now.
           local first = old and unix_time(old.row.first_seen) or now
           core.phone_attach(n, prev, first, since, now)
-          if changed or old.row.snapshot ~= snapshot then
+          if changed or old.row.snapshot ~= snapshot or old.row.first_seen ~= first then
             write.seen[#write.seen + 1] = { number = number, snapshot = snapshot, first_seen = first,
                                             since = assert(core.json_encode(since)) }
           end

@@ -222,7 +222,8 @@ function Store:commit(account, now, c)
       for _, r in ipairs(s.seen) do
         check(db:run("INSERT INTO numbers (account, space, number, snapshot, first_seen, last_seen, since) "
           .. "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (account, space, number) DO UPDATE SET "
-          .. "snapshot = excluded.snapshot, last_seen = excluded.last_seen, since = excluded.since",
+          .. "snapshot = excluded.snapshot, first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
+          .. "since = excluded.since",
           account, s.space, r.number, r.snapshot, r.first_seen, now, r.since))
       end
       for _, number in ipairs(s.gone) do
