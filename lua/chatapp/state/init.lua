@@ -146,11 +146,16 @@ function State:observe(account, spaces, lists)
     if list then
       local sid = space_id(space)
       local rows, err = self.store:numbers(account, sid)
-      if not rows then return nil, err end
+      -- how to get past a damaged snapshot
+      local forget = ("chatapp-run state forget --space %s --state %s"):format(sid == "" and "''" or sid, self.path)
+      if not rows then
+        return nil, ("%s (reading the snapshots of space %s); if one of them is damaged, forget them with: %s")
+          :format(err, sid, forget)
+      end
       local before, derr = previous_numbers(rows, space)
       if not before then
-        return nil, ("state file %s: the snapshots of space %s cannot be read (%s); "
-          .. "forget them with: chatapp-run state forget --space %s"):format(self.path, sid, derr, sid)
+        return nil, ("state file %s: the snapshots of space %s cannot be read (%s); forget them with: %s")
+          :format(self.path, sid, derr, forget)
       end
       local write = { space = sid, seen = {}, gone = {} }
       local present = {}
