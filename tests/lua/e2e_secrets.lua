@@ -85,6 +85,36 @@ T.cases {
     no_canary("webhook deliveries", assert(chatapp.json.encode(emu:deliveries())))
   end },
 
+  { "the state file and a watcher's /metrics hold no secret", function()
+    for name, env in pairs { ak = ak_env, sts = sts_env } do
+      local state = dir .. "/state-" .. name .. ".db"
+      local e = {}
+      for k, v in pairs(env) do e[k] = v end
+      e.OPS_HOOK = emu.url .. "/_emulator/sink/ops"
+      -- an outbox entry that stays pending (a webhook to a dead port)
+      local pending = E.policy [[
+        return require("chatapp").policy { name = "dead-hook", where = { quality_rating = "RED" },
+          decide = function(n, plan) plan:webhook { url = "http://127.0.0.1:9/x", attempts = 1 } end }
+      ]]
+      run("state/" .. name, { "--state", state, "--spaces", SPACES, policy, pending }, e)
+      local file = E.read(state)
+      no_canary("state file (" .. name .. ")", file)
+      T.check(file:find("dead-hook", 1, true), "the state file holds the outbox entry")
+      local full = { "--endpoint", emu.url, "--limiter", "process", "-vvv", "--every", "1s", "--listen",
+                     "127.0.0.1:0", "--state", state, "--spaces", SPACES, policy }
+      local p = E.start(full, e)
+      T.check(p.wait_err("cycle 1", 15000), "the watcher ran a cycle")
+      local url = p.err():match("(http://127%.0%.0%.1:%d+)")
+      local http = assert(chatapp.core.http_client { timeout_ms = 5000, max_attempts = 1 })
+      local res = url and http:batch { { url = url .. "/metrics", method = "GET" } } or {}
+      no_canary("/metrics (" .. name .. ")", res[1] and res[1].body)
+      p.kill("TERM")
+      T.eq(p.wait(20000), 0, "the watcher stops")
+      no_canary("watcher stderr (" .. name .. ")", p.err())
+      no_canary("watcher stdout (" .. name .. ")", p.out(), true)
+    end
+  end },
+
   { "failure paths", function()
     -- a wrong secret: SignatureDoesNotMatch (the server's string to sign is shown)
     local wrong = { ALIBABA_CLOUD_ACCESS_KEY_ID = "LTAIcanaryKey0001",
