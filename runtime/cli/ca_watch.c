@@ -480,7 +480,7 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
   if (start(&w, &rc) == 0) {
     rc = 0;
     for (n = 1; !ca_interrupted(); n++) {
-      double began = mono_s(), took;
+      double began = mono_s(), took, delay;
       cycle(&w, n);
       took = mono_s() - began;
       if (ca_interrupted())
@@ -492,10 +492,14 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
             "starts now",
             n, took, o->every_s);
       }
-      sleep_until(began + next_delay(&w));
+      delay = next_delay(&w);
+      if (w.failures > 1)
+        say(&w, 0, "backing off after %d failing cycles: the next in %.0f s",
+            w.failures, delay);
+      sleep_until(began + delay);
       while (hup && !ca_interrupted()) {
         reload(&w);
-        sleep_until(began + next_delay(&w));
+        sleep_until(began + delay);
       }
     }
     n = (long)(w.cycles_ok + w.cycles_failed);

@@ -159,6 +159,30 @@ T.cases {
     T.eq(p.wait(20000), 0, "exit 0")
   end },
 
+  { "failing cycles (credentials rejected, a policy error) are reported, the watcher goes on, backing off", function()
+    emu:reset()
+    local pol = E.policy [[ return require("chatapp").policy { name = "p" } ]]
+    local p = watcher({ "--every", "1s", "--state", E.tmpdir() .. "/state.db", pol },
+      { ALIBABA_CLOUD_ACCESS_KEY_SECRET = "not-the-secret" })
+    T.check(p.wait_err("cycle 2 failed", 15000), "credentials rejected: reported, and the watcher goes on: "
+      .. p.err())
+    T.check(p.err():find("cycle 1 failed (ECREDENTIALS", 1, true) or p.err():find("cycle 1 failed (EAPI", 1, true),
+      "the cycle says why")
+    T.check(p.wait_err("backing off after 2 failing cycles: the next in 2 s", 15000), "backs off")
+    T.check(p.wait_err("backing off after 3 failing cycles: the next in 4 s", 15000), "doubling")
+    p.kill("TERM")
+    T.eq(p.wait(20000), 0, "exit 0")
+
+    local bad = E.policy [[ return require("chatapp").policy { name = "raises",
+      filter = function(n) error("boom on " .. n.phone_number) end } ]]
+    p = watcher { "--every", "1s", "--state", E.tmpdir() .. "/state.db", bad }
+    T.check(p.wait_err("cycle 2 failed (EPOLICY", 15000), "a policy error: reported, the watcher goes on: "
+      .. p.err())
+    T.check(p.err():find("boom on", 1, true), "with the policy's error")
+    p.kill("TERM")
+    T.eq(p.wait(20000), 0, "exit 0")
+  end },
+
   { "usage: --listen without --every, --every with --replay, a bad duration", function()
     local pol = E.policy [[ return require("chatapp").policy { name = "p" } ]]
     for _, args in ipairs {
