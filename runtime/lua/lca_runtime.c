@@ -781,11 +781,44 @@ chatapp_status chatapp_runtime_action_report(const chatapp_runtime *rt,
 
 /* ---- plain scripts (chatapp-run --lua) ---------------------------------- */
 
+/* A script's or tool's exit status from how it ended (st) and what it
+ * returned (on top): an error is printed (redacted) and is 1; an integer
+ * is itself; nil or true 0, anything else 1. */
+static void exit_status(lua_State *L, job *j, int st)
+{
+  if (st != LUA_OK) {
+    const char *msg = errstr(L, -1);
+    lca_push_redacted(L, msg, strlen(msg)); /* stderr is a sink too */
+    fprintf(stderr, "chatapp-run: %s\n", lua_tostring(L, -1));
+    j->rc = 1;
+  } else if (lua_isinteger(L, -1)) {
+    j->rc = (int)lua_tointeger(L, -1);
+  } else {
+    j->rc = lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : 1;
+  }
+}
+
+/* Run a script or a tool's main: fn does it under protect. */
+static int run_tool(chatapp_runtime *rt, lua_CFunction fn, job *j,
+                    const char *what)
+{
+  if (!rt->L) {
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    return 1;
+  }
+  j->rc = 1;
+  if (protect(rt, fn, j, what) != CHATAPP_OK) {
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    return 1;
+  }
+  return j->rc;
+}
+
 /* Protected: the arg table, then the script under the traceback handler. */
 static int do_script(lua_State *L)
 {
   job *j = job_of(L);
-  int i, h;
+  int i, h, st;
 
   lua_settop(L, 0);
   lua_createtable(L, j->argc, 1);
@@ -798,17 +831,10 @@ static int do_script(lua_State *L)
   lua_setglobal(L, "arg");
   lua_pushcfunction(L, lca_traceback);
   h = lua_gettop(L);
-  if (luaL_loadfilex(L, j->path, "t") != LUA_OK ||
-      lua_pcall(L, 0, 1, h) != LUA_OK) {
-    const char *msg = errstr(L, -1);
-    lca_push_redacted(L, msg, strlen(msg)); /* stderr is a sink too */
-    fprintf(stderr, "chatapp-run: %s\n", lua_tostring(L, -1));
-    j->rc = 1;
-  } else if (lua_isinteger(L, -1)) {
-    j->rc = (int)lua_tointeger(L, -1);
-  } else {
-    j->rc = lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : 1;
-  }
+  st = luaL_loadfilex(L, j->path, "t");
+  if (st == LUA_OK)
+    st = lua_pcall(L, 0, 1, h);
+  exit_status(L, j, st);
   return 0;
 }
 
@@ -817,20 +843,11 @@ int ca_runtime_run_script(chatapp_runtime *rt, const char *path, int argc,
 {
   job j;
 
-  if (!rt->L) {
-    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
-    return 1;
-  }
   memset(&j, 0, sizeof j);
   j.path = path;
   j.argc = argc;
   j.argv = argv;
-  j.rc = 1;
-  if (protect(rt, do_script, &j, path) != CHATAPP_OK) {
-    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
-    return 1;
-  }
-  return j.rc;
+  return run_tool(rt, do_script, &j, path);
 }
 
 /* ---- embedded tools (chatapp-run state ...) ----------------------------- */
@@ -861,16 +878,7 @@ static int do_module(lua_State *L)
       st = lua_pcall(L, 1, 1, h);
     }
   }
-  if (st != LUA_OK) {
-    const char *msg = errstr(L, -1);
-    lca_push_redacted(L, msg, strlen(msg)); /* stderr is a sink too */
-    fprintf(stderr, "chatapp-run: %s\n", lua_tostring(L, -1));
-    j->rc = 1;
-  } else if (lua_isinteger(L, -1)) {
-    j->rc = (int)lua_tointeger(L, -1);
-  } else {
-    j->rc = lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : 1;
-  }
+  exit_status(L, j, st);
   return 0;
 }
 
@@ -879,20 +887,11 @@ int ca_runtime_run_module(chatapp_runtime *rt, const char *module, int argc,
 {
   job j;
 
-  if (!rt->L) {
-    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
-    return 1;
-  }
   memset(&j, 0, sizeof j);
   j.name = module;
   j.argc = argc;
   j.argv = argv;
-  j.rc = 1;
-  if (protect(rt, do_module, &j, module) != CHATAPP_OK) {
-    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
-    return 1;
-  }
-  return j.rc;
+  return run_tool(rt, do_module, &j, module);
 }
 
 /* ---- for a watcher (runtime/cli/ca_watch.c) ----------------------------- */

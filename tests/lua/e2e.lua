@@ -224,6 +224,14 @@ function E.alive(pid)
   return stat ~= nil and not stat:match("^%d+ %b() Z")
 end
 
+--- The rows of a query on a state file, opened read-only.
+function E.db_rows(path, sql, ...)
+  local db = assert(core.sqlite_open(path, { readonly = true }))
+  local rows = assert(db:query(sql, ...))
+  db:close()
+  return rows
+end
+
 --- JSON Lines output as a list of tables, and the objects by type.
 function E.json_lines(text)
   local all, by = {}, {}

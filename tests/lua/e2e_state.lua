@@ -39,12 +39,7 @@ local function delivered(name, number)
   return count, keys
 end
 
-local function db_rows(path, sql, ...)
-  local db = assert(core.sqlite_open(path, { readonly = true }))
-  local rows = assert(db:query(sql, ...))
-  db:close()
-  return rows
-end
+local db_rows = E.db_rows
 
 local function sha(path)
   return core.sha256_hex(E.read(path) or "")

@@ -31,12 +31,7 @@ local function served(p)
   return p.err():match("(http://127%.0%.0%.1:%d+)")
 end
 
-local function db_rows(path, sql, ...)
-  local db = assert(core.sqlite_open(path, { readonly = true }))
-  local rows = assert(db:query(sql, ...))
-  db:close()
-  return rows
-end
+local db_rows = E.db_rows
 
 T.cases {
   { "SIGTERM mid-cycle: in-flight actions finish, the state is committed, exit 0", function()
