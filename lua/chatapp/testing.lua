@@ -75,10 +75,14 @@ local function nearest(word, names)
   return nil
 end
 
+-- Keys sorted, "kind" first (it says what an action is).
 local function sorted_keys(t)
   local list = {}
   for k in pairs(t) do list[#list + 1] = k end
-  table.sort(list, function(a, b) return tostring(a) < tostring(b) end)
+  table.sort(list, function(a, b)
+    if a == "kind" or b == "kind" then return a == "kind" and b ~= "kind" end
+    return tostring(a) < tostring(b)
+  end)
   return list
 end
 
@@ -618,6 +622,10 @@ local function run_case(c)
     res.status = "fail"
     res.message = report.text(err.message)
     res.where = err.where
+    -- a Lua error's message starts with its place already
+    if res.where and res.message:sub(1, #res.where + 2) == res.where .. ": " then
+      res.message = res.message:sub(#res.where + 3)
+    end
   end
   return res
 end
