@@ -13,10 +13,15 @@
 --   host.http()    has no network: nothing is sent (the run is dry anyway)
 --   os.getenv      in the policy reads the run's `env` table, never the
 --                  process environment (sandbox.test_env)
+--   the spaces     are the fixtures' (the runner's spaces method is
+--                  replaced on that one runner: no --spaces file)
+-- The runner itself is not changed: no hook in runner.lua.
 -- With `previous`, the run keeps state in a temporary state file: the
 -- previous snapshots are recorded there first (at `previous_at`), then the
 -- run reads them as a --state run would (n.previous, transitions, where.new
--- / changed / became, gone numbers); the file is removed afterwards.
+-- / changed / became, gone numbers); the file is removed afterwards.  The
+-- state's clock (chatapp.state.now) is `now` for the run (previous_at
+-- while the snapshots are recorded), restored after it.
 --
 -- Test files themselves are trusted Lua (like --lua scripts): they are not
 -- sandboxed; the policies they load are.
