@@ -26,7 +26,10 @@ local function safe_getenv(name)
   if type(name) ~= "string" then
     error("os.getenv expects a variable name", 2)
   end
-  local value = os.getenv(name)
+  -- chatapp.testing sets M.test_env: policy tests see their own
+  -- environment, never the process's (docs/testing-policies.md).
+  local value
+  if M.test_env then value = M.test_env[name] else value = os.getenv(name) end
   if secret_vars[name] or (value and chatapp.core.redact(value) ~= value) then
     error(("os.getenv(%q): policies cannot read credentials"):format(name), 2)
   end

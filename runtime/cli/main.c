@@ -49,6 +49,9 @@ static const char usage_text[] =
   "       chatapp-run state show|forget [OPTIONS]\n"
   "                          look inside a --state file, or forget a number\n"
   "                          or a space in it (chatapp-run state --help)\n"
+  "       chatapp-run test [--output text|json] [FILE|FOLDER...]\n"
+  "                          run policy tests (*_test.lua), offline\n"
+  "                          (chatapp-run test --help)\n"
   "\n"
   "Modes:\n"
   "      --emulator         run against a built-in local CAMS emulator with\n"
@@ -384,6 +387,16 @@ int main(int argc, char **argv)
       fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
     else
       rc = ca_runtime_run_module(rt, "chatapp.state.cli", argc - 2, argv + 2);
+    goto out;
+  }
+  /* chatapp-run test ...: policy tests, offline (docs/testing-policies.md). */
+  if (argc > 1 && strcmp(argv[1], "test") == 0) {
+    if (set(cfg, "output", "text"))
+      goto out;
+    if (chatapp_runtime_new(cfg, &rt) != CHATAPP_OK)
+      fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+    else
+      rc = ca_runtime_run_module(rt, "chatapp.testing", argc - 2, argv + 2);
     goto out;
   }
   /* Generic --KEY VALUE options: turn them into config keys first. */
