@@ -88,10 +88,17 @@ end
 -- A list of PhoneNumber values from API objects.
 local function decode(raws, space)
   if #raws == 0 then return {} end
-  local text = assert(core.json_encode { PhoneNumbers = raws })
+  local text, eerr = core.json_encode { PhoneNumbers = raws }
+  if not text then return nil, eerr end
   local list, err = core.decode_phone_numbers(text, space)
   if not list then return nil, err end
   return list
+end
+
+-- Out of memory is no mistake in the data: the run fails (not exit 2).
+local function data_failed(rep, message)
+  if tostring(message):find("not enough memory", 1, true) then error(message, 0) end
+  return rep:abort("config", message)
 end
 
 -- What a number plausibly was at the last fetch: its tracked fields moved.
@@ -260,7 +267,7 @@ end
 --- Run the check: the report (finished).
 function M.run(runner, rep)
   local data, name, count = M.load_data(runner.options)
-  if not data then return rep:abort("config", name) end
+  if not data then return data_failed(rep, name) end
   rep.check = { data = name, numbers = count, passes = #PASSES }
 
   -- The lint, file by file (findings go to the file's first policy).
@@ -281,7 +288,7 @@ function M.run(runner, rep)
   local said = {}
   for _, pass in ipairs(PASSES) do
     local spaces, err = pass_numbers(data, pass, now)
-    if not spaces then return rep:abort("config", ("%s: %s"):format(name, err)) end
+    if not spaces then return data_failed(rep, ("%s: %s"):format(name, err)) end
     local r = pass_report(rep, pass.label, said)
     for _, policy in ipairs(runner.policies) do
       local budget = policy.budget or runner:new_budget(policy.file)
