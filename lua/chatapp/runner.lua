@@ -310,7 +310,11 @@ function Runner:run(flags)
   else
     for _, p in ipairs(self.policies) do
       if chatapp.uses_history(p) then
-        rep:warn(("policy %s looks at the previous run (where.new/changed/became, remind or gone), but this "
+        local w = p.where or {}
+        local term = w.became and "became" or w.changed and "changed" or w.new ~= nil and "new"
+          or p.remind and "remind" or "gone"
+        local src = self.sources and self.sources[p.file]
+        rep:warn(((src and locate(p.file, src, term) .. ": " or "") .. "policy %s looks at the previous run (where.new/changed/became, remind or gone), but this "
           .. "run keeps no state: every number is new to it; give --state FILE"):format(p.name))
       end
     end

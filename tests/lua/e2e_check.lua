@@ -146,6 +146,21 @@ T.cases {
     emu:stop()
   end },
 
+  { "the warning about history without --state carries file:line", function()
+    local emu = E.emulator()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy {
+  name = "hist",
+  where = { became = { quality_rating = "RED" } },
+}
+]])
+    local r = E.run({ "--dry-run", "--endpoint", emu.url, p })
+    emu:stop()
+    T.eq(r.code, 0, r.err)
+    has(r.err, "policy.lua:4: policy hist looks at the previous run")
+  end },
+
   { "a where value the runtime does not know yet, on purpose", function()
     local p = E.policy([[
 local chatapp = require "chatapp"
