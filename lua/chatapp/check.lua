@@ -142,9 +142,12 @@ local function pass_numbers(data, pass, now)
     if not list then return nil, err end
     local gone = {}
     if pass.first then
-      local since = {}
-      for _, f in ipairs(core.phone_tracked()) do since[f] = now end
-      for _, n in ipairs(list) do core.phone_attach(n, nil, now, since, now) end
+      -- as the state store does: a time for each field the number has
+      for _, n in ipairs(list) do
+        local since = {}
+        for _, f in ipairs(core.phone_tracked()) do since[f] = n[f] ~= nil and now or nil end
+        core.phone_attach(n, nil, now, since, now)
+      end
     elseif pass.later then
       local prevs = {}
       for i, raw in ipairs(raws) do prevs[i] = previous_raw(raw) end
@@ -153,7 +156,7 @@ local function pass_numbers(data, pass, now)
       for i, n in ipairs(list) do
         local since = {}
         for _, f in ipairs(core.phone_tracked()) do
-          since[f] = before[i][f] ~= n[f] and now or now - 7 * DAY
+          if n[f] ~= nil then since[f] = before[i][f] ~= n[f] and now or now - 7 * DAY end
         end
         core.phone_attach(n, before[i], now - 30 * DAY, since, now)
       end
