@@ -161,6 +161,27 @@ return chatapp.policy {
     has(r.err, "policy.lua:4: policy hist looks at the previous run")
   end },
 
+  { "a plan method's unknown key is an error with the nearest key, not ignored", function()
+    local p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "jsno", where = { quality_rating = "RED" },
+  decide = function(n, plan)
+    plan:webhook { url = "https://hooks.example.com/x", jsno = { number = n.phone_number } }
+  end }
+]])
+    local r = check(p)
+    T.eq(r.code, 3, r.err)
+    has(r.err, "policy.lua:4: plan:webhook: unknown key jsno; did you mean json?")
+    p = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "exec-keys", where = { quality_rating = "RED" },
+  decide = function(n, plan) plan:exec { argv = { "true" }, timeout = 5 } end }
+]])
+    r = check(p)
+    T.eq(r.code, 3, r.err)
+    has(r.err, "policy.lua:3: plan:exec: unknown key timeout; did you mean timeout_ms?")
+  end },
+
   { "a where value the runtime does not know yet, on purpose", function()
     local p = E.policy([[
 local chatapp = require "chatapp"
