@@ -16,14 +16,97 @@ local M = {
   fields = core.phone_fields,
 }
 
+---------------------------------------------------------------------------
+-- Did you mean: the one nearest-name rule of the product (plan methods,
+-- enum constants, where keys and values, state options use it).
+
+--- Edit distance (insertions, deletions, substitutions; a swap of two
+--- neighbours counts one).
+function M.distance(a, b)
+  local la, lb = #a, #b
+  local prev2, prev, cur = {}, {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    cur = { [0] = i }
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+    end
+    prev2, prev = prev, cur
+  end
+  return prev[lb]
+end
+
+-- How far word is from name: case ignored; a word near a "_" prefix of
+-- name counts too ("qualty" for quality_rating), when it is long enough to
+-- mean something.
+local function nearness(word, name)
+  local w, n = word:lower(), name:lower()
+  local d = M.distance(w, n)
+  if #w >= 4 then
+    local from = 1
+    while true do
+      local i = n:find("_", from, true)
+      if not i then break end
+      d = math.min(d, M.distance(w, n:sub(1, i - 1)) + 1)
+      from = i + 1
+    end
+  end
+  return d
+end
+
+-- Words people use for a value under another name (Meta's dashboard
+-- says High/Medium/Low quality; traffic lights have amber).
+local aliases = {
+  AMBER = "YELLOW", ORANGE = "YELLOW", HIGH = "GREEN", MEDIUM = "YELLOW", LOW = "RED",
+}
+
+--- The name of names (a list) nearest to word, when one is near enough to
+--- be a typo or a case slip; nil otherwise.  Ties go to the earlier name.
+function M.suggest(word, names)
+  if type(word) ~= "string" or word == "" or #word > 64 then return nil end
+  local alias = aliases[word:upper()]
+  if alias then
+    for _, name in ipairs(names) do if name == alias then return name end end
+  end
+  local best, best_d
+  for _, name in ipairs(names) do
+    if type(name) == "string" then
+      local d = nearness(word, name)
+      if not best_d or d < best_d then best, best_d = name, d end
+    end
+  end
+  if best_d and best_d <= math.max(2, #word // 3) then return best end
+  return nil
+end
+
+--- "; did you mean X?" for word among names, or "".
+function M.did_you_mean(word, names, prefix)
+  local near = M.suggest(word, names)
+  if not near then return "" end
+  return ("; did you mean %s%s?"):format(prefix or "", near)
+end
+
 -- A read-only table that raises on a key it does not have, so a typo in a
 -- constant (chatapp.Status.FLAGED) fails loudly instead of reading nil.
-local function strict(name, t, known)
+-- names: the valid keys, in the order they are listed.
+local function strict(name, t, names)
+  if type(names) == "string" then -- a comma-separated list, as before
+    local list = {}
+    for k in names:gmatch("[^,%s]+") do list[#list + 1] = k end
+    names = list
+  end
+  local known = table.concat(names, ", ")
   return setmetatable({}, {
     __index = function(_, k)
       local v = t[k]
       if v == nil then
-        error(("%s has no member %q (known: %s)"):format(name, tostring(k), known), 2)
+        error(("%s has no member %q%s (known: %s)"):format(name, tostring(k),
+          M.did_you_mean(tostring(k), names, name .. "."), known), 2)
       end
       return v
     end,
@@ -44,7 +127,7 @@ M.enums = {}
 for name, e in pairs(core.enums) do
   local t = {}
   for _, v in ipairs(e.values) do t[v] = v end
-  M[name] = strict("chatapp." .. name, t, table.concat(e.values, ", "))
+  M[name] = strict("chatapp." .. name, t, e.values)
   M.enums[name] = e
 end
 
@@ -139,35 +222,60 @@ end
 local tracked = {}
 for _, f in ipairs(core.phone_tracked()) do tracked[f] = true end
 
+-- chatapp.unknown_value "NEW_STATE": a where value the policy expects
+-- although this runtime does not know it yet (the API adds values).
+local unknown_values = setmetatable({}, { __mode = "k" })
+local UnknownValue = { __name = "chatapp.unknown_value", __metatable = "chatapp.unknown_value" }
+UnknownValue.__tostring = function(v) return ("chatapp.unknown_value %q"):format(unknown_values[v]) end
+
+--- Mark a where value as one the runtime may not know yet, on purpose:
+--- where = { status = chatapp.unknown_value "NEW_STATE" }.
+function M.unknown_value(v)
+  if type(v) ~= "string" or v == "" then
+    error(("chatapp.unknown_value expects the value as a non-empty string, not %s"):format(type(v)), 2)
+  end
+  local marker = setmetatable({}, UnknownValue)
+  unknown_values[marker] = v
+  return marker
+end
+
 -- Check the values a where term wants of field (what = "where.status",
--- "where.became.status"); adds warnings for values no enum knows.
-local function check_values(field, want, what, warnings)
-  local values = type(want) == "table" and want or { want }
+-- "where.became.status"): a value no enum of the field knows is an error
+-- with the nearest known one, unless it is a chatapp.unknown_value.
+-- Returns want with the markers replaced by their strings.
+local function check_values(field, want, what)
+  local single = type(want) ~= "table" or unknown_values[want] ~= nil
+  local values = single and { want } or want
   if #values == 0 then
     policy_error(("policy '%s' is an empty list"):format(what), field)
   end
   local e = enum_by_field[field]
-  for _, v in ipairs(values) do
-    if type(v) ~= "string" and type(v) ~= "number" then
+  for i, v in ipairs(values) do
+    local expected = type(v) == "table" and unknown_values[v]
+    if expected then
+      values[i] = expected
+    elseif type(v) ~= "string" and type(v) ~= "number" then
       policy_error(("policy '%s' values must be strings, not %s"):format(what, type(v)), field)
-    end
-    if e then
+    elseif e then
       local known = false
       for _, k in ipairs(e.values) do if k == v then known = true end end
       if not known then
-        local msg = ("'%s' value %q is not a known %s (known: %s)")
-          :format(what, tostring(v), e.name, table.concat(e.values, ", "))
-        if e.closed then policy_error("policy " .. msg, tostring(v)) end
-        warnings[#warnings + 1] = msg .. "; kept, as the API may send new values"
+        policy_error(("policy '%s' value %q is not a known %s%s (known: %s); a value the API added "
+          .. "after this version is written chatapp.unknown_value %q")
+          :format(what, tostring(v), e.name, M.did_you_mean(tostring(v), e.values),
+            table.concat(e.values, ", "), tostring(v)), tostring(v))
       end
     end
   end
+  if single then return values[1] end
+  return values
 end
 
 local function check_tracked(field, what)
   if type(field) ~= "string" or not tracked[field] then
-    policy_error(("policy '%s' names %s, which is not a tracked field; tracked fields: %s")
-      :format(what, tostring(field), table.concat(core.phone_tracked(), ", ")), tostring(field))
+    policy_error(("policy '%s' names %s, which is not a tracked field%s; tracked fields: %s")
+      :format(what, tostring(field), M.did_you_mean(tostring(field), core.phone_tracked()),
+        table.concat(core.phone_tracked(), ", ")), tostring(field))
   end
 end
 
@@ -183,34 +291,41 @@ local history_terms = {
     if #list == 0 then policy_error("policy 'where.changed' is an empty list", "changed") end
     for _, f in ipairs(list) do check_tracked(f, "where.changed") end
   end,
-  became = function(want, warnings)
+  became = function(want)
     if type(want) ~= "table" or next(want) == nil or #want > 0 then
       policy_error("policy 'where.became' must be a table of field = value(s), "
         .. "like { quality_rating = \"RED\" }", "became")
     end
     for field, values in pairs(want) do
       check_tracked(field, "where.became")
-      check_values(field, values, "where.became." .. field, warnings)
+      want[field] = check_values(field, values, "where.became." .. field)
     end
   end,
 }
 
+-- The names where may use: the fields, then the history terms.
+local where_names = {}
+for _, f in ipairs(core.phone_fields) do where_names[#where_names + 1] = f end
+for _, t in ipairs { "new", "changed", "became" } do where_names[#where_names + 1] = t end
+
+-- Check where (a copy the policy cannot reach) and replace its
+-- chatapp.unknown_value markers by their strings.
 local function check_where(where)
   if type(where) ~= "table" then
     policy_error(("policy 'where' must be a table of field = value(s), not a %s"):format(type(where)), "where")
   end
-  local warnings = {}
   for field, want in pairs(where) do
     if history_terms[field] then
-      history_terms[field](want, warnings)
+      history_terms[field](want)
     elseif type(field) ~= "string" or not field_set[field] then
-      policy_error(("policy 'where' names unknown field %s; fields: %s (and new, changed, became)")
-        :format(tostring(field), table.concat(core.phone_fields, ", ")), tostring(field))
+      policy_error(("policy 'where' names unknown field %s%s; fields: %s (and new, changed, became)")
+        :format(tostring(field), M.did_you_mean(tostring(field), where_names),
+          table.concat(core.phone_fields, ", ")), tostring(field))
     else
-      check_values(field, want, "where." .. field, warnings)
+      where[field] = check_values(field, want, "where." .. field)
     end
   end
-  return warnings
+  return {}
 end
 
 --- Seconds in a duration: a whole number of seconds, or a string like
@@ -237,7 +352,7 @@ local allowed_keys = {
 -- Raw copies of what a policy declared: no metamethod of the spec runs,
 -- and later changes to the spec's tables change nothing.
 local function copy_list(t)
-  if type(t) ~= "table" then return t end
+  if type(t) ~= "table" or unknown_values[t] then return t end
   local c = {}
   for i = 1, rawlen(t) do c[i] = rawget(t, i) end
   return c
@@ -273,7 +388,8 @@ function M.policy(spec)
       local names = {}
       for n in pairs(allowed_keys) do names[#names + 1] = n end
       table.sort(names)
-      policy_error(("policy has unknown key %q (allowed: %s)"):format(tostring(k), table.concat(names, ", ")), tostring(k))
+      policy_error(("policy has unknown key %q%s (allowed: %s)"):format(tostring(k),
+        M.did_you_mean(tostring(k), names), table.concat(names, ", ")), tostring(k))
     end
     if not want:find(type(v), 1, true) then
       policy_error(("policy key %q must be a %s, not a %s"):format(k, want:gsub("|", " or "), type(v)), k)

@@ -734,16 +734,23 @@ M.formats = {
   text = {
     run = function(r) r:print_text() end,
     check = function(r)
+      local c = r.check
       for _, e in ipairs(r.policies) do
-        r.out:write(("%s: ok (%s)\n"):format(safe(e.name), safe(e.file or "?")))
+        local what = c and ("; %d runs over %d numbers: %d matched, %d actions planned")
+          :format(c.passes, c.numbers, e.matched, e.planned) or ""
+        r.out:write(("%s: %s (%s)%s\n"):format(safe(e.name),
+          e.errors > 0 and ("FAILED, %d %s"):format(e.errors, e.errors == 1 and "error" or "errors") or "ok",
+          safe(e.file or "?"), what))
       end
+      if c then r.out:write(("checked against %s, dry: nothing carried out\n"):format(safe(c.data))) end
     end,
   },
   json = {
     run = function(r) r:print_json() end,
     check = function(r)
       for _, e in ipairs(r.policies) do
-        r:emit_json { type = "policy", name = e.name, file = e.file, status = "ok" }
+        r:emit_json { type = "policy", name = e.name, file = e.file, status = e.errors > 0 and "failed" or "ok",
+                      errors = e.errors, matched = e.matched, planned = e.planned }
       end
     end,
   },

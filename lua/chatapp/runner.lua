@@ -82,6 +82,7 @@ local function locate(name, src, token)
     local n = 0
     for line in (src .. "\n"):gmatch("([^\n]*)\n") do
       n = n + 1
+      if line:find("^%s*%-%-") then line = "" end -- a comment line names nothing
       local from = 1
       while true do
         local i, j = line:find(token, from, true)
@@ -105,6 +106,8 @@ function Runner:load_string(name, src)
   local chunk, err = load(src, "@" .. name, "t", env)
   if not chunk then return nil, err end
   local budget = self:new_budget(name)
+  self.sources = self.sources or {}
+  self.sources[name] = src -- for --check's source scan (chatapp.check)
   local ok, value, _, _, info = sandbox.call(budget, chunk)
   if not ok then
     if info then
@@ -292,7 +295,8 @@ function Runner:run(flags)
   flags = flags or {}
   -- the report escapes its own lines (report.new): the host's log as it is
   local rep = report.new(self.options, self.policies, self.host.log)
-  if flags.check then return rep:finish_check() end
+  -- --check: the policies run dry on sample numbers (chatapp.check)
+  if flags.check then return require("chatapp.check").run(self, rep) end
 
   local dry = flags.dry_run or self.options.replay ~= nil
   local spaces, serr = self:spaces()
@@ -306,7 +310,11 @@ function Runner:run(flags)
   else
     for _, p in ipairs(self.policies) do
       if chatapp.uses_history(p) then
-        rep:warn(("policy %s looks at the previous run (where.new/changed/became, remind or gone), but this "
+        local w = p.where or {}
+        local term = w.became and "became" or w.changed and "changed" or w.new ~= nil and "new"
+          or p.remind and "remind" or "gone"
+        local src = self.sources and self.sources[p.file]
+        rep:warn(((src and locate(p.file, src, term) .. ": " or "") .. "policy %s looks at the previous run (where.new/changed/became, remind or gone), but this "
           .. "run keeps no state: every number is new to it; give --state FILE"):format(p.name))
       end
     end

@@ -228,7 +228,7 @@ end
 -- Policies see a read-only view of the chatapp module without its host
 -- side: no chatapp.core (commands, files, the sandbox itself), no clients
 -- (policies plan API calls; the runner makes them), no Policy metatable.
-local policy_api = { "version", "policy" }
+local policy_api = { "version", "policy", "unknown_value" }
 
 local function chatapp_view()
   local t = {}

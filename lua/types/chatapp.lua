@@ -102,11 +102,37 @@ chatapp.NewNameStatus = {
 ---@return chatapp.EnumInfo?
 function chatapp.enum_for_field(field) end
 
+--- Edit distance of two strings (a swap of neighbours counts one).
+---@param a string
+---@param b string
+---@return integer
+function chatapp.distance(a, b) end
+
+--- The name of names nearest to word (a typo, a case slip, a "_" prefix),
+--- or nil when none is near: the one did-you-mean rule of the product.
+---@param word string
+---@param names string[]
+---@return string?
+function chatapp.suggest(word, names) end
+
+--- "; did you mean PREFIXname?" for word among names, or "".
+---@param word string
+---@param names string[]
+---@param prefix? string
+---@return string
+function chatapp.did_you_mean(word, names, prefix) end
+
+--- A where value this version does not know yet, expected on purpose:
+--- where = { status = chatapp.unknown_value "NEW_STATE" }.
+---@param value string
+---@return any
+function chatapp.unknown_value(value) end
+
 --- A read-only view of t that raises on a key t does not have.
 ---@generic T: table
 ---@param name string shown in the error, e.g. "chatapp.Status"
 ---@param t T
----@param known string the valid keys, for the error message
+---@param known string|string[] the valid keys, for the error message (and its did-you-mean)
 ---@return T
 function chatapp.strict(name, t, known) end
 
@@ -231,6 +257,7 @@ chatapp.ApiError = nil
 ---@field spaces? string (runtime only) JSON file of ISV spaces
 ---@field record? string (runtime only)
 ---@field replay? string (runtime only)
+---@field check_data? string (runtime only) with --check: the fixture the policies are checked on
 ---@field metrics? string (runtime only)
 ---@field allow_exec? boolean (runtime only)
 ---@field memory_limit_mb? integer (runtime only) sandbox memory per policy

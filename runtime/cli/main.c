@@ -57,7 +57,8 @@ static const char usage_text[] =
   "      --emulator         run against a built-in local CAMS emulator with\n"
   "                         sample data (no account needed)\n"
   "      --data PATH        with --emulator: serve this fixture (a JSON\n"
-  "                         file or a folder of them) instead\n"
+  "                         file or a folder of them) instead; with\n"
+  "                         --check: check the policies on its numbers\n"
   "  -n, --dry-run          plan only: change nothing, execute nothing\n"
   "      --check            validate the policies; make no API call\n"
   "      --lua SCRIPT       run a plain Lua script with the chatapp module\n"
@@ -502,11 +503,16 @@ int main(int argc, char **argv)
                      script ? "--lua" : "--replay (a recording never changes)");
     goto out;
   }
-  if (emu_data && !use_emulator) {
-    rc = USAGE_ERROR("%s", "--data needs --emulator (it is the emulator's "
-                           "fixture: a JSON file or a folder of them)");
+  if (emu_data && !use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
+    rc = USAGE_ERROR("%s", "--data needs --emulator or --check (it is the "
+                           "emulator's fixture: a JSON file or a folder of "
+                           "them; --check runs the policies on its numbers)");
     goto out;
   }
+  /* --check --data FILE: check the policies against these numbers. */
+  if (emu_data && (flags & CHATAPP_RUN_CHECK) &&
+      set(cfg, "check_data", emu_data))
+    goto out;
   {
     char v[16];
     snprintf(v, sizeof v, "%d", verbosity > 3 ? 3 : verbosity);
@@ -614,6 +620,11 @@ int main(int argc, char **argv)
   switch (st) {
   case CHATAPP_OK:
     rc = EXIT_ALL_WELL;
+    break;
+  case CHATAPP_EPOLICY:
+    /* --check: a policy that fails on the sample numbers is broken like
+     * one that does not load (docs/cli.md, "Exit status") */
+    rc = (flags & CHATAPP_RUN_CHECK) ? EXIT_LOAD : EXIT_RUN_FAILED;
     break;
   case CHATAPP_ECONFIG:
   case CHATAPP_ECREDENTIALS:

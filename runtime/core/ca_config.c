@@ -89,6 +89,9 @@ static const option options[] = {
    "save what the API answered"},
   {"replay", K_STR, FIELD(replay), 0, 0, NULL, "FILE",
    "run on a recording instead of the network"},
+  {"check_data", K_STR, FIELD(check_data), 0, 0, NULL, "FILE",
+   "with --check: the fixture (the emulator's format) the policies are "
+   "checked against, instead of the built-in sample"},
   {"metrics", K_STR, FIELD(metrics), 0, 0, NULL, "FILE",
    "write Prometheus text metrics"},
   {"allow_exec", K_BOOL, FIELD(allow_exec), 0, 0, NULL, NULL,

@@ -45,6 +45,7 @@ struct chatapp_config {
   char *spaces;
   char *record;
   char *replay;
+  char *check_data; /* --check: the fixture to check against */
   char *metrics;
   int allow_exec;
   long memory_limit_mb;

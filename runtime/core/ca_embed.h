@@ -13,6 +13,9 @@ typedef struct ca_embedded {
 /* The Lua sources of lua/ ("chatapp/init.lua", ...). */
 extern const ca_embedded ca_lua_sources[];
 
+/* The emulator's sample data ("sample.json"), for --check. */
+extern const ca_embedded ca_sample_data[];
+
 /* Find a file by name in a table; NULL if absent. */
 const ca_embedded *ca_embedded_find(const ca_embedded *table, const char *name);
 

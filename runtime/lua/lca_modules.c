@@ -43,6 +43,18 @@ static int embedded_searcher(lua_State *L)
   return 2;
 }
 
+/* require "chatapp.sample_data": the text of the built-in sample fixture
+ * (runtime/emulator/data/sample.json), the numbers --check runs on. */
+static int open_sample_data(lua_State *L)
+{
+  const ca_embedded *f = ca_embedded_find(ca_sample_data, "sample.json");
+
+  if (!f)
+    return luaL_error(L, "the built-in sample data is missing");
+  lua_pushlstring(L, f->data, f->len);
+  return 1;
+}
+
 /* Make require find chatapp.core and the embedded modules first.  Once
  * per state: a second luaopen_chatapp does not add a second searcher. */
 void lca_install_modules(lua_State *L)
@@ -57,6 +69,8 @@ void lca_install_modules(lua_State *L)
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_chatapp_core);
   lua_setfield(L, -2, "chatapp.core");
+  lua_pushcfunction(L, open_sample_data);
+  lua_setfield(L, -2, "chatapp.sample_data");
   lua_pop(L, 1);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "searchers");

@@ -269,6 +269,22 @@ static const char *nearer(const char *key, const char *cand, const char *best,
   if (!cand)
     return best;
   d = distance(key, cand);
+  if (strlen(key) >= 4) {
+    /* near a "_" prefix counts too ("qualty" for quality_rating): the
+     * rule of chatapp.suggest (lua/chatapp/init.lua) */
+    const char *u;
+    char pre[64];
+    for (u = strchr(cand, '_'); u; u = strchr(u + 1, '_')) {
+      size_t n = (size_t)(u - cand), dp;
+      if (n >= sizeof pre)
+        break;
+      memcpy(pre, cand, n);
+      pre[n] = '\0';
+      dp = distance(key, pre) + 1;
+      if (dp < d)
+        d = dp;
+    }
+  }
   if (d < *bestd) {
     *bestd = d;
     return cand;

@@ -311,6 +311,7 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
   STR(spaces);
   STR(record);
   STR(replay);
+  STR(check_data);
   STR(metrics);
   STR(profile);
   STR(account);

@@ -140,9 +140,9 @@ run_host() {
   if [ $# -gt 0 ]; then # a dry run: numbers were fetched and matched
     expect "$out" "^A: policy quality-watch: [1-9][0-9]* seen, [1-9][0-9]* matched"
     expect "$out" "^B: policy quality-watch: [1-9][0-9]* seen, [1-9][0-9]* matched"
-  else # a check: no API call
-    expect "$out" "^A: policy quality-watch: 0 seen"
-    expect "$out" "^B: policy quality-watch: 0 seen"
+  else # a check: no API call; the policies run on the built-in sample
+    expect "$out" "^A: policy quality-watch: [1-9][0-9]* seen"
+    expect "$out" "^B: policy quality-watch: [1-9][0-9]* seen"
   fi
   ! grep -q "$KEY_SECRET" "$out" "$WORK/$name.err" || fail "$name printed the secret"
 }

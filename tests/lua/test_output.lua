@@ -102,7 +102,7 @@ T.cases {
     T.check(not r.out.text():find("[%z\1-\9\11-\31\127]"), r.out.text())
     -- and it printed the policy's name and file, escaped (an empty output
     -- would pass the line above)
-    T.check(r.out.text():find("p\\e[1mname\\n: ok (/tmp/x\\r.lua)", 1, true), r.out.text())
+    T.check(r.out.text():find("p\\e[1mname\\n: FAILED, 1 error (/tmp/x\\r.lua)", 1, true), r.out.text())
   end },
 
   { "a record that cannot be encoded is a message; the rest still prints", function()

@@ -11,7 +11,8 @@
 -- operations are retried only when that is safe (the client decides from
 -- `write`).
 
-local core = require "chatapp.core"
+local chatapp = require "chatapp"
+local core = chatapp.core
 local lib = require "chatapp.actions.lib"
 
 local K = { kind = "call", concurrent = true }
@@ -74,8 +75,9 @@ function K.methods.update_phone_webhook(P, spec)
   for k, v in pairs(spec) do
     local f = fields[k]
     if not f then
-      lib.fail(("plan:update_phone_webhook: unknown key %q (up_callback_url, status_callback_url, http_flag, queue_flag)")
-        :format(tostring(k)))
+      local names = { "up_callback_url", "status_callback_url", "http_flag", "queue_flag" }
+      lib.fail(("plan:update_phone_webhook: unknown key %q%s (%s)")
+        :format(tostring(k), chatapp.did_you_mean(tostring(k), names), table.concat(names, ", ")))
     end
     if type(v) ~= "string" then lib.fail(("plan:update_phone_webhook: %s must be a string"):format(k)) end
     if (k == "http_flag" or k == "queue_flag") and not FLAGS[v] then

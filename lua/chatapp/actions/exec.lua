@@ -17,6 +17,7 @@ K.methods = {}
 
 function K.methods.exec(P, spec)
   lib.check_table(spec, "plan:exec")
+  lib.check_keys(spec, "plan:exec", { "argv", "stdin", "timeout_ms" })
   local argv = spec.argv
   if type(argv) ~= "table" or #argv == 0 then lib.fail("plan:exec: argv must be a non-empty list of strings") end
   local copy = {}

@@ -39,6 +39,7 @@
 -- helpers the kinds share; it is not a kind.
 
 local core = require "chatapp.core"
+local chatapp = require "chatapp"
 
 local M = {}
 
@@ -98,47 +99,38 @@ function M.method_names()
   return list
 end
 
---- Edit distance (insertions, deletions, substitutions; a swap of two
---- neighbours counts one).
-function M.distance(a, b)
-  local la, lb = #a, #b
-  local prev2, prev, cur = {}, {}, {}
-  for j = 0, lb do prev[j] = j end
-  for i = 1, la do
-    cur = { [0] = i }
-    for j = 1, lb do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
-        d = math.min(d, prev2[j - 2] + 1)
-      end
-      cur[j] = d
-    end
-    prev2, prev = prev, cur
-  end
-  return prev[lb]
-end
+--- Edit distance: chatapp.distance (one nearest-name rule everywhere).
+M.distance = chatapp.distance
 
 --- The plan method nearest to name, when one is near enough to be a typo.
 function M.suggest(name)
+  return chatapp.suggest(name, M.method_names())
+end
+
+-- A method no typo explains, but whose name says what it is for: alerts
+-- and notifications go out as webhooks.
+local function hint(name)
   if type(name) ~= "string" then return nil end
-  local lower = name:lower()
-  local best, best_d
-  for _, m in ipairs(M.method_names()) do
-    local d = M.distance(lower, m)
-    if not best_d or d < best_d then best, best_d = m, d end
+  local l = name:lower()
+  for _, w in ipairs { "page", "alert", "notify", "notification", "slack", "pager", "send", "post", "http",
+                       "oncall", "email", "sms", "message", "teams" } do
+    if l:find(w, 1, true) then return "webhook" end
   end
-  if best_d and best_d <= math.max(2, #name // 3) then return best end
   return nil
 end
 
 --- The message for a plan method that does not exist.
 function M.unknown_method(name)
   local near = M.suggest(name)
+  local why = ""
+  if not near then
+    near = hint(name)
+    if near then why = " (alerts and notifications go out as webhooks)" end
+  end
   local kinds = {}
   for i, k in ipairs(M.KINDS) do kinds[i] = k end
   return ("plan has no method %s%s; plan methods: %s (action kinds: %s)"):format(
-    tostring(name), near and ("; did you mean plan:" .. near .. "?") or "",
+    tostring(name), near and ("; did you mean plan:" .. near .. "?" .. why) or "",
     table.concat(M.method_names(), ", "), table.concat(kinds, ", "))
 end
 

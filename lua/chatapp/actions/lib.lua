@@ -7,6 +7,8 @@
 -- helper the method calls, 4.  fail and check_table count from a kind's
 -- method; `extra` adds the frames of the kind's own helpers in between.
 
+local chatapp = require "chatapp"
+
 local M = {}
 
 --- Raise msg at the policy line that called the plan method.
@@ -17,6 +19,20 @@ end
 function M.check_table(v, what, extra)
   if type(v) ~= "table" then
     error(("%s expects a table, not a %s"):format(what, type(v)), 4 + (extra or 0))
+  end
+end
+
+--- Every key of spec is one of names (a list), else raise with the
+--- nearest (chatapp.suggest): plan:webhook{jsno = ...} would otherwise
+--- send no body without a word.
+function M.check_keys(spec, what, names, extra)
+  for k in next, spec do
+    local known = false
+    for _, n in ipairs(names) do known = known or n == k end
+    if not known then
+      error(("%s: unknown key %s%s (keys: %s)"):format(what, tostring(k),
+        chatapp.did_you_mean(tostring(k), names), table.concat(names, ", ")), 4 + (extra or 0))
+    end
   end
 end
 

@@ -68,6 +68,7 @@ K.methods = {}
 
 function K.methods.webhook(P, spec)
   lib.check_table(spec, "plan:webhook")
+  lib.check_keys(spec, "plan:webhook", { "url", "method", "json", "body", "headers", "timeout_ms", "attempts" })
   local ok, why = K.check_url(spec.url)
   if not ok then lib.fail("plan:webhook: " .. why) end
   local method = spec.method or "POST"

@@ -11,7 +11,6 @@
 local chatapp = require "chatapp"
 local core = chatapp.core
 local report = require "chatapp.report"
-local actions = require "chatapp.actions"
 local state = require "chatapp.state"
 local backend = require "chatapp.state.sqlite"
 
@@ -62,16 +61,9 @@ local function usage(fmt, ...)
   error(setmetatable({ message = fmt:format(...) }, Usage), 0)
 end
 
--- The nearest of names to word, when near enough to be a typo.
-local function nearest(word, names)
-  local best, best_d
-  for _, n in ipairs(names) do
-    local d = actions.distance(word, n)
-    if not best_d or d < best_d or (d == best_d and n < best) then best, best_d = n, d end
-  end
-  if best_d and best_d <= math.max(2, #word // 3) then return best end
-  return nil
-end
+-- The nearest of names to word, when near enough to be a typo: the
+-- product's one rule (chatapp.suggest).
+local nearest = chatapp.suggest
 
 local function sorted_keys(t)
   local list = {}
