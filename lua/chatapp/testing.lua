@@ -32,7 +32,6 @@ local runner_mod = require "chatapp.runner"
 local sandbox = require "chatapp.sandbox"
 local state_mod = require "chatapp.state"
 local report = require "chatapp.report"
-local actions = require "chatapp.actions"
 
 local M = {}
 
@@ -70,15 +69,7 @@ local function fail(message)
 end
 M.fail = fail
 
-local function nearest(word, names)
-  local best, best_d
-  for _, n in ipairs(names) do
-    local d = actions.distance(word, n)
-    if not best_d or d < best_d or (d == best_d and n < best) then best, best_d = n, d end
-  end
-  if best_d and best_d <= math.max(2, #word // 3) then return best end
-  return nil
-end
+local nearest = chatapp.suggest -- the one did-you-mean rule
 
 -- Keys sorted, "kind" first (it says what an action is).
 local function sorted_keys(t)
