@@ -54,6 +54,8 @@ chatapp.Status = {
   UNVERIFIED = "UNVERIFIED",
   DELETED = "DELETED",
   UNKNOWN = "UNKNOWN",
+  OFFLINE = "OFFLINE",
+  PAUSED = "PAUSED",
 }
 
 ---@enum chatapp.QualityRating
@@ -69,9 +71,11 @@ chatapp.MessagingLimitTier = {
   TIER_50 = "TIER_50",
   TIER_250 = "TIER_250",
   TIER_1K = "TIER_1K",
+  TIER_2K = "TIER_2K",
   TIER_10K = "TIER_10K",
   TIER_100K = "TIER_100K",
   TIER_UNLIMITED = "TIER_UNLIMITED",
+  TIER_NOT_SET = "TIER_NOT_SET",
 }
 
 ---@enum chatapp.CodeVerificationStatus
