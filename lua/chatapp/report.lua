@@ -411,6 +411,7 @@ function Report:print_action(a, out)
     out:write(("      from the outbox: planned by an earlier run %s ago, not finished then\n"):format(M.ago(a.outbox_age or 0)))
   end
   if a.error then out:write("      error: ", safe(a.error), "\n") end
+  self:print_output(a, out)
   if a.reason then out:write("      ", safe(a.reason), "\n") end
   if a.retry then out:write("      kept in the outbox: the next run tries again\n") end
   if not self.dry_run or not K.dry_run_lines then return end
@@ -418,6 +419,27 @@ function Report:print_action(a, out)
   for _, line in ipairs(K.dry_run_lines(a, M.request_view(a))) do
     out:write("      ", safe(line), "\n")
   end
+end
+
+-- At most this many lines of a command's output in the text report (JSON
+-- has all of what was captured, result.output).
+local MAX_OUTPUT_LINES = 20
+
+--- A command's output (plan:exec), under its action, every line escaped.
+function Report:print_output(a, out)
+  local output = type(a.result) == "table" and a.result.output
+  if type(output) ~= "string" or output == "" then return end
+  local lines = {}
+  for line in (output:sub(-1) == "\n" and output or output .. "\n"):gmatch("([^\n]*)\n") do
+    lines[#lines + 1] = line
+  end
+  for i = 1, math.min(#lines, MAX_OUTPUT_LINES) do
+    out:write(i == 1 and "      output: " or "              ", safe(lines[i]), "\n")
+  end
+  if #lines > MAX_OUTPUT_LINES then
+    out:write(("              ... and %d more lines (--output json has them all)\n"):format(#lines - MAX_OUTPUT_LINES))
+  end
+  if a.result.truncated then out:write("              (cut: only the first 64 KiB is kept)\n") end
 end
 
 function Report:print_text()

@@ -234,7 +234,8 @@ chatapp.ApiError = nil
 ---@field color? "auto"|"always"|"never" (runtime only)
 ---@field spaces? string (runtime only) JSON file of ISV spaces
 ---@field record? string (runtime only)
----@field replay? string (runtime only)
+---@field replay? string (runtime only) over the spaces it recorded; a dry run unless apply
+---@field apply? boolean (runtime only) with replay: carry the actions out
 ---@field metrics? string (runtime only)
 ---@field allow_exec? boolean (runtime only)
 ---@field memory_limit_mb? integer (runtime only) sandbox memory per policy

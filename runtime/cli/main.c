@@ -93,7 +93,9 @@ static const char usage_text[] =
   "  -h, --help             this help\n"
   "      --version          versions of chatapp-run, Lua, libcurl, OpenSSL\n"
   "\n"
-  "More options (--KEY VALUE or --KEY=VALUE; details in docs/cli.md):\n";
+  "More options (--KEY VALUE or --KEY=VALUE; details in docs/cli.md; a\n"
+  "[true|false] option is true when bare, and takes a next argument only\n"
+  "when it is exactly true or false):\n";
 
 static const char usage_tail[] =
   "\n"
@@ -163,8 +165,8 @@ static void print_usage(void)
       skip |= strcmp(k->name, described[i]) == 0;
     if (skip)
       continue;
-    snprintf(flag, sizeof flag, "--%s%s%s", k->name, k->arg ? " " : "",
-             k->arg ? k->arg : "");
+    snprintf(flag, sizeof flag, "--%s %s", k->name,
+             k->arg ? k->arg : "[true|false]");
     for (i = 2; flag[i]; i++)
       if (flag[i] == '_')
         flag[i] = '-';
