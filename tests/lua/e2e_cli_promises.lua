@@ -172,6 +172,8 @@ T.cases {
     for _, c in ipairs {
       { "--alow-exec", "--allow-exec" }, { "--dry-rn", "--dry-run" }, { "--metrcs", "--metrics" },
       { "--emulater", "--emulator" }, { "--max_atempts", "--max-attempts" },
+      -- a swap of two letters is one edit; a part before "-" counts too
+      { "--dyr-run", "--dry-run" }, { "--allow", "--allow-exec" }, { "--fetch-memroy", "--fetch-memory-mb" },
     } do
       local r = E.run(base(c[1], policy("quality-alert")))
       T.eq(r.code, 2, c[1])
