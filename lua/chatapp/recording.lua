@@ -12,6 +12,7 @@
 
 local chatapp = require "chatapp"
 local core = chatapp.core
+local spaces_mod = require "chatapp.spaces"
 
 local M = { FORMAT = "chatapp-run recording", VERSION = 1 }
 
@@ -48,7 +49,8 @@ function M.save(path, entries)
 end
 
 --- Load a recording: returns a table cust_space_id ("" for own numbers)
---- -> answer, or nil, message.
+--- -> answer and the list of spaces it recorded, in order (the spaces a
+--- --replay runs over: cust_space_id, label), or nil, message.
 function M.load(path)
   local text, err = core.read_file(path, M.MAX_BYTES, "the recording")
   if not text then return nil, err end
@@ -63,15 +65,20 @@ function M.load(path)
   if doc.answers ~= nil and type(doc.answers) ~= "table" then
     return nil, ("%s: \"answers\" is not an array"):format(path)
   end
-  local by_space = {}
+  local by_space, spaces = {}, {}
   for i, a in ipairs(doc.answers or {}) do
     if type(a) ~= "table" or type(a.cust_space_id) ~= "string" or
-       (type(a.body) ~= "string" and type(a.error) ~= "table") then
+       (type(a.body) ~= "string" and type(a.error) ~= "table") or
+       (a.label ~= nil and type(a.label) ~= "string") then
       return nil, ("%s: answer %d is malformed"):format(path, i)
+    end
+    if not by_space[a.cust_space_id] then
+      spaces[#spaces + 1] = a.cust_space_id == "" and spaces_mod.OWN
+        or { cust_space_id = a.cust_space_id, label = a.label }
     end
     by_space[a.cust_space_id] = a
   end
-  return by_space
+  return by_space, spaces
 end
 
 --- The recorded answer for a space: list, or nil and an ApiError.

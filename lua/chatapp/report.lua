@@ -2,8 +2,11 @@
 --- text table or JSON Lines, written as Prometheus metrics, and returned to
 --- the host (chatapp_runtime_run reads status, message and policies).
 --
---   status    "ok" | "api" | "action" | "policy" | "config" | "credentials"
+--   status    "ok" | "api" | "action" | "policy" | "output" | "load" | "config"
+--             | "credentials"
 --   message   why, when status is not "ok"
+--   message_shown  true when the message already went to the log (the
+--             host does not print it again)
 --   policies  { {name, seen, matched, planned, done, failed, skipped, errors}, ... }
 --
 -- The JSON Lines objects and the metrics are documented in docs/cli.md.
@@ -15,6 +18,8 @@ local actions = require "chatapp.actions"
 
 local Report = {}
 Report.__index = Report
+
+local format_of -- the writers of the format the options name (below)
 
 local M = {}
 
@@ -141,15 +146,27 @@ function M.new(options, policies, log)
   return r
 end
 
--- A failure raises the status; the most serious one wins.
-local rank = { ok = 0, action = 1, api = 2, policy = 3, config = 4, credentials = 5 }
+-- A failure raises the status; the most serious one wins.  "output": a
+-- file the run writes (--metrics, --record, the state file) could not be
+-- written once the run had started (exit 1: something ran); "load",
+-- "config" and "credentials": nothing ran (exit 3, 2, 2).
+local rank = { ok = 0, action = 1, api = 2, policy = 3, output = 4, load = 5, config = 6, credentials = 7 }
 
-function Report:fail(status, message)
+--- shown: the message already went to the log (warn); the host does not
+--- print it again.
+function Report:fail(status, message, shown)
   if rank[status] > rank[self.status] then
     self.status = status
     -- the host prints it (chatapp-run on stderr): escaped like every line
     self.message = M.safe_lines(message)
+    self.message_shown = shown and true or false
   end
+end
+
+--- Log a failure and raise the status with it: said once.
+function Report:fail_shown(status, message)
+  self:warn(message)
+  self:fail(status, message, true)
 end
 
 function Report:warn(line)
@@ -190,9 +207,7 @@ function Report:space(space, list, err)
     self:note_unknown_values(list)
     self.numbers[#self.numbers + 1] = { space = space, list = list }
   else
-    local msg = ("space %s: %s"):format(spaces_mod.name(space), s.error)
-    self:warn(msg)
-    self:fail("api", msg)
+    self:fail_shown("api", ("space %s: %s"):format(spaces_mod.name(space), s.error))
   end
 end
 
@@ -216,7 +231,8 @@ function Report:policy_error(policy, space, n, message)
     n and (" on number " .. tostring(n.phone_number)) or "",
     space and (" (space " .. spaces_mod.name(space) .. ")") or "", message)
   self.errors[#self.errors + 1] = { policy = e, space = space, number = n, message = message }
-  if message == e.last_error then
+  local shown = message ~= e.last_error
+  if not shown then
     -- the same failure again: one line, not the traceback again
     self:warn(("policy %s failed%s: the same error"):format(policy.name,
       n and (" on number " .. tostring(n.phone_number)) or ""))
@@ -224,7 +240,7 @@ function Report:policy_error(policy, space, n, message)
     self:warn(msg)
   end
   e.last_error = message
-  self:fail("policy", msg)
+  self:fail("policy", msg, shown)
 end
 
 -- Whether an action counts as one (a log is a line in the report).
@@ -288,8 +304,7 @@ function Report:settle(dry_run)
       e.failed = e.failed + 1
       local msg = ("policy %s: %s %s%s failed: %s"):format(a.policy, a.kind, M.describe(a),
         a.phone_number and (" for " .. a.phone_number) or "", a.error)
-      self:warn(msg)
-      self:fail("action", msg)
+      self:fail_shown("action", msg)
     elseif a.status == "skipped" then
       e.skipped = e.skipped + 1
     end
@@ -301,10 +316,16 @@ function Report:calls(stats)
   self.call_stats = stats
 end
 
---- The run cannot start (no credentials, bad configuration): the host
---- prints the message.
+--- The run cannot start or go on (no credentials, bad configuration, a
+--- policy that does not load): the host prints the message; the report
+--- format writes what it writes for a run that did not happen (JSON: the
+--- summary with the status and message; text: nothing, the message is on
+--- stderr).
 function Report:abort(status, message)
   self:fail(status, message)
+  local f = format_of(self.options)
+  if f.abort then f.abort(self) end
+  self.out:flush()
   return self
 end
 
@@ -390,6 +411,7 @@ function Report:print_action(a, out)
     out:write(("      from the outbox: planned by an earlier run %s ago, not finished then\n"):format(M.ago(a.outbox_age or 0)))
   end
   if a.error then out:write("      error: ", safe(a.error), "\n") end
+  self:print_output(a, out)
   if a.reason then out:write("      ", safe(a.reason), "\n") end
   if a.retry then out:write("      kept in the outbox: the next run tries again\n") end
   if not self.dry_run or not K.dry_run_lines then return end
@@ -397,6 +419,27 @@ function Report:print_action(a, out)
   for _, line in ipairs(K.dry_run_lines(a, M.request_view(a))) do
     out:write("      ", safe(line), "\n")
   end
+end
+
+-- At most this many lines of a command's output in the text report (JSON
+-- has all of what was captured, result.output).
+local MAX_OUTPUT_LINES = 20
+
+--- A command's output (plan:exec), under its action, every line escaped.
+function Report:print_output(a, out)
+  local output = type(a.result) == "table" and a.result.output
+  if type(output) ~= "string" or output == "" then return end
+  local lines = {}
+  for line in (output:sub(-1) == "\n" and output or output .. "\n"):gmatch("([^\n]*)\n") do
+    lines[#lines + 1] = line
+  end
+  for i = 1, math.min(#lines, MAX_OUTPUT_LINES) do
+    out:write(i == 1 and "      output: " or "              ", safe(lines[i]), "\n")
+  end
+  if #lines > MAX_OUTPUT_LINES then
+    out:write(("              ... and %d more lines (--output json has them all)\n"):format(#lines - MAX_OUTPUT_LINES))
+  end
+  if a.result.truncated then out:write("              (cut: only the first 64 KiB is kept)\n") end
 end
 
 function Report:print_text()
@@ -429,9 +472,17 @@ function Report:print_text()
     end
     local line = ("  %d seen, %d matched"):format(e.seen, e.matched)
     if e.planned > 0 then
-      line = line .. (", %d actions: %d planned, %d done, %d failed"):format(
-        e.planned, e.planned - e.done - e.failed - e.skipped, e.done, e.failed)
-      if e.skipped > 0 then line = line .. (", %d skipped"):format(e.skipped) end
+      -- the same counts as the JSON summary: planned is every action
+      -- planned; done, failed and skipped are what became of them
+      line = line .. (", %d planned"):format(e.planned)
+      if self.dry_run then
+        line = line .. " (dry run: none carried out)"
+      else
+        line = line .. (": %d done, %d failed"):format(e.done, e.failed)
+        if e.skipped > 0 then line = line .. (", %d skipped"):format(e.skipped) end
+        local left = e.planned - e.done - e.failed - e.skipped
+        if left > 0 then line = line .. (", %d not carried out"):format(left) end
+      end
     end
     if e.quiet > 0 then line = line .. (", %d quiet (acted on within the remind interval)"):format(e.quiet) end
     if e.errors > 0 then line = line .. self:paint("31", (", %d errors"):format(e.errors)) end
@@ -487,9 +538,13 @@ end
 ---------------------------------------------------------------------------
 -- JSON Lines
 
+-- space: "" for your own numbers (docs/cli.md); absent, like
+-- space_label, for a record of no space (an action planned in finish).
 local function space_fields(t, space)
-  t.space = space and space.cust_space_id or ""
-  t.space_label = space and space.label
+  if space then
+    t.space = space.cust_space_id or ""
+    t.space_label = space.label
+  end
   return t
 end
 
@@ -546,6 +601,11 @@ function Report:print_json()
       retry = a.retry,
     }, a.space))
   end
+  self:print_json_summary()
+end
+
+--- The summary record, last (alone when the run did not happen).
+function Report:print_json_summary()
   local unknown
   for name, set in pairs(self.unknown_values or {}) do
     unknown = unknown or {}
@@ -567,7 +627,7 @@ function Report:print_json()
       done = e.done, failed = e.failed, skipped = e.skipped, errors = e.errors, quiet = e.quiet,
     }
   end
-  emit(summary)
+  self:emit_json(summary)
 end
 
 ---------------------------------------------------------------------------
@@ -747,6 +807,7 @@ M.formats = {
   },
   json = {
     run = function(r) r:print_json() end,
+    abort = function(r) r:print_json_summary() end,
     check = function(r)
       for _, e in ipairs(r.policies) do
         r:emit_json { type = "policy", name = e.name, file = e.file, status = e.errors > 0 and "failed" or "ok",
@@ -766,7 +827,7 @@ function M.check_format(name)
 end
 
 -- The writers of the format the options name (none when unset).
-local function format_of(options)
+function format_of(options)
   local name = options.output or "none"
   local ok, err = M.check_format(name)
   if not ok then error(err, 3) end
@@ -775,16 +836,16 @@ end
 
 function Report:finish()
   self.action_list = self:action_records()
-  format_of(self.options).run(self)
-  self.out:flush()
   if self.options.metrics then
+    -- before the report, so its summary has the outcome; after the run
+    -- started, so a failure is "output" (exit 1), never "config"
     local ok, err = core.write_file_atomic(self.options.metrics, self:metrics_text())
     if not ok then
-      local msg = "cannot write the metrics: " .. err
-      self:warn(msg)
-      self:fail("config", msg)
+      self:fail_shown("output", ("cannot write the metrics to %s: %s"):format(self.options.metrics, err))
     end
   end
+  format_of(self.options).run(self)
+  self.out:flush()
   return self
 end
 

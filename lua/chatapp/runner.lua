@@ -150,6 +150,14 @@ end
 -- Fetching
 
 function Runner:spaces()
+  if self.options.replay then
+    -- the recording is read once, before anything runs; its spaces are
+    -- the run's unless --spaces names others
+    local rec, spaces_of = recording.load(self.options.replay)
+    if not rec then return nil, spaces_of end
+    self.recording = rec
+    if not self.options.spaces then return spaces_of end
+  end
   if self.options.spaces then return spaces_mod.load(self.options.spaces) end
   return { spaces_mod.OWN }
 end
@@ -158,8 +166,7 @@ end
 function Runner:fetch(rep, spaces)
   local lists, errors = {}, {}
   if self.options.replay then
-    local rec, err = recording.load(self.options.replay)
-    if not rec then return nil, err, "config" end
+    local rec = self.recording
     lists, errors = spaces_mod.replay(spaces, function(space)
       return recording.answer(rec, space, self.options.replay)
     end, spaces_mod.fetch_cap(self.options))
@@ -183,7 +190,8 @@ function Runner:fetch(rep, spaces)
       if lists[i] then lists[i].raw_body = nil end
     end
     local ok, err = recording.save(self.options.record, entries)
-    if not ok then rep:warn("cannot write the recording: " .. err); rep:fail("config", err) end
+    -- the API was called: a failure here is "output" (exit 1), not "config"
+    if not ok then rep:fail_shown("output", "cannot write the recording: " .. err) end
   end
   return lists, errors
 end
@@ -298,7 +306,8 @@ function Runner:run(flags)
   -- --check: the policies run dry on sample numbers (chatapp.check)
   if flags.check then return require("chatapp.check").run(self, rep) end
 
-  local dry = flags.dry_run or self.options.replay ~= nil
+  -- a replay is a dry run unless --apply asks for its actions
+  local dry = flags.dry_run or (self.options.replay ~= nil and not self.options.apply)
   local spaces, serr = self:spaces()
   if not spaces then return rep:abort("config", serr) end
   -- The state file is opened (and checked) before any API call.
@@ -393,8 +402,7 @@ function Runner:run_with(rep, flags, dry, spaces, history)
     if not ok then
       -- The actions still go out (they were promised); the next run sees
       -- the same changes again and plans them with the same keys.
-      rep:warn(cerr .. "; the actions are carried out without an outbox entry")
-      rep:fail("config", cerr)
+      rep:fail_shown("output", cerr .. "; the actions are carried out without an outbox entry")
     end
     for _, a in ipairs(resumed) do rep:action(a, self:policy_named(a.policy), true) end
   end
@@ -410,7 +418,7 @@ function Runner:run_with(rep, flags, dry, spaces, history)
       progress = self:progress_label("actions") ~= nil,
       after = history and function(group)
         local ok, err = history:settle(group)
-        if not ok then rep:warn(err); rep:fail("config", err) end
+        if not ok then rep:fail_shown("output", err) end
       end,
     })
     if history then
@@ -426,6 +434,12 @@ function Runner:run_with(rep, flags, dry, spaces, history)
     if client then rep:calls(client:stats()) end
   end
   return true
+end
+
+--- A run that cannot happen (a policy file that does not load): the
+--- report of it, through the one abort path (JSON: its summary).
+function Runner:report_failure(status, message)
+  return report.new(self.options, self.policies, self.host.log):abort(status, message)
 end
 
 --- The loaded policy of that name, or nil.

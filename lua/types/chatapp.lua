@@ -54,6 +54,8 @@ chatapp.Status = {
   UNVERIFIED = "UNVERIFIED",
   DELETED = "DELETED",
   UNKNOWN = "UNKNOWN",
+  OFFLINE = "OFFLINE",
+  PAUSED = "PAUSED",
 }
 
 ---@enum chatapp.QualityRating
@@ -69,9 +71,11 @@ chatapp.MessagingLimitTier = {
   TIER_50 = "TIER_50",
   TIER_250 = "TIER_250",
   TIER_1K = "TIER_1K",
+  TIER_2K = "TIER_2K",
   TIER_10K = "TIER_10K",
   TIER_100K = "TIER_100K",
   TIER_UNLIMITED = "TIER_UNLIMITED",
+  TIER_NOT_SET = "TIER_NOT_SET",
 }
 
 ---@enum chatapp.CodeVerificationStatus
@@ -256,8 +260,9 @@ chatapp.ApiError = nil
 ---@field color? "auto"|"always"|"never" (runtime only)
 ---@field spaces? string (runtime only) JSON file of ISV spaces
 ---@field record? string (runtime only)
----@field replay? string (runtime only)
+---@field replay? string (runtime only) over the spaces it recorded; a dry run unless apply
 ---@field check_data? string (runtime only) with --check: the fixture the policies are checked on
+---@field apply? boolean (runtime only) with replay: carry the actions out
 ---@field metrics? string (runtime only)
 ---@field allow_exec? boolean (runtime only)
 ---@field memory_limit_mb? integer (runtime only) sandbox memory per policy

@@ -9,7 +9,6 @@
 #include <getopt.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "ca_config.h"
 #include "ca_crypto.h"
 #include "ca_emulator.h"
+#include "ca_suggest.h"
 #include "ca_watch.h"
 #include "chatapp.h"
 #include "lca_runtime.h"
@@ -97,7 +97,9 @@ static const char usage_text[] =
   "  -h, --help             this help\n"
   "      --version          versions of chatapp-run, Lua, libcurl, OpenSSL\n"
   "\n"
-  "More options (--KEY VALUE or --KEY=VALUE; details in docs/cli.md):\n";
+  "More options (--KEY VALUE or --KEY=VALUE; details in docs/cli.md; a\n"
+  "[true|false] option is true when bare, and takes a next argument only\n"
+  "when it is exactly true or false):\n";
 
 static const char usage_tail[] =
   "\n"
@@ -167,8 +169,8 @@ static void print_usage(void)
       skip |= strcmp(k->name, described[i]) == 0;
     if (skip)
       continue;
-    snprintf(flag, sizeof flag, "--%s%s%s", k->name, k->arg ? " " : "",
-             k->arg ? k->arg : "");
+    snprintf(flag, sizeof flag, "--%s %s", k->name,
+             k->arg ? k->arg : "[true|false]");
     for (i = 2; flag[i]; i++)
       if (flag[i] == '_')
         flag[i] = '-';
@@ -179,48 +181,12 @@ static void print_usage(void)
 
 static int verbosity;
 
-/* Hashes of the lines printed at level 0, so the final failure message is
- * printed only when the report has not already said it. */
-static struct {
-  uint64_t *h;
-  size_t n, cap;
-} printed;
-
-static uint64_t line_hash(const char *s)
-{
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
-static int was_printed(const char *line)
-{
-  uint64_t h = line_hash(line);
-  size_t i;
-  for (i = 0; i < printed.n; i++)
-    if (printed.h[i] == h)
-      return 1;
-  return 0;
-}
-
 static void log_stderr(void *ud, int level, const char *line)
 {
   (void)ud;
   if (level > verbosity)
     return;
   fprintf(stderr, "chatapp-run: %s\n", line);
-  if (level == 0 && printed.n < 100000) {
-    if (printed.n == printed.cap) {
-      size_t cap = printed.cap ? printed.cap * 2 : 64;
-      uint64_t *h = realloc(printed.h, cap * sizeof *h);
-      if (!h)
-        return; /* at worst the final message is printed twice */
-      printed.h = h;
-      printed.cap = cap;
-    }
-    printed.h[printed.n++] = line_hash(line);
-  }
 }
 
 /* ---- signals ------------------------------------------------------------
@@ -317,8 +283,9 @@ static int set(chatapp_config *cfg, const char *key, const char *value)
   return 0;
 }
 
-/* A boolean configuration key: given as a bare --flag. */
-static int is_flag(const char *key)
+/* The configuration key named by an option ("max-attempts" or
+ * "max_attempts"), or NULL. */
+static const ca_config_key *config_key(const char *key)
 {
   const ca_config_key *k;
   char name[64];
@@ -329,8 +296,54 @@ static int is_flag(const char *key)
   name[i] = '\0';
   for (k = ca_config_keys(); k->name; k++)
     if (strcmp(k->name, name) == 0)
-      return k->arg == NULL;
-  return 0;
+      return k;
+  return NULL;
+}
+
+/* A boolean configuration key (--allow-exec, --apply): one rule for all of
+ * them.  Bare, it means true; --KEY=true|false sets it; so does a next
+ * argument that is exactly "true" or "false" (anything else, a policy file
+ * name among them, is left alone). */
+static int is_flag(const char *key)
+{
+  const ca_config_key *k = config_key(key);
+  return k && k->arg == NULL;
+}
+
+static int is_bool_word(const char *s)
+{
+  return strcmp(s, "true") == 0 || strcmp(s, "false") == 0;
+}
+
+/* An unknown option: what it is, the nearest valid option (every option:
+ * the configuration keys and chatapp-run's own), and where the list is. */
+static int unknown_option(const char *arg, const struct option *longopts)
+{
+  const ca_config_key *k;
+  const char *best = NULL;
+  char names[96][64], given[64];
+  size_t bestd = 4, n = 0, i;
+
+  if (strncmp(arg, "--", 2) != 0)
+    return USAGE_ERROR("unknown option '%s'", arg);
+  snprintf(given, sizeof given, "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+  for (i = 0; given[i]; i++)
+    if (given[i] == '_')
+      given[i] = '-';
+  for (k = ca_config_keys(); k->name && n < 96; k++, n++) {
+    snprintf(names[n], sizeof names[n], "%s", k->name);
+    for (i = 0; names[n][i]; i++)
+      if (names[n][i] == '_')
+        names[n][i] = '-';
+  }
+  for (; longopts->name && n < 96; longopts++, n++)
+    snprintf(names[n], sizeof names[n], "%s", longopts->name);
+  for (i = 0; i < n; i++)
+    best = ca_suggest_nearer(given, names[i], best, &bestd);
+  if (best)
+    return USAGE_ERROR("unknown option '--%s' (did you mean '--%s'?)", given,
+                       best);
+  return USAGE_ERROR("unknown option '--%s'", given);
 }
 
 static void print_version(void)
@@ -448,19 +461,38 @@ int main(int argc, char **argv)
       rc = EXIT_ALL_WELL;
       goto out;
     case '?': {
-      /* An unknown long option: a config key taking the next argument. */
+      /* Not one of chatapp-run's own options: a config key (--KEY VALUE,
+       * --KEY=VALUE, a boolean key bare or with true|false). */
       const char *arg = argv[optind - 1];
       const char *eq;
       char key[64];
+      if (optopt) {
+        /* one of chatapp-run's own, misused */
+        const struct option *o;
+        for (o = longopts; o->name && o->val != optopt; o++)
+          ;
+        if (!o->name || strncmp(arg, "--", 2) != 0)
+          rc = unknown_option(arg, longopts);
+        else if (o->has_arg == required_argument)
+          rc = USAGE_ERROR("option '--%s' needs a value", o->name);
+        else
+          rc = USAGE_ERROR("option '--%s' takes no value", o->name);
+        goto out;
+      }
       if (strncmp(arg, "--", 2) != 0) {
-        rc = USAGE_ERROR("unknown option '%s'", arg);
+        rc = unknown_option(arg, longopts);
         goto out;
       }
       eq = strchr(arg, '=');
       snprintf(key, sizeof key, "%.*s",
                (int)(eq ? (size_t)(eq - arg - 2) : strlen(arg + 2)), arg + 2);
+      if (!config_key(key)) {
+        rc = unknown_option(arg, longopts);
+        goto out;
+      }
       if (!eq && is_flag(key)) {
-        if (set(cfg, key, "true"))
+        int explicit = optind < argc && is_bool_word(argv[optind]);
+        if (set(cfg, key, explicit ? argv[optind++] : "true"))
           goto out;
         break;
       }
@@ -501,6 +533,13 @@ int main(int argc, char **argv)
   if (watch.every_s && (script || cfg->replay)) {
     rc = USAGE_ERROR("--every runs policies cycle after cycle: not with %s",
                      script ? "--lua" : "--replay (a recording never changes)");
+    goto out;
+  }
+  if (cfg->apply && (!cfg->replay || (flags & CHATAPP_RUN_DRY))) {
+    rc = USAGE_ERROR("%s", cfg->replay
+                             ? "--apply and --dry-run contradict each other"
+                             : "--apply goes with --replay FILE (a run "
+                               "without --dry-run applies anyway)");
     goto out;
   }
   if (emu_data && !use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
@@ -603,19 +642,22 @@ int main(int argc, char **argv)
   for (i = optind; i < argc; i++) {
     if (chatapp_runtime_load_file(rt, argv[i]) != CHATAPP_OK) {
       fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+      /* the report of the run that did not happen (--output json: its
+       * summary, status "load") */
+      ca_runtime_report_failure(rt, "load");
       rc = EXIT_LOAD;
       goto out;
     }
   }
   st = chatapp_runtime_run(rt, flags);
-  /* Every failure says what failed, once: the report has printed most
-   * (a failing space, action or policy); anything else is printed here. */
-  if (st != CHATAPP_OK) {
+  /* Every failure says what failed, once: the report has logged most (a
+   * failing space, action, policy or file) and says so; anything else is
+   * printed here. */
+  if (st != CHATAPP_OK && !ca_runtime_failure_shown(rt)) {
     const char *msg = chatapp_runtime_errmsg(rt);
     if (!msg || !*msg)
       msg = chatapp_strerror(st);
-    if (!was_printed(msg))
-      fprintf(stderr, "chatapp-run: %s\n", msg);
+    fprintf(stderr, "chatapp-run: %s\n", msg);
   }
   switch (st) {
   case CHATAPP_OK:
@@ -644,6 +686,5 @@ out:
   signal_emu = NULL;
   ca_emulator_stop(emu);
   chatapp_config_free(cfg);
-  free(printed.h);
   return rc;
 }

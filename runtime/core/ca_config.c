@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ca_cred.h"
 #include "ca_crypto.h"
@@ -88,10 +89,14 @@ static const option options[] = {
   {"record", K_STR, FIELD(record), 0, 0, NULL, "FILE",
    "save what the API answered"},
   {"replay", K_STR, FIELD(replay), 0, 0, NULL, "FILE",
-   "run on a recording instead of the network"},
+   "run on a recording instead of the network, over the spaces it "
+   "recorded (a dry run unless --apply)"},
   {"check_data", K_STR, FIELD(check_data), 0, 0, NULL, "FILE",
    "with --check: the fixture (the emulator's format) the policies are "
    "checked against, instead of the built-in sample"},
+  {"apply", K_BOOL, FIELD(apply), 0, 0, NULL, NULL,
+   "with --replay: carry the planned actions out (webhooks, API calls, "
+   "commands) instead of only showing them"},
   {"metrics", K_STR, FIELD(metrics), 0, 0, NULL, "FILE",
    "write Prometheus text metrics"},
   {"allow_exec", K_BOOL, FIELD(allow_exec), 0, 0, NULL, NULL,
@@ -667,17 +672,51 @@ int ca_config_check_output_file(const char *what, const char *path, char *err,
     return -1;
   }
   if (stat(path, &st) != 0) {
-    if (errno == ENOENT)
-      return 0; /* a new file */
-    snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
-    return -1;
-  }
-  if (!S_ISREG(st.st_mode)) {
+    if (errno != ENOENT) {
+      snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+      return -1;
+    }
+  } else if (!S_ISREG(st.st_mode)) {
     snprintf(err, errlen,
              "%s %s is %s; it must be a regular file or a new path (it "
              "is replaced as a whole)",
              what, path, ca_config_file_kind(st.st_mode));
     return -1;
+  }
+  /* It is written as a temporary file in the same folder, then renamed:
+   * the folder must exist and take new files. */
+  {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 1;
+    if (n >= sizeof dir) {
+      snprintf(err, errlen, "%s %s: the path is too long", what, path);
+      return -1;
+    }
+    if (!slash)
+      memcpy(dir, ".", 2);
+    else if (n == 0)
+      memcpy(dir, "/", 2);
+    else {
+      memcpy(dir, path, n);
+      dir[n] = '\0';
+    }
+    if (stat(dir, &st) != 0) {
+      snprintf(err, errlen, "%s %s: the folder %s: %s%s", what, path, dir,
+               strerror(errno), errno == ENOENT ? " (create it first)" : "");
+      return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      snprintf(err, errlen, "%s %s: %s is not a folder", what, path, dir);
+      return -1;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+      snprintf(err, errlen,
+               "%s %s: cannot create files in the folder %s (%s); the file "
+               "is written there, then renamed into place",
+               what, path, dir, strerror(errno));
+      return -1;
+    }
   }
   return 0;
 }

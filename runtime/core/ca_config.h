@@ -48,6 +48,7 @@ struct chatapp_config {
   char *check_data; /* --check: the fixture to check against */
   char *metrics;
   int allow_exec;
+  int apply; /* with replay: carry the actions out */
   long memory_limit_mb;
   long fetch_memory_mb; /* 0: the default (512) */
   long instruction_limit;

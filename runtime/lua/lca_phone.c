@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca_suggest.h"
 #include "lca_phone.h"
 
 const lca_phone_field lca_phone_fields[N_FIELDS] = {
@@ -58,14 +59,14 @@ const lca_phone_field lca_phone_fields[N_FIELDS] = {
 
 /* Known values (open sets: other values are kept as they come). */
 static const char *const status_values[] = {
-  "CONNECTED",    "FLAGGED", "RESTRICTED", "BANNED",
-  "RATE_LIMITED", "PENDING", "MIGRATED",   "DISCONNECTED",
-  "UNVERIFIED",   "DELETED", "UNKNOWN",    NULL};
+  "CONNECTED", "FLAGGED",  "RESTRICTED",   "BANNED",     "RATE_LIMITED",
+  "PENDING",   "MIGRATED", "DISCONNECTED", "UNVERIFIED", "DELETED",
+  "UNKNOWN",   "OFFLINE",  "PAUSED",       NULL};
 static const char *const quality_values[] = {"GREEN", "YELLOW", "RED",
                                              "UNKNOWN", NULL};
 static const char *const tier_values[] = {
-  "TIER_50",   "TIER_250",       "TIER_1K", "TIER_10K",
-  "TIER_100K", "TIER_UNLIMITED", NULL};
+  "TIER_50",   "TIER_250",       "TIER_1K",      "TIER_2K", "TIER_10K",
+  "TIER_100K", "TIER_UNLIMITED", "TIER_NOT_SET", NULL};
 static const char *const verification_values[] = {
   "VERIFIED", "REVOKED", "MORE_INFORMATION_REQUESTED", "REJECTED", NULL};
 static const char *const name_values[] = {"Approval", "Pending_Review",
@@ -231,67 +232,6 @@ static const phone *push_previous(lua_State *L, int idx, int tab)
   return lua_touserdata(L, -1); /* NULL for nil */
 }
 
-/* Levenshtein distance, small strings only. */
-static size_t distance(const char *a, const char *b)
-{
-  size_t la = strlen(a), lb = strlen(b), i, j;
-  size_t row[64], prev, tmp;
-
-  if (la >= 63 || lb >= 63)
-    return 99;
-  for (j = 0; j <= lb; j++)
-    row[j] = j;
-  for (i = 1; i <= la; i++) {
-    prev = row[0];
-    row[0] = i;
-    for (j = 1; j <= lb; j++) {
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      size_t best = row[j] + 1;
-      if (row[j - 1] + 1 < best)
-        best = row[j - 1] + 1;
-      if (prev + cost < best)
-        best = prev + cost;
-      tmp = row[j];
-      row[j] = best;
-      prev = tmp;
-    }
-  }
-  return row[lb];
-}
-
-/* The nearest of cand (a name, or NULL: skipped) to key, keeping best when
- * none is nearer than *bestd. */
-static const char *nearer(const char *key, const char *cand, const char *best,
-                          size_t *bestd)
-{
-  size_t d;
-
-  if (!cand)
-    return best;
-  d = distance(key, cand);
-  if (strlen(key) >= 4) {
-    /* near a "_" prefix counts too ("qualty" for quality_rating): the
-     * rule of chatapp.suggest (lua/chatapp/init.lua) */
-    const char *u;
-    char pre[64];
-    for (u = strchr(cand, '_'); u; u = strchr(u + 1, '_')) {
-      size_t n = (size_t)(u - cand), dp;
-      if (n >= sizeof pre)
-        break;
-      memcpy(pre, cand, n);
-      pre[n] = '\0';
-      dp = distance(key, pre) + 1;
-      if (dp < d)
-        d = dp;
-    }
-  }
-  if (d < *bestd) {
-    *bestd = d;
-    return cand;
-  }
-  return best;
-}
-
 static void add_suggestion(luaL_Buffer *b, const char *best)
 {
   if (best) {
@@ -308,9 +248,9 @@ static int no_such_field(lua_State *L, const char *key)
   size_t bestd = 4, i;
 
   for (i = 0; i < N_NAMES; i++)
-    best = nearer(key, name_of((int)i), best, &bestd);
+    best = ca_suggest_nearer(key, name_of((int)i), best, &bestd);
   for (i = 0; method_names[i]; i++)
-    best = nearer(key, method_names[i], best, &bestd);
+    best = ca_suggest_nearer(key, method_names[i], best, &bestd);
   luaL_where(L, 1); /* the policy line that read the field */
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "PhoneNumber has no field '");
@@ -546,7 +486,8 @@ static int check_tracked(lua_State *L, int arg, int names, const char *method)
     return f;
   key = lua_tostring(L, arg);
   for (i = 0; i < N_FIELDS; i++)
-    best = nearer(key, is_tracked(i) ? name_of(i) : NULL, best, &bestd);
+    best =
+      ca_suggest_nearer(key, is_tracked(i) ? name_of(i) : NULL, best, &bestd);
   luaL_where(L, 1);
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "PhoneNumber:");

@@ -44,6 +44,7 @@ struct chatapp_runtime {
   size_t nactions;
   const char *errfixed; /* static; the message when errmsg cannot be built */
   int keep_metrics;     /* ca_runtime_keep_metrics: metrics text after a run */
+  int failure_shown;    /* the last run's report logged its failure message */
   ca_buf metrics;
 };
 
@@ -330,6 +331,8 @@ static void push_options(lua_State *L, const chatapp_config *cfg)
   lua_setfield(L, -2, "color");
   lua_pushboolean(L, cfg->allow_exec);
   lua_setfield(L, -2, "allow_exec");
+  lua_pushboolean(L, cfg->apply);
+  lua_setfield(L, -2, "apply");
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -647,11 +650,14 @@ static chatapp_status collect_reports(chatapp_runtime *rt, int report)
 
 chatapp_status ca_runtime_report_status(const char *name)
 {
-  static const char *const names[] = {"ok",  "config", "credentials", "policy",
-                                      "api", "action", NULL};
-  static const chatapp_status codes[] = {CHATAPP_OK,           CHATAPP_ECONFIG,
-                                         CHATAPP_ECREDENTIALS, CHATAPP_EPOLICY,
-                                         CHATAPP_EAPI,         CHATAPP_EACTION};
+  /* "output": a file of the run could not be written once it had started;
+   * "load": a policy file did not load (report.lua) */
+  static const char *const names[] = {"ok",     "config", "credentials",
+                                      "policy", "api",    "action",
+                                      "output", "load",   NULL};
+  static const chatapp_status codes[] = {
+    CHATAPP_OK,   CHATAPP_ECONFIG, CHATAPP_ECREDENTIALS, CHATAPP_EPOLICY,
+    CHATAPP_EAPI, CHATAPP_EACTION, CHATAPP_EIO,          CHATAPP_EPOLICY};
   size_t i;
 
   for (i = 0; name && names[i]; i++)
@@ -715,6 +721,9 @@ static int do_run(lua_State *L)
                  "chatapp-run; please report it)");
     return 0;
   }
+  lua_getfield(L, report, "message_shown");
+  rt->failure_shown = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, report, "status");
   status = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
   lua_getfield(L, report, "message");
@@ -742,12 +751,57 @@ chatapp_status chatapp_runtime_run(chatapp_runtime *rt, int flags)
   if (!rt->L)
     return unusable(rt);
   clear_error(rt);
+  rt->failure_shown = 0;
   memset(&j, 0, sizeof j);
   j.flags = flags;
   st = protect(rt, do_run, &j, "the run failed");
   if (j.raised)
     clear_reports(rt); /* none rather than half of one */
   return st;
+}
+
+int ca_runtime_failure_shown(const chatapp_runtime *rt)
+{
+  return rt && rt->failure_shown;
+}
+
+/* Protected: runner:report_failure(status, message), the report of a run
+ * that cannot happen (its JSON summary). */
+static int do_report_failure(lua_State *L)
+{
+  job *j = job_of(L);
+  chatapp_runtime *rt = j->rt;
+  int st;
+
+  lua_settop(L, 0);
+  lua_pushstring(L, j->name);
+  lua_pushstring(L, j->src);
+  st = call_runner(rt, "report_failure", 2, 0);
+  if (st != LUA_OK)
+    j->st = lua_failed(rt, st, CHATAPP_EINTERNAL, "the report of the failure");
+  return 0;
+}
+
+void ca_runtime_report_failure(chatapp_runtime *rt, const char *status)
+{
+  ca_buf msg = CA_BUF_INIT(ERRMSG_MAX + 64);
+  job j;
+
+  if (!rt || !rt->L)
+    return;
+  /* the message stays the one of the failure */
+  if (ca_buf_add(&msg, chatapp_runtime_errmsg(rt),
+                 strlen(chatapp_runtime_errmsg(rt))) != CHATAPP_OK) {
+    ca_buf_free(&msg);
+    return;
+  }
+  memset(&j, 0, sizeof j);
+  j.name = status;
+  j.src = ca_buf_str(&msg);
+  if (protect(rt, do_report_failure, &j, "the report of the failure") !=
+      CHATAPP_OK)
+    fprintf(stderr, "chatapp-run: %s\n", chatapp_runtime_errmsg(rt));
+  ca_buf_free(&msg);
 }
 
 size_t chatapp_runtime_policy_count(const chatapp_runtime *rt)

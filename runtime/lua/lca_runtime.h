@@ -46,6 +46,15 @@ size_t ca_runtime_memory_peak(const chatapp_runtime *rt);
  * name or NULL is CHATAPP_EINTERNAL. */
 chatapp_status ca_runtime_report_status(const char *name);
 
+/* Whether the last chatapp_runtime_run's report already logged the message
+ * of its failure (chatapp-run then does not print it again). */
+int ca_runtime_failure_shown(const chatapp_runtime *rt);
+
+/* The report of a run that cannot happen (a policy file that does not
+ * load): status is a report status ("load"); the message is
+ * chatapp_runtime_errmsg(rt).  With --output json, its summary line. */
+void ca_runtime_report_failure(chatapp_runtime *rt, const char *status);
+
 /* ---- for a watcher: one runtime per cycle, the clients kept ----------- */
 
 /* After each run, keep the report's Prometheus text (redacted), read with

@@ -96,8 +96,10 @@ static void output_files(void)
   CHECK(ca_config_check_output_file("--record", path, err, sizeof err) == -1);
   CHECK(strstr(err, "is a FIFO") != NULL);
   CHECK(unlink(path) == 0);
+  /* a folder that does not exist: refused now, not after the run */
   snprintf(path, sizeof path, "%s/no/such/dir/x", dir);
-  CHECK(ca_config_check_output_file("--record", path, err, sizeof err) == 0);
+  CHECK(ca_config_check_output_file("--record", path, err, sizeof err) == -1);
+  CHECK(strstr(err, "no/such/dir: No such file or directory") != NULL);
   CHECK(ca_config_check_output_file("--record", "", err, sizeof err) == -1);
   CHECK(rmdir(dir) == 0);
 }
