@@ -162,7 +162,8 @@ local function cycles(text)
       wall[n] = tonumber(rest:match("%(([%d.]+) s%)$"))
     elseif n and rest:match("^ failed") then
       done = math.max(done, n)
-      failed = failed + 1
+      -- the cycle SIGTERM cut short (when it came during one) fails
+      if n <= CYCLES then failed = failed + 1 end
     end
   end
   return done, failed, wall
@@ -170,7 +171,7 @@ end
 
 -- Follow the cycles: a reading of memory and CPU SETTLE_MS after each
 -- cycle's line, a patch round every PATCH_EVERY cycles.
-local readings, seen, limit = {}, 0, (valgrind and 60 or 10) * CYCLES + 60
+local readings, seen, limit = {}, 0, opt.leaks and 90 or 10 * CYCLES + 60
 local deadline = core.monotonic() + limit
 while seen < CYCLES do
   assert(core.monotonic() < deadline, ("the watcher did %d of %d cycles in %d s: %s"):format(seen, CYCLES,
@@ -197,7 +198,7 @@ if url then
   metrics_body = res[1] and res[1].body
 end
 w.kill("TERM")
-local rc = w.wait((valgrind and 120 or 30) * 1000)
+local rc = w.wait(30000)
 local err = w.err()
 local total, failed, wall = cycles(err)
 local deliveries = #(emu:deliveries() or {})
@@ -233,8 +234,15 @@ if opt.leaks then
     T.eq(definite, 0, "definitely lost bytes:\n" .. vg:sub(-6000))
     T.eq(indirect, 0, "indirectly lost bytes")
     T.eq(errors, 0, "valgrind errors:\n" .. vg:sub(-6000))
-    io.stderr:write(("watch under valgrind: %d cycles of %d numbers in %.0f s; %s\n"):format(total, N,
-      core.monotonic() - t_start, (vg:match("definitely lost: [^\n]*") or "no leaks are possible")))
+    local summary = {}
+    for l in vg:gmatch("[^\n]+") do
+      if l:find("in use at exit", 1, true) or l:find("lost:", 1, true) or l:find("ERROR SUMMARY", 1, true)
+          or l:find("All heap blocks", 1, true) then
+        summary[#summary + 1] = l:gsub("^==%d+== *", "")
+      end
+    end
+    io.stderr:write(("watch under valgrind: %d cycles of %d numbers in %.0f s\n  %s\n"):format(total, N,
+      core.monotonic() - t_start, table.concat(summary, "\n  ")))
   end
   E.cleanup()
   os.exit(T.done())
@@ -280,6 +288,26 @@ end
 print(("RSS after cycle %d: %.1f MiB; after cycle %d: %.1f MiB; growth %.3f (%+.1f%%), anonymous %.3f (%+.1f%%)")
   :format(early_n, early.rss / 1024, last_n, last.rss / 1024, growth, (growth - 1) * 100, anon_growth,
     (anon_growth - 1) * 100))
+-- One reading can fall into a dip (glibc gave pages back): medians of
+-- ten readings around cycle EARLY and of the last ten, the range between.
+local function median_rss(from, to)
+  local v = {}
+  for c = math.max(1, from), to do if readings[c] then v[#v + 1] = readings[c].rss end end
+  table.sort(v)
+  return v[(#v + 1) // 2], #v
+end
+local m_early = median_rss(EARLY - 4, EARLY + 5)
+local m_last = median_rss(last_n - 9, last_n)
+local lo, hi, peak_anon = math.huge, 0, 0
+for c = early_n, last_n do
+  local r = readings[c]
+  if r then
+    lo, hi, peak_anon = math.min(lo, r.rss), math.max(hi, r.rss), math.max(peak_anon, r.anon)
+  end
+end
+print(("medians of 10 readings: cycles %d-%d %.1f MiB, cycles %d-%d %.1f MiB: growth %.3f; from cycle %d on, "
+  .. "RSS ranged %.1f-%.1f MiB (RssAnon peak %.1f MiB)"):format(math.max(1, EARLY - 4), EARLY + 5, m_early / 1024,
+  last_n - 9, last_n, m_last / 1024, m_last / m_early, early_n, lo / 1024, hi / 1024, peak_anon / 1024))
 print(("CPU per cycle (user + system, cycles %d to %d): %.1f ms; wall per cycle (logged): median %.0f ms, "
   .. "mean %.0f ms, max %.0f ms; %.3f s between cycle starts"):format(early_n + 1, last_n, cpu_per * 1e3,
     walls[(#walls + 1) // 2] * 1e3, sum / #walls * 1e3, walls[#walls] * 1e3, wall_per))
