@@ -14,7 +14,8 @@
 -- cycles (a cycle takes well under the 1 s interval here).
 --
 --   chatapp-run --lua tests/bench/bench_watch.lua CHATAPP_RUN CHATAPP_EMULATOR
---       [--cycles N] [--spaces N] [--per N] [--leaks [--no-valgrind]]
+--       [--cycles N] [--spaces N] [--per N] [--timeout S]
+--       [--leaks [--no-valgrind] | --memory]
 --
 -- --leaks: the leak check (a ctest, e2e/watch_leaks): a short watch
 -- (default 20 cycles of 10 spaces) under valgrind memcheck
@@ -22,6 +23,10 @@
 -- definitely or indirectly lost, and the watcher exits 0 on SIGTERM.
 -- --no-valgrind for a sanitizer build, where LeakSanitizer checks at exit
 -- (a leak is a non-zero exit status).
+-- --memory: a ctest (e2e/watch_memory): 12 cycles; between cycles the
+-- watcher keeps at most half of a cycle's peak anonymous memory, and its
+-- resident size stays within 5%.
+-- --timeout: seconds for all the cycles (default 90 for the ctests).
 -- MALLOC_ARENA_MAX and GLIBC_TUNABLES are passed on to the watcher.
 local dir0 = arg[0]:match("^(.*)/") or "."
 package.path = dir0 .. "/?.lua;" .. dir0 .. "/../lua/?.lua;" .. package.path
@@ -39,7 +44,7 @@ do
     if a == "--leaks" or a == "--no-valgrind" or a == "--memory" then
       opt[a:sub(3):gsub("-", "_")] = true
       i = i + 1
-    elseif a == "--cycles" or a == "--spaces" or a == "--per" then
+    elseif a == "--cycles" or a == "--spaces" or a == "--per" or a == "--timeout" then
       opt[a:sub(3)] = assert(tonumber(arg[i + 1]), a .. " takes a number")
       i = i + 2
     else
@@ -172,7 +177,7 @@ end
 
 -- Follow the cycles: a reading of memory and CPU SETTLE_MS after each
 -- cycle's line, a patch round every PATCH_EVERY cycles.
-local readings, seen, limit = {}, 0, checking and 90 or 10 * CYCLES + 60
+local readings, seen, limit = {}, 0, opt.timeout or checking and 90 or 10 * CYCLES + 60
 local deadline = core.monotonic() + limit
 while seen < CYCLES do
   assert(core.monotonic() < deadline, ("the watcher did %d of %d cycles in %d s: %s"):format(seen, CYCLES,
