@@ -179,23 +179,32 @@ end
 -- cycle's line, a patch round every PATCH_EVERY cycles.
 local readings, seen, limit = {}, 0, opt.timeout or checking and 90 or 10 * CYCLES + 60
 local deadline = core.monotonic() + limit
-while seen < CYCLES do
-  assert(core.monotonic() < deadline, ("the watcher did %d of %d cycles in %d s: %s"):format(seen, CYCLES,
-    limit, w.err():sub(-2000)))
-  assert(E.alive(w.pid), "the watcher died: " .. w.err():sub(-2000))
-  local done = cycles(w.err())
-  if done > seen then
-    E.sleep_ms(SETTLE_MS)
-    local st = proc_status(w.pid)
-    st.cpu, st.t, st.n = cpu_s(w.pid), core.monotonic(), done
-    readings[done] = st
-    for c = seen + 1, done do
-      if c % PATCH_EVERY == 0 and c < CYCLES then patch(c // PATCH_EVERY) end
+-- On a failure, stop the watcher and the emulator before raising.
+local ok, why = xpcall(function()
+  while seen < CYCLES do
+    assert(core.monotonic() < deadline, ("the watcher did %d of %d cycles in %d s: %s"):format(seen, CYCLES,
+      limit, w.err():sub(-2000)))
+    assert(E.alive(w.pid), "the watcher died: " .. w.err():sub(-2000))
+    local done = cycles(w.err())
+    if done > seen then
+      E.sleep_ms(SETTLE_MS)
+      local st = proc_status(w.pid)
+      st.cpu, st.t, st.n = cpu_s(w.pid), core.monotonic(), done
+      readings[done] = st
+      for c = seen + 1, done do
+        if c % PATCH_EVERY == 0 and c < CYCLES then patch(c // PATCH_EVERY) end
+      end
+      seen = done
+    else
+      E.sleep_ms(20)
     end
-    seen = done
-  else
-    E.sleep_ms(20)
   end
+end, debug.traceback)
+if not ok then
+  w.kill("KILL")
+  emu:stop()
+  E.cleanup()
+  error(why, 0)
 end
 local url = w.err():match("serving /metrics and /healthz on (http://[%d.:]+)")
 local metrics_body
@@ -208,10 +217,10 @@ local rc = w.wait(30000)
 local err = w.err()
 local total, failed, wall = cycles(err)
 local deliveries = #(emu:deliveries() or {})
+emu:stop()
 local db = assert(core.sqlite_open(dir .. "/state.db", { readonly = true }))
 local transitions = assert(db:query("SELECT count(*) AS n FROM transitions"))[1].n
 db:close()
-emu:stop()
 
 local parsed = metrics_body and prom.parse(metrics_body)
 local ok_metric = parsed and prom.find(parsed, "chatapp_watch_cycles_total", { result = "ok" })[1]
