@@ -19,3 +19,6 @@ echo "== client: limiter, transport, retries (issue 5)"
 echo
 echo "== state store: 1,000 numbers in 100 spaces (issue 13)"
 "$run" --lua tests/bench/bench_state.lua "$build" 1000 100
+echo
+echo "== watch mode: 200 cycles over 1,000 numbers in 100 spaces (issue 14)"
+"$run" --lua tests/bench/bench_watch.lua "$run" "$emu"

@@ -34,6 +34,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "ca_buf.h"
 #include "ca_client.h"
@@ -374,6 +377,15 @@ static chatapp_status cycle(watch *w, long n)
     ca_runtime_take_clients(rt, &w->clients);
     chatapp_runtime_free(rt);
   }
+#ifdef __GLIBC__
+  /* The cycle's Lua state is gone: give its pages back to the system.
+   * Without this the resident size between cycles swings by some 15%
+   * (glibc trims the heap only when its top is free, which depends on
+   * where the last long-lived block landed), and a watcher's memory
+   * would look like it grows.  Its result (whether anything was given
+   * back) is of no use here. */
+  (void)malloc_trim(0);
+#endif
   /* Credentials rejected or configuration broken: make the clients anew
    * next time (the credentials may have been fixed meanwhile). */
   if (st == CHATAPP_ECREDENTIALS || st == CHATAPP_ECONFIG)

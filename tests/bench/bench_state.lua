@@ -12,6 +12,8 @@
 --   chatapp-run --lua tests/bench/bench_state.lua [DIR] [NUMBERS] [RUNS]
 -- DIR: where the state files go (default /tmp); use a disk like the one
 -- a real state file lives on.
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local fleet = require "fleet"
 local chatapp = require "chatapp"
 local core = chatapp.core
 local state = require "chatapp.state"
@@ -24,36 +26,16 @@ local PER = N // SPACES
 local REPEAT = 9 -- timed runs per scenario: the median is printed
 local ACCOUNT = "LTAIbenchStateKey0001"
 
-local ratings = { "GREEN", "YELLOW", "RED" }
-local statuses = { "CONNECTED", "CONNECTED", "CONNECTED", "FLAGGED", "RESTRICTED" }
-local tiers = { "TIER_1K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED" }
-
-local spaces = {}
-for s = 1, SPACES do
-  spaces[s] = { cust_space_id = ("C2023%010d"):format(s), label = ("Customer %d"):format(s) }
-end
+local spaces = fleet.spaces(SPACES)
+local ratings = fleet.RATINGS
 
 -- The numbers' current quality ratings (index into ratings), by number index.
 local rating = {}
 for i = 1, N do rating[i] = i % #ratings + 1 end
+local function rating_of(i) return ratings[rating[i]] end
 
 -- The answer of space s as the API sends it (about 600 bytes a number).
-local function answer(s)
-  local parts = {}
-  for k = 1, PER do
-    local i = (s - 1) * PER + k
-    parts[k] = ('{"PhoneNumber":"86138%08d","VerifiedName":"Customer %d Support","Status":"%s",'
-      .. '"QualityRating":"%s","MessagingLimitTier":"%s","CodeVerificationStatus":"VERIFIED",'
-      .. '"NameStatus":"Approval","NewNameStatus":"Approval",'
-      .. '"UpCallbackUrl":"https://hooks.example.com/cams/C2023%06d/inbound",'
-      .. '"StatusCallbackUrl":"https://hooks.example.com/cams/C2023%06d/status",'
-      .. '"UpQueue":"Alicom-Queue-%d-ChatAppInbound","StatusQueue":"Alicom-Queue-%d-ChatAppStatus",'
-      .. '"IsOfficial":"N","CallingConfigure":{"Calling":{"Status":"DISABLED"}}}')
-      :format(i, s, statuses[i % #statuses + 1], ratings[rating[i]], tiers[i % #tiers + 1],
-              s, s, 1000000 + s, 1000000 + s)
-  end
-  return '{"RequestId":"B","Code":"OK","Message":"SUCCESS","PhoneNumbers":[' .. table.concat(parts, ",") .. "]}"
-end
+local function answer(s) return fleet.answer(s, PER, rating_of) end
 
 local function fetch()
   local lists = {}

@@ -161,7 +161,9 @@ end
 
 -- chatapp-run in the background: returns {pid, dir, wait = function}.
 -- The exit status lands in dir/rc (written by the shell that waited).
-function E.start(args, env)
+-- opts.wrap: a list of words run before chatapp-run (valgrind ...), which
+-- must exec it in the same process (pid is then the wrapper's).
+function E.start(args, env, opts)
   local dir = E.tmpdir()
   local vars = { ALIBABA_CLOUD_ACCESS_KEY_ID = E.KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET = E.KEY_SECRET,
                  NO_COLOR = "", HOME = dir, CHATAPP_EMULATOR = E.emu_bin }
@@ -170,6 +172,7 @@ function E.start(args, env)
   for k, v in pairs(vars) do
     if v ~= false then cmd[#cmd + 1] = k .. "=" .. sh_quote(v) end
   end
+  for _, w in ipairs(opts and opts.wrap or {}) do cmd[#cmd + 1] = sh_quote(w) end
   cmd[#cmd + 1] = sh_quote(E.run_bin)
   for _, a in ipairs(args) do cmd[#cmd + 1] = sh_quote(a) end
   local q = sh_quote
