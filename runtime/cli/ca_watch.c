@@ -351,7 +351,12 @@ static chatapp_status cycle(watch *w, long n)
       st = chatapp_runtime_run(rt, w->o->flags);
   }
   w->last_duration = mono_s() - t0;
-  if (st == CHATAPP_OK) {
+  if (st != CHATAPP_OK && ca_interrupted()) {
+    /* Cut short by SIGTERM / SIGINT: not a failing cycle (what it
+     * committed stands; what it did not start waits in the outbox). */
+    say(w, 1, "cycle %ld: cut short by the signal (%.2f s)", n,
+        w->last_duration);
+  } else if (st == CHATAPP_OK) {
     if (w->failures)
       say(w, 0, "cycle %ld: ok again after %d failing cycle%s (%.2f s)", n,
           w->failures, w->failures == 1 ? "" : "s", w->last_duration);

@@ -53,6 +53,7 @@ T.cases {
     local rc = p.wait(20000)
     T.eq(rc, 0, "exit 0 on SIGTERM: " .. p.err())
     T.check(p.err():find("stopped by SIGTERM after 1 cycle", 1, true), "says it stopped: " .. p.err())
+    T.check(not p.err():find("cycle 1 failed", 1, true), "a cycle cut short is not a failing one")
     local rows = db_rows(state, "SELECT status, count(*) AS n FROM outbox GROUP BY status")
     local by = {}
     for _, r in ipairs(rows) do by[r.status] = r.n end
