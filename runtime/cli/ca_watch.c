@@ -480,7 +480,7 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
              const ca_watch_opts *o)
 {
   watch w;
-  long n;
+  long n, ran = 0;
   int rc;
 
   memset(&w, 0, sizeof w);
@@ -499,6 +499,7 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
     for (n = 1; !ca_interrupted(); n++) {
       double began = mono_s(), took, delay;
       cycle(&w, n);
+      ran = n;
       took = mono_s() - began;
       if (ca_interrupted())
         break;
@@ -519,7 +520,7 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
         sleep_until(began + delay);
       }
     }
-    n = (long)(w.cycles_ok + w.cycles_failed);
+    n = ran;
     say(&w, 0, "stopped by %s after %ld cycle%s; the state is committed",
         ca_interrupted() == SIGINT ? "SIGINT" : "SIGTERM", n,
         n == 1 ? "" : "s");
