@@ -13,6 +13,7 @@
 #include "ca_cred.h"
 #include "ca_crypto.h"
 #include "ca_secrets.h"
+#include "ca_suggest.h"
 #include "lca.h"
 
 #include <lualib.h>
@@ -387,6 +388,14 @@ static int l_parse_duration(lua_State *L)
   return 1;
 }
 
+/* core.edit_distance(a, b) -> n (ca_edit_distance: one implementation) */
+static int l_edit_distance(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)ca_edit_distance(luaL_checkstring(L, 1),
+                                                   luaL_checkstring(L, 2)));
+  return 1;
+}
+
 /* core.default_state_path() -> path | nil, message (ca_default_state_path) */
 static int l_default_state_path(lua_State *L)
 {
@@ -423,6 +432,7 @@ int luaopen_chatapp_core(lua_State *L)
     {"redacting", l_redacting},
     {"parse_duration", l_parse_duration},
     {"default_state_path", l_default_state_path},
+    {"edit_distance", l_edit_distance},
     {NULL, NULL},
   };
 
