@@ -2,6 +2,7 @@
 # The benchmarks, with one command (make bench): figures on stdout, to be
 # copied into docs/benchmarks.md.  They talk only to a local emulator.
 #   scripts/bench.sh [BUILD_DIR] [CALLS]
+#   (BENCH_SPACES=1000,10000 BENCH_BEFORE=old/chatapp-run: memory per space)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -16,3 +17,8 @@ echo "== typed results (issue 6)"
 echo
 echo "== client: limiter, transport, retries (issue 5)"
 "$run" --lua tests/bench/bench_client.lua "$run" "$emu" "$calls"
+echo
+echo "== memory per space (issue 14)"
+# BENCH_SPACES: the space counts (default 1000,10000: about 5 minutes);
+# BENCH_BEFORE: another build's chatapp-run, measured side by side.
+"$run" --lua tests/bench/bench_spaces.lua "$run" "$emu" "${BENCH_SPACES:-1000,10000}" ${BENCH_BEFORE:+"$BENCH_BEFORE"}
