@@ -154,6 +154,8 @@ local results = {}
 for _, b in ipairs(builds) do
   local name, bin = b[1], b[2]
   local base = { text = cli(bin, 1, "text"), state = cli(bin, 1, "state"), probe = probe(bin, 1) }
+  io.write(("%-7s %6d space   peak RSS %6.1f MB                    with --state %6.1f MB\n")
+    :format(name, 1, base.text / 1024, base.state / 1024))
   for _, n in ipairs(counts) do
     local row = { text = cli(bin, n, "text"), state = cli(bin, n, "state"), probe = probe(bin, n) }
     results[#results + 1] = { name = name, n = n, row = row, base = base }
