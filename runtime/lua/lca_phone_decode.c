@@ -74,7 +74,7 @@ static share_entry *share_slot(share *t, const char *s, size_t len, uint32_t h)
 static void share_grow(lua_State *L, share *t)
 {
   share_entry *old = t->v, *nv;
-  size_t oldcap = t->cap, cap = oldcap ? oldcap * 2 : 256, i;
+  size_t oldcap = t->cap, cap = oldcap ? oldcap * 2 : 32, i;
 
   nv = lua_newuserdatauv(L, cap * sizeof *nv, 0); /* old still anchored */
   memset(nv, 0, cap * sizeof *nv);
