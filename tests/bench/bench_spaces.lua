@@ -1,13 +1,16 @@
 -- Memory per space (issue 14): what a run holds per space of an ISV, with
 -- one number per space so the per-space overhead dominates.  Runs
 -- chatapp-run over COUNTS spaces (and 1, the baseline) against one local
--- emulator at a high quota; prints peak RSS (/usr/bin/time) and the Lua
+-- emulator at a high quota, three ways (text output; with a new --state
+-- file; with --max-response-bytes 65536, so that thousands of spaces are
+-- fetched in one batch); prints peak RSS (/usr/bin/time) and the Lua
 -- memory held (core.memory, by step of the run), minus the 1-space
 -- baseline, per space.  With BEFORE_RUN, the same for that binary (an
 -- older build), side by side in the same run.
 --   chatapp-run --lua tests/bench/bench_spaces.lua CHATAPP_RUN CHATAPP_EMULATOR [COUNTS] [BEFORE_RUN]
 -- COUNTS: comma-separated, default 1000,10000.  The limiter starts at most
--- 128 calls per window (CA_LIMITER_MAX_N): 10,000 spaces take about 85 s.
+-- 128 calls per window (CA_LIMITER_MAX_N): 10,000 spaces take about 85 s
+-- a run, four runs per count and build.
 --
 -- Internal: chatapp-run --lua bench_spaces.lua --probe ENDPOINT SPACES STATE
 -- drives one run like the CLI (chatapp.runner) and prints one JSON line:
@@ -127,6 +130,11 @@ local function cli(bin, n, mode)
   if mode == "state" then
     table.insert(args, 1, E.tmpdir() .. "/state.db")
     table.insert(args, 1, "--state")
+  elseif mode == "batch" then
+    -- answers of at most 64 KiB: 8,192 spaces fetched at a time
+    -- (fetch-memory-mb / max-response-bytes) instead of 8
+    table.insert(args, 1, "65536")
+    table.insert(args, 1, "--max-response-bytes")
   end
   local out = E.tmpdir() .. "/rss"
   local r = E.run(args, nil, { bin = bin, wrap = TIME .. " -f %M -o " .. E.quote(out) })
@@ -153,15 +161,19 @@ local steps = { "spaces", "fetch", "report", "state", "end" }
 local results = {}
 for _, b in ipairs(builds) do
   local name, bin = b[1], b[2]
-  local base = { text = cli(bin, 1, "text"), state = cli(bin, 1, "state"), probe = probe(bin, 1) }
-  io.write(("%-7s %6d space   peak RSS %6.1f MB                    with --state %6.1f MB\n")
-    :format(name, 1, base.text / 1024, base.state / 1024))
+  local base = { text = cli(bin, 1, "text"), state = cli(bin, 1, "state"), batch = cli(bin, 1, "batch"),
+    probe = probe(bin, 1) }
+  io.write(("%-7s %6d space   peak RSS %6.1f MB                    with --state %6.1f MB"
+    .. "                    in one batch %6.1f MB\n"):format(name, 1, base.text / 1024, base.state / 1024,
+    base.batch / 1024))
   for _, n in ipairs(counts) do
-    local row = { text = cli(bin, n, "text"), state = cli(bin, n, "state"), probe = probe(bin, n) }
+    local row = { text = cli(bin, n, "text"), state = cli(bin, n, "state"), batch = cli(bin, n, "batch"),
+      probe = probe(bin, n) }
     results[#results + 1] = { name = name, n = n, row = row, base = base }
     local per = function(k) return (row[k] - base[k]) * 1024 / (n - 1) end
-    io.write(("%-7s %6d spaces  peak RSS %6.1f MB (%5.2f KB/space)  with --state %6.1f MB (%5.2f KB/space)\n")
-      :format(name, n, row.text / 1024, per("text") / 1024, row.state / 1024, per("state") / 1024))
+    io.write(("%-7s %6d spaces  peak RSS %6.1f MB (%5.2f KB/space)  with --state %6.1f MB (%5.2f KB/space)"
+      .. "  in one batch %6.1f MB (%5.2f KB/space)\n"):format(name, n, row.text / 1024, per("text") / 1024,
+      row.state / 1024, per("state") / 1024, row.batch / 1024, per("batch") / 1024))
     local cells, prev, prev_base = {}, row.probe.start, base.probe.start
     for _, s in ipairs(steps) do
       local v, bv = row.probe[s] or prev, base.probe[s] or prev_base
