@@ -2,6 +2,7 @@
 # The benchmarks, with one command (make bench): figures on stdout, to be
 # copied into docs/benchmarks.md.  They talk only to a local emulator.
 #   scripts/bench.sh [BUILD_DIR] [CALLS]
+#   (BENCH_SPACES=1000,10000 BENCH_BEFORE=old/chatapp-run: memory per space)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -22,3 +23,8 @@ echo "== state store: 1,000 numbers in 100 spaces (issue 13)"
 echo
 echo "== watch mode: 200 cycles over 1,000 numbers in 100 spaces (issue 14)"
 "$run" --lua tests/bench/bench_watch.lua "$run" "$emu"
+echo
+echo "== memory per space (issue 14)"
+# BENCH_SPACES: the space counts (default 1000,10000: about 5 minutes);
+# BENCH_BEFORE: another build's chatapp-run, measured side by side.
+"$run" --lua tests/bench/bench_spaces.lua "$run" "$emu" "${BENCH_SPACES:-1000,10000}" ${BENCH_BEFORE:+"$BENCH_BEFORE"}

@@ -201,11 +201,13 @@ function Report:note_unknown_values(list)
 end
 
 function Report:space(space, list, err)
-  local s = { space = space, numbers = list and #list or nil, error = err and text(err) }
+  -- One record per space serves both lists (self.numbers: {space, list}):
+  -- an ISV run keeps thousands (docs/internals/client.md, "Memory per space").
+  local s = { space = space, numbers = list and #list or nil, error = err and text(err), list = list }
   self.spaces[#self.spaces + 1] = s
   if list then
     self:note_unknown_values(list)
-    self.numbers[#self.numbers + 1] = { space = space, list = list }
+    self.numbers[#self.numbers + 1] = s
   else
     self:fail_shown("api", ("space %s: %s"):format(spaces_mod.name(space), s.error))
   end

@@ -363,6 +363,17 @@ static const char *limiter_key(const ca_client *c, const ca_call *call,
   return buf;
 }
 
+/* The signed URL and header lines of the attempt that ended: the next
+ * attempt builds its own, so a batch of thousands of calls does not keep
+ * one of each per call until the last one ends (docs/internals/client.md,
+ * "Memory per space"). */
+static void release_request(ca_call *call)
+{
+  curl_slist_free_all(call->slist);
+  call->slist = NULL;
+  ca_buf_free(&call->url_buf);
+}
+
 static void finish(ca_client *c, ca_call *call, chatapp_status st)
 {
   call->status = st;
@@ -470,6 +481,7 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
   mc = curl_multi_remove_handle(c->multi, call->easy);
   curl_easy_cleanup(call->easy);
   call->easy = NULL;
+  release_request(call);
 
   if (throttled) {
     char key[256];
@@ -592,6 +604,7 @@ static chatapp_status engine_failed(ca_client *c, ca_call **calls, size_t n,
       (void)curl_multi_remove_handle(c->multi, call->easy);
       curl_easy_cleanup(call->easy);
       call->easy = NULL;
+      release_request(call);
       if (call->state == ST_IN_FLIGHT && call->is_write)
         cst = CHATAPP_EUNKNOWN;
     }

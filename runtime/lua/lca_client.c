@@ -251,6 +251,54 @@ static void show_progress(void *ud, size_t done, size_t total)
   p->shown = 1;
 }
 
+/* Set res[i] or errs[i] from the ended call; reqs[i] is its request. */
+static void push_result(lua_State *L, const ca_call *call, int reqs,
+                        lua_Integer i, int res, int errs)
+{
+  int typed, st, rq, top = lua_gettop(L);
+
+  if (call->status != CHATAPP_OK) {
+    lca_push_call_error(L, call);
+    lua_rawseti(L, errs, i);
+    return;
+  }
+  if (call->kind == CA_CALL_HTTP) {
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, call->http_status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, ca_buf_str(&call->body), call->body.len);
+    lua_setfield(L, -2, "body");
+    lua_rawseti(L, res, i);
+    return;
+  }
+  lua_rawgeti(L, reqs, i);
+  rq = lua_gettop(L);
+  typed = strcmp(call->operation, QUERY_OP) == 0 &&
+          (lua_getfield(L, rq, "typed") == LUA_TNIL || lua_toboolean(L, -1));
+  lua_getfield(L, rq, "space");
+  if (typed)
+    st = lca_decode_phone_numbers(L, ca_buf_str(&call->body), call->body.len,
+                                  lua_istable(L, -1) ? -1 : 0);
+  else
+    st = lca_json_decode(L, ca_buf_str(&call->body), call->body.len);
+  if (st == LUA_OK) {
+    /* --record keeps the answer's text beside the decoded value */
+    if (lua_getfield(L, rq, "keep_body") != LUA_TNIL && lua_toboolean(L, -1) &&
+        lua_istable(L, -2)) {
+      lua_pushlstring(L, ca_buf_str(&call->body), call->body.len);
+      lua_setfield(L, -3, "raw_body");
+    }
+    lua_pop(L, 1);
+    lua_rawseti(L, res, i);
+  } else {
+    /* stack: ..., nil, message; out of memory is not a bad answer */
+    lca_push_error(L, st == LUA_ERRMEM ? "ENOMEM" : "EPARSE", call->operation,
+                   NULL, lua_tostring(L, -1), call->env.request_id);
+    lua_rawseti(L, errs, i);
+  }
+  lua_settop(L, top);
+}
+
 /*
  * Run the requests of the table at reqs; push results and errors tables.
  * A request is {operation=, params=, space=, typed=} or {op, params}.
@@ -335,49 +383,12 @@ static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
   lua_createtable(L, (int)n, 0);
   errs = lua_gettop(L);
   for (i = 0; i < cs->n; i++) {
-    const ca_call *call = cs->calls[i];
-    int typed, st, rq;
-
-    if (call->status != CHATAPP_OK) {
-      lca_push_call_error(L, call);
-      lua_rawseti(L, errs, (lua_Integer)i + 1);
-      continue;
-    }
-    if (call->kind == CA_CALL_HTTP) {
-      lua_createtable(L, 0, 2);
-      lua_pushinteger(L, call->http_status);
-      lua_setfield(L, -2, "status");
-      lua_pushlstring(L, ca_buf_str(&call->body), call->body.len);
-      lua_setfield(L, -2, "body");
-      lua_rawseti(L, res, (lua_Integer)i + 1);
-      continue;
-    }
-    lua_rawgeti(L, reqs, (lua_Integer)i + 1);
-    rq = lua_gettop(L);
-    typed = strcmp(call->operation, QUERY_OP) == 0 &&
-            (lua_getfield(L, rq, "typed") == LUA_TNIL || lua_toboolean(L, -1));
-    lua_getfield(L, rq, "space");
-    if (typed)
-      st = lca_decode_phone_numbers(L, ca_buf_str(&call->body), call->body.len,
-                                    lua_istable(L, -1) ? -1 : 0);
-    else
-      st = lca_json_decode(L, ca_buf_str(&call->body), call->body.len);
-    if (st == LUA_OK) {
-      /* --record keeps the answer's text beside the decoded value */
-      if (lua_getfield(L, rq, "keep_body") != LUA_TNIL &&
-          lua_toboolean(L, -1) && lua_istable(L, -2)) {
-        lua_pushlstring(L, ca_buf_str(&call->body), call->body.len);
-        lua_setfield(L, -3, "raw_body");
-      }
-      lua_pop(L, 1);
-      lua_rawseti(L, res, (lua_Integer)i + 1);
-    } else {
-      /* stack: ..., nil, message; out of memory is not a bad answer */
-      lca_push_error(L, st == LUA_ERRMEM ? "ENOMEM" : "EPARSE", call->operation,
-                     NULL, lua_tostring(L, -1), call->env.request_id);
-      lua_rawseti(L, errs, (lua_Integer)i + 1);
-    }
-    lua_settop(L, errs);
+    push_result(L, cs->calls[i], reqs, (lua_Integer)i + 1, res, errs);
+    /* Its answer is in Lua now: the call's body and buffers go at once,
+     * not when the whole batch is done (docs/internals/client.md,
+     * "Memory per space"). */
+    ca_call_free(cs->calls[i]);
+    cs->calls[i] = NULL;
   }
   callset_clear(cs);
   return 2;

@@ -74,7 +74,7 @@ static share_entry *share_slot(share *t, const char *s, size_t len, uint32_t h)
 static void share_grow(lua_State *L, share *t)
 {
   share_entry *old = t->v, *nv;
-  size_t oldcap = t->cap, cap = oldcap ? oldcap * 2 : 256, i;
+  size_t oldcap = t->cap, cap = oldcap ? oldcap * 2 : 32, i;
 
   nv = lua_newuserdatauv(L, cap * sizeof *nv, 0); /* old still anchored */
   memset(nv, 0, cap * sizeof *nv);
@@ -257,7 +257,10 @@ static int build_list(lua_State *L)
     return luaL_error(L, "the answer is an array, expected an object");
   /* The pool gets about one unique string per number (the phone number)
    * plus the shared ones: sized so it does not grow while the list is
-   * built. */
+   * built.  A small list gets a small pool: the list keeps it for as long
+   * as it lives, and an ISV run keeps thousands of one-number lists (64
+   * spare slots were 1 KB each; docs/internals/client.md, "Memory per
+   * space"). */
   {
     lua_Integer guess = 0;
     if (lua_getfield(L, 1, "PhoneNumbers") == LUA_TTABLE)
@@ -265,7 +268,7 @@ static int build_list(lua_State *L)
     lua_pop(L, 1);
     if (guess > 1 << 24)
       guess = 1 << 24;
-    lua_createtable(L, (int)(guess + 64), 0);
+    lua_createtable(L, (int)(guess + (guess < 56 ? guess + 8 : 64)), 0);
     b.pool = lua_gettop(L);
   }
   memset(&shared, 0, sizeof shared);

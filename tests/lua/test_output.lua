@@ -239,6 +239,33 @@ T.cases {
     end
     T.check(not pcall(core.loopback_host, nil), "a string is required")
   end },
+
+  { "a fetched space costs the report one small record (an ISV run has thousands)", function()
+    local N = 2000
+    local body = assert(chatapp.json.encode { RequestId = "R1", PhoneNumbers = { { PhoneNumber = "8613800000001",
+      Status = "CONNECTED", QualityRating = "GREEN" } } })
+    local spaces, lists = {}, {}
+    for s = 1, N do
+      spaces[s] = { cust_space_id = ("C%09d"):format(s), label = "Space " .. s }
+      lists[s] = assert(core.decode_phone_numbers(body, spaces[s]))
+    end
+    local r = report.new({ output = "none" }, {}, function() end)
+    r.out = sink()
+    collectgarbage()
+    collectgarbage()
+    local before = core.memory()
+    for s = 1, N do r:space(spaces[s], lists[s]) end
+    collectgarbage()
+    collectgarbage()
+    local per = (core.memory() - before) / N
+    -- two tables per space made it about 290 bytes; one record, about 185
+    T.check(per < 240, ("the report holds %.0f bytes per space"):format(per))
+    T.eq(#r.spaces, N)
+    T.eq(#r.numbers, N)
+    T.check(r.numbers[N].list == lists[N] and r.numbers[N].space == spaces[N], "numbers: {space, list}")
+    local m = r:metrics_text()
+    T.check(m:find('chatapp_numbers{[^\n]*space="C000002000"'), "metrics count the numbers by space")
+  end },
 }
 
 return T.done()
