@@ -157,7 +157,9 @@ function State:observe(account, spaces, lists)
         return nil, ("state file %s: the snapshots of space %s cannot be read (%s); forget them with: %s")
           :format(self.path, sid, derr, forget)
       end
-      local write = { space = sid, seen = {}, gone = {} }
+      -- What to write: the numbers themselves (their rows are made at the
+      -- commit, one at a time: nothing per number is held meanwhile).
+      local write = { space = sid, seen = {}, gone = nil }
       local present = {}
       for _, n in ipairs(list) do
         local number = n.phone_number
@@ -187,21 +189,21 @@ function State:observe(account, spaces, lists)
           local first = old and unix_time(old.row.first_seen) or now
           core.phone_attach(n, prev, first, since, now)
           if changed or old.row.snapshot ~= snapshot or old.row.first_seen ~= first then
-            write.seen[#write.seen + 1] = { number = number, snapshot = snapshot, first_seen = first,
-                                            since = assert(core.json_encode(since)) }
+            write.seen[#write.seen + 1] = n
           end
         end
       end
-      local gone = {}
       for _, r in ipairs(rows) do
         if not present[r.number] then
+          local gone = self.gone[i] or {}
+          self.gone[i] = gone
           gone[#gone + 1] = before[r.number].n
+          write.gone = write.gone or {}
           write.gone[#write.gone + 1] = r.number
           self.transitions[#self.transitions + 1] = { space = space, number = r.number, field = "presence",
                                                       old = "present", new = "gone" }
         end
       end
-      self.gone[i] = gone
       self.seen[#self.seen + 1] = write
     end
   end
@@ -377,12 +379,21 @@ function State:stage(list)
   end
 end
 
+-- The row of a number that observe attached: its snapshot, first seen
+-- and since times, read back from the number itself.
+local function number_row(n)
+  local since = {}
+  for _, f in ipairs(TRACKED) do since[f] = n:since(f) end
+  return { number = n.phone_number, snapshot = assert(core.json_encode(n:raw())), first_seen = n.first_seen,
+           since = assert(core.json_encode(since)) }
+end
+
 --- Write what the run saw and planned, before anything is carried out.
 function State:commit()
   if self.dry then return true end
   return self.store:commit(self.account, self.now, {
-    spaces = self.seen, transitions = self:transition_rows(), reminders = self.reminder_changes,
-    outbox = self.staged,
+    spaces = self.seen, row = number_row, transitions = self:transition_rows(),
+    reminders = self.reminder_changes, outbox = self.staged,
   })
 end
 

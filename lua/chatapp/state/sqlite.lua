@@ -210,8 +210,9 @@ local function transaction(self, what, fn)
 end
 
 --- Write what a run saw and decided, at once (docs/state.md):
----   c.spaces      { space = id, seen = { {number, snapshot, first_seen, since}... } (new or changed),
----                   gone = { number... } }, for each space fetched
+---   c.spaces      { space = id, seen = { x... } (new or changed), gone = { number... } | nil },
+---                 for each space fetched; c.row(x) -> { number, snapshot, first_seen, since }
+---                 (made one at a time, as written)
 ---   c.transitions { time, space, number, field, old, new }
 ---   c.reminders   { policy, space, number, last_fired | false (clear) }
 ---   c.outbox      { id, policy, kind, space, number, target, record }
@@ -219,14 +220,15 @@ function Store:commit(account, now, c)
   return transaction(self, "cannot record the run", function(db)
     for _, s in ipairs(c.spaces) do
       check(db:run("UPDATE numbers SET last_seen = ?3 WHERE account = ?1 AND space = ?2", account, s.space, now))
-      for _, r in ipairs(s.seen) do
+      for _, x in ipairs(s.seen) do
+        local r = c.row(x)
         check(db:run("INSERT INTO numbers (account, space, number, snapshot, first_seen, last_seen, since) "
           .. "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (account, space, number) DO UPDATE SET "
           .. "snapshot = excluded.snapshot, first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
           .. "since = excluded.since",
           account, s.space, r.number, r.snapshot, r.first_seen, now, r.since))
       end
-      for _, number in ipairs(s.gone) do
+      for _, number in ipairs(s.gone or {}) do
         for _, t in ipairs { "numbers", "reminders" } do
           check(db:run(("DELETE FROM %s WHERE account = ?1 AND space = ?2 AND number = ?3"):format(t),
             account, s.space, number))
