@@ -825,7 +825,8 @@ function M.check_format(name)
   local names = {}
   for n in pairs(M.formats) do names[#names + 1] = n end
   table.sort(names)
-  return nil, ("unknown output format %q: use one of %s"):format(tostring(name), table.concat(names, ", "))
+  return nil, ("unknown output format %q: use one of %s%s"):format(tostring(name), table.concat(names, ", "),
+    chatapp.did_you_mean(tostring(name), names))
 end
 
 -- The writers of the format the options name (none when unset).

@@ -210,6 +210,8 @@ T.cases {
     local ok, err = report.check_format("xml")
     T.eq(ok, nil)
     T.eq(err, 'unknown output format "xml": use one of json, none, text')
+    T.eq(select(2, report.check_format("jsno")),
+      'unknown output format "jsno": use one of json, none, text; did you mean json?', "a near name is offered")
     local pok, perr = pcall(report.new, { output = "xml" }, {}, function() end)
     T.check(not pok and tostring(perr):find("unknown output format \"xml\"", 1, true), tostring(perr))
     -- Every format writes a run and a check; none writes nothing.
