@@ -320,6 +320,9 @@ static int build_list(lua_State *L)
   return 1;
 }
 
+/* Answers from this size up are decoded with the collector paused. */
+#define PAUSE_GC_BYTES (256 * 1024)
+
 typedef struct body_ref {
   const char *text;
   size_t len;
@@ -355,10 +358,15 @@ int lca_decode_phone_numbers(lua_State *L, const char *body, size_t len,
     lua_pushnil(L);
   /* Everything decoding and typing allocate stays reachable until the list
    * is built: a collection meanwhile would walk the answer for nothing.
-   * The collector is paused for the protected call only, and resumes on
-   * every path (an error or out of memory included). */
-  running = lua_gc(L, LUA_GCISRUNNING);
-  lua_gc(L, LUA_GCSTOP);
+   * For a large answer the collector is paused for the protected call
+   * only, and resumes on every path (an error or out of memory included).
+   * Not for a small one: LUA_GCRESTART sets the collector's debt to zero,
+   * a step at the next allocation, and thousands of small answers (a
+   * space each) made the collector run a step per answer: a run over
+   * 10,000 spaces spent seconds collecting for nothing. */
+  running = len >= PAUSE_GC_BYTES && lua_gc(L, LUA_GCISRUNNING);
+  if (running)
+    lua_gc(L, LUA_GCSTOP);
   st = lua_pcall(L, 2, 1, 0);
   if (running)
     lua_gc(L, LUA_GCRESTART);

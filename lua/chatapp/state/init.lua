@@ -147,15 +147,17 @@ function State:observe(account, spaces, lists)
       local sid = space_id(space)
       local rows, err = self.store:numbers(account, sid)
       -- how to get past a damaged snapshot
-      local forget = ("chatapp-run state forget --space %s --state %s"):format(sid == "" and "''" or sid, self.path)
+      local function forget()
+        return ("chatapp-run state forget --space %s --state %s"):format(sid == "" and "''" or sid, self.path)
+      end
       if not rows then
         return nil, ("%s (reading the snapshots of space %s); if one of them is damaged, forget them with: %s")
-          :format(err, sid, forget)
+          :format(err, sid, forget())
       end
       local before, derr = previous_numbers(rows, space)
       if not before then
         return nil, ("state file %s: the snapshots of space %s cannot be read (%s); forget them with: %s")
-          :format(self.path, sid, derr, forget)
+          :format(self.path, sid, derr, forget())
       end
       -- What to write: the numbers themselves (their rows are made at the
       -- commit, one at a time: nothing per number is held meanwhile).
@@ -168,7 +170,6 @@ function State:observe(account, spaces, lists)
           local old = before[number]
           local prev = old and old.n
           local since = old and old.since or {}
-          local snapshot = assert(core.json_encode(n:raw()))
           local changed = false
           for _, f in ipairs(TRACKED) do
             local was, is = prev and prev[f], n[f]
@@ -188,7 +189,9 @@ function State:observe(account, spaces, lists)
           -- A first_seen that is not a Unix time (an edited file): now.
           local first = old and unix_time(old.row.first_seen) or now
           core.phone_attach(n, prev, first, since, now)
-          if changed or old.row.snapshot ~= snapshot or old.row.first_seen ~= first then
+          -- Unchanged in every tracked field: the snapshot may still differ
+          -- in a field chatapp-run does not know (encoded only then).
+          if changed or old.row.first_seen ~= first or old.row.snapshot ~= assert(core.json_encode(n:raw())) then
             write.seen[#write.seen + 1] = n
           end
         end
