@@ -15,6 +15,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
   libsqlite3-dev sqlite3
   clang clang-format libclang-rt-14-dev llvm valgrind openssl
+  time  # /usr/bin/time: the memory benchmark's peak RSS (make bench)
 )
 
 missing=()
