@@ -120,7 +120,12 @@ static double mono_s(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Sleep until the monotonic time deadline, a stop, or a SIGHUP. */
+/* Sleep until the monotonic time deadline, a stop, or a SIGHUP.  A signal
+ * ends a nanosleep early; one that lands between the look at the flags
+ * and the nanosleep does not, so no sleep is longer than SLEEP_SLICE_S
+ * (else SIGTERM between cycles could wait a whole interval, past main's
+ * grace period, and exit 143 instead of 0). */
+#define SLEEP_SLICE_S 0.5
 static void sleep_until(double deadline)
 {
   while (!ca_interrupted() && !hup) {
@@ -128,9 +133,11 @@ static void sleep_until(double deadline)
     struct timespec ts;
     if (left <= 0)
       return;
+    if (left > SLEEP_SLICE_S)
+      left = SLEEP_SLICE_S;
     ts.tv_sec = (time_t)left;
     ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-    nanosleep(&ts, NULL); /* a signal ends it early: the loop looks */
+    nanosleep(&ts, NULL);
   }
 }
 
