@@ -464,7 +464,6 @@ function State:resume(planned)
       local age = created and math.max(0, self.now - created) or 0
       a.from_outbox = created or 0
       a.outbox_age = age
-      a.attempts_before = row.attempts
       if why then
         a.status, a.error = "failed", why
       elseif age > self.max_age then

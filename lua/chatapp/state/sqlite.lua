@@ -189,7 +189,7 @@ end
 
 --- Pending outbox rows of an account, oldest first.
 function Store:pending(account)
-  return query(self, "SELECT id, policy, kind, space, number, record, created, attempts FROM outbox "
+  return query(self, "SELECT id, policy, kind, space, number, record, created FROM outbox "
     .. "WHERE account = ?1 AND status = 'pending' ORDER BY created, id", account)
 end
 
