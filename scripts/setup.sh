@@ -14,6 +14,7 @@ packages=(
   liblua5.4-dev lua5.4 lua-cjson luarocks
   libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
   libsqlite3-dev sqlite3
+  libhiredis-dev redis-server  # Redis: the shared limiter and state; tests start their own server
   clang clang-format libclang-rt-14-dev llvm valgrind openssl
   time  # /usr/bin/time: the memory benchmark's peak RSS (make bench)
 )

@@ -48,6 +48,10 @@ static const char *const ENV_TOKEN[] = {
 /* Other names of a secret: the Terraform provider's
  * (ALICLOUD_ACCESS_KEY / ALICLOUD_SECRET_KEY / ALICLOUD_SECURITY_TOKEN). */
 static const char *const ENV_SECRET_OTHER[] = {"ALICLOUD_SECRET_KEY", NULL};
+/* Secrets that are not Alibaba Cloud's: the Redis password of the shared
+ * limiter and state (ca_redis.h). */
+static const char *const ENV_SECRET_NOT_CLOUD[] = {"CHATAPP_REDIS_PASSWORD",
+                                                   NULL};
 static const char *const ENV_PROFILE[] = {
   "ALIBABA_CLOUD_PROFILE", "ALIBABACLOUD_PROFILE", "ALICLOUD_PROFILE", NULL};
 
@@ -611,11 +615,12 @@ void ca_cred_mask_id(const char *id, char out[CA_CRED_MASK_LEN])
 
 /* ---- secret variables and redaction ------------------------------------- */
 
-/* The one list of secret variables: ENV_SECRET, ENV_TOKEN, ENV_SECRET_OTHER
- * in that order (ca_cred.h). */
+/* The one list of secret variables: ENV_SECRET, ENV_TOKEN, ENV_SECRET_OTHER,
+ * ENV_SECRET_NOT_CLOUD in that order (ca_cred.h). */
 const char *ca_cred_secret_env_name(size_t i)
 {
-  const char *const *lists[] = {ENV_SECRET, ENV_TOKEN, ENV_SECRET_OTHER};
+  const char *const *lists[] = {ENV_SECRET, ENV_TOKEN, ENV_SECRET_OTHER,
+                                ENV_SECRET_NOT_CLOUD};
   size_t k, j;
 
   for (k = 0; k < sizeof lists / sizeof lists[0]; k++)

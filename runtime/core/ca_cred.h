@@ -104,10 +104,11 @@ void ca_cred_mask_id(const char *id, char out[CA_CRED_MASK_LEN]);
 
 /*
  * Environment variables whose value is a secret or a token: the secret and
- * token names of the chain (source 2 above) and ALICLOUD_SECRET_KEY (the
- * Terraform provider's name).  The one list: the sandbox refuses them to
- * os.getenv, exec children never see them, and their values are redacted.
- * ca_cred_secret_env_name(i) is the i-th name, NULL past the end.
+ * token names of the chain (source 2 above), ALICLOUD_SECRET_KEY (the
+ * Terraform provider's name) and CHATAPP_REDIS_PASSWORD (ca_redis.h).  The one
+ * list: the sandbox refuses them to os.getenv, exec children never see them,
+ * and their values are redacted. ca_cred_secret_env_name(i) is the i-th name,
+ * NULL past the end.
  */
 const char *ca_cred_secret_env_name(size_t i);
 /* 1 when name (exactly, case-sensitive) is one of them. */

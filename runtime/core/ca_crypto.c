@@ -30,6 +30,16 @@ chatapp_status ca_sha256_hex(const void *data, size_t len, char out[65])
   return CHATAPP_OK;
 }
 
+chatapp_status ca_sha1_hex(const void *data, size_t len, char out[41])
+{
+  unsigned char md[SHA_DIGEST_LENGTH];
+
+  if (!SHA1(data, len, md))
+    return CHATAPP_ENOMEM;
+  to_hex(md, sizeof md, out);
+  return CHATAPP_OK;
+}
+
 chatapp_status ca_hmac_sha256_hex(const void *key, size_t keylen,
                                   const void *data, size_t len, char out[65])
 {

@@ -14,6 +14,8 @@
 
 /* Lower-case hex SHA-256 of data into out[65]. */
 chatapp_status ca_sha256_hex(const void *data, size_t len, char out[65]);
+/* SHA-1, lowercase hex (a Redis script's name for EVALSHA; not security). */
+chatapp_status ca_sha1_hex(const void *data, size_t len, char out[41]);
 /* Lower-case hex HMAC-SHA256(key, data) into out[65]. */
 chatapp_status ca_hmac_sha256_hex(const void *key, size_t keylen,
                                   const void *data, size_t len, char out[65]);

@@ -11,6 +11,7 @@
  *   lca_sys.c     commands, atomic file writes, terminals, clocks
  *   lca_sandbox.c memory cap and instruction budget for policy code
  *   lca_sqlite.c  the state store's engine (SQLite 3), for the runner only
+ *   lca_redis.c   a Redis connection (ca_redis.h), for the runner only
  *   lca_modules.c require finds chatapp.core and the embedded lua/ sources
  *   lca_runtime.c the embedding API (chatapp.h) over one Lua state
  *
@@ -39,6 +40,7 @@ void lca_open_json(lua_State *L);
 void lca_open_sys(lua_State *L);
 void lca_open_sandbox(lua_State *L);
 void lca_open_sqlite(lua_State *L);
+void lca_open_redis(lua_State *L);
 
 /* Make require find "chatapp.core" and the embedded lua/chatapp modules
  * first (lca_modules.c); once per state. */

@@ -454,5 +454,6 @@ int luaopen_chatapp_core(lua_State *L)
   lca_open_phone(L);
   lca_open_client(L);
   lca_open_sqlite(L);
+  lca_open_redis(L);
   return 1;
 }
