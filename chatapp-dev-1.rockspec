@@ -37,7 +37,7 @@ build = {
       incdirs = { "$(CHATAPP_INCDIR)" },
       libdirs = { "$(CHATAPP_LIBDIR)" },
       -- -l:libchatapp.a: the static library even where the shared one is.
-      libraries = { ":libchatapp.a", "curl", "crypto", "sqlite3", "m", "pthread" },
+      libraries = { ":libchatapp.a", "curl", "crypto", "sqlite3", "hiredis", "m", "pthread" },
     },
   },
 }

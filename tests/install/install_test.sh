@@ -206,7 +206,7 @@ host-pkgconfig)
   [ "$(pkg-config --modversion chatapp)" = "$VERSION" ] || fail "pkg-config --modversion"
   static=$(pkg-config --static --libs chatapp)
   echo "pkg-config --static --libs chatapp: $static"
-  for l in -lchatapp -llua5.4 -lcurl -lcrypto -lsqlite3 -lm -lpthread; do
+  for l in -lchatapp -llua5.4 -lcurl -lcrypto -lsqlite3 -lhiredis -lm -lpthread; do
     [[ " $static " == *" $l "* ]] || fail "static link flags lack $l"
   done
   ! [[ $static =~ -l[^\ ]*cjson ]] || fail "static link flags name lua-cjson: $static"
