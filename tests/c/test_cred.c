@@ -975,6 +975,7 @@ static void test_secret_env_names(void)
                                        "ALICLOUD_SECURITY_TOKEN",
                                        "SECURITY_TOKEN",
                                        "ALICLOUD_SECRET_KEY",
+                                       "CHATAPP_REDIS_PASSWORD",
                                        NULL};
   size_t i;
 

@@ -246,11 +246,11 @@ security_token = %s
 
   { "one list of secret variables: the sandbox, exec and redaction share it", function()
     local names = chatapp.core.secret_env_names()
-    T.eq(#names, 9, "nine secret variables")
+    T.eq(#names, 10, "ten secret variables")
     local set = {}
     for _, n in ipairs(names) do set[n] = true end
     for _, n in ipairs { "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "SECURITY_TOKEN",
-                         "ACCESS_KEY_SECRET", "ALICLOUD_SECRET_KEY" } do
+                         "ACCESS_KEY_SECRET", "ALICLOUD_SECRET_KEY", "CHATAPP_REDIS_PASSWORD" } do
       T.check(set[n], n .. " is a secret variable")
     end
     T.check(not set.ALIBABA_CLOUD_ACCESS_KEY_ID, "an AccessKey id is not a secret")
