@@ -435,7 +435,7 @@ function M.open(url, opts)
   opts = opts or {}
   local conn, err, code = core.redis_connect(url)
   if not conn then
-    return nil, ("state %s: %s"):format(url, tostring(err)), code
+    return nil, ("cannot open the state: %s"):format(tostring(err)), code
   end
   local self = setmetatable({ conn = conn, url = url, where = conn:where(), readonly = opts.readonly,
                               fence = opts.fence, checked = {} }, Store)
