@@ -16,6 +16,10 @@ local core = require "chatapp.core"
 
 local M = {}
 
+--- A store shared by hosts: a run resolves its account before opening
+--- (its part is checked before any API call), and writes are fenced.
+M.SHARED = true
+
 --- The layout this program writes (the meta hash's field `schema`).
 M.SCHEMA_VERSION = 1
 
