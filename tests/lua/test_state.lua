@@ -506,6 +506,15 @@ local redis_cases = {
       T.eq(#got.transitions, 2, "the members that decode to an object are shown (the rest skipped)")
       T.eq(#got.outbox, 1, "the odd outbox entry is listed")
     end
+    -- an entry that is not a hash, read by a plain command: Redis's own
+    -- WRONGTYPE, reported as another program's key, never garbled
+    assert(rcall(url, "SET", P .. "outbox:y", "theirs"))
+    assert(rcall(url, "ZADD", P .. "outbox:finished", 2, "y"))
+    local okw, got2, werr, wcode = pcall(store.show, store, {}, 50)
+    T.check(okw and got2 == nil, "show refuses: " .. tostring(got2))
+    T.eq(wcode, "EFOREIGN", "EFOREIGN")
+    T.check(tostring(werr):find("WRONGTYPE Operation against a key", 1, true)
+      and tostring(werr):find("cannot read the outbox", 1, true), tostring(werr))
     store:close()
   end },
 

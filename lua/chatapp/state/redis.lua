@@ -36,7 +36,7 @@ end
 -- The server-side helpers every script starts with.  KEYS[1] is the
 -- fence, KEYS[2] the meta hash; ARGV[1] the token ('' for none), ARGV[2]
 -- the prefix.  Errors are replies: "FENCED now", "NEWER v", "WRONGTYPE
--- key has want", "PAYLOAD why", "PENDING n".
+-- key KEY is TYPE want TYPE", "PAYLOAD why", "PENDING n".
 local PRELUDE = [==[
 local P = ARGV[2]
 local function fail(s) return redis.error_reply(s) end
@@ -49,7 +49,7 @@ end
 local function check_type(key, want)
   local t = redis.call('TYPE', key)
   t = type(t) == 'table' and t.ok or t
-  if t ~= 'none' and t ~= want then return fail('WRONGTYPE ' .. key .. ' ' .. t .. ' ' .. want) end
+  if t ~= 'none' and t ~= want then return fail('WRONGTYPE key ' .. key .. ' is ' .. t .. ' want ' .. want) end
 end
 local function check_meta(max)
   local e = check_type(KEYS[2], 'hash')
@@ -363,23 +363,23 @@ local function failure(self, account, what, msg, code)
   msg = tostring(msg)
   local at = ("%s%s"):format(self:describe(), account and (" (account " .. account .. ")") or "")
   local head = what and (at .. ": " .. what) or at
-  local now = msg:match("FENCED (%S+)")
+  local now = msg:match("^FENCED (%S+)")
   if code == "EREDIS" and now then
     return nil, ("%s: this instance no longer holds the lease of %s (token %s, now %s): another watcher took "
       .. "over; nothing was written"):format(head, tostring(account), tostring(self.fence), now), "EFENCED"
   end
-  local key, has, want = msg:match("WRONGTYPE (%S+) (%S+) (%S+)")
+  local key, has, want = msg:match("^WRONGTYPE key (.+) is (%S+) want (%S+)$")
   if key then
     return nil, ("%s: key %s holds a %s, not a %s: this database is used by another program; give "
       .. "chatapp-run a database of its own (another /db in the URL) or remove the key"):format(head, key, has, want),
       "EFOREIGN"
   end
-  local v = msg:match("NEWER (%S+)")
+  local v = msg:match("^NEWER (%S+)")
   if v then
     return nil, ("%s: was written by a newer chatapp-run (schema version %s; this one knows up to %d); "
       .. "upgrade chatapp-run, or give another database"):format(head, v, M.SCHEMA_VERSION), "ENEWER"
   end
-  local n = msg:match("PENDING (%d+)")
+  local n = msg:match("^PENDING (%d+)")
   if n then
     n = math.tointeger(tonumber(n))
     return nil, ("%s: %d pending action%s would never be sent; add --yes"):format(head, n, n == 1 and "" or "s"),
