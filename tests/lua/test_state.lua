@@ -489,7 +489,8 @@ local redis_cases = {
     put(url, { numbers = { { N1, snap(N1) } }, reminders = { { "p", N1, NOW - 60 } } })
     assert(rcall(url, "HSET", P .. "reminders", "not json {", "5", "[1,2,3]", "6", "\27[31m", "x"))
     assert(rcall(url, "ZADD", P .. "transitions", 5, "garbage", 6, "000000000000001 {bad", 7,
-      "000000000000002 [1]", 8, '000000000000003 {"space":5,"number":{},"field":"\\u001b[31m"}'))
+      "000000000000002 [1]", 8, '000000000000003 {"space":5,"number":{},"field":"\\u001b[31m"}', 9,
+      '000000000000004 {"space":"cs-1","number":"n","field":"is_official","old":true,"new":false}'))
     assert(rcall(url, "HSET", P .. "outbox:x", "status", "done", "created", "yesterday"))
     assert(rcall(url, "ZADD", P .. "outbox:finished", 1, "x"))
     local st = open(url)
@@ -503,7 +504,9 @@ local redis_cases = {
     local oks, got = pcall(store.show, store, {}, 50)
     T.check(oks and type(got) == "table", "show does not raise: " .. tostring(got))
     if oks and got then
-      T.eq(#got.transitions, 2, "the members that decode to an object are shown (the rest skipped)")
+      T.eq(#got.transitions, 3, "the members that decode to an object are shown (the rest skipped)")
+      local t = got.transitions[1]
+      T.check(t and t.field == "is_official" and t.old == 1 and t.new == 0, "booleans as SQLite gives them: 1, 0")
       T.eq(#got.outbox, 1, "the odd outbox entry is listed")
     end
     -- an entry that is not a hash, read by a plain command: Redis's own

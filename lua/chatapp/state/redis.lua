@@ -611,9 +611,16 @@ local function transition_row(account, member, score)
   local t = text and core.json_decode(text)
   if type(t) ~= "table" then return nil end
   local str = function(v) return type(v) == "string" and v or nil end
+  -- a value as the SQLite store gives it back: text, a number, a
+  -- boolean as 1 or 0
+  local value = function(v)
+    if type(v) == "boolean" then return v and 1 or 0 end
+    if type(v) == "string" or type(v) == "number" then return v end
+    return nil
+  end
   return { id = math.tointeger(tonumber(id)), time = int_or(score) or math.tointeger(tonumber(score)),
            account = account, space = str(t.space) or "", number = str(t.number) or "", field = str(t.field) or "",
-           old = str(t.old), new = str(t.new) }
+           old = value(t.old), new = value(t.new) }
 end
 
 --- Numbers, transitions and outbox rows matching f = { account, space,
