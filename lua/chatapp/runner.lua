@@ -314,7 +314,16 @@ function Runner:run(flags)
   local history
   if self.options.state then
     local err
-    history, err = state_mod.open(self.options.state, { dry = dry, max_age = self.options.outbox_max_age_s })
+    -- The account when it is known without a call (a store that is
+    -- shared, Redis, checks that account's part now, before any API call).
+    local account = self.options.account
+    local store = state_mod.store_of(self.options.state)
+    if not account and not self.options.replay and store and store.SHARED then
+      local client = self.host.client()
+      account = client and client:account()
+    end
+    history, err = state_mod.open(self.options.state, { dry = dry, max_age = self.options.outbox_max_age_s,
+                                                        account = account })
     if not history then return rep:abort("config", err) end
   else
     for _, p in ipairs(self.policies) do
@@ -398,7 +407,12 @@ function Runner:run_with(rep, flags, dry, spaces, history)
     local resumed, err = history:resume(list)
     if not resumed then return nil, err end
     history:stage(list)
-    local ok, cerr = history:commit()
+    local ok, cerr, ccode = history:commit()
+    if not ok and ccode == "EFENCED" then
+      -- Another watcher holds the lease now: it plans the same actions
+      -- (same keys) and carries them out; this one must not.
+      return nil, cerr .. "; no action was carried out", "config"
+    end
     if not ok then
       -- The actions still go out (they were promised); the next run sees
       -- the same changes again and plans them with the same keys.
