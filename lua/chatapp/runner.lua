@@ -314,7 +314,15 @@ function Runner:run(flags)
   local history
   if self.options.state then
     local err
-    history, err = state_mod.open(self.options.state, { dry = dry, max_age = self.options.outbox_max_age_s })
+    -- The account when it is known without a call (a store that is
+    -- shared, Redis, checks that account's part now, before any API call).
+    local account = self.options.account
+    if not account and not self.options.replay then
+      local client = self.host.client()
+      account = client and client:account()
+    end
+    history, err = state_mod.open(self.options.state, { dry = dry, max_age = self.options.outbox_max_age_s,
+                                                        account = account })
     if not history then return rep:abort("config", err) end
   else
     for _, p in ipairs(self.policies) do

@@ -2,10 +2,14 @@
 -- (became, changed, new, gone), reminders on the state's clock
 -- (CHATAPP_RUN_NOW), a failing space keeps its snapshots, the outbox
 -- (resumed, retried, expired, no secrets kept), dry runs record nothing,
--- and the files refused before any API call.
+-- and the files refused before any API call.  Against the SQLite store,
+-- or with the argument "redis" (ctest e2e_state_redis) against the Redis
+-- store (tests/lua/state_store.lua): the same cases, the file-only ones
+-- replaced by their Redis equivalents.
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local T = require "testlib"
 local E = require "e2e"
+local S = require "state_store"
 
 local chatapp = require "chatapp"
 local core = chatapp.core
@@ -39,11 +43,7 @@ local function delivered(name, number)
   return count, keys
 end
 
-local db_rows = E.db_rows
-
-local function sha(path)
-  return core.sha256_hex(E.read(path) or "")
-end
+local sha = S.digest
 
 local function actions_of(r, policy)
   local list = {}
@@ -57,7 +57,7 @@ T.cases {
   { "transitions: became fires once, reminders on the clock, fires again after RED-GREEN-RED", function()
     emu:reset()
     emu:control("DELETE", "deliveries")
-    local state = E.tmpdir() .. "/state.db"
+    local state = S.fresh()
     local sink = emu.url .. "/_emulator/sink/"
     local pol = E.policy(([[
       local chatapp = require "chatapp"
@@ -131,19 +131,18 @@ T.cases {
     T.eq(delivered("became", X), 2, "RED->GREEN->RED fires became again")
     T.eq(delivered("remind", X), 3, "and the reminder at once (it stopped matching in between)")
 
-    local rows = db_rows(state, "SELECT old, new FROM transitions WHERE number = ?1 AND field = 'quality_rating' "
-      .. "ORDER BY id", X)
+    local rows = S.transitions(state, { number = X, field = "quality_rating" })
     T.eq(#rows, 3, "three quality transitions recorded")
     T.eq(rows[1] and rows[1].new, "RED", "first GREEN->RED")
     T.eq(rows[2] and rows[2].new, "GREEN", "then RED->GREEN")
-    local since = db_rows(state, "SELECT since, first_seen FROM numbers WHERE number = ?1", X)[1]
+    local since = S.numbers(state, { number = X })[1]
     T.eq(since.first_seen, T0, "first seen at the first run")
     T.eq(chatapp.json.decode(since.since).quality_rating, T0 + 60 + 86400 + 120, "since: the last change")
   end },
 
   { "new and gone numbers; the gone hook gets the last snapshot", function()
     emu:reset()
-    local state = E.tmpdir() .. "/state.db"
+    local state = S.fresh()
     local pol = E.policy [[
       local chatapp = require "chatapp"
       return chatapp.policy {
@@ -162,7 +161,7 @@ T.cases {
     local acts = actions_of(r, "presence")
     T.eq(#acts, 1, "only the added number is new")
     T.eq(acts[1] and acts[1].request.message, "new 8613800000999", "new")
-    local snap = db_rows(state, "SELECT snapshot FROM numbers WHERE number = '8613800000999'")[1]
+    local snap = S.numbers(state, { number = "8613800000999" })[1]
     T.check(snap and snap.snapshot:find('"Extra":{"kept":true}', 1, true), "the snapshot keeps unknown fields")
     _, status = emu:control("DELETE", "numbers/8613800000999")
     T.eq(status, 200, "number removed")
@@ -170,21 +169,20 @@ T.cases {
     acts = actions_of(r, "presence")
     T.eq(#acts, 1, "the gone hook ran once: " .. r.err)
     T.eq(acts[1] and acts[1].request.message, "gone 8613800000999 YELLOW", "with the last snapshot")
-    T.eq(#db_rows(state, "SELECT 1 FROM numbers WHERE number = '8613800000999'"), 0, "its snapshot is dropped")
-    T.eq(#db_rows(state, "SELECT 1 FROM transitions WHERE number = '8613800000999' AND new = 'gone'"), 1,
-      "a gone transition")
+    T.eq(#S.numbers(state, { number = "8613800000999" }), 0, "its snapshot is dropped")
+    T.eq(#S.transitions(state, { number = "8613800000999", new = "gone" }), 1, "a gone transition")
   end },
 
   { "a space whose fetch failed keeps its snapshots", function()
     emu:reset()
-    local state = E.tmpdir() .. "/state.db"
+    local state = S.fresh()
     local spaces = E.path("scripts/spaces/sample-spaces.json")
     local pol = E.policy [[
       return require("chatapp").policy { name = "all", gone = function(n, plan) plan:log("gone") end }
     ]]
     local r = run(state, pol, T0, "--spaces", spaces)
     T.eq(r.code, 0, "first run: " .. r.err)
-    local before = db_rows(state, "SELECT space, count(*) AS n, max(last_seen) AS seen FROM numbers GROUP BY space")
+    local before = S.spaces(state)
     T.check(#before >= 2, "several spaces recorded")
     emu:fault { kind = "error", code = "InternalError", op = "QueryChatappPhoneNumbers", next = 1 }
     r = run(state, pol, T0 + 60, "--spaces", spaces, "--max-attempts", "1")
@@ -194,8 +192,8 @@ T.cases {
     T.check(failed, "a space record with its error")
     T.eq(#actions_of(r, "all"), 0, "no number of the failed space is gone")
     for _, b in ipairs(before) do
-      local now = db_rows(state, "SELECT count(*) AS n, max(last_seen) AS seen FROM numbers WHERE space = ?1",
-        b.space)[1]
+      local now = { n = 0 }
+      for _, x in ipairs(S.spaces(state)) do if x.space == b.space then now = x end end
       T.eq(now.n, b.n, "space " .. b.space .. " keeps its numbers")
       T.eq(now.seen, b.space == failed and T0 or T0 + 60, "last seen moves only where the fetch worked")
     end
@@ -205,8 +203,7 @@ T.cases {
   { "the outbox: a failed webhook is retried by the next run, then expires; no secret is kept", function()
     emu:reset()
     emu:control("DELETE", "deliveries")
-    local dir = E.tmpdir()
-    local state = dir .. "/state.db"
+    local state = S.fresh()
     local canary = "routing-key-canary-7f3k9q2m"
     local down = E.policy [[
       return require("chatapp").policy {
@@ -224,10 +221,10 @@ T.cases {
     local _, by = E.json_lines(r.out)
     T.eq(r.code, 1, "the webhook failed: " .. r.err)
     T.eq(by.action and by.action[1].retry, true, "kept for the next run")
-    local file = E.read(state) or ""
+    local file = S.raw(state)
     T.check(not file:find(canary, 1, true), "the environment value is not in the state file")
     T.check(not file:find("hard-coded-token-4242", 1, true), "nor the secret header")
-    local row = db_rows(state, "SELECT status, attempts, record FROM outbox")[1]
+    local row = S.outbox(state)[1]
     T.eq(row and row.status, "pending", "pending in the outbox")
     T.check(row and row.record:find('"PAGER_ROUTING_KEY"', 1, true), "a reference to the variable")
 
@@ -241,13 +238,13 @@ T.cases {
     T.check(a and a.outbox and a.outbox.age_s == 60, "resumed from the outbox, with its age")
     T.check(a and a.status == "failed" and a.error:find("secret header", 1, true), "cannot be resumed: "
       .. tostring(a and a.error))
-    T.eq(db_rows(state, "SELECT status FROM outbox")[1].status, "failed", "recorded as failed")
+    T.eq(S.outbox(state)[1].status, "failed", "recorded as failed")
   end },
 
   { "the outbox: resumed with the environment's value, and expiry", function()
     emu:reset()
     emu:control("DELETE", "deliveries")
-    local state = E.tmpdir() .. "/state.db"
+    local state = S.fresh()
     local canary = "routing-key-canary-9x8y7z6w"
     -- The sink answers 503 first: the webhook stays pending.
     local pol = E.policy(([[
@@ -263,7 +260,7 @@ T.cases {
     local env = { CHATAPP_RUN_NOW = tostring(T0), PAGER_ROUTING_KEY = canary, SINK_QUERY = "?status=503" }
     local r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", pol }, env)
     T.eq(r.code, 1, "503: failed: " .. r.err)
-    T.check(not (E.read(state) or ""):find(canary, 1, true), "no value kept")
+    T.check(not S.raw(state):find(canary, 1, true), "no value kept")
     local quiet = E.policy [[ return require("chatapp").policy { name = "other" } ]]
     env.CHATAPP_RUN_NOW, env.SINK_QUERY = tostring(T0 + 30), "?status=200"
     r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", quiet }, env)
@@ -275,7 +272,7 @@ T.cases {
     T.check(last.body:find(canary, 1, true), "the resumed request has the environment's value")
     local _, by = E.json_lines(r.out)
     T.check(by.action and by.action[1].outbox, "the report says it came from the outbox")
-    T.eq(db_rows(state, "SELECT status FROM outbox")[1].status, "done", "done")
+    T.eq(S.outbox(state)[1].status, "done", "done")
 
     -- A pending action older than --outbox-max-age expires.
     env.CHATAPP_RUN_NOW, env.SINK_QUERY = tostring(T0 + 100), "?status=503"
@@ -286,13 +283,13 @@ T.cases {
     local a = by.action and by.action[1]
     T.check(a and a.status == "skipped" and a.reason:find("expired", 1, true), "expired: "
       .. tostring(a and a.reason))
-    T.eq(db_rows(state, "SELECT status FROM outbox")[1].status, "expired", "recorded as expired")
+    T.eq(S.outbox(state)[1].status, "expired", "recorded as expired")
     T.eq(delivered("pager"), 3, "the expired one was not sent")
   end },
 
   { "a dry run reads the state and records nothing", function()
     emu:reset()
-    local state = E.tmpdir() .. "/state.db"
+    local state = S.fresh()
     local pol = E.policy [[ return require("chatapp").policy { name = "p", where = { new = true },
       decide = function(n, plan) plan:webhook { url = "http://127.0.0.1:9/x" } end } ]]
     run(state, pol, T0)
@@ -304,11 +301,14 @@ T.cases {
     for _, x in ipairs(r.by.transition or {}) do if x.phone_number == X then t = x end end
     T.check(t and t.field == "status" and t.recorded == false, "shows the transition it would record")
     T.eq(sha(state), before, "the file is unchanged")
-    r = E.run({ "--endpoint", emu.url, "--state", E.tmpdir() .. "/none.db", "--dry-run", pol })
+    local none = S.redis and S.fresh() or E.tmpdir() .. "/none.db"
+    r = E.run({ "--endpoint", emu.url, "--state", none, "--dry-run", pol })
     T.eq(r.code, 0, "a dry run on a missing file reads it as empty: " .. r.err)
+    T.eq(sha(none), S.redis and sha(S.fresh()) or core.sha256_hex(""), "and does not create it")
   end },
 
   { "files refused before any API call, left as they were", function()
+    if S.redis then io.stderr:write("skipped: the file cases (Redis: the next case)\n") return end
     emu:reset()
     local dir = E.tmpdir()
     local pol = E.policy [[ return require("chatapp").policy { name = "p" } ]]
@@ -368,8 +368,60 @@ T.cases {
     T.eq(sha(rofile), hash, "read-only: left as it was")
     os.execute("chmod -R u+w " .. E.quote(ro))
   end },
+
+  { "Redis stores refused before any API call, left as they were", function()
+    if not S.redis then io.stderr:write("skipped: the Redis cases (SQLite: the case before)\n") return end
+    emu:reset()
+    local pol = E.policy [[ return require("chatapp").policy { name = "p" } ]]
+    local good = S.fresh()
+    T.eq(run(good, pol, T0).code, 0, "a good state")
+    local newer = S.copy(good)
+    S.make_newer(newer)
+    local wrong = S.copy(good)
+    S.call(wrong, "DEL", S.prefix(E.KEY_ID) .. "transitions")
+    S.call(wrong, "RPUSH", S.prefix(E.KEY_ID) .. "transitions", "another program's list")
+    local wrong_meta = S.fresh()
+    S.call(wrong_meta, "SET", S.prefix(E.KEY_ID) .. "meta", "not a hash")
+    local secret = "redis-password-canary-5u7w"
+    local locked = S.R.start { password = secret }
+    local unreachable = "redis://127.0.0.1:1/0"
+    local cases = {
+      { newer, "newer chatapp-run (schema version 99" },
+      { wrong, "holds a list, not a zset: this database is used by another program" },
+      { wrong_meta, "holds a string, not a hash" },
+      { locked.url, "the server wants a password: put it in CHATAPP_REDIS_PASSWORD" },
+      { unreachable, "cannot connect" },
+    }
+    for _, c in ipairs(cases) do
+      local url, want = c[1], c[2]
+      local calls = emu:stats().requests
+      local hash = url ~= unreachable and url ~= locked.url and sha(url)
+      local r = E.run({ "--endpoint", emu.url, "--state", url, pol })
+      T.eq(r.code, 2, url .. ": exit 2")
+      T.check(r.err:find(want, 1, true) or (c[3] and r.err:lower():find(c[3], 1, true)), url .. ": says why: " .. r.err)
+      T.check(r.err:find(url:match("^redis://[^/]+"), 1, true), url .. ": names the server: " .. r.err)
+      T.eq(emu:stats().requests, calls, url .. ": no API call")
+      if hash then T.eq(sha(url), hash, url .. ": left as it was") end
+    end
+    -- The password from the environment: accepted, never printed.
+    local r = E.run({ "--endpoint", emu.url, "--state", locked.url, "--output", "json", pol },
+      { CHATAPP_REDIS_PASSWORD = secret })
+    T.eq(r.code, 0, "with the password: " .. r.err)
+    T.check(not (r.out .. r.err):find(secret, 1, true), "the password is never printed")
+    r = E.run({ "--endpoint", emu.url, "--state", locked.url, pol }, { CHATAPP_REDIS_PASSWORD = "wrong-" .. secret })
+    T.eq(r.code, 2, "a wrong password: exit 2")
+    T.check(not (r.out .. r.err):find(secret, 1, true), "not printed either: " .. r.err)
+    locked:stop()
+    -- Keys of another program next to ours are left alone.
+    local shared = S.fresh()
+    S.call(shared, "SET", "someone:else", "mine")
+    r = run(shared, pol, T0)
+    T.eq(r.code, 0, "a database shared with other keys: " .. r.err)
+    T.eq(S.call(shared, "GET", "someone:else"), "mine", "their key is untouched")
+  end },
 }
 
 emu:stop()
+S.cleanup()
 E.cleanup()
 return T.done()

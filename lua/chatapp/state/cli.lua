@@ -12,7 +12,6 @@ local chatapp = require "chatapp"
 local core = chatapp.core
 local report = require "chatapp.report"
 local state = require "chatapp.state"
-local backend = require "chatapp.state.sqlite"
 
 local safe, ago = report.safe, report.ago
 
@@ -24,8 +23,9 @@ Usage: chatapp-run state show [--state FILE] [--number N] [--space S]
        chatapp-run state forget [--state FILE] (--number N | --space S | --all)
                               [--account A] [--yes]
 
-Look inside the state file that runs keep with --state FILE, or forget part
-of it.  FILE is --state, else $XDG_STATE_HOME/chatapp-run/state.db, else
+Look inside the state that runs keep with --state FILE (or --state
+redis://[user@]host[:port][/db]), or forget part of it.  FILE is --state,
+else $XDG_STATE_HOME/chatapp-run/state.db, else
 ~/.local/state/chatapp-run/state.db.
 
 show     without --number: every number (status, quality, tier, last seen),
@@ -269,7 +269,7 @@ local function show_number(out, r, got, now, limit)
   if #ob > 0 then columns(out, "    ", ob) end
 end
 
-local function show_text(out, o, path, got, now, limit)
+local function show_text(out, o, name, got, now, limit)
   if o.number then
     -- one block per (account, space) the number is known in: its
     -- snapshot, or only its history when it is gone
@@ -295,7 +295,7 @@ local function show_text(out, o, path, got, now, limit)
     end
     return
   end
-  out(("state file %s\n"):format(safe(path)))
+  out(("%s\n"):format(safe(name)))
   if #got.numbers == 0 then
     out("numbers: none\n")
   else
@@ -369,12 +369,6 @@ end
 ---------------------------------------------------------------------------
 -- The file
 
-local function missing(path)
-  local f, _, errno = io.open(path, "rb")
-  if f then f:close(); return false end
-  return errno == 2 -- ENOENT
-end
-
 -- The path to use, or nil and a message.
 local function file_of(o)
   if o.state then return o.state end
@@ -393,9 +387,20 @@ local function filter_of(o)
   return { account = o.account, space = o.space, number = o.number }
 end
 
+-- The store at path (the one rule: chatapp.state.store_of), which must
+-- exist; nil after printing why.
+local function open(path, readonly, err)
+  local backend, berr = state.store_of(path)
+  if not backend then err(safe(berr)); return nil end
+  local store, msg = backend.open(path, { readonly = readonly, must_exist = true })
+  if not store then err(safe(msg)); return nil end
+  return store
+end
+
 local function show(o, path, out, err)
-  local store, msg = backend.open(path, { readonly = true })
-  if not store then err(safe(msg)); return 2 end
+  local store = open(path, true, err)
+  if not store then return 2 end
+  local name = store:describe()
   local limit = o.limit or DEFAULT_LIMIT
   local got, serr = store:show(filter_of(o), limit)
   store:close()
@@ -403,22 +408,23 @@ local function show(o, path, out, err)
   local now = state.now()
   local any = #got.numbers + #got.transitions + #got.outbox + #got.reminders > 0
   if (o.number or o.space or o.account) and not any then
-    err(("nothing in state file %s for %s (chatapp-run state show --state %s lists what it holds)")
-      :format(safe(path), what_of(o), safe(path)))
+    err(("nothing in %s for %s (chatapp-run state show --state %s lists what it holds)")
+      :format(safe(name), what_of(o), safe(path)))
     return 1
   end
   if o.output == "json" then
     show_json(out, got)
   else
-    show_text(out, o, path, got, now, limit)
+    show_text(out, o, name, got, now, limit)
   end
   return 0
 end
 
 local function forget(o, path, out, err)
-  local store, msg = backend.open(path)
-  if not store then err(safe(msg)); return 2 end
-  local counts, ferr, code = store:forget(filter_of(o), not o.yes)
+  local store = open(path, false, err)
+  if not store then return 2 end
+  local name = store:describe()
+  local counts, ferr = store:forget(filter_of(o), not o.yes)
   store:close()
   if not counts then
     err(safe(ferr))
@@ -432,7 +438,7 @@ local function forget(o, path, out, err)
   end
   local what = o.all and ("everything" .. (o.account and (" of account " .. safe(o.account)) or "")) or what_of(o)
   if total == 0 then
-    err(("nothing to forget: state file %s holds nothing for %s"):format(safe(path), what))
+    err(("nothing to forget: %s holds nothing for %s"):format(safe(name), what))
     return 1
   end
   out(("forgot %s: %s, %s, %s, %s\n"):format(what, plural(n.numbers, "snapshot"), plural(n.transitions, "transition"),
@@ -475,10 +481,6 @@ function M.main(args)
   end
   local path, perr = file_of(o)
   if not path then err(perr); return 2 end
-  if missing(path) then
-    err(("no state file at %s: runs keep state with --state %s"):format(safe(path), safe(path)))
-    return 2
-  end
   if command == "show" then return show(o, path, out, err) end
   return forget(o, path, out, err)
 end

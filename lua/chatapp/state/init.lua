@@ -1,6 +1,8 @@
 --- What chatapp-run remembers between runs (--state FILE): each number's
 --- last snapshot and transitions, the policies' reminders, and the outbox
---- of actions.  The logic lives here; the storage in chatapp.state.sqlite.
+--- of actions.  The logic lives here; the storage in a store module
+--- (chatapp.state.sqlite, chatapp.state.redis: one interface, written
+--- down in docs/internals/state-engine.md), chosen by M.store_of.
 --- docs/state.md says what users see.
 --
 -- A run with state:
@@ -20,7 +22,6 @@ local core = chatapp.core
 local actions = require "chatapp.actions"
 local lib = require "chatapp.actions.lib"
 local sandbox = require "chatapp.sandbox"
-local backend = require "chatapp.state.sqlite"
 local ago = require("chatapp.report").ago
 
 local M = {}
@@ -53,15 +54,45 @@ function M.default_path()
   return core.default_state_path() -- one rule, shared with the watcher (C)
 end
 
+--- The stores by URL scheme: `scheme://...` is STORES[scheme]; anything
+--- without a scheme is a SQLite file.  A new store is one module
+--- implementing the interface plus one line here.
+M.STORES = {
+  redis = "chatapp.state.redis",
+}
+M.FILE_STORE = "chatapp.state.sqlite"
+
+--- The store module for --state `where` (the one rule, shared by runs,
+--- the watcher's cycles and `chatapp-run state`), or nil and a message.
+function M.store_of(where)
+  local scheme = type(where) == "string" and where:match("^(%a[%w+.-]*)://")
+  if not scheme then return require(M.FILE_STORE) end
+  local name = M.STORES[scheme:lower()]
+  if not name then
+    local known = {}
+    for k in pairs(M.STORES) do known[#known + 1] = k .. "://" end
+    table.sort(known)
+    return nil, ("--state %s: unknown store %s:// (known: %s; a path without a scheme is a SQLite file)")
+      :format(where, scheme, table.concat(known, ", "))
+  end
+  return require(name)
+end
+
 local State = {}
 State.__index = State
 
---- Open the state at path for a run: opts.dry (read only, record
---- nothing), opts.max_age (seconds).  Returns the state or nil, message,
---- code.
+--- Open the state at path (a file, or a store's URL) for a run: opts.dry
+--- (read only, record nothing), opts.max_age (seconds), opts.account (the
+--- account, when known now: a store checks its part at once).  The lease's
+--- fencing token, when this runtime holds one, goes to the store: its
+--- writes then fail (EFENCED) once another watcher took over.  Returns
+--- the state or nil, message, code.
 function M.open(path, opts)
   opts = opts or {}
-  local store, err, code = backend.open(path, { readonly = opts.dry })
+  local backend, berr = M.store_of(path)
+  if not backend then return nil, berr, "EINVAL" end
+  local fence = core.lease_token and core.lease_token()
+  local store, err, code = backend.open(path, { readonly = opts.dry, account = opts.account, fence = fence })
   if not store then return nil, err, code end
   return setmetatable({
     store = store, path = path, dry = opts.dry, now = M.now(),
@@ -156,8 +187,8 @@ function State:observe(account, spaces, lists)
       end
       local before, derr = previous_numbers(rows, space)
       if not before then
-        return nil, ("state file %s: the snapshots of space %s cannot be read (%s); forget them with: %s")
-          :format(self.path, sid, derr, forget())
+        return nil, ("%s: the snapshots of space %s cannot be read (%s); forget them with: %s")
+          :format(self.store:describe(), sid, derr, forget())
       end
       -- What to write: the numbers themselves (their rows are made at the
       -- commit, one at a time: nothing per number is held meanwhile).

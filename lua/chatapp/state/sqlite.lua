@@ -121,10 +121,21 @@ end
 
 --- Open (creating when needed) the store at path.  opts.readonly: only
 --- read (a dry run); a file that does not exist then reads as empty.
+--- opts.must_exist: a missing file is an error (ENOENT; state show and
+--- forget).  opts.account and opts.fence are not needed here (the file
+--- holds every account; the watcher's lock file keeps one writer).
 --- Returns the store, or nil, message, code.  A file that is not ours, is
 --- newer, is corrupt or cannot be written is refused and left as it was.
 function M.open(path, opts)
   opts = opts or {}
+  if opts.must_exist then
+    local f, _, errno = io.open(path, "rb")
+    if f then
+      f:close()
+    elseif errno == 2 then -- ENOENT
+      return nil, ("no state file at %s: runs keep state with --state %s"):format(path, path), "ENOENT"
+    end
+  end
   local db, err, code = core.sqlite_open(path, { readonly = opts.readonly, create = not opts.readonly })
   if not db then
     if opts.readonly and code == "ENOENT" then return setmetatable({ path = path, empty = true }, Store) end
@@ -162,6 +173,11 @@ function M.open(path, opts)
     return nil, ("state file %s: %s"):format(path, tostring(e)), "ESQL"
   end
   return self
+end
+
+--- What the store calls itself in messages.
+function Store:describe()
+  return "state file " .. self.path
 end
 
 function Store:close()
