@@ -391,21 +391,26 @@ static int lead(watch *w)
 }
 
 /* After a cycle: 1 when the lease was lost on the way (a renewal found
- * another holder or none in time, or a state write was FENCED), and the
- * watcher stood down. */
+ * another holder or none in time), and the watcher stood down.  A failing
+ * cycle may have been refused a state write (FENCED: the store says that
+ * this instance no longer holds the lease): a renewal now asks Redis
+ * whether the lease is still ours, whatever the message said. */
 static int lost_lease(watch *w, chatapp_status st)
 {
   char why[1024];
 
   if (!w->lease || !w->leading)
     return 0;
+  if (st != CHATAPP_OK && ca_lease_held(w->lease, NULL, 0)) {
+    ca_buf e = CA_BUF_INIT(2048);
+    int ours = 0;
+    if (ca_lease_renew(w->lease, &ours, &e) != CHATAPP_OK)
+      say(w, 1, "cannot check the lease after the failing cycle: %s",
+          ca_buf_str(&e));
+    ca_buf_free(&e);
+  }
   if (!ca_lease_held(w->lease, why, sizeof why)) {
     step_down(w, why);
-    return 1;
-  }
-  if (st != CHATAPP_OK && strstr(w->last_error, "FENCED")) {
-    step_down(w, "a state write was refused (FENCED): another process took "
-                 "the lease over");
     return 1;
   }
   return 0;

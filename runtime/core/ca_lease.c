@@ -371,8 +371,9 @@ static void judge_clock(ca_lease *l, int64_t now)
     return;
   l->lost = 1;
   snprintf(l->why, sizeof l->why,
-           "no renewal reached Redis at %.200s for %lld ms (the lease "
-           "lasts %lld ms)%s%.200s",
+           "no renewal reached Redis at %.200s for %lld ms, and the lease "
+           "lasts %lld ms (this process was stopped or starved, or Redis "
+           "did not answer%s%.200s)",
            l->where, (long long)((now - l->last_ok_us) / 1000),
            (long long)l->ttl_ms, l->last_err[0] ? ": " : "", l->last_err);
 }
