@@ -915,8 +915,13 @@ static void drop_lease(chatapp_runtime *rt)
 {
   ca_buf err = CA_BUF_INIT(4096);
   char why[1024];
-  int released = 0;
+  int released = 0, ours = 0;
 
+  /* one renewal asks Redis whether it is still ours (the thread may not
+   * have renewed during a short run) */
+  if (ca_lease_held(rt->lease, NULL, 0) &&
+      ca_lease_renew(rt->lease, &ours, &err) != CHATAPP_OK)
+    ca_buf_reset(&err); /* unknown: the release below says more */
   if (!ca_lease_held(rt->lease, why, sizeof why))
     rt_log(rt, 0,
            "the leader lease was lost during the run: %s; state writes after "

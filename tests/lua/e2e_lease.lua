@@ -119,6 +119,40 @@ T.cases {
     T.check(r.err:find("from 3s to 1h", 1, true), "says the range: " .. r.err)
   end },
 
+  { "a one-shot run holds the lease during the run, with its token on every write", function()
+    local url = srv.url .. "/5"
+    local lease_key = "chatapp:lease:{" .. E.KEY_ID .. "}"
+    emu:fault { kind = "latency", ms = 2000, op = "QueryChatappPhoneNumbers" }
+    local calls = emu:stats().requests
+    local p = E.start { "--endpoint", emu.url, "--limiter", "process", "--state", url, quiet }
+    T.check(E.wait_for(function() return emu:stats().requests > calls end, 15000), "the run fetches")
+    local held = srv:cli("-n", "5", "GET", lease_key)
+    T.check(held:find("^%d+ %S+ " .. p.pid .. "$"), "the run holds the lease: " .. held)
+    local r = E.run { "--endpoint", emu.url, "--state", url, quiet }
+    T.eq(r.code, 2, "a second run meanwhile: exit 2")
+    T.check(r.err:find(("pid %d holds the lease of account %s"):format(p.pid, E.KEY_ID), 1, true),
+      "naming the first: " .. r.err)
+    T.eq(p.wait(20000), 0, "the first run ends well: " .. p.err())
+    T.eq(srv:cli("-n", "5", "GET", lease_key), "", "and releases the lease")
+
+    -- another takes the lease over while a run fetches: its writes are refused
+    local before = digest(5)
+    calls = emu:stats().requests
+    p = E.start { "--endpoint", emu.url, "--limiter", "process", "--state", url, quiet }
+    T.check(E.wait_for(function() return emu:stats().requests > calls end, 15000), "the run fetches")
+    T.eq(srv:cli("-n", "5", "SET", lease_key, "99 elsewhere 4242"), "OK", "another holder")
+    srv:cli("-n", "5", "INCR", "chatapp:fence:{" .. E.KEY_ID .. "}")
+    local rc = p.wait(20000)
+    T.check(rc ~= 0 and rc ~= nil, "the run fails: " .. tostring(rc))
+    T.check(p.err():find("no longer holds the lease", 1, true) or p.err():find("FENCED", 1, true),
+      "its writes are refused (FENCED): " .. p.err())
+    T.check(p.err():find("the leader lease was lost during the run: elsewhere pid 4242 took the lease", 1, true),
+      "it says it lost the lease, and to whom: " .. p.err())
+    T.eq((digest(5)), before, "nothing it wrote landed")
+    T.eq(srv:cli("-n", "5", "GET", lease_key), "99 elsewhere 4242", "the other's lease is left alone")
+    emu:clear_faults()
+  end },
+
   { "two watchers: one runs cycles, one stands by; a one-shot run is refused; SIGTERM hands over", function()
     local url = srv.url .. "/2"
     local a = watcher { "--every", "1s", "--state", url, quiet }
