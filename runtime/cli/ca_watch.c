@@ -371,9 +371,9 @@ static int lead(watch *w)
             "watcher takes over when it ends",
             w->standby_for, ca_lease_account(w->lease),
             ca_lease_where(w->lease));
-        if (w->listen)
-          publish(w, NULL);
       }
+      if (w->listen) /* healthy: it can take over */
+        publish(w, NULL);
       /* a few ms past the holder's end, if that is sooner */
       if (left >= 0 && (double)(left + 20) / 1000.0 < wait)
         wait = (double)(left + 20) / 1000.0;
