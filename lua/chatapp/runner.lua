@@ -406,7 +406,12 @@ function Runner:run_with(rep, flags, dry, spaces, history)
     local resumed, err = history:resume(list)
     if not resumed then return nil, err end
     history:stage(list)
-    local ok, cerr = history:commit()
+    local ok, cerr, ccode = history:commit()
+    if not ok and ccode == "EFENCED" then
+      -- Another watcher holds the lease now: it plans the same actions
+      -- (same keys) and carries them out; this one must not.
+      return nil, cerr .. "; no action was carried out", "config"
+    end
     if not ok then
       -- The actions still go out (they were promised); the next run sees
       -- the same changes again and plans them with the same keys.

@@ -51,6 +51,29 @@ function core.parse_duration(s) end
 ---@return string? code ENOTREG ENOENT EOPEN ENOTADB ECORRUPT EREADONLY EBUSY EFULL EIO ENOMEM ESQL
 function core.sqlite_open(path, opts) end
 
+---@class chatapp.Redis
+--- One command: a status or bulk string is a string, an integer an integer,
+--- a nil reply false, an array a table.  An error reply: nil, message, "EREDIS".
+---@field call fun(self: chatapp.Redis, cmd: string, ...: string|number): any, string?, string?
+--- EVALSHA of source (loaded when the server does not know it): nkeys keys, then args.
+---@field eval fun(self: chatapp.Redis, source: string, nkeys: integer, ...: string|number): any, string?, string?
+---@field where fun(self: chatapp.Redis): string  "redis://host:port/db", never the password
+---@field round_trips fun(self: chatapp.Redis): integer
+---@field close fun(self: chatapp.Redis)
+
+--- Connect to a Redis server (runner only: the Redis state store; the
+--- password from CHATAPP_REDIS_PASSWORD or CHATAPP_REDIS_PASSWORD_FILE).
+---@param url string redis://[user@]host[:port][/db]
+---@return chatapp.Redis? conn
+---@return string? message
+---@return string? code EINVAL ECREDENTIALS ETRANSPORT ETIMEDOUT ...
+function core.redis_connect(url) end
+
+--- The fencing token of the leader lease this runtime holds (watch mode
+--- with --state redis://...), or nil; absent in runtimes without leases.
+---@type (fun(): integer?)?
+core.lease_token = nil
+
 ---@param options? chatapp.ClientOptions
 ---@return chatapp.Client? client
 ---@return chatapp.ApiError? err

@@ -9,10 +9,15 @@
 --   - the whole state part of a run (open + observe + commit + close);
 --   - the file's size per 1,000 numbers after 1 run and after 100 runs
 --     with 10% changes each (the transitions history grows).
---   chatapp-run --lua tests/bench/bench_state.lua [DIR] [NUMBERS] [RUNS]
+--   chatapp-run --lua tests/bench/bench_state.lua [DIR] [NUMBERS] [RUNS] [redis]
 -- DIR: where the state files go (default /tmp); use a disk like the one
--- a real state file lives on.
-package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+-- a real state file lives on.  With "redis": the same runs then go to the
+-- Redis store (--state redis://..., a redis-server of its own on
+-- 127.0.0.1, started by tests/lua/redis_server.lua), and the two stores'
+-- figures are printed side by side, with the Redis round trips a run
+-- makes and the server's memory per 1,000 numbers.
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. arg[0]:match("^(.*)/") .. "/../lua/?.lua;"
+  .. package.path
 local fleet = require "fleet"
 local chatapp = require "chatapp"
 local core = chatapp.core
@@ -64,7 +69,7 @@ local function run(path)
   clock = clock + 300
   local c0 = os.clock()
   local t0 = core.monotonic()
-  local st = assert(state.open(path))
+  local st = assert(state.open(path, { account = ACCOUNT }))
   local t1 = core.monotonic()
   st.now = clock
   assert(st:observe(ACCOUNT, spaces, lists))
@@ -75,10 +80,11 @@ local function run(path)
   assert(st:commit())
   local t3 = core.monotonic()
   local c3 = os.clock()
+  local trips = st.store.conn and st.store.conn:round_trips()
   st:close()
   local t4 = core.monotonic()
   return { open = t1 - t0, observe = t2 - t1, commit = t3 - t2, close = t4 - t3, all = t4 - t0,
-           commit_cpu = c3 - c2, cpu = os.clock() - c0 },
+           commit_cpu = c3 - c2, cpu = os.clock() - c0, trips = trips },
     #st.transitions
 end
 
@@ -182,3 +188,59 @@ end
 print(("growth: %.0f bytes per transition recorded after the first run; after %d runs the file is %.2f "
   .. "times its size after 1; integrity_check %s")
   :format((size_n - size_1) / math.max(1, transitions - first_tr), RUNS, size_n / size_1, integrity))
+
+if arg[4] ~= "redis" then return 0 end
+
+---------------------------------------------------------------------------
+-- The same runs on the Redis store, side by side.
+
+local R = require "redis_server"
+local srv = R.start {}
+local url = srv.url .. "/0"
+local conn = assert(core.redis_connect(url))
+for i = 1, N do rating[i] = i % #ratings + 1 end
+local rfirst, rsteady, rtenth = {}, {}, {}
+local trips = {}
+for k = 1, REPEAT do
+  assert(conn:call("FLUSHDB"))
+  rfirst[k] = run(url)
+  trips.first = rfirst[k].trips
+end
+local function used() return tonumber(assert(conn:call("INFO", "memory")):match("used_memory:(%d+)")) end
+assert(conn:call("FLUSHDB"))
+local empty = used()
+run(url)
+local mem_1 = used() - empty
+for k = 1, REPEAT do
+  local t, tr = run(url)
+  assert(tr == 0, "a steady run records no transition")
+  rsteady[k] = t
+  trips.steady = t.trips
+end
+for r = 1, RUNS do
+  local changed = change_tenth(r)
+  local t, tr = run(url)
+  assert(tr == changed, ("redis run %d: %d transitions for %d changes"):format(r, tr, changed))
+  rtenth[r] = t
+  trips.tenth = t.trips
+end
+local mem_n = used() - empty
+conn:close()
+srv:stop()
+R.cleanup()
+
+local rf, rs, rt = medians(rfirst), medians(rsteady), medians(rtenth)
+print()
+print(("SQLite (state file in %s) against Redis %s (redis-server on 127.0.0.1, no persistence), same runs;")
+  :format(DIR, (io.popen("redis-server --version"):read("l") or ""):match("v=(%S+)") or "?"))
+print("wall-clock medians (ms); Redis round trips per run (open to close)")
+print("run                          SQLite commit  Redis commit (CPU)   SQLite open-close  Redis open-close  trips")
+local function side(name, a, b, t)
+  print(("%-28s %13.1f %7.1f (%5.1f) %18.1f %17.1f %6s"):format(name, a.commit, b.commit, b.commit_cpu, a.all, b.all,
+    tostring(t)))
+end
+side("first run, all new", mf, rf, trips.first)
+side("steady, nothing changed", ms, rs, trips.steady)
+side("10% changed", mt, rt, trips.tenth)
+print(("Redis memory (used_memory): %.0f KiB per 1,000 numbers after 1 run, %.0f KiB after %d more runs "
+  .. "(%d steady, %d with 10%% changes)"):format(mem_1 / 1024 * per, mem_n / 1024 * per, REPEAT + RUNS, REPEAT, RUNS))

@@ -369,6 +369,46 @@ T.cases {
     os.execute("chmod -R u+w " .. E.quote(ro))
   end },
 
+  { "two processes share the Redis state: one is killed after its commit, the other resumes with the same key",
+    function()
+    if not S.redis then io.stderr:write("skipped: the shared-state case (Redis only)\n") return end
+    emu:reset()
+    emu:control("DELETE", "deliveries")
+    local state = S.fresh()
+    local pol = E.policy(([[
+      return require("chatapp").policy {
+        name = "handover",
+        where = { phone_number = "8613800000001" },
+        decide = function(n, plan)
+          plan:webhook { url = %q .. os.getenv("SINK_QUERY"), attempts = 1, json = { n = n.phone_number } }
+        end,
+      }
+    ]]):format(emu.url .. "/_emulator/sink/handover"))
+    -- A: its webhook hangs (the sink answers after 30 s); killed once its
+    -- commit is in Redis.
+    local a = E.start({ "--limiter", "process", "--endpoint", emu.url, "--state", state, pol },
+      { CHATAPP_RUN_NOW = tostring(T0), SINK_QUERY = "?delay_ms=30000" })
+    T.check(E.wait_for(function() return #S.outbox(state) == 1 end, 15000), "A committed its outbox entry")
+    a.kill("KILL")
+    T.eq(a.wait(10000), 137, "A was killed")
+    local entry = S.outbox(state)[1]
+    T.eq(entry and entry.status, "pending", "pending after the kill")
+    -- B: another process (another host), the same state, a policy that
+    -- plans nothing: it finishes A's action.
+    local quiet = E.policy [[ return require("chatapp").policy { name = "other" } ]]
+    local r = E.run({ "--endpoint", emu.url, "--state", state, "--output", "json", quiet },
+      { CHATAPP_RUN_NOW = tostring(T0 + 30), SINK_QUERY = "?status=200" })
+    T.eq(r.code, 0, "B: " .. r.err)
+    local _, by = E.json_lines(r.out)
+    local act = by.action and by.action[1]
+    T.check(act and act.outbox and act.status == "done", "B carried out A's action from the outbox")
+    local n, keys = delivered("handover")
+    T.check(n >= 1, "delivered")
+    T.eq(keys[#keys], entry and entry.id, "with A's idempotency key")
+    for _, k in ipairs(keys) do T.eq(k, entry and entry.id, "every delivery carries the same key") end
+    T.eq(S.outbox(state)[1].status, "done", "done in the shared state")
+  end },
+
   { "Redis stores refused before any API call, left as they were", function()
     if not S.redis then io.stderr:write("skipped: the Redis cases (SQLite: the case before)\n") return end
     emu:reset()

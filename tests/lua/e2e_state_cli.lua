@@ -4,9 +4,12 @@
 -- file's checksum does not move), hostile values escaped, foreign,
 -- newer, missing files and bad usage refused with exit 2, and the default
 -- path ($XDG_STATE_HOME, else ~/.local/state) used without --state.
+-- Against the SQLite store, or with the argument "redis" (ctest
+-- e2e_state_cli_redis) against the Redis store (tests/lua/state_store.lua).
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local T = require "testlib"
 local E = require "e2e"
+local S = require "state_store"
 
 local chatapp = require "chatapp"
 local core = chatapp.core
@@ -28,15 +31,10 @@ local function run(db, now)
   return E.run({ "--emulator", "--state", db, POLICY }, { CHATAPP_EMULATOR = E.emu_bin, CHATAPP_RUN_NOW = tostring(now) })
 end
 
-local function sql(db, stmt, ...)
-  local h = assert(core.sqlite_open(db))
-  local ok, err = h:run(stmt, ...)
-  h:close()
-  assert(ok, err)
-  return ok
-end
-
-local function sha(path) return core.sha256_hex(assert(E.read(path))) end
+local sql = S.sql
+local sha = S.digest
+-- What the store is called in messages.
+local NAME = S.redis and "Redis state" or "state file"
 
 local function copy(from, to)
   assert(os.execute(("cp %s %s"):format(E.quote(from), E.quote(to))))
@@ -51,29 +49,29 @@ end
 
 -- The reference state: run 1 at T0 sees 7 numbers, RED's snapshot is
 -- then made GREEN (as if it had been GREEN), run 2 at T0 + 1 h sees it RED.
-local base = E.tmpdir() .. "/state.db"
+local base = S.fresh()
 do
   local r = run(base, T0)
   assert(r.code == 0, "first run: " .. r.err)
-  sql(base, "UPDATE numbers SET snapshot = replace(snapshot, '\"QualityRating\":\"RED\"', "
-    .. "'\"QualityRating\":\"GREEN\"') WHERE number = ?1", RED)
+  S.edit_snapshot(base, RED, function(t)
+    return (t:gsub('"QualityRating":"RED"', '"QualityRating":"GREEN"'))
+  end)
   r = run(base, T0 + 3600)
   assert(r.code == 0, "second run: " .. r.err)
 end
 
 -- A fresh copy of the reference state.
 local function fresh()
-  return copy(base, E.tmpdir() .. "/state.db")
+  return S.copy(base)
 end
 
 -- Pending and done outbox entries for a number.
 local function add_outbox(db, number, pending, done)
   for i = 1, pending + done do
-    sql(db, "INSERT INTO outbox (account, id, policy, kind, space, number, target, record, status, created, "
-      .. "updated, attempts, error) VALUES (?1, ?2, 'quality-alert', 'webhook', '', ?3, "
-      .. "'POST http://127.0.0.1:9/hook', '{}', ?4, ?5, ?5, ?6, ?7)",
-      E.KEY_ID, ("act-%s-%d"):format(number, i), number, i <= pending and "pending" or "done", T0 + 3600,
-      i <= pending and 1 or 0, i <= pending and "connection refused" or nil)
+    S.put_outbox(db, { account = E.KEY_ID, id = ("act-%s-%d"):format(number, i), policy = "quality-alert",
+      kind = "webhook", space = "", number = number, target = "POST http://127.0.0.1:9/hook", record = "{}",
+      status = i <= pending and "pending" or "done", created = T0 + 3600, attempts = i <= pending and 1 or 0,
+      error = i <= pending and "connection refused" or nil })
   end
 end
 
@@ -142,9 +140,8 @@ T.cases {
   { "show --number of a gone number: its history, no snapshot", function()
     local db = fresh()
     local GONE = "8613899999999"
-    sql(db, "INSERT INTO numbers (account, space, number, snapshot, first_seen, last_seen, since) "
-      .. "VALUES (?1, '', ?2, ?3, ?4, ?4, '{}')", E.KEY_ID, GONE,
-      ('{"PhoneNumber":"%s","Status":"CONNECTED","QualityRating":"GREEN"}'):format(GONE), T0)
+    S.put_number(db, E.KEY_ID, "", GONE, ('{"PhoneNumber":"%s","Status":"CONNECTED","QualityRating":"GREEN"}')
+      :format(GONE), T0, "{}")
     local r = run(db, T0 + 5400)
     T.eq(r.code, 0, r.err)
     r = state { "show", "--state", db, "--number", GONE }
@@ -162,7 +159,7 @@ T.cases {
     T.eq(count(r.out, "own numbers"), 7 + 8, "own numbers: 7 rows and 8 transitions")
     r = state { "show", "--state", base, "--space", "no-such-space" }
     T.eq(r.code, 1, "nothing matched")
-    T.check(r.err:find("nothing in state file", 1, true) and r.err:find("space no-such-space", 1, true), r.err)
+    T.check(r.err:find("nothing in " .. NAME, 1, true) and r.err:find("space no-such-space", 1, true), r.err)
     r = state { "show", "--state", base, "--number", "999" }
     T.eq(r.code, 1, "unknown number")
     T.check(r.err:find("for number 999", 1, true), r.err)
@@ -229,6 +226,7 @@ T.cases {
       T.eq(r.code, 0, r.err)
     end
     T.eq(sha(db), before, "same checksum after show")
+    if S.redis then return end -- the rest is a file's
     assert(os.execute("chmod 444 " .. E.quote(db)))
     local r = state { "show", "--state", db }
     T.eq(r.code, 0, r.err)
@@ -241,15 +239,13 @@ T.cases {
 
   { "hostile values in the file are escaped", function()
     local db = fresh()
-    local h = assert(core.sqlite_open(db))
-    local rows = assert(h:query("SELECT snapshot FROM numbers WHERE number = ?1", RED))
-    local snap = assert(core.json_decode(rows[1].snapshot))
-    snap.VerifiedName = "Evil\27[31m RED\nforged line\r\7"
-    assert(h:run("UPDATE numbers SET snapshot = ?2 WHERE number = ?1", RED, assert(core.json_encode(snap))))
-    assert(h:run("INSERT INTO transitions (time, account, space, number, field, old, new) VALUES "
-      .. "(?1, ?2, 'sp\27]0;title\7', ?3, 'quality_rating', 'GREEN', ?4)", T0 + 3700, E.KEY_ID, RED,
-      "\27[2J\nRED"))
-    h:close()
+    S.edit_snapshot(db, RED, function(text)
+      local snap = assert(core.json_decode(text))
+      snap.VerifiedName = "Evil\27[31m RED\nforged line\r\7"
+      return assert(core.json_encode(snap))
+    end)
+    S.put_transition(db, { time = T0 + 3700, account = E.KEY_ID, space = "sp\27]0;title\7", number = RED,
+                           field = "quality_rating", old = "GREEN", new = "\27[2J\nRED" })
     for _, args in ipairs { { "show", "--state", db }, { "show", "--state", db, "--number", RED } } do
       local r = state(args)
       T.eq(r.code, 0, r.err)
@@ -267,7 +263,45 @@ T.cases {
     T.eq(by.number and by.number[1].snapshot.VerifiedName, "Evil\27[31m RED\nforged line\r\7", "raw in JSON")
   end },
 
+  { "Redis: another program's keys, newer, empty and unreachable: exit 2, left as they were", function()
+    if not S.redis then return end
+    local foreign = fresh()
+    S.call(foreign, "DEL", S.prefix(E.KEY_ID) .. "reminders")
+    S.call(foreign, "SADD", S.prefix(E.KEY_ID) .. "reminders", "theirs")
+    local before = sha(foreign)
+    for _, cmd in ipairs { "show", "forget" } do
+      local r = state { cmd, "--state", foreign, "--number", RED }
+      T.eq(r.code, 2, cmd .. " of another program's keys")
+      T.check(r.err:find("holds a set, not a hash: this database is used by another program", 1, true), r.err)
+    end
+    T.eq(sha(foreign), before, "the foreign keys are untouched")
+    local newer = fresh()
+    S.make_newer(newer)
+    before = sha(newer)
+    local r = state { "show", "--state", newer }
+    T.eq(r.code, 2, "newer schema")
+    T.check(r.err:find("newer chatapp-run", 1, true), r.err)
+    r = state { "forget", "--state", newer, "--all", "--yes" }
+    T.eq(r.code, 2, "newer schema, forget")
+    T.eq(sha(newer), before, "the newer state is untouched")
+    local empty = S.fresh()
+    for _, args in ipairs { { "show" }, { "forget", "--all" } } do
+      r = state { args[1], "--state", empty, args[2] }
+      T.eq(r.code, 2, args[1] .. " of an empty database")
+      T.check(r.err:find("no chatapp-run state in " .. empty .. ": runs keep state with --state " .. empty, 1, true),
+        r.err)
+    end
+    T.eq(S.call(empty, "DBSIZE"), 0, "forget wrote nothing")
+    r = state { "show", "--state", "redis://127.0.0.1:1/0" }
+    T.eq(r.code, 2, "unreachable")
+    T.check(r.err:find("redis://127.0.0.1:1", 1, true) and r.err:find("cannot connect", 1, true), r.err)
+    r = state { "show", "--state", "mongodb://127.0.0.1/x" }
+    T.eq(r.code, 2, "an unknown store")
+    T.check(r.err:find("unknown store mongodb:// (known: redis://", 1, true), r.err)
+  end },
+
   { "foreign, newer, damaged and missing files: exit 2, left as they were", function()
+    if S.redis then return end
     local dir = E.tmpdir()
     local foreign = dir .. "/other.db"
     local h = assert(core.sqlite_open(foreign))
@@ -336,6 +370,7 @@ T.cases {
   end },
 
   { "the default path: $XDG_STATE_HOME, else ~/.local/state", function()
+    if S.redis then return end -- a file's
     local xdg = E.tmpdir()
     assert(os.execute("mkdir -p " .. E.quote(xdg .. "/chatapp-run")))
     copy(base, xdg .. "/chatapp-run/state.db")
@@ -355,5 +390,6 @@ T.cases {
   end },
 }
 
+S.cleanup()
 E.cleanup()
 return T.done()

@@ -8,12 +8,19 @@
 -- that cannot be resumed comes back failed, with a clear error, and the
 -- run goes on.  The fuzz target tests/fuzz/fuzz_state.c covers the same
 -- values at random.
+--
+-- With the argument "redis" (ctest lua/test_state_redis) the same cases
+-- run against the Redis store (rows written with Redis commands), and
+-- then the Redis store's own: keys of the wrong type, hostile transition
+-- members and reminder fields, fencing, a 10,000-number commit, the
+-- server lost at the commit.
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local T = require "testlib"
 local chatapp = require "chatapp"
 local core = chatapp.core
 local state = require "chatapp.state"
-local backend = require "chatapp.state.sqlite"
+local REDIS = arg[1] == "redis"
+local backend = require(REDIS and "chatapp.state.redis" or "chatapp.state.sqlite")
 local actions = require "chatapp.actions"
 local report = require "chatapp.report"
 
@@ -28,16 +35,60 @@ local ANSWER = assert(core.json_encode {
 })
 
 local paths = {}
+local srv, R, dbs = nil, nil, 0
 local function fresh()
+  if REDIS then
+    if not srv then
+      R = require "redis_server"
+      srv = R.start { extra = { "--databases", "1000" } }
+    end
+    dbs = dbs + 1
+    local url = srv.url .. "/" .. dbs
+    local c = assert(core.redis_connect(url))
+    assert(c:call("FLUSHDB"))
+    c:close()
+    return url
+  end
   local p = os.tmpname()
   paths[#paths + 1] = p
   return p
 end
 
+-- A Redis command on a state (its own connection).
+local function rcall(url, ...)
+  local c = assert(core.redis_connect(url))
+  local r, err, code = c:call(...)
+  c:close()
+  return r, err, code
+end
+local P = "chatapp:state:{acct}:"
+
 -- rows: { numbers = {{number, snapshot, first_seen, since}...},
 --         reminders = {{policy, number, last_fired}...},
 --         outbox = {{id, kind, record, created}...} }
 local function put(path, rows)
+  if REDIS then
+    local c = assert(core.redis_connect(path))
+    assert(c:call("HSET", P .. "meta", "schema", 1))
+    assert(c:call("HSET", P .. "spaces", "cs-1", NOW - 300))
+    for _, r in ipairs(rows.numbers or {}) do
+      assert(c:call("HSET", P .. "numbers:cs-1", r[1], r[2]))
+      assert(c:call("HSET", P .. "first_seen:cs-1", r[1], tostring(r[3] or 1)))
+      assert(c:call("HSET", P .. "since:cs-1", r[1], r[4] or "{}"))
+    end
+    for _, r in ipairs(rows.reminders or {}) do
+      assert(c:call("HSET", P .. "reminders", assert(core.json_encode { r[1], "cs-1", r[2] }), tostring(r[3])))
+    end
+    for _, r in ipairs(rows.outbox or {}) do
+      local created = r[4] or NOW - 60
+      assert(c:call("HSET", P .. "outbox:" .. r[1], "policy", "p", "kind", r[2], "space", "cs-1", "number", N1,
+        "target", "POST https://hooks.example/a", "record", r[3], "status", "pending", "created", tostring(created),
+        "updated", tostring(created), "attempts", 0))
+      assert(c:call("ZADD", P .. "outbox:pending", tonumber(created) or 0, r[1]))
+    end
+    c:close()
+    return
+  end
   local store = assert(backend.open(path))
   local db = store.db
   assert(db:exec("BEGIN"))
@@ -110,8 +161,17 @@ local function resume(outbox)
   for _, a in ipairs(pending) do a.status = "done" end
   assert(st:settle(pending))
   st:close()
-  local store = assert(backend.open(path))
   local status = {}
+  if REDIS then
+    for _, a in pairs(by) do
+      local h = assert(rcall(path, "HGETALL", P .. "outbox:" .. a.id))
+      local r = { id = a.id }
+      for i = 1, #h, 2 do r[h[i]] = h[i + 1] end
+      status[a.id] = r
+    end
+    return by, status
+  end
+  local store = assert(backend.open(path))
   for _, r in ipairs(assert(store.db:query("SELECT id, status, error FROM outbox"))) do
     status[r.id] = r
   end
@@ -198,9 +258,14 @@ T.cases {
     T.eq(okb, true, "observe")
     T.eq(st:commit(), true, "commit")
     st:close()
-    local db = assert(core.sqlite_open(path, { readonly = true }))
-    local row = assert(db:query("SELECT first_seen FROM numbers WHERE number = ?1", N1))[1]
-    db:close()
+    local row
+    if REDIS then
+      row = { first_seen = math.tointeger(tonumber(assert(rcall(path, "HGET", P .. "first_seen:cs-1", N1)))) }
+    else
+      local db = assert(core.sqlite_open(path, { readonly = true }))
+      row = assert(db:query("SELECT first_seen FROM numbers WHERE number = ?1", N1))[1]
+      db:close()
+    end
     T.eq(row and row.first_seen, NOW, "repaired in the file")
   end },
 
@@ -333,5 +398,224 @@ T.cases {
   end },
 }
 
+-- The Redis store's own cases.
+local function digest(url)
+  local c = assert(core.redis_connect(url))
+  local keys = assert(c:call("KEYS", "*"))
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "\0" .. tostring(assert(c:call("DUMP", k))) end
+  c:close()
+  return core.sha256_hex(table.concat(parts, "\0\0"))
+end
+
+-- A list of n numbers as the API answers, in SPACE.
+local function many(n, quality)
+  local list = {}
+  for i = 1, n do
+    list[i] = { PhoneNumber = ("86139%08d"):format(i), QualityRating = quality or "GREEN", Status = "CONNECTED",
+                VerifiedName = "Bench " .. i }
+  end
+  return assert(core.decode_phone_numbers(assert(core.json_encode { PhoneNumbers = list }), SPACE))
+end
+
+local redis_cases = {
+  { "keys of the wrong type: refused with the key's name, never a raise, nothing written", function()
+    local url = fresh()
+    put(url, { numbers = { { N1, snap(N1) } } })
+    assert(rcall(url, "DEL", P .. "since:cs-1"))
+    assert(rcall(url, "RPUSH", P .. "since:cs-1", "theirs"))
+    local st = open(url)
+    local okc, ok, err = pcall(st.observe, st, "acct", { SPACE }, { list() })
+    T.check(okc, "observe does not raise: " .. tostring(ok))
+    T.eq(ok, nil, "observe fails")
+    T.check(tostring(err):find("key " .. P .. "since:cs-1 holds a list, not a hash", 1, true), tostring(err))
+    T.check(tostring(err):find("another program", 1, true), tostring(err))
+    st:close()
+    local store = assert(backend.open(url, { account = "acct" }))
+    local before = digest(url)
+    local okw, werr, code = store:commit("acct", NOW, {
+      spaces = { { space = "cs-1", seen = { { number = N2, snapshot = snap(N2), first_seen = NOW, since = "{}" } } } },
+      row = function(x) return x end, transitions = {}, reminders = {}, outbox = {} })
+    T.eq(okw, nil, "a commit into it fails")
+    T.eq(code, "EFOREIGN", "EFOREIGN: " .. tostring(werr))
+    T.eq(digest(url), before, "and writes nothing")
+    store:close()
+    -- a fixed key of the wrong type: refused at open, before any API call
+    url = fresh()
+    assert(rcall(url, "SET", P .. "reminders", "theirs"))
+    local s2, e2, c2 = state.open(url, { account = "acct" })
+    T.eq(s2, nil, "open refuses")
+    T.eq(c2, "EFOREIGN", tostring(e2))
+    T.check(tostring(e2):find(P .. "reminders holds a string, not a hash", 1, true), tostring(e2))
+    -- an outbox entry that is not a hash
+    url = fresh()
+    put(url, {})
+    assert(rcall(url, "ZADD", P .. "outbox:pending", NOW - 60, "odd"))
+    assert(rcall(url, "SET", P .. "outbox:odd", "theirs"))
+    st = open(url)
+    assert(st:observe("acct", { SPACE }, { list() }))
+    local okr, todo, rerr = pcall(st.resume, st, {})
+    T.check(okr, "resume does not raise: " .. tostring(todo))
+    T.eq(todo, nil, "resume fails")
+    T.check(tostring(rerr):find(P .. "outbox:odd holds a string", 1, true), tostring(rerr))
+    st:close()
+  end },
+
+  { "a commit that fails its checks half way writes nothing (all or nothing)", function()
+    local url = fresh()
+    put(url, {})
+    -- the second space's key is of the wrong type: the first's numbers
+    -- must not be written either
+    assert(rcall(url, "SET", P .. "first_seen:cs-2", "theirs"))
+    local store = assert(backend.open(url, { account = "acct" }))
+    local before = digest(url)
+    local rows = {}
+    for i = 1, 3 do rows[i] = { number = "n" .. i, snapshot = snap("n" .. i), first_seen = NOW, since = "{}" } end
+    local ok, err, code = store:commit("acct", NOW, {
+      spaces = { { space = "cs-1", seen = rows }, { space = "cs-2", seen = { rows[1] } } },
+      row = function(x) return x end, transitions = { { space = "cs-1", number = "n1", field = "presence",
+                                                        new = "present" } },
+      reminders = {}, outbox = {},
+    })
+    T.eq(ok, nil, "refused")
+    T.eq(code, "EFOREIGN", tostring(err))
+    T.eq(digest(url), before, "nothing written")
+    store:close()
+  end },
+
+  { "hostile reminder fields, transition members and outbox hashes: skipped or shown, never a raise", function()
+    local url = fresh()
+    put(url, { numbers = { { N1, snap(N1) } }, reminders = { { "p", N1, NOW - 60 } } })
+    assert(rcall(url, "HSET", P .. "reminders", "not json {", "5", "[1,2,3]", "6", "\27[31m", "x"))
+    assert(rcall(url, "ZADD", P .. "transitions", 5, "garbage", 6, "000000000000001 {bad", 7,
+      "000000000000002 [1]", 8, '000000000000003 {"space":5,"number":{},"field":"\\u001b[31m"}'))
+    assert(rcall(url, "HSET", P .. "outbox:x", "status", "done", "created", "yesterday"))
+    assert(rcall(url, "ZADD", P .. "outbox:finished", 1, "x"))
+    local st = open(url)
+    local ok = st:observe("acct", { SPACE }, { list() })
+    T.eq(ok, true, "observe")
+    local okc, okl, lerr = pcall(st.load_reminders, st)
+    T.check(okc and okl == true, "load_reminders skips fields that are not ours: " .. tostring(lerr))
+    T.eq(st:quiet({ name = "p", remind = 86400 }, SPACE, list()[1]), NOW - 60, "the good reminder is kept")
+    st:close()
+    local store = assert(backend.open(url, { readonly = true }))
+    local oks, got = pcall(store.show, store, {}, 50)
+    T.check(oks and type(got) == "table", "show does not raise: " .. tostring(got))
+    if oks and got then
+      T.eq(#got.transitions, 2, "the members that decode to an object are shown (the rest skipped)")
+      T.eq(#got.outbox, 1, "the odd outbox entry is listed")
+    end
+    store:close()
+  end },
+
+  { "huge values: a 20 MB record and a 5 MB reminder field", function()
+    local url = fresh()
+    local a, rec = webhook("ok")
+    rec.request.body = string.rep("B", 20 * 1024 * 1024)
+    put(url, { outbox = { { a.id, "webhook", json(rec) } } })
+    assert(rcall(url, "HSET", P .. "reminders", string.rep("[", 5 * 1024 * 1024), "1"))
+    local st = open(url)
+    assert(st:observe("acct", { SPACE }, { list() }))
+    local okc, okl = pcall(st.load_reminders, st)
+    T.check(okc and okl == true, "load_reminders: " .. tostring(okl))
+    local okr, todo = pcall(st.resume, st, {})
+    T.check(okr and type(todo) == "table", "resume: " .. tostring(todo))
+    st:close()
+  end },
+
+  { "fencing: a commit after another watcher took the lease fails EFENCED and writes nothing", function()
+    local url = fresh()
+    local fence = "chatapp:fence:{acct}"
+    assert(rcall(url, "SET", fence, "5"))
+    local had = rawget(core, "lease_token")
+    core.lease_token = function() return 5 end
+    local st = open(url)
+    core.lease_token = had
+    T.eq(st.store.fence, 5, "the store got the runtime's token")
+    assert(st:observe("acct", { SPACE }, { list() }))
+    T.eq(st:commit(), true, "the lease holder commits")
+    st:close()
+    T.eq(assert(rcall(url, "HLEN", P .. "numbers:cs-1")), 2, "written")
+    local store = assert(backend.open(url, { fence = 5 }))
+    assert(rcall(url, "INCR", fence))
+    local before = digest(url)
+    local c = { spaces = { { space = "cs-1", seen = { { number = "n9", snapshot = snap("n9"), first_seen = NOW,
+                                                        since = "{}" } } } },
+                row = function(x) return x end, transitions = {}, reminders = {}, outbox = {} }
+    local ok, err, code = store:commit("acct", NOW, c)
+    T.eq(ok, nil, "commit refused")
+    T.eq(code, "EFENCED", "EFENCED")
+    T.check(tostring(err):find("no longer holds the lease of acct (token 5, now 6): another watcher took over; "
+      .. "nothing was written", 1, true), tostring(err))
+    for _, w in ipairs {
+      { "settle", function() return store:settle("acct", NOW, { { id = "x", status = "done", tried = true } }) end },
+      { "prune", function() return store:prune("acct", NOW, NOW) end },
+      { "forget", function() return store:forget({ account = "acct" }, false) end },
+    } do
+      local okw, _, wcode = w[2]()
+      T.eq(okw, nil, w[1] .. " refused")
+      T.eq(wcode, "EFENCED", w[1] .. ": EFENCED")
+    end
+    T.eq(digest(url), before, "nothing changed")
+    store:close()
+    -- the fence gone (a flushed server): refused too
+    store = assert(backend.open(url, { fence = 6 }))
+    assert(rcall(url, "DEL", fence))
+    local okd, _, dcode = store:commit("acct", NOW, c)
+    T.eq(okd, nil, "no fence: refused")
+    T.eq(dcode, "EFENCED", "EFENCED")
+    store:close()
+  end },
+
+  { "a 10,000-number commit: one script, within the command timeout", function()
+    local url = fresh()
+    local st = open(url)
+    local l = many(10000)
+    assert(st:observe("acct", { SPACE }, { l }))
+    local t0 = core.monotonic()
+    local ok, err = st:commit()
+    local first = core.monotonic() - t0
+    T.eq(ok, true, "first commit: " .. tostring(err))
+    st:close()
+    T.eq(assert(rcall(url, "HLEN", P .. "numbers:cs-1")), 10000, "10,000 snapshots")
+    T.eq(assert(rcall(url, "ZCARD", P .. "transitions")), 10000, "10,000 transitions")
+    st = open(url)
+    st.now = NOW + 60
+    l = many(10000, "RED")
+    assert(st:observe("acct", { SPACE }, { l }))
+    t0 = core.monotonic()
+    ok, err = st:commit()
+    local changed = core.monotonic() - t0
+    T.eq(ok, true, "every number changed: " .. tostring(err))
+    st:close()
+    io.stderr:write(("redis store: a commit of 10,000 new numbers took %.0f ms, of 10,000 changed %.0f ms\n")
+      :format(first * 1e3, changed * 1e3))
+    T.check(first < 2 and changed < 2, "within ca_redis's 2 s command timeout")
+  end },
+
+  { "the server lost at the commit: a clear error naming it, nothing half-written, the next run resumes", function()
+    local s2 = R.start {}
+    local url = s2.url
+    local st = open(url)
+    assert(st:observe("acct", { SPACE }, { list() }))
+    s2:kill()
+    local ok, err, code = st:commit()
+    T.eq(ok, nil, "the commit fails")
+    T.check(tostring(err):find(url, 1, true) and tostring(err):find("cannot record the run", 1, true),
+      "names the server and what failed: " .. tostring(err))
+    T.check(code == "ETRANSPORT" or code == "ETIMEDOUT", "a transport error: " .. tostring(code))
+    st:close()
+    s2:restart()
+    st = open(url)
+    T.eq(st:observe("acct", { SPACE }, { list() }), true, "back: observe")
+    T.eq(st:commit(), true, "and commit")
+    st:close()
+    s2:stop()
+  end },
+}
+if REDIS then T.cases(redis_cases) end
+
 for _, p in ipairs(paths) do os.remove(p); os.remove(p .. "-journal") end
+if srv then srv:stop(); R.cleanup() end
 return T.done()

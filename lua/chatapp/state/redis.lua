@@ -479,6 +479,8 @@ function Store:numbers(account, space)
     local n = r[1][i]
     rows[#rows + 1] = { number = n, snapshot = r[1][i + 1], first_seen = int_or(first[n]), since = since[n] }
   end
+  -- in the number's order, as the SQLite store's primary key gives them
+  table.sort(rows, function(x, y) return x.number < y.number end)
   return rows
 end
 
