@@ -393,6 +393,9 @@ T.cases {
     T.eq(a.wait(10000), 137, "A was killed")
     local entry = S.outbox(state)[1]
     T.eq(entry and entry.status, "pending", "pending after the kill")
+    -- A's leader lease would end by itself within --lease (15 s); end it
+    -- now (the takeover itself: tests/lua/e2e_lease.lua)
+    S.call(state, "DEL", "chatapp:lease:{" .. E.KEY_ID .. "}")
     -- B: another process (another host), the same state, a policy that
     -- plans nothing: it finishes A's action.
     local quiet = E.policy [[ return require("chatapp").policy { name = "other" } ]]
