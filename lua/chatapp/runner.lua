@@ -317,7 +317,8 @@ function Runner:run(flags)
     -- The account when it is known without a call (a store that is
     -- shared, Redis, checks that account's part now, before any API call).
     local account = self.options.account
-    if not account and not self.options.replay then
+    local store = state_mod.store_of(self.options.state)
+    if not account and not self.options.replay and store and store.SHARED then
       local client = self.host.client()
       account = client and client:account()
     end

@@ -106,9 +106,10 @@ static const option options[] = {
   {"fetch_memory_mb", K_LONG, FIELD(fetch_memory_mb), 1, 65536, NULL, "MB",
    "memory for the fetched numbers of all spaces together; a space that "
    "does not fit is an error for that space (default 512)"},
-  {"state", K_STR, FIELD(state), 0, 0, NULL, "FILE",
-   "keep what each run saw and planned in this SQLite file: transitions, "
-   "reminders, the outbox (docs/state.md)"},
+  {"state", K_STR, FIELD(state), 0, 0, NULL, "FILE|URL",
+   "keep what each run saw and planned in this SQLite file, or in Redis "
+   "(redis://[user@]host[:port][/db]): transitions, reminders, the outbox "
+   "(docs/state.md)"},
   {"outbox_max_age", K_DURATION, FIELD(outbox_max_age_s), 1, 365 * 86400.0,
    NULL, "DURATION",
    "a pending action older than this is reported as expired, not sent "

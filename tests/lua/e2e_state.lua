@@ -412,6 +412,61 @@ T.cases {
     T.eq(S.outbox(state)[1].status, "done", "done in the shared state")
   end },
 
+  { "Redis lost at the commit (a stopped server): a clear error, nothing half-written, the next run carries on",
+    function()
+    if not S.redis then io.stderr:write("skipped: the Redis-lost case (Redis only)\n") return end
+    emu:reset()
+    emu:control("DELETE", "deliveries")
+    local R = S.R
+    local own = R.start {}
+    local state = own.url .. "/0"
+    local sink = emu.url .. "/_emulator/sink/lost"
+    local pol = E.policy(([[
+      return require("chatapp").policy {
+        name = "slow",
+        where = { became = { status = "FLAGGED" } },
+        decide = function(n, plan)
+          local t0 = os.time()
+          while os.time() - t0 < 3 do end -- Redis is stopped meanwhile
+          plan:webhook { url = %q, attempts = 1, json = { n = n.phone_number } }
+        end,
+      }
+    ]]):format(sink))
+    local r = run(state, pol, T0, "--instruction-limit", "100000000000")
+    T.eq(r.code, 0, "first run: " .. r.err)
+    patch(X, { Status = "FLAGGED" })
+    local before = sha(state)
+    local requests = emu:stats().requests
+    local p = E.start({ "--limiter", "process", "--endpoint", emu.url, "--state", state, "--instruction-limit",
+                        "100000000000", pol }, { CHATAPP_RUN_NOW = tostring(T0 + 60) })
+    -- the fetch done, the policy in its 3 s: the server stops answering
+    T.check(E.wait_for(function() return emu:stats().requests > requests end, 10000), "the run fetched")
+    E.sleep_ms(800)
+    os.execute("kill -STOP " .. own.pid)
+    local code = p.wait(20000)
+    os.execute("kill -CONT " .. own.pid)
+    -- Lost at the outbox's read (just before the commit): the run stops,
+    -- exit 2, nothing sent; lost at the commit itself (test_state_redis
+    -- times that one exactly): exit 1, the action goes out unrecorded.
+    T.check(code == 1 or code == 2, "the run fails: " .. tostring(code))
+    T.check((p.err():find("cannot read the outbox", 1, true) or p.err():find("cannot record the run", 1, true))
+      and p.err():find(own.url, 1, true) and p.err():find("no answer within", 1, true),
+      "says what failed and names the server: " .. p.err())
+    T.eq(delivered("lost", X), code == 1 and 1 or 0, "the action went out only if it was past the commit")
+    T.eq(sha(state), before, "nothing half-written")
+    -- the server back: the next run sees the same change, records it and
+    -- plans the same action (the same key)
+    r = run(state, pol, T0 + 120, "--instruction-limit", "100000000000")
+    T.eq(r.code, 0, "the next run: " .. r.err)
+    T.eq(#S.transitions(state, { number = X, field = "status" }), 1, "the change is recorded once")
+    local n, keys = delivered("lost", X)
+    T.check(n >= 1, "delivered")
+    for _, k in ipairs(keys) do T.eq(k, keys[1], "one key for the one action") end
+    T.eq(S.outbox(state)[1] and S.outbox(state)[1].status, "done", "done in the state")
+    own:stop()
+    patch(X, { Status = "CONNECTED" })
+  end },
+
   { "Redis stores refused before any API call, left as they were", function()
     if not S.redis then io.stderr:write("skipped: the Redis cases (SQLite: the case before)\n") return end
     emu:reset()

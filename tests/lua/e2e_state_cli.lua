@@ -207,6 +207,9 @@ T.cases {
     db = fresh()
     r = state { "forget", "--state", db, "--all", "--account", "someone-else" }
     T.eq(r.code, 1, "another account: nothing")
+    if S.redis then
+      T.eq(S.call(db, "EXISTS", S.prefix("someone-else") .. "meta"), 0, "and no state made for it")
+    end
     r = state { "forget", "--state", db, "--all" }
     T.eq(r.code, 0, r.err)
     T.check(r.out:find("forgot everything: 7 snapshots", 1, true), r.out)

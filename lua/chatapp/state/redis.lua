@@ -16,6 +16,10 @@ local core = require "chatapp.core"
 
 local M = {}
 
+--- A store shared by hosts: a run resolves its account before opening
+--- (its part is checked before any API call), and writes are fenced.
+M.SHARED = true
+
 --- The layout this program writes (the meta hash's field `schema`).
 M.SCHEMA_VERSION = 1
 
@@ -395,10 +399,10 @@ end
 
 -- The account's state checked (once): version, types; for a writer, its
 -- version and program recorded.
-local function ready(self, account)
+local function ready(self, account, check_only)
   if self.checked[account] then return true end
   local ok, err, code
-  if self.readonly then
+  if self.readonly or check_only then
     ok, err, code = run(self, account, nil, CHECK, tostring(M.SCHEMA_VERSION))
   else
     ok, err, code = run(self, account, nil, OPEN, tostring(M.SCHEMA_VERSION), "chatapp-run " .. core.version)
@@ -737,8 +741,16 @@ function Store:forget(f, keep_pending)
     if n > 0 then return failure(self, nil, "cannot forget", "PENDING " .. n, "EREDIS") end
   end
   for _, account in ipairs(list) do
-    local r
-    r, err, code = write(self, account, "cannot forget", FORGET, filter)
+    -- checked, not stamped: forget never makes the state of an account
+    -- that has none
+    local ok
+    ok, err, code = ready(self, account, true)
+    if not ok then return nil, err, code end
+    local r = true
+    local exists
+    exists, err, code = self.conn:call("EXISTS", M.prefix(account) .. "meta")
+    if not exists then return failure(self, account, "cannot forget", err, code) end
+    if exists == 1 then r, err, code = run(self, account, "cannot forget", FORGET, filter) end
     if not r then return nil, err, code end
     if type(r) == "table" then
       counts.numbers = counts.numbers + (r[1] or 0)
