@@ -56,6 +56,15 @@ local function watcher(args)
   return E.start(full)
 end
 
+local http = assert(core.http_client { timeout_ms = 5000, max_attempts = 1 })
+
+-- The status and body of a GET to a watcher's --listen.
+local function get(url)
+  local res, err = http:batch { { url = url, method = "GET" } }
+  if not res[1] then return err[1].http_status, tostring(err[1]) end
+  return res[1].status, res[1].body
+end
+
 local function sink()
   local list = {}
   for _, d in ipairs(emu:deliveries() or {}) do
@@ -157,8 +166,17 @@ T.cases {
     local url = srv.url .. "/2"
     local a = watcher { "--every", "1s", "--state", url, quiet }
     T.check(a.wait_err("took the lease of account " .. E.KEY_ID, 15000), "the first takes the lease: " .. a.err())
-    local b = watcher { "--every", "1s", "--state", url, quiet }
+    local b = watcher { "--every", "1s", "--state", url, "--listen", "127.0.0.1:0", "--healthz-max-age", "3s", quiet }
     T.check(b.wait_err("standby: ", 15000), "the second stands by: " .. b.err())
+    local listen = b.err():match("serving /metrics and /healthz on (http://127%.0%.0%.1:%d+)")
+    T.check(listen, "the standby serves /metrics: " .. b.err())
+    if listen then
+      E.sleep_ms(4000) -- past --healthz-max-age: a standby that reaches Redis stays healthy
+      local status, body = get(listen .. "/healthz")
+      T.eq(status, 200, "the standby is healthy: " .. tostring(body))
+      status, body = get(listen .. "/metrics")
+      T.check(status == 200 and body:find("\nchatapp_watch_leader 0\n", 1, true), "chatapp_watch_leader 0: " .. tostring(body))
+    end
     T.check(b.err():find(("pid %d holds the lease of account %s at %s/2"):format(a.pid, E.KEY_ID, srv.url), 1, true),
       "naming the holder: " .. b.err())
     T.check(a.wait_err("cycle 3: ok", 15000), "the leader runs cycles: " .. a.err())
@@ -192,6 +210,10 @@ T.cases {
     -- its sleep, in slices of 0.5 s)
     T.check(took < LEASE_S / 3 + 1, ("at its next try, not at the lease's end (%.2f s)"):format(took))
     T.check(b.wait_err("cycle 1: ok", 15000), "and runs cycles: " .. b.err())
+    if listen then
+      local status, body = get(listen .. "/metrics")
+      T.check(status == 200 and body:find("\nchatapp_watch_leader 1\n", 1, true), "chatapp_watch_leader 1: " .. tostring(body))
+    end
     b.kill("TERM")
     T.eq(b.wait(20000), 0, "exit 0")
     T.eq(srv:cli("-n", "2", "GET", "chatapp:lease:{" .. E.KEY_ID .. "}"), "", "no lease left behind")
