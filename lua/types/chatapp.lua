@@ -270,6 +270,7 @@ chatapp.ApiError = nil
 ---@field fetch_memory_mb? integer (runtime only) memory for the fetched numbers of all spaces (default 512)
 ---@field state? string (runtime only) the state store's SQLite file (docs/state.md)
 ---@field outbox_max_age? string (runtime only) a pending action older than this expires, not sent: "1h" (default)
+---@field lease? string (runtime only) with a Redis state: the leader lease's length, "3s" to "1h" ("15s" default)
 
 --- A CAMS client: signed, throttled, retried calls.  Close it with
 --- :close() or a `<close>` variable; the garbage collector does it too.

@@ -19,6 +19,15 @@
  *            period bounds it) and commits its state; then exit 0.
  *            SIGHUP: reload the files between cycles; a version that does
  *            not load is logged with file:line and the old one runs on.
+ *   lease    with a Redis state (--state redis://...), watchers on several
+ *            hosts share it: instead of the lock file, the leader lease
+ *            (ca_lease.h).  A standby tries to take it every ttl/3 (or as
+ *            soon as the holder's lease ends); the leader runs cycles
+ *            with the lease's fence token, which the state store sends
+ *            with every write.  A lease lost (a renewal found another
+ *            holder, or none reached Redis in time, or a write was
+ *            FENCED) starts no new cycle: back to standby.  SIGTERM
+ *            releases it, so a standby takes over at once.
  */
 #include "ca_watch.h"
 
@@ -42,7 +51,9 @@
 #include "ca_client.h"
 #include "ca_config.h"
 #include "ca_crypto.h"
+#include "ca_lease.h"
 #include "ca_listen.h"
+#include "ca_redis.h"
 #include "lca_runtime.h"
 
 /* A policy file read at most this big (as loading reads it). */
@@ -87,6 +98,13 @@ typedef struct watch {
   ca_listen *listen;
   int lock_fd;
   char lock_path[4200];
+  /* a Redis state: the leader lease instead of the lock */
+  ca_lease *lease;
+  int leading;           /* holds the lease: cycles run */
+  int was_standby;       /* waited for another holder: "took over" */
+  int redis_down;        /* the last try could not reach Redis (logged) */
+  char standby_for[256]; /* the holder last logged */
+  int64_t standby_ok;    /* when a standby last reached Redis (Unix time) */
   long healthz_max_age_s;
   /* for the log and the watcher's own metrics */
   uint64_t cycles_ok, cycles_failed, overruns, reloads_ok, reloads_failed;
@@ -126,9 +144,10 @@ static double mono_s(void)
  * (else SIGTERM between cycles could wait a whole interval, past main's
  * grace period, and exit 143 instead of 0). */
 #define SLEEP_SLICE_S 0.5
-static void sleep_until(double deadline)
+static void sleep_until(watch *w, double deadline)
 {
-  while (!ca_interrupted() && !hup) {
+  while (!ca_interrupted() && !hup &&
+         !(w->leading && !ca_lease_held(w->lease, NULL, 0))) {
     double left = deadline - mono_s();
     struct timespec ts;
     if (left <= 0)
@@ -257,6 +276,146 @@ static int take_lock(watch *w, const char *account, char *err, size_t errlen)
   return 0;
 }
 
+/* ---- the lease (a Redis state) ------------------------------------------ */
+
+static void publish(watch *w, const chatapp_runtime *rt);
+
+/* Connect to the state's Redis for the lease of account: the watcher
+ * cannot start without it (exit 2). */
+static int open_lease(watch *w, const char *account, char *err, size_t errlen)
+{
+  ca_buf e = CA_BUF_INIT(4096);
+  chatapp_status st = ca_lease_new(
+    w->cfg->state, account, (int64_t)w->cfg->lease_s * 1000, &w->lease, &e);
+
+  if (st)
+    snprintf(err, errlen,
+             "the watcher needs the state's Redis for its leader lease: %s",
+             e.len ? ca_buf_str(&e) : chatapp_strerror(st));
+  ca_buf_free(&e);
+  return st ? -1 : 0;
+}
+
+/* The lease is gone (why): no new cycle starts; release what may still be
+ * ours (a lease judged lost by the clock may not have expired yet) and
+ * stand by. */
+static void step_down(watch *w, const char *why)
+{
+  ca_buf e = CA_BUF_INIT(2048);
+
+  say(w, 0,
+      "lost the lease of account %s (token %lld): %s; no new cycle starts "
+      "here: standby",
+      ca_lease_account(w->lease), (long long)ca_lease_token(w->lease), why);
+  (void)ca_lease_release(w->lease, NULL, &e); /* stops the renewals */
+  ca_buf_free(&e);
+  w->leading = 0;
+  w->was_standby = 1;
+  w->standby_for[0] = '\0';
+  if (w->listen)
+    publish(w, NULL);
+}
+
+/*
+ * Hold the lease before a cycle: 1 when held (taken now or still held),
+ * 0 when a signal stopped the wait.  A standby tries every ttl/3, or as
+ * soon as the holder's lease ends when that is sooner; it logs the holder
+ * once (and again when another takes its place), and when it takes over.
+ */
+static int lead(watch *w)
+{
+  const double every = (double)ca_lease_ttl_ms(w->lease) / 3000.0;
+  char why[1024];
+
+  if (w->leading) {
+    if (ca_lease_held(w->lease, why, sizeof why))
+      return 1;
+    step_down(w, why);
+  }
+  while (!ca_interrupted()) {
+    ca_buf e = CA_BUF_INIT(4096);
+    double wait = every;
+    int won = 0;
+    chatapp_status st = ca_lease_acquire(w->lease, &won, &e);
+
+    if (st == CHATAPP_OK && won) {
+      ca_buf_reset(&e);
+      st = ca_lease_start(w->lease, &e);
+      if (st == CHATAPP_OK) {
+        say(w, 0,
+            "%s the lease of account %s at %s (token %lld, %lld s): "
+            "running cycles",
+            w->was_standby ? "took over" : "took", ca_lease_account(w->lease),
+            ca_lease_where(w->lease), (long long)ca_lease_token(w->lease),
+            (long long)ca_lease_ttl_ms(w->lease) / 1000);
+        ca_buf_free(&e);
+        w->leading = 1;
+        w->redis_down = 0;
+        w->standby_for[0] = '\0';
+        return 1;
+      }
+      say(w, 0, "cannot renew the lease just taken, so it is let go: %s",
+          ca_buf_str(&e));
+      ca_buf_reset(&e);
+      (void)ca_lease_release(w->lease, NULL, &e);
+    } else if (st == CHATAPP_OK) {
+      int64_t left = ca_lease_holder_ttl_ms(w->lease);
+      w->was_standby = 1;
+      w->redis_down = 0;
+      w->standby_ok = (int64_t)time(NULL);
+      if (strcmp(w->standby_for, ca_lease_holder(w->lease)) != 0) {
+        snprintf(w->standby_for, sizeof w->standby_for, "%s",
+                 ca_lease_holder(w->lease));
+        say(w, 0,
+            "standby: %s holds the lease of account %s at %s; this "
+            "watcher takes over when it ends",
+            w->standby_for, ca_lease_account(w->lease),
+            ca_lease_where(w->lease));
+      }
+      if (w->listen) /* healthy: it can take over */
+        publish(w, NULL);
+      /* a few ms past the holder's end, if that is sooner */
+      if (left >= 0 && (double)(left + 20) / 1000.0 < wait)
+        wait = (double)(left + 20) / 1000.0;
+    } else if (!w->redis_down) {
+      w->redis_down = 1;
+      say(w, 0, "standby: cannot take the lease: %s; trying again every %.1f s",
+          ca_buf_str(&e), every);
+    }
+    ca_buf_free(&e);
+    sleep_until(w, mono_s() + wait);
+    if (hup && !ca_interrupted())
+      reload(w);
+  }
+  return 0;
+}
+
+/* After a cycle: 1 when the lease was lost on the way (a renewal found
+ * another holder or none in time), and the watcher stood down.  A failing
+ * cycle may have been refused a state write (FENCED: the store says that
+ * this instance no longer holds the lease): a renewal now asks Redis
+ * whether the lease is still ours, whatever the message said. */
+static int lost_lease(watch *w, chatapp_status st)
+{
+  char why[1024];
+
+  if (!w->lease || !w->leading)
+    return 0;
+  if (st != CHATAPP_OK && ca_lease_held(w->lease, NULL, 0)) {
+    ca_buf e = CA_BUF_INIT(2048);
+    int ours = 0;
+    if (ca_lease_renew(w->lease, &ours, &e) != CHATAPP_OK)
+      say(w, 1, "cannot check the lease after the failing cycle: %s",
+          ca_buf_str(&e));
+    ca_buf_free(&e);
+  }
+  if (!ca_lease_held(w->lease, why, sizeof why)) {
+    step_down(w, why);
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- the state file ----------------------------------------------------- */
 
 /* mkdir -p the folder of path, mode 0700 for what it makes. */
@@ -332,11 +491,23 @@ static void publish(watch *w, const chatapp_runtime *rt)
       "chatapp_watch_interval_seconds %ld\n",
       w->cycles_ok, w->cycles_failed, w->failures, w->overruns, w->reloads_ok,
       w->reloads_failed, w->last_good, w->last_duration, w->o->every_s);
+  if (!st && w->lease)
+    st = ca_buf_printf(&b,
+                       "# HELP chatapp_watch_leader Whether this watcher "
+                       "holds the leader lease of a Redis state (1) or "
+                       "stands by (0).\n"
+                       "# TYPE chatapp_watch_leader gauge\n"
+                       "chatapp_watch_leader %d\n",
+                       w->leading);
   if (st || ca_listen_publish(w->listen, ca_buf_str(&b), b.len))
     say(w, 0, "cannot publish the metrics: out of memory");
   ca_buf_free(&b);
-  ca_listen_health(w->listen, w->last_good, w->healthz_max_age_s,
-                   w->last_error[0] ? w->last_error : NULL);
+  /* A standby that reaches Redis is as healthy as it can be. */
+  ca_listen_health(
+    w->listen,
+    w->lease && !w->leading && w->standby_ok > w->last_good ? w->standby_ok
+                                                            : w->last_good,
+    w->healthz_max_age_s, w->last_error[0] ? w->last_error : NULL);
 }
 
 /* ---- a cycle ------------------------------------------------------------ */
@@ -351,6 +522,8 @@ static chatapp_status cycle(watch *w, long n)
   if (st == CHATAPP_OK) {
     ca_runtime_keep_metrics(rt, w->listen != NULL);
     ca_runtime_give_clients(rt, &w->clients);
+    if (w->lease) /* every state write of the cycle carries it */
+      ca_runtime_set_lease_token(rt, ca_lease_token(w->lease));
     for (i = 0; st == CHATAPP_OK && i < w->nfiles; i++)
       st = chatapp_runtime_load_string(
         rt, w->src[i].path, ca_buf_str(&w->src[i].text), w->src[i].text.len);
@@ -441,7 +614,8 @@ static int start(watch *w, int *rc)
       return -1;
     }
   }
-  if (make_folder(w->cfg->state, err, sizeof err)) {
+  if (!ca_redis_is_url(w->cfg->state) &&
+      make_folder(w->cfg->state, err, sizeof err)) {
     say(w, 0, "%s", err);
     return -1;
   }
@@ -460,7 +634,15 @@ static int start(watch *w, int *rc)
   }
   ca_buf_free(&e);
   w->clients.api = api;
-  if (take_lock(w, ca_client_account(api), err, sizeof err)) {
+  if (ca_redis_is_url(w->cfg->state)) {
+    /* --account, else the client's: the state store's account */
+    if (open_lease(w,
+                   w->cfg->account ? w->cfg->account : ca_client_account(api),
+                   err, sizeof err)) {
+      say(w, 0, "%s", err);
+      return -1;
+    }
+  } else if (take_lock(w, ca_client_account(api), err, sizeof err)) {
     say(w, 0, "%s", err);
     return -1;
   }
@@ -478,8 +660,15 @@ static int start(watch *w, int *rc)
           w->o->listen);
     publish(w, NULL);
   }
-  say(w, 1, "watching every %ld s; state %s; lock %s", w->o->every_s,
-      w->cfg->state, w->lock_path);
+  if (w->lease)
+    say(w, 1,
+        "watching every %ld s; state %s; leader lease of account %s, "
+        "%lld s",
+        w->o->every_s, w->cfg->state, ca_lease_account(w->lease),
+        (long long)ca_lease_ttl_ms(w->lease) / 1000);
+  else
+    say(w, 1, "watching every %ld s; state %s; lock %s", w->o->every_s,
+        w->cfg->state, w->lock_path);
   return 0;
 }
 
@@ -504,12 +693,18 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
   if (start(&w, &rc) == 0) {
     rc = 0;
     for (n = 1; !ca_interrupted(); n++) {
-      double began = mono_s(), took, delay;
-      cycle(&w, n);
+      double began, took, delay;
+      chatapp_status st;
+      if (w.lease && !lead(&w))
+        break; /* a signal during the standby */
+      began = mono_s();
+      st = cycle(&w, n);
       ran = n;
       took = mono_s() - began;
       if (ca_interrupted())
         break;
+      if (lost_lease(&w, st))
+        continue; /* standby at once */
       if (took > (double)o->every_s) {
         w.overruns++;
         say(&w, 0,
@@ -521,17 +716,35 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
       if (w.failures > 1)
         say(&w, 0, "backing off after %d failing cycles: the next in %.0f s",
             w.failures, delay);
-      sleep_until(began + delay);
+      sleep_until(&w, began + delay);
       while (hup && !ca_interrupted()) {
         reload(&w);
-        sleep_until(began + delay);
+        sleep_until(&w, began + delay);
       }
     }
     n = ran;
-    say(&w, 0, "stopped by %s after %ld cycle%s; the state is committed",
-        ca_interrupted() == SIGINT ? "SIGINT" : "SIGTERM", n,
-        n == 1 ? "" : "s");
+    if (w.lease && !w.leading)
+      say(&w, 0, "stopped by %s while standing by, after %ld cycle%s here",
+          ca_interrupted() == SIGINT ? "SIGINT" : "SIGTERM", n,
+          n == 1 ? "" : "s");
+    else
+      say(&w, 0, "stopped by %s after %ld cycle%s; the state is committed",
+          ca_interrupted() == SIGINT ? "SIGINT" : "SIGTERM", n,
+          n == 1 ? "" : "s");
   }
+  if (w.lease && w.leading) {
+    /* a standby takes over at once */
+    ca_buf e = CA_BUF_INIT(2048);
+    int released = 0;
+    if (ca_lease_release(w.lease, &released, &e) != CHATAPP_OK)
+      say(&w, 0,
+          "cannot release the lease (it ends by itself within %lld s): %s",
+          (long long)ca_lease_ttl_ms(w.lease) / 1000, ca_buf_str(&e));
+    else if (released)
+      say(&w, 1, "released the lease of account %s", ca_lease_account(w.lease));
+    ca_buf_free(&e);
+  }
+  ca_lease_free(w.lease);
   ca_listen_stop(w.listen);
   ca_runtime_clients_free(&w.clients);
   sources_free(w.src, nfiles);

@@ -22,10 +22,13 @@ int ca_watch_signals(void);
 /*
  * Run the policy files every o->every_s seconds with cfg (its state file,
  * or the default one, created with its folder; its log function).  Takes
- * the watcher lock of the state file and account; never returns before a
- * SIGINT / SIGTERM (then 0, once the cycle in flight ended) unless it
- * cannot start: the policies do not load (o->exit_load), or the lock, the
- * credentials, the state folder or --listen fail (2).
+ * the watcher lock of the state file and account; with a Redis state
+ * (redis://...) the leader lease of the account instead, standing by while
+ * another process holds it (cfg->lease_s, docs/watch.md).  Never returns
+ * before a SIGINT / SIGTERM (then 0, once the cycle in flight ended; the
+ * lease released) unless it cannot start: the policies do not load
+ * (o->exit_load), or the lock, the state's Redis, the credentials, the
+ * state folder or --listen fail (2).
  */
 int ca_watch(chatapp_config *cfg, char **files, int nfiles,
              const ca_watch_opts *o);

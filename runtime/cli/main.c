@@ -19,6 +19,7 @@
 #include "ca_config.h"
 #include "ca_crypto.h"
 #include "ca_emulator.h"
+#include "ca_redis.h"
 #include "ca_suggest.h"
 #include "ca_watch.h"
 #include "chatapp.h"
@@ -533,6 +534,12 @@ int main(int argc, char **argv)
   if (watch.every_s && (script || cfg->replay)) {
     rc = USAGE_ERROR("--every runs policies cycle after cycle: not with %s",
                      script ? "--lua" : "--replay (a recording never changes)");
+    goto out;
+  }
+  if (cfg->lease_s && !ca_redis_is_url(cfg->state)) {
+    rc = USAGE_ERROR("%s", "--lease is the leader lease of a state kept in "
+                           "Redis: it goes with --state redis://... "
+                           "(docs/watch.md)");
     goto out;
   }
   if (cfg->apply && (!cfg->replay || (flags & CHATAPP_RUN_DRY))) {

@@ -114,6 +114,11 @@ static const option options[] = {
    NULL, "DURATION",
    "a pending action older than this is reported as expired, not sent "
    "(default 1h)"},
+  {"lease", K_DURATION, FIELD(lease_s), 3, 3600, NULL, "DURATION",
+   "with --state redis://...: the leader lease that lets one watcher or "
+   "run of all hosts work on the state at a time; a standby takes over "
+   "within this time of the leader's end (default 15s, at least 3s; "
+   "docs/watch.md)"},
   {"instruction_limit", K_LONG, FIELD(instruction_limit), 1000, 1e12, NULL, "N",
    "Lua instructions per policy and run (default 200 million)"},
   {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL},
@@ -428,6 +433,11 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
   }
   case K_DURATION: {
     long secs = ca_parse_duration(value);
+    if (o->offset == OFF(lease_s) &&
+        (secs < (long)o->min || secs > (long)o->max))
+      return BAD("option '%s' must be a duration from 3s to 1h, like 15s or "
+                 "1m, not '%.64s' (the lease is renewed every third of it)",
+                 key, value);
     if (secs < (long)o->min || secs > (long)o->max)
       return BAD("option '%s' must be a duration like 90s, 15m, 24h or 7d "
                  "(up to 365d), not '%.64s'",

@@ -54,6 +54,7 @@ struct chatapp_config {
   long instruction_limit;
   char *state;           /* the state store's file, or NULL */
   long outbox_max_age_s; /* 0: the default (1 h) */
+  long lease_s; /* a Redis state's leader lease (ca_lease.h); 0: 15 s */
   /* host */
   chatapp_log_fn log;
   void *log_ud;

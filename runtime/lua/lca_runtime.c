@@ -26,6 +26,8 @@
 #include <lualib.h>
 
 #include "ca_config.h"
+#include "ca_lease.h"
+#include "ca_redis.h"
 #include "lca.h"
 #include "lca_runtime.h"
 
@@ -46,6 +48,11 @@ struct chatapp_runtime {
   int keep_metrics;     /* ca_runtime_keep_metrics: metrics text after a run */
   int failure_shown;    /* the last run's report logged its failure message */
   ca_buf metrics;
+  /* The fence token of the leader lease the run works under (Redis state):
+   * given by a watcher (ca_runtime_set_lease_token), or taken by
+   * chatapp_runtime_run for the run (lease, then freed).  0: none. */
+  int64_t given_token, run_token;
+  ca_lease *lease;
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -300,6 +307,21 @@ static int host_log(lua_State *L)
   return 0;
 }
 
+/* core.lease_token() -> integer | nil: the fence token of the leader
+ * lease the current run works under (a Redis state), which the state
+ * store passes to every write; nil without one. */
+static int core_lease_token(lua_State *L)
+{
+  chatapp_runtime *rt = lua_touserdata(L, lua_upvalueindex(1));
+  int64_t t = rt->given_token ? rt->given_token : rt->run_token;
+
+  if (t > 0)
+    lua_pushinteger(L, (lua_Integer)t);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 /* The options table the runner reads (no secrets in it). */
 static void push_options(lua_State *L, const chatapp_config *cfg)
 {
@@ -376,6 +398,15 @@ static int setup(lua_State *L)
     return 0;
   }
   rt->runner = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* core.lease_token, on the module every require of "chatapp.core" in
+   * this state gets (the runner has loaded it) */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "chatapp.core") == LUA_TTABLE) {
+    lua_pushlightuserdata(L, rt);
+    lua_pushcclosure(L, core_lease_token, 1);
+    lua_setfield(L, -2, "lease_token");
+  }
+  lua_pop(L, 2);
   /* The output format names one of report.formats, the one table of them:
    * report.check_format(name) -> true | nil, message */
   lua_getglobal(L, "require");
@@ -491,7 +522,8 @@ void chatapp_runtime_free(chatapp_runtime *rt)
   if (!rt)
     return;
   if (rt->L)
-    lua_close(rt->L); /* before the client: Lua holds a borrowed handle */
+    lua_close(rt->L);       /* before the client: Lua holds a borrowed handle */
+  ca_lease_free(rt->lease); /* only after a run cut short: it expires */
   ca_client_free(rt->client);
   ca_client_free(rt->http);
   chatapp_config_free(rt->cfg);
@@ -751,6 +783,161 @@ static int do_run(lua_State *L)
   return 0;
 }
 
+/* ---- the leader lease of a Redis state ---------------------------------- */
+
+static void rt_log(const chatapp_runtime *rt, int level, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+static void rt_log(const chatapp_runtime *rt, int level, const char *fmt, ...)
+{
+  char line[2048];
+  va_list ap;
+
+  if (!rt->cfg->log || level > rt->cfg->verbose)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  rt->cfg->log(rt->cfg->log_ud, level, line);
+}
+
+void ca_runtime_set_lease_token(chatapp_runtime *rt, int64_t token)
+{
+  if (rt)
+    rt->given_token = token > 0 ? token : 0;
+}
+
+/* Whether a run takes the lease itself: a Redis state, a run that may
+ * write it (not --check, not a dry run or a replay without --apply), and
+ * no lease given by a watcher. */
+static int run_needs_lease(const chatapp_runtime *rt, int flags)
+{
+  const chatapp_config *c = rt->cfg;
+
+  if (!c->state || !ca_redis_is_url(c->state) || rt->given_token)
+    return 0;
+  if (flags & (CHATAPP_RUN_CHECK | CHATAPP_RUN_DRY))
+    return 0;
+  return !c->replay || c->apply;
+}
+
+/* The account the state is kept under, as Runner:account() says:
+ * --account, else "default" for a replay, else the client's (made now, as
+ * host.client() would, and kept for the run).  NULL when the client
+ * cannot be made: then rt's message, *st and the report status *kind. */
+static const char *run_account(chatapp_runtime *rt, chatapp_status *st,
+                               const char **kind)
+{
+  ca_buf err = CA_BUF_INIT(4096);
+
+  if (rt->cfg->account)
+    return rt->cfg->account;
+  if (rt->cfg->replay)
+    return "default";
+  if (!rt->client) {
+    ca_buf_reset(&rt->cred_source);
+    *st = ca_config_new_client(rt->cfg, &rt->client, &err, &rt->cred_source);
+    if (*st) {
+      *st =
+        *st == CHATAPP_ECREDENTIALS ? CHATAPP_ECREDENTIALS : CHATAPP_ECONFIG;
+      *kind = *st == CHATAPP_ECREDENTIALS ? "credentials" : "config";
+      fail(rt, *st, "%s", ca_buf_str(&err));
+      ca_buf_free(&err);
+      return NULL;
+    }
+  }
+  ca_buf_free(&err);
+  return ca_client_account(rt->client);
+}
+
+/* Take the lease of the run's account and start renewing it; a lease
+ * another holds is a configuration error naming the holder.  On failure
+ * rt's message, the status and the report status *kind. */
+static chatapp_status take_lease(chatapp_runtime *rt, const char **kind)
+{
+  ca_buf err = CA_BUF_INIT(4096);
+  chatapp_status st = CHATAPP_OK;
+  const char *account = run_account(rt, &st, kind);
+  int won = 0;
+
+  if (!account)
+    return st;
+  *kind = "config";
+  st = ca_lease_new(rt->cfg->state, account, (int64_t)rt->cfg->lease_s * 1000,
+                    &rt->lease, &err);
+  if (st) {
+    st = fail(rt, CHATAPP_ECONFIG,
+              "cannot take the leader lease of account %s for the state "
+              "%s: %s",
+              account, rt->cfg->state, ca_buf_str(&err));
+    goto out;
+  }
+  st = ca_lease_acquire(rt->lease, &won, &err);
+  if (st) {
+    st = fail(rt, CHATAPP_ECONFIG,
+              "cannot take the leader lease of account %s at %s: %s", account,
+              ca_lease_where(rt->lease), ca_buf_str(&err));
+    goto out;
+  }
+  if (!won) {
+    st = fail(rt, CHATAPP_ECONFIG,
+              "%s holds the lease of account %s at %s; a watcher runs there "
+              "(or another run of this state); run this there, or stop it "
+              "(docs/watch.md)",
+              ca_lease_holder(rt->lease), account, ca_lease_where(rt->lease));
+    goto out;
+  }
+  st = ca_lease_start(rt->lease, &err);
+  if (st) {
+    (void)ca_lease_release(rt->lease, NULL, &err);
+    st = fail(rt, CHATAPP_ECONFIG,
+              "the leader lease of account %s at %s cannot be renewed: %s",
+              account, ca_lease_where(rt->lease), ca_buf_str(&err));
+    goto out;
+  }
+  rt->run_token = ca_lease_token(rt->lease);
+  rt_log(rt, 1,
+         "took the leader lease of account %s at %s (token %lld, %lld s)",
+         account, ca_lease_where(rt->lease), (long long)rt->run_token,
+         (long long)ca_lease_ttl_ms(rt->lease) / 1000);
+out:
+  if (st) {
+    ca_lease_free(rt->lease);
+    rt->lease = NULL;
+  }
+  ca_buf_free(&err);
+  return st;
+}
+
+/* After the run: say whether the lease was lost on the way, release it
+ * (a standby takes over at once) and forget it. */
+static void drop_lease(chatapp_runtime *rt)
+{
+  ca_buf err = CA_BUF_INIT(4096);
+  char why[1024];
+  int released = 0, ours = 0;
+
+  /* one renewal asks Redis whether it is still ours (the thread may not
+   * have renewed during a short run) */
+  if (ca_lease_held(rt->lease, NULL, 0) &&
+      ca_lease_renew(rt->lease, &ours, &err) != CHATAPP_OK)
+    ca_buf_reset(&err); /* unknown: the release below says more */
+  if (!ca_lease_held(rt->lease, why, sizeof why))
+    rt_log(rt, 0,
+           "the leader lease was lost during the run: %s; state writes after "
+           "that were refused (FENCED)",
+           why);
+  else if (ca_lease_release(rt->lease, &released, &err) != CHATAPP_OK)
+    rt_log(rt, 0,
+           "cannot release the leader lease (it ends by itself within %lld "
+           "s): %s",
+           (long long)ca_lease_ttl_ms(rt->lease) / 1000, ca_buf_str(&err));
+  ca_lease_free(rt->lease);
+  rt->lease = NULL;
+  rt->run_token = 0;
+  ca_buf_free(&err);
+}
+
 chatapp_status chatapp_runtime_run(chatapp_runtime *rt, int flags)
 {
   chatapp_status st;
@@ -762,11 +949,22 @@ chatapp_status chatapp_runtime_run(chatapp_runtime *rt, int flags)
     return unusable(rt);
   clear_error(rt);
   rt->failure_shown = 0;
+  if (run_needs_lease(rt, flags)) {
+    const char *kind = "config";
+    st = take_lease(rt, &kind);
+    if (st) {
+      clear_reports(rt);
+      ca_runtime_report_failure(rt, kind); /* the summary of --output json */
+      return st;
+    }
+  }
   memset(&j, 0, sizeof j);
   j.flags = flags;
   st = protect(rt, do_run, &j, "the run failed");
   if (j.raised)
     clear_reports(rt); /* none rather than half of one */
+  if (rt->lease)
+    drop_lease(rt);
   return st;
 }
 

@@ -3,6 +3,8 @@
 #ifndef LCA_RUNTIME_H
 #define LCA_RUNTIME_H
 
+#include <stdint.h>
+
 #include "ca_buf.h"
 #include "ca_client.h"
 #include "chatapp.h"
@@ -73,6 +75,12 @@ typedef struct ca_runtime_clients {
 void ca_runtime_take_clients(chatapp_runtime *rt, ca_runtime_clients *out);
 void ca_runtime_give_clients(chatapp_runtime *rt, ca_runtime_clients *in);
 void ca_runtime_clients_free(ca_runtime_clients *c);
+
+/* The fence token of the leader lease a watcher holds (ca_lease.h), for
+ * the runs of rt: core.lease_token() returns it, the state store passes
+ * it with every write, and chatapp_runtime_run takes no lease of its own.
+ * 0: none (a run with a Redis state then takes the lease itself). */
+void ca_runtime_set_lease_token(chatapp_runtime *rt, int64_t token);
 
 /* Read a policy file as loading does (a regular file of at most max
  * bytes; the message in rt's errmsg otherwise) into out. */

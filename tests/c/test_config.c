@@ -230,6 +230,30 @@ static void output_formats(void)
   chatapp_config_free(c);
 }
 
+/* The leader lease's length (a Redis state): a duration of 3 s to 1 h. */
+static void lease_key(void)
+{
+  static const char *const bad[] = {"2s", "0", "2h", "15 s", "x", ""};
+  chatapp_config *c = chatapp_config_new();
+  size_t i;
+
+  CHECK(c && c->lease_s == 0); /* the default, 15 s, is ca_lease's */
+  if (!c)
+    return;
+  CHECK(chatapp_config_set(c, "lease", "15s") == CHATAPP_OK);
+  CHECK(c->lease_s == 15);
+  CHECK(chatapp_config_set(c, "lease", "3") == CHATAPP_OK);
+  CHECK(c->lease_s == 3);
+  CHECK(chatapp_config_set(c, "lease", "1h") == CHATAPP_OK);
+  CHECK(c->lease_s == 3600);
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK(chatapp_config_set(c, "lease", bad[i]) == CHATAPP_EINVAL);
+    CHECK(strstr(chatapp_config_errmsg(c), "from 3s to 1h"));
+    CHECK(c->lease_s == 3600); /* kept */
+  }
+  chatapp_config_free(c);
+}
+
 int main(void)
 {
   chatapp_config *cfg = chatapp_config_new(), *dup;
@@ -242,6 +266,7 @@ int main(void)
   interruption();
   two_threads();
   output_formats();
+  lease_key();
 
   CHECK(cfg != NULL);
   /* Setting one key never disturbs its neighbours. */
