@@ -64,10 +64,11 @@ end
 --- Carry out actions (a list); ctx: client(), http(), budget(policy name),
 --- allow_exec, progress (show a progress line on stderr), after(slice)
 --- (called with each slice once its outcomes are known: the outbox
---- records them).  Returns the
+--- records them; a string returned stops the run there: every action
+--- not started yet is skipped with it as the reason).  Returns the
 --- interruption message when a signal stopped the run early, else nil.
 function M.run(list, ctx)
-  local i = 1
+  local i, stopped = 1, nil
   while i <= #list do
     local kind = list[i].kind
     local group = {}
@@ -77,7 +78,7 @@ function M.run(list, ctx)
     end
     local from = 1
     while from <= #group do
-      local why = M.interrupted()
+      local why = M.interrupted() or stopped
       if why then
         for k = from, #group do not_started(group[k], why) end
         break
@@ -87,7 +88,7 @@ function M.run(list, ctx)
       local slice = group
       if from ~= 1 or to ~= #group then slice = table.move(group, from, to, 1, {}) end
       run_group(kind, slice, ctx)
-      if ctx.after then ctx.after(slice) end
+      if ctx.after then stopped = stopped or ctx.after(slice) end
       from = to + 1
     end
   end

@@ -431,8 +431,11 @@ function Runner:run_with(rep, flags, dry, spaces, history)
       budget = function(name) return budgets[name] end,
       progress = self:progress_label("actions") ~= nil,
       after = history and function(group)
-        local ok, err = history:settle(group)
+        local ok, err, code = history:settle(group)
         if not ok then rep:fail_shown("output", err) end
+        -- Another watcher took the lease mid-run: it resumes what is
+        -- still pending (same keys); this one sends nothing more.
+        if code == "EFENCED" then return "not sent: this instance lost the lease" end
       end,
     })
     if history then

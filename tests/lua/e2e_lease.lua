@@ -219,6 +219,25 @@ T.cases {
     T.eq(srv:cli("-n", "2", "GET", "chatapp:lease:{" .. E.KEY_ID .. "}"), "", "no lease left behind")
   end },
 
+  { "a run that loses the lease while it sends stops sending: the new holder has the rest", function()
+    local url = srv.url .. "/6"
+    local lease_key = "chatapp:lease:{" .. E.KEY_ID .. "}"
+    clear_sink()
+    local p = E.start { "--endpoint", emu.url, "--limiter", "process", "--state", url, pager }
+    T.check(E.wait_for(function() return #sink() >= 1 end, 20000), "the run is sending its webhooks")
+    T.eq(srv:cli("-n", "6", "SET", lease_key, "99 elsewhere 4242"), "OK", "another holder")
+    srv:cli("-n", "6", "INCR", "chatapp:fence:{" .. E.KEY_ID .. "}")
+    local rc = p.wait(30000)
+    T.check(rc ~= 0 and rc ~= nil, "the run fails: " .. tostring(rc))
+    local sent = #sink()
+    -- The slice in flight when the lease went finishes (16 at once), and
+    -- the one whose outcomes could not be recorded; then nothing.
+    T.check(sent <= 2 * 16, ("it stopped sending (%d of %d sent)"):format(sent, NUMBERS))
+    T.check(p.out():find("this instance lost the lease", 1, true) or p.err():find("this instance lost the lease", 1, true),
+      "the report says why the rest was not sent: " .. p.out():sub(1, 600))
+    T.check(tonumber(pending(6)) >= NUMBERS - sent, "the rest is pending for the new holder: " .. pending(6))
+  end },
+
   { "the leader killed with SIGKILL mid-run: the standby takes over within the lease; no action lost", function()
     local url = srv.url .. "/3"
     clear_sink()
