@@ -28,6 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #include "ca_limiter.h" /* ca_now_us */
 #include "ca_redis.h"
 #include "test.h"
@@ -71,7 +75,8 @@ static void wait_close(int fd, int ms)
   (void)poll(&p, 1, ms);
 }
 
-static void evil(int fd, const char *mode)
+/* 1: go on serving the connection; 0: end it. */
+static int evil(int fd, const char *mode)
 {
   char line[64];
 
@@ -118,16 +123,25 @@ static void evil(int fd, const char *mode)
     for (int i = 0; i < 12; i++) {
       sleep_ms(300);
       if (send_str(fd, "a"))
-        return;
+        return 0;
     }
     send_str(fd, "\r\n");
     wait_close(fd, 5000);
+  } else if (strcmp(mode, "wide") == 0) {
+    /* 100000 distinct short strings: a Lua table of several MB */
+    static char items[100000 * 11 + 1];
+    for (int i = 0; i < 100000; i++)
+      snprintf(items + i * 11, 12, "$5\r\n%05d\r\n", i);
+    send_str(fd, "*100000\r\n");
+    send_all(fd, items, sizeof items - 1);
+    return 1; /* and go on serving */
   } else if (strcmp(mode, "closemid") == 0) {
     send_str(fd, "$10\r\nabc");
   } else {
     snprintf(line, sizeof line, "-ERR no mode %.30s\r\n", mode);
     send_str(fd, line);
   }
+  return 0;
 }
 
 /* Serve one connection: read commands (arrays of bulk strings), answer. */
@@ -203,8 +217,8 @@ static void serve(int fd)
       send_all(fd, argv[1], argl[1]);
       send_str(fd, "\r\n");
     } else if (strcmp(argv[0], "EVIL") == 0 && n == 2) {
-      evil(fd, argv[1]);
-      _exit(0);
+      if (!evil(fd, argv[1]))
+        _exit(0);
     } else
       send_str(fd, "-ERR unknown command\r\n");
     /* more commands pipelined in the buffer */
@@ -815,6 +829,114 @@ static void test_backoff(void)
   fake_stop(&f);
 }
 
+/* ---- the Lua binding at its memory cap ------------------------------------ */
+
+void lca_open_redis(lua_State *L);
+
+typedef struct capped {
+  size_t used, cap;
+} capped;
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+  capped *c = ud;
+  size_t old = ptr ? osize : 0;
+
+  if (nsize == 0) {
+    c->used -= old;
+    free(ptr);
+    return NULL;
+  }
+  if (nsize > old && c->used - old + nsize > c->cap)
+    return NULL;
+  ptr = realloc(ptr, nsize);
+  if (ptr)
+    c->used = c->used - old + nsize;
+  return ptr;
+}
+
+/* A reply too big for the state's memory: a memory error raised in Lua,
+ * the reply freed (valgrind and ASan would see it leak), the connection
+ * still in step. */
+static void test_lua_cap(void)
+{
+  static const char chunk[] =
+    "local url = ...\n"
+    "local c = assert(core.redis_connect(url))\n"
+    "local ok, err = pcall(c.call, c, 'EVIL', 'wide')\n"
+    "assert(not ok, 'the wide reply fit')\n"
+    "assert(tostring(err):find('not enough memory'), tostring(err))\n"
+    "collectgarbage()\n"
+    "for i = 1, 20 do\n"
+    "  local r = c:call('ECHO', 'x' .. i)\n"
+    "  assert(r == 'x' .. i, tostring(r))\n"
+    "end\n"
+    "local e1, e2, e3 = c:call('NOPE')\n"
+    "assert(e1 == nil and e2:find('unknown') and e3 == 'EREDIS')\n"
+    "c:close()\n"
+    "return 'done'\n";
+  fake f = fake_start(0, 0);
+  capped cap = {0, 2u << 20};
+  lua_State *L = lua_newstate(capped_alloc, &cap);
+  int rc;
+
+  CHECK(L != NULL);
+  if (!L) {
+    fake_stop(&f);
+    return;
+  }
+  luaL_openlibs(L);
+  lua_newtable(L);
+  lca_open_redis(L);
+  lua_setglobal(L, "core");
+  rc = luaL_loadstring(L, chunk);
+  CHECK(rc == LUA_OK);
+  if (rc == LUA_OK) {
+    lua_pushstring(L, url_of(&f));
+    rc = lua_pcall(L, 1, 1, 0);
+    if (rc != LUA_OK)
+      fprintf(stderr, "lua: %s\n", lua_tostring(L, -1));
+    CHECK(rc == LUA_OK);
+    CHECK(rc == LUA_OK && strcmp(lua_tostring(L, -1), "done") == 0);
+  }
+  /* Then every few bytes of headroom: some call runs out of memory at
+   * each step of the binding (the error reply, the message of a failure,
+   * a reply): nothing the binding allocated outside Lua may leak. */
+  lua_settop(L, 0);
+  rc = luaL_loadstring(L, "local url = ...\n"
+                          "local c = assert(core.redis_connect(url))\n"
+                          "return function()\n"
+                          "  local a = {pcall(c.call, c, 'NOPE')}\n"
+                          "  local b = {pcall(c.call, c, 'EVIL', 'garbage')}\n"
+                          "  local d = {pcall(c.call, c, 'ECHO', 'abc')}\n"
+                          "  return a[1] and b[1] and d[1]\n"
+                          "end\n");
+  CHECK(rc == LUA_OK);
+  if (rc == LUA_OK) {
+    int done = 0, failed = 0;
+    lua_pushstring(L, url_of(&f));
+    rc = lua_pcall(L, 1, 1, 0);
+    CHECK(rc == LUA_OK);
+    lua_gc(L, LUA_GCCOLLECT);
+    for (size_t h = 0; rc == LUA_OK && h < 3000; h += 16) {
+      lua_pushvalue(L, 1);
+      cap.cap = cap.used + h;
+      if (lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1))
+        done++;
+      else
+        failed++;
+      cap.cap = 64u << 20;
+      lua_settop(L, 1);
+      lua_gc(L, LUA_GCCOLLECT);
+    }
+    CHECK(done > 0 && failed > 0);
+  }
+  lua_settop(L, 0);
+  lua_close(L);
+  CHECK(cap.used == 0);
+  fake_stop(&f);
+}
+
 int main(void)
 {
   if (!mkdtemp(tmpdir)) {
@@ -825,6 +947,7 @@ int main(void)
   test_password();
   test_hostile();
   test_connect_timeout();
+  test_lua_cap();
   test_backoff();
   rmdir(tmpdir);
   return test_report("test_redis");
