@@ -13,6 +13,9 @@
  *                                 server does not know it)
  *   conn:where()               -> "redis://host:port/db" (no password)
  *   conn:round_trips()         -> commands sent so far
+ *   conn:down_since()          -> when (core.monotonic()'s clock) the server
+ *                                 was last reachable, while it is away;
+ *                                 nil when connected
  *   conn:close()               (also __close and __gc)
  *
  * Replies: a status or a bulk string is a string, an integer an integer,
@@ -200,6 +203,17 @@ static int l_round_trips(lua_State *L)
   return 1;
 }
 
+static int l_down_since(lua_State *L)
+{
+  int64_t t = ca_redis_down_since(check_open(L));
+
+  if (t == 0)
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, (lua_Number)t / 1e6);
+  return 1;
+}
+
 static int l_close(lua_State *L)
 {
   lredis *x = luaL_checkudata(L, 1, REDIS_MT);
@@ -211,9 +225,13 @@ static int l_close(lua_State *L)
 void lca_open_redis(lua_State *L)
 {
   static const luaL_Reg methods[] = {
-    {"call", l_call},   {"eval", l_eval},
-    {"where", l_where}, {"round_trips", l_round_trips},
-    {"close", l_close}, {NULL, NULL},
+    {"call", l_call},
+    {"eval", l_eval},
+    {"where", l_where},
+    {"round_trips", l_round_trips},
+    {"down_since", l_down_since},
+    {"close", l_close},
+    {NULL, NULL},
   };
 
   if (luaL_newmetatable(L, REDIS_MT)) {

@@ -829,7 +829,8 @@ static void test_backoff(void)
   fake_stop(&f);
 }
 
-/* ---- the Lua binding at its memory cap ------------------------------------ */
+/* ---- the Lua binding at its memory cap ------------------------------------
+ */
 
 void lca_open_redis(lua_State *L);
 
