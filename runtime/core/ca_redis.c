@@ -516,6 +516,55 @@ static rt_result send_all(int fd, const char *buf, size_t len, int64_t deadline,
   return RT_OK;
 }
 
+/* The item the reader waits on, from what is buffered so far: a bulk
+ * string announced over the cap fails now, not once 64 MiB have come; a
+ * line (status, error, integer, array header) or a bulk string's header
+ * over its size fails too (hiredis would rescan the unfinished line on
+ * every read: quadratic time on a line that never ends). */
+static int pending_too_big(const redisReader *rd, char *why, size_t size)
+{
+  const redisReadTask *t;
+  size_t avail = rd->len - rd->pos, i;
+  unsigned long long n = 0;
+
+  if (rd->ridx < 0 || avail == 0)
+    return 0;
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+  t = rd->task ? rd->task[rd->ridx] : NULL;
+#else
+  t = &rd->rstack[rd->ridx];
+#endif
+  if (!t)
+    return 0;
+  if (t->type != REDIS_REPLY_STRING) {
+    if (avail <= CA_REDIS_MAX_LINE)
+      return 0;
+    snprintf(why, size,
+             "a reply line over %u bytes (a hostile or wrong server?)",
+             CA_REDIS_MAX_LINE);
+    return 1;
+  }
+  if (!memchr(rd->buf + rd->pos, '\n', avail < 32 ? avail : 32)) {
+    if (avail < 32)
+      return 0;
+    snprintf(why, size,
+             "not Redis's protocol: a bulk string's length of "
+             "over 30 bytes");
+    return 2;
+  }
+  for (i = rd->pos; i < rd->len && rd->buf[i] >= '0' && rd->buf[i] <= '9' &&
+                    n <= CA_REDIS_MAX_REPLY;
+       i++)
+    n = n * 10 + (unsigned)(rd->buf[i] - '0');
+  if (n <= CA_REDIS_MAX_REPLY)
+    return 0;
+  snprintf(why, size,
+           "a bulk string announced over %u bytes (a hostile or wrong "
+           "server?)",
+           CA_REDIS_MAX_REPLY);
+  return 1;
+}
+
 /* Read one reply of r->c into *out before deadline.  Never holds more than
  * CA_REDIS_MAX_REPLY unparsed bytes, nor objects over the budget. */
 static rt_result read_reply(ca_redis *r, int64_t deadline, redisReply **out,
@@ -539,6 +588,14 @@ static rt_result read_reply(ca_redis *r, int64_t deadline, redisReply **out,
     if (reply) {
       *out = reply;
       return RT_OK;
+    }
+    switch (pending_too_big(rd, why, size)) {
+    case 1:
+      return RT_TOOBIG;
+    case 2:
+      return RT_PROTOCOL;
+    default:
+      break;
     }
     rt = wait_fd(r->c->fd, POLLIN, deadline, why, size);
     if (rt != RT_OK)

@@ -42,6 +42,7 @@ typedef struct redisReply redisReply; /* hiredis; freeReplyObject() */
 #define CA_REDIS_MAX_REPLY         (64u << 20) /* bytes of one reply */
 #define CA_REDIS_MAX_ELEMENTS      (1u << 20)  /* elements of an array */
 #define CA_REDIS_MAX_DEPTH         7           /* arrays nested in a reply */
+#define CA_REDIS_MAX_LINE          (1u << 20)  /* a status or error line */
 #define CA_REDIS_PASSWORD_ENV      "CHATAPP_REDIS_PASSWORD"
 #define CA_REDIS_PASSWORD_FILE_ENV "CHATAPP_REDIS_PASSWORD_FILE"
 
