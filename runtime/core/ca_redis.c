@@ -582,6 +582,10 @@ static rt_result read_reply(ca_redis *r, int64_t deadline, redisReply **out,
         snprintf(why, size, "%s", r->budget.why);
         return RT_TOOBIG;
       }
+      if (rd->err == REDIS_ERR_OOM) {
+        snprintf(why, size, "out of memory reading a reply");
+        return RT_IO;
+      }
       snprintf(why, size, "not Redis's protocol: %s", rd->errstr);
       return RT_PROTOCOL;
     }
