@@ -293,8 +293,8 @@ static chatapp_status read_password(char **out, ca_buf *err)
 /* ---- the connection ----------------------------------------------------- */
 
 /* Copy text into dst without the password (a server's error may quote what
- * it was sent).  The password is masked before the text is cut to size, so
- * no prefix of it survives the cut. */
+ * it was sent) and without control bytes.  The password is masked before the
+ * text is cut to size, so no prefix of it survives the cut. */
 static void copy_clean(const ca_redis *r, char *dst, size_t size,
                        const char *text)
 {
@@ -309,8 +309,11 @@ static void copy_clean(const ca_redis *r, char *dst, size_t size,
       for (size_t i = 0; i < sizeof mask - 1 && o + 1 < size; i++)
         dst[o++] = mask[i];
       s += pn;
-    } else
-      dst[o++] = *s++;
+    } else {
+      /* a server's text is shown on terminals: no control bytes */
+      unsigned char ch = (unsigned char)*s++;
+      dst[o++] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
+    }
   }
   dst[o] = '\0';
   /* Cut short: the end may be the start of the password. */

@@ -246,7 +246,13 @@ static void serve(int fd)
       } else if (!need_password)
         send_str(fd, "-ERR AUTH <password> called without any password "
                      "configured for the default user.\r\n");
-      else
+      else if (strncmp(pw, "CANARY-echo", 11) == 0) {
+        /* a server that quotes the password, long, with escapes */
+        char line[1024];
+        snprintf(line, sizeof line, "-WRONGPASS \x1b[31m%s is wrong%0*d %s\r\n",
+                 pw, 150, 0, pw);
+        send_str(fd, line);
+      } else
         send_str(fd, "-WRONGPASS invalid username-password pair or user is "
                      "disabled.\r\n");
     } else if (!authed)
@@ -605,6 +611,13 @@ static void test_password(void)
   CHECK(st == CHATAPP_ECREDENTIALS);
   CHECK(strstr(msg, "refused the password") && strstr(msg, "WRONGPASS") &&
         strstr(msg, CA_REDIS_PASSWORD_ENV));
+  /* a server that quotes it back: masked, whole or cut, no escapes */
+  setenv(CA_REDIS_PASSWORD_ENV, "CANARY-echo-7d3f-0123456789abcdef", 1);
+  st = open_url(url, &r, msg, sizeof msg);
+  CHECK(st == CHATAPP_ECREDENTIALS);
+  CHECK(strstr(msg, "<redacted>") != NULL);
+  CHECK(strchr(msg, '\x1b') == NULL);
+  CHECK(strstr(msg, "0123") == NULL && strstr(msg, "echo") == NULL);
   /* the right one, from the environment */
   setenv(CA_REDIS_PASSWORD_ENV, PASSWORD, 1);
   st = open_url(url, &r, msg, sizeof msg);
