@@ -13,7 +13,11 @@
  *   in a message: ca_redis_where() names the server without it.
  *
  * The server is untrusted data: replies are capped in size, elements and
- * depth; a reply of an unexpected type is an error, never a crash.
+ * depth; a reply of an unexpected type is an error, never a crash.  The
+ * caps are checked before hiredis allocates (its reply object functions go
+ * through a budget), so a hostile header costs nothing.  Each round trip
+ * has one deadline (poll), and writes never raise SIGPIPE.
+ * docs/internals/redis.md has the details.
  *
  * Failure and reconnection: a command on a broken connection fails at once
  * with CHATAPP_ETRANSPORT and a message naming the server; the next command
