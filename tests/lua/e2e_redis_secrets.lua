@@ -73,6 +73,22 @@ T.cases {
     T.check(r.out:find("ECREDENTIALS", 1, true), r.out)
   end },
 
+  { "an ACL user: redis://user@host, its password from the environment", function()
+    srv:cli("ACL", "SETUSER", "app", "on", ">" .. CANARY, "~*", "+@all")
+    local url = srv.url:gsub("redis://", "redis://app@")
+    local r = E.run({ "--lua", child, url }, { CHATAPP_REDIS_PASSWORD = CANARY }, { no_limiter = true })
+    no_canary("ACL stdout", r.out)
+    no_canary("ACL stderr", r.err)
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("where:\tredis://app@127.0.0.1:", 1, true), r.out)
+    r = E.run({ "--lua", child, url }, { CHATAPP_REDIS_PASSWORD = WRONG }, { no_limiter = true })
+    no_canary("ACL wrong stdout", r.out)
+    no_canary("ACL wrong stderr", r.err)
+    T.check(r.out:find("refused the user name or password", 1, true), r.out)
+    r = E.run({ "--lua", child, url }, {}, { no_limiter = true })
+    T.check(r.out:find("without a password", 1, true), r.out)
+  end },
+
   { "the password in the URL is refused without repeating it", function()
     local url = srv.url:gsub("redis://", "redis://default:" .. CANARY .. "@")
     local r = E.run({ "--lua", child, url }, {}, { no_limiter = true })
