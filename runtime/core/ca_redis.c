@@ -21,9 +21,10 @@
 #define BACKOFF_MAX_US   2000000
 #define SCHEME           "redis://"
 #define READ_CHUNK       16384
-/* What one reply object costs beside its string or element array: the
- * redisReply and malloc's header (an estimate; the cap is what matters). */
-#define OBJECT_COST (sizeof(redisReply) + 16)
+/* What one reply object costs beside its string or element array: its
+ * redisReply (malloc's own overhead left out, so that an array of
+ * CA_REDIS_MAX_ELEMENTS integers fits the budget). */
+#define OBJECT_COST sizeof(redisReply)
 
 #if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
 typedef size_t array_count; /* hiredis 1.x's createArray */
@@ -429,30 +430,38 @@ static void *budget_bool(const redisReadTask *t, int v)
 }
 #endif
 
-/* Route the reader of the new context c through r's budget. */
-static int install_budget(ca_redis *r)
+/* Route the reader rd through budget b (fns: where the wrapped table
+ * lives, as long as rd). */
+static int budget_reader(redisReader *rd, reply_budget *b,
+                         redisReplyObjectFunctions *fns)
 {
-  redisReader *rd = r->c->reader;
-
   if (!rd || !rd->fn || !rd->fn->createString || !rd->fn->createArray ||
       !rd->fn->createInteger || !rd->fn->createNil || !rd->fn->freeObject)
     return -1;
-  r->budget.base = rd->fn;
-  r->fns = *rd->fn;
-  r->fns.createString = budget_string;
-  r->fns.createArray = budget_array;
-  r->fns.createInteger = budget_integer;
-  r->fns.createNil = budget_nil;
+  b->base = rd->fn;
+  b->used = 0;
+  b->why[0] = '\0';
+  *fns = *rd->fn;
+  fns->createString = budget_string;
+  fns->createArray = budget_array;
+  fns->createInteger = budget_integer;
+  fns->createNil = budget_nil;
 #if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
-  if (r->fns.createDouble)
-    r->fns.createDouble = budget_double;
-  if (r->fns.createBool)
-    r->fns.createBool = budget_bool;
+  if (fns->createDouble)
+    fns->createDouble = budget_double;
+  if (fns->createBool)
+    fns->createBool = budget_bool;
   rd->maxelements = CA_REDIS_MAX_ELEMENTS;
 #endif
-  rd->fn = &r->fns;
-  rd->privdata = &r->budget;
+  rd->fn = fns;
+  rd->privdata = b;
   return 0;
+}
+
+/* Route the reader of the new context through r's budget. */
+static int install_budget(ca_redis *r)
+{
+  return budget_reader(r->c->reader, &r->budget, &r->fns);
 }
 
 /* ---- one round trip --------------------------------------------------------
@@ -547,25 +556,71 @@ static int pending_too_big(const redisReader *rd, char *why, size_t size)
              CA_REDIS_MAX_LINE);
     return 1;
   }
-  if (!memchr(rd->buf + rd->pos, '\n', avail < 32 ? avail : 32)) {
-    if (avail < 32)
-      return 0;
+  for (i = rd->pos; i < rd->len && rd->buf[i] >= '0' && rd->buf[i] <= '9' &&
+                    n <= CA_REDIS_MAX_REPLY;
+       i++)
+    n = n * 10 + (unsigned)(rd->buf[i] - '0');
+  if (n > CA_REDIS_MAX_REPLY) {
+    snprintf(why, size,
+             "a bulk string announced over %u bytes (a hostile or wrong "
+             "server?)",
+             CA_REDIS_MAX_REPLY);
+    return 1;
+  }
+  if (avail >= 32 && !memchr(rd->buf + rd->pos, '\n', 32)) {
     snprintf(why, size,
              "not Redis's protocol: a bulk string's length of "
              "over 30 bytes");
     return 2;
   }
-  for (i = rd->pos; i < rd->len && rd->buf[i] >= '0' && rd->buf[i] <= '9' &&
-                    n <= CA_REDIS_MAX_REPLY;
-       i++)
-    n = n * 10 + (unsigned)(rd->buf[i] - '0');
-  if (n <= CA_REDIS_MAX_REPLY)
-    return 0;
-  snprintf(why, size,
-           "a bulk string announced over %u bytes (a hostile or wrong "
-           "server?)",
-           CA_REDIS_MAX_REPLY);
-  return 1;
+  return 0;
+}
+
+/* Take a reply out of rd if it holds a whole one: RT_OK with *out set, or
+ * RT_OK with *out NULL (more is needed), or why not. */
+static rt_result parse_step(redisReader *rd, const reply_budget *b, void **out,
+                            char *why, size_t size)
+{
+  *out = NULL;
+  if (redisReaderGetReply(rd, out) != REDIS_OK) {
+    if (b->why[0]) {
+      snprintf(why, size, "%s", b->why);
+      return RT_TOOBIG;
+    }
+    if (rd->err == REDIS_ERR_OOM) {
+      snprintf(why, size, "out of memory reading a reply");
+      return RT_IO;
+    }
+    snprintf(why, size, "not Redis's protocol: %s", rd->errstr);
+    return RT_PROTOCOL;
+  }
+  if (*out)
+    return RT_OK;
+  switch (pending_too_big(rd, why, size)) {
+  case 1:
+    return RT_TOOBIG;
+  case 2:
+    return RT_PROTOCOL;
+  default:
+    return RT_OK;
+  }
+}
+
+/* Give rd n more bytes, never holding more than CA_REDIS_MAX_REPLY
+ * unparsed. */
+static rt_result feed(redisReader *rd, const char *chunk, size_t n, char *why,
+                      size_t size)
+{
+  if (redisReaderFeed(rd, chunk, n) != REDIS_OK) {
+    snprintf(why, size, "out of memory reading a reply");
+    return RT_IO;
+  }
+  if (rd->len - rd->pos > CA_REDIS_MAX_REPLY) {
+    snprintf(why, size, "a reply over %u bytes (a hostile or wrong server?)",
+             CA_REDIS_MAX_REPLY);
+    return RT_TOOBIG;
+  }
+  return RT_OK;
 }
 
 /* Read one reply of r->c into *out before deadline.  Never holds more than
@@ -575,34 +630,16 @@ static rt_result read_reply(ca_redis *r, int64_t deadline, redisReply **out,
 {
   redisReader *rd = r->c->reader;
   char chunk[READ_CHUNK];
-  void *reply = NULL;
 
   for (;;) {
+    void *reply;
     ssize_t got;
-    rt_result rt;
-    if (redisReaderGetReply(rd, &reply) != REDIS_OK) {
-      if (r->budget.why[0]) {
-        snprintf(why, size, "%s", r->budget.why);
-        return RT_TOOBIG;
-      }
-      if (rd->err == REDIS_ERR_OOM) {
-        snprintf(why, size, "out of memory reading a reply");
-        return RT_IO;
-      }
-      snprintf(why, size, "not Redis's protocol: %s", rd->errstr);
-      return RT_PROTOCOL;
-    }
+    rt_result rt = parse_step(rd, &r->budget, &reply, why, size);
+    if (rt != RT_OK)
+      return rt;
     if (reply) {
       *out = reply;
       return RT_OK;
-    }
-    switch (pending_too_big(rd, why, size)) {
-    case 1:
-      return RT_TOOBIG;
-    case 2:
-      return RT_PROTOCOL;
-    default:
-      break;
     }
     rt = wait_fd(r->c->fd, POLLIN, deadline, why, size);
     if (rt != RT_OK)
@@ -618,15 +655,52 @@ static rt_result read_reply(ca_redis *r, int64_t deadline, redisReply **out,
       snprintf(why, size, "the server closed the connection");
       return RT_IO;
     }
-    if (redisReaderFeed(rd, chunk, (size_t)got) != REDIS_OK) {
-      snprintf(why, size, "out of memory reading a reply");
-      return RT_IO;
-    }
-    if (rd->len - rd->pos > CA_REDIS_MAX_REPLY) {
-      snprintf(why, size, "a reply over %u bytes (a hostile or wrong server?)",
-               CA_REDIS_MAX_REPLY);
-      return RT_TOOBIG;
-    }
+    rt = feed(rd, chunk, (size_t)got, why, size);
+    if (rt != RT_OK)
+      return rt;
+  }
+}
+
+chatapp_status ca_redis_parse_reply(const char *buf, size_t len,
+                                    redisReply **out, ca_buf *err)
+{
+  redisReader *rd = redisReaderCreate();
+  redisReplyObjectFunctions fns;
+  reply_budget b;
+  char why[256];
+  rt_result rt = RT_OK;
+  void *reply = NULL;
+  size_t done = 0;
+
+  *out = NULL;
+  if (!rd || budget_reader(rd, &b, &fns)) {
+    if (rd)
+      redisReaderFree(rd);
+    return CHATAPP_ENOMEM;
+  }
+  /* as from a socket: READ_CHUNK bytes at a time, parsed after each */
+  while (rt == RT_OK) {
+    size_t n = len - done < READ_CHUNK ? len - done : READ_CHUNK;
+    rt = parse_step(rd, &b, &reply, why, sizeof why);
+    if (rt != RT_OK || reply || n == 0)
+      break;
+    rt = feed(rd, buf + done, n, why, sizeof why);
+    done += n;
+  }
+  redisReaderFree(rd);
+  switch (rt) {
+  case RT_OK:
+    *out = reply;
+    return CHATAPP_OK;
+  case RT_TOOBIG:
+    ca_buf_printf(err, "%s", why);
+    return CHATAPP_ETOOBIG;
+  case RT_PROTOCOL:
+    ca_buf_printf(err, "%s", why);
+    return CHATAPP_EPARSE;
+  default:
+    ca_buf_printf(err, "%s", why);
+    return CHATAPP_ENOMEM;
   }
 }
 

@@ -104,6 +104,13 @@ chatapp_status ca_redis_eval(ca_redis *r, ca_redis_script *s, int nkeys,
                              int argc, const char **argv, const size_t *argvlen,
                              redisReply **out, ca_buf *err);
 
+/* Parse buf as one reply, with the caps and the budget of a command's
+ * reply (for tests and fuzzing: no connection).  CHATAPP_OK with *out the
+ * reply (free it with freeReplyObject), or NULL when buf holds no whole
+ * reply; CHATAPP_ETOOBIG or CHATAPP_EPARSE with a message in err. */
+chatapp_status ca_redis_parse_reply(const char *buf, size_t len,
+                                    redisReply **out, ca_buf *err);
+
 /* Monotonic microseconds (ca_now_us) since the server was last reachable,
  * when a command failed for want of a connection; 0 when connected. */
 int64_t ca_redis_down_since(const ca_redis *r);

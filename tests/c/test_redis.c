@@ -563,6 +563,75 @@ static void test_urls(void)
   }
 }
 
+/* ---- replies without a socket (ca_redis_parse_reply) ----------------------
+ */
+
+static void test_parse_reply(void)
+{
+  static const struct {
+    const char *in;
+    chatapp_status st;
+    int type; /* of the reply when OK; 0: no whole reply yet */
+  } cases[] = {
+    {"+OK\r\n", CHATAPP_OK, REDIS_REPLY_STATUS},
+    {"-ERR x\r\n", CHATAPP_OK, REDIS_REPLY_ERROR},
+    {":-7\r\n", CHATAPP_OK, REDIS_REPLY_INTEGER},
+    {"$-1\r\n", CHATAPP_OK, REDIS_REPLY_NIL},
+    {"*-1\r\n", CHATAPP_OK, REDIS_REPLY_NIL},
+    {"*0\r\n", CHATAPP_OK, REDIS_REPLY_ARRAY},
+    {"*2\r\n$1\r\na\r\n*1\r\n$-1\r\n", CHATAPP_OK, REDIS_REPLY_ARRAY},
+    {"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", CHATAPP_OK,
+     REDIS_REPLY_ARRAY},
+    {"*2\r\n$1\r\na\r\n", CHATAPP_OK, 0},
+    {"$5\r\nab", CHATAPP_OK, 0},
+    {"", CHATAPP_OK, 0},
+    {"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", CHATAPP_ETOOBIG,
+     0},
+    {"*1048577\r\n", CHATAPP_ETOOBIG, 0},
+    {"*2000000000\r\n:1\r\n", CHATAPP_ETOOBIG, 0},
+    {"$67108865\r\nab", CHATAPP_ETOOBIG, 0},
+    {"$99999999999999999999\r\n", CHATAPP_EPARSE, 0},
+    {"$99999999999999999999", CHATAPP_ETOOBIG, 0},
+    {"!x\r\n", CHATAPP_EPARSE, 0},
+    {":1x\r\n", CHATAPP_EPARSE, 0},
+    {"$-2\r\n", CHATAPP_EPARSE, 0},
+    {"*-2\r\n", CHATAPP_EPARSE, 0},
+  };
+
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    redisReply *x = NULL;
+    ca_buf err = CA_BUF_INIT(1024);
+    chatapp_status st =
+      ca_redis_parse_reply(cases[i].in, strlen(cases[i].in), &x, &err);
+    if (st != cases[i].st || (x ? x->type : 0) != cases[i].type)
+      fprintf(stderr, "reply %zu: status %d type %d: %s\n", i, (int)st,
+              x ? x->type : 0, ca_buf_str(&err));
+    CHECK(st == cases[i].st);
+    CHECK((x ? x->type : 0) == cases[i].type);
+    CHECK(st == CHATAPP_OK || err.len > 0);
+    freeReplyObject(x);
+    ca_buf_free(&err);
+  }
+  /* an array at the element cap is fine; one more is not */
+  {
+    size_t n = CA_REDIS_MAX_ELEMENTS, len = 16 + n * 4, o;
+    char *buf = malloc(len);
+    redisReply *x = NULL;
+    ca_buf err = CA_BUF_INIT(1024);
+    CHECK(buf != NULL);
+    if (buf) {
+      o = (size_t)snprintf(buf, len, "*%zu\r\n", n);
+      for (size_t i = 0; i < n; i++, o += 4)
+        memcpy(buf + o, ":1\r\n", 4);
+      CHECK(ca_redis_parse_reply(buf, o, &x, &err) == CHATAPP_OK);
+      CHECK(x && x->elements == n);
+      freeReplyObject(x);
+      free(buf);
+    }
+    ca_buf_free(&err);
+  }
+}
+
 /* ---- the password ---------------------------------------------------------
  */
 
@@ -1018,6 +1087,7 @@ int main(void)
     return 2;
   }
   test_urls();
+  test_parse_reply();
   test_password();
   test_hostile();
   test_connect_timeout();
