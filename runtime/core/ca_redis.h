@@ -13,7 +13,11 @@
  *   in a message: ca_redis_where() names the server without it.
  *
  * The server is untrusted data: replies are capped in size, elements and
- * depth; a reply of an unexpected type is an error, never a crash.
+ * depth; a reply of an unexpected type is an error, never a crash.  The
+ * caps are checked before hiredis allocates (its reply object functions go
+ * through a budget), so a hostile header costs nothing.  Each round trip
+ * has one deadline (poll), and writes never raise SIGPIPE.
+ * docs/internals/redis.md has the details.
  *
  * Failure and reconnection: a command on a broken connection fails at once
  * with CHATAPP_ETRANSPORT and a message naming the server; the next command
@@ -41,6 +45,8 @@ typedef struct redisReply redisReply; /* hiredis; freeReplyObject() */
 #define CA_REDIS_COMMAND_MS        2000        /* one command's round trip */
 #define CA_REDIS_MAX_REPLY         (64u << 20) /* bytes of one reply */
 #define CA_REDIS_MAX_ELEMENTS      (1u << 20)  /* elements of an array */
+#define CA_REDIS_MAX_DEPTH         7           /* arrays nested in a reply */
+#define CA_REDIS_MAX_LINE          (1u << 20)  /* a status or error line */
 #define CA_REDIS_PASSWORD_ENV      "CHATAPP_REDIS_PASSWORD"
 #define CA_REDIS_PASSWORD_FILE_ENV "CHATAPP_REDIS_PASSWORD_FILE"
 
@@ -97,6 +103,13 @@ typedef struct ca_redis_script {
 chatapp_status ca_redis_eval(ca_redis *r, ca_redis_script *s, int nkeys,
                              int argc, const char **argv, const size_t *argvlen,
                              redisReply **out, ca_buf *err);
+
+/* Parse buf as one reply, with the caps and the budget of a command's
+ * reply (for tests and fuzzing: no connection).  CHATAPP_OK with *out the
+ * reply (free it with freeReplyObject), or NULL when buf holds no whole
+ * reply; CHATAPP_ETOOBIG or CHATAPP_EPARSE with a message in err. */
+chatapp_status ca_redis_parse_reply(const char *buf, size_t len,
+                                    redisReply **out, ca_buf *err);
 
 /* Monotonic microseconds (ca_now_us) since the server was last reachable,
  * when a command failed for want of a connection; 0 when connected. */

@@ -13,6 +13,9 @@
  *                                 server does not know it)
  *   conn:where()               -> "redis://host:port/db" (no password)
  *   conn:round_trips()         -> commands sent so far
+ *   conn:down_since()          -> when (core.monotonic()'s clock) the server
+ *                                 was last reachable, while it is away;
+ *                                 nil when connected
  *   conn:close()               (also __close and __gc)
  *
  * Replies: a status or a bulk string is a string, an integer an integer,
@@ -22,6 +25,7 @@
  * chatapp_codename of the failure).  Arguments are strings or numbers.
  */
 #include <hiredis/hiredis.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,12 +47,18 @@ static ca_redis *check_open(lua_State *L)
   return x->r;
 }
 
+/* nil, message, code.  err is freed before anything is pushed: a push may
+ * raise a memory error (the state's cap), which must not leak it. */
 static int fail(lua_State *L, chatapp_status st, ca_buf *err)
 {
-  lua_pushnil(L);
-  lua_pushstring(L, err->len ? ca_buf_str(err) : chatapp_strerror(st));
-  lua_pushstring(L, chatapp_codename(st));
+  char msg[2048];
+
+  snprintf(msg, sizeof msg, "%s",
+           err->len ? ca_buf_str(err) : chatapp_strerror(st));
   ca_buf_free(err);
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, chatapp_codename(st));
   return 3;
 }
 
@@ -112,31 +122,32 @@ static int collect(lua_State *L, int first, const char **argv, size_t *len)
 
 static int build(lua_State *L)
 {
-  push_reply(L, lua_touserdata(L, 1));
+  const redisReply *x = lua_touserdata(L, 1);
+
+  if (x->type == REDIS_REPLY_ERROR) {
+    lua_pushnil(L);
+    lua_pushlstring(L, x->str ? x->str : "", x->str ? x->len : 0);
+    lua_pushliteral(L, "EREDIS");
+    return 3;
+  }
+  push_reply(L, x);
   return 1;
 }
 
 /* Push the reply x (freed here) as call's results. */
 static int answer(lua_State *L, redisReply *x)
 {
-  int rc;
+  int rc, top = lua_gettop(L);
 
-  if (x->type == REDIS_REPLY_ERROR) {
-    lua_pushnil(L);
-    lua_pushlstring(L, x->str ? x->str : "", x->str ? x->len : 0);
-    lua_pushliteral(L, "EREDIS");
-    freeReplyObject(x);
-    return 3;
-  }
   /* Built under lua_pcall: a memory error (the state's cap) must not leak
    * x; it is raised again once x is freed. */
   lua_pushcfunction(L, build);
   lua_pushlightuserdata(L, x);
-  rc = lua_pcall(L, 1, 1, 0);
+  rc = lua_pcall(L, 1, LUA_MULTRET, 0);
   freeReplyObject(x);
   if (rc != LUA_OK)
     return lua_error(L);
-  return 1;
+  return lua_gettop(L) - top;
 }
 
 static int l_call(lua_State *L)
@@ -192,6 +203,17 @@ static int l_round_trips(lua_State *L)
   return 1;
 }
 
+static int l_down_since(lua_State *L)
+{
+  int64_t t = ca_redis_down_since(check_open(L));
+
+  if (t == 0)
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, (lua_Number)t / 1e6);
+  return 1;
+}
+
 static int l_close(lua_State *L)
 {
   lredis *x = luaL_checkudata(L, 1, REDIS_MT);
@@ -203,9 +225,13 @@ static int l_close(lua_State *L)
 void lca_open_redis(lua_State *L)
 {
   static const luaL_Reg methods[] = {
-    {"call", l_call},   {"eval", l_eval},
-    {"where", l_where}, {"round_trips", l_round_trips},
-    {"close", l_close}, {NULL, NULL},
+    {"call", l_call},
+    {"eval", l_eval},
+    {"where", l_where},
+    {"round_trips", l_round_trips},
+    {"down_since", l_down_since},
+    {"close", l_close},
+    {NULL, NULL},
   };
 
   if (luaL_newmetatable(L, REDIS_MT)) {

@@ -8,7 +8,7 @@
 --   srv:cli("GET", "k")                        -- redis-cli's raw output
 --   srv:kill(); srv:restart(); srv:stop()
 
-local R = {}
+local R = { max_life = 900 } -- seconds a server may live at most
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -43,6 +43,11 @@ local function launch(self)
   local p = io.popen(table.concat(args, " ") .. " >/dev/null 2>&1 </dev/null & echo $!")
   self.pid = tonumber(p:read("l"))
   p:close()
+  -- A watchdog: a test killed before it stops its server (ctest's timeout)
+  -- leaves no redis-server behind for long.  It kills only a process that
+  -- is still this redis-server on this port (not a reused pid).
+  os.execute(("(sleep %d; grep -q -- %s /proc/%d/cmdline 2>/dev/null && kill -9 %d) " ..
+              ">/dev/null 2>&1 </dev/null &"):format(R.max_life, q(tostring(self.port)), self.pid, self.pid))
   for _ = 1, 500 do
     local text = read(log) or ""
     if text:find("Ready to accept connections", 1, true) then return true end
