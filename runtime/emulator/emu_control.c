@@ -202,7 +202,11 @@ static chatapp_status stats_json(emu *e, ca_buf *b, int64_t now)
       st = ca_buf_addc(b, '}');
   }
   if (!st)
-    st = ca_buf_adds(b, "}}");
+    st = ca_buf_adds(b, "},\"credentials\":");
+  if (!st)
+    st = emu_sts_stats_json(&e->sts, b);
+  if (!st)
+    st = ca_buf_addc(b, '}');
   return st;
 }
 
@@ -619,6 +623,7 @@ static void reset_all(emu *e, emu_answer *a)
   emu_faults_clear(&e->faults);
   emu_quota_reset(&e->quota);
   emu_stats_reset(&e->stats, now);
+  emu_sts_stats_reset(&e->sts);
   emu_data_free(&e->data);
   e->data = fresh;
   pthread_mutex_unlock(&e->lock);
