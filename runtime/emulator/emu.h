@@ -471,6 +471,8 @@ const char *emu_cred_ep_name(emu_cred_ep ep);
 int emu_op_is_credential(const char *op);
 /* The statistics' "credentials" members (emu.lock held). */
 chatapp_status emu_sts_stats_json(const emu_sts *s, ca_buf *b);
+/* Make every issued key expired now (emu.lock held); how many were valid. */
+size_t emu_sts_expire_all(emu_sts *s);
 /* Zero the counters (not what is in flight; emu.lock held). */
 void emu_sts_stats_reset(emu_sts *s);
 /* After an answer of a credential endpoint went out (takes emu.lock). */

@@ -135,6 +135,20 @@ int emu_sts_token_known(emu *e, const char *token)
   return r;
 }
 
+size_t emu_sts_expire_all(emu_sts *s)
+{
+  int64_t now_ms = emu_wall_ms(), now_s = now_ms / 1000;
+  size_t i, n = 0;
+
+  for (i = 0; i < s->nissued; i++) {
+    if (now_ms < s->issued[i].expires * 1000) {
+      s->issued[i].expires = now_s;
+      n++;
+    }
+  }
+  return n;
+}
+
 void emu_sts_stats_reset(emu_sts *s)
 {
   size_t i;

@@ -594,6 +594,15 @@ static void test_expiry(const emu_proc *q, unsigned mport)
   /* a fresh one works again */
   CHECK(assume_ok(q, KEY_ID, KEY_SECRET, NULL, &c) == 0);
   CHECK_STR(cams(q, &c, 0, NULL), "OK");
+  /* until the control endpoint expires every key at once */
+  emu_http(q, "POST", "/_emulator/credentials/expire", "", &r);
+  CHECK(r.status == 200);
+  CHECK(strstr(r.body, "\"expired\":1") != NULL);
+  http_resp_free(&r);
+  CHECK_STR(cams(q, &c, 0, NULL), "InvalidSecurityToken.Expired");
+  emu_http(q, "GET", "/_emulator/credentials/expire", NULL, &r);
+  CHECK(r.status == 405);
+  http_resp_free(&r);
 }
 
 static int add_fault(const emu_proc *p, const char *json)
