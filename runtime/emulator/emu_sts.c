@@ -709,6 +709,7 @@ void emu_sts_call(emu *e, emu_request *rq, emu_answer *a)
   emu_auth_init(&au);
   memset(&c, 0, sizeof c);
   c.endpoint = "sts";
+  c.scheme = "none";
   c.build = build_sts;
   action = emu_kvs_geti(&rq->headers, "x-acs-action");
   if (request_params(rq, &params) != 0)

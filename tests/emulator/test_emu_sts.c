@@ -372,6 +372,14 @@ static void test_assume_role_errors(const emu_proc *p)
   emu_call(p, &o, &r);
   CHECK_STR(resp_code(&r), "InvalidVersion");
   http_resp_free(&r);
+  /* named by the x-acs-action header, with a query that does not decode */
+  {
+    const char *h[] = {"x-acs-action: AssumeRole", NULL};
+    emu_raw(p, "POST", "/?RoleArn=%zz", h, "", 0, &r);
+    CHECK(r.status == 400);
+    CHECK_STR(resp_code(&r), "InvalidParameter");
+    http_resp_free(&r);
+  }
 }
 
 static void test_oidc(const emu_proc *p)
@@ -768,7 +776,7 @@ static void test_stats(const emu_proc *p)
 /* Log lines per request; no secret or token in the log or stderr. */
 static void test_log_and_secrets(emu_proc *p, emu_proc *q)
 {
-  size_t n, i, j, sts = 0, meta = 0, uri = 0;
+  size_t n, i, j, sts = 0, meta = 0, uri = 0, undecoded = 0;
   char **lines = read_log(p, &n);
   FILE *f;
   char buf[65536];
@@ -788,6 +796,10 @@ static void test_log_and_secrets(emu_proc *p, emu_proc *q)
       CHECK(issued && strncmp(issued, "STS.", 4) == 0);
       sts++;
     }
+    if (ep && strcmp(ep, "sts") == 0 && op && strcmp(op, "AssumeRole") == 0 &&
+        strcmp(ca_json_get_str(root, "scheme"), "none") == 0 &&
+        strcmp(ca_json_get_str(root, "code"), "InvalidParameter") == 0)
+      undecoded++; /* rejected before any signature check */
     if (ep && strcmp(ep, "metadata") == 0)
       meta++;
     if (ep && strcmp(ep, "credentials") == 0)
@@ -797,6 +809,7 @@ static void test_log_and_secrets(emu_proc *p, emu_proc *q)
   CHECK(sts >= 5);
   CHECK(meta >= 10);
   CHECK(uri >= 3);
+  CHECK(undecoded == 1);
   /* and the canaries */
   for (j = 0; j < 2; j++) {
     emu_proc *e = j ? q : p;
