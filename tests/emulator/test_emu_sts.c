@@ -567,8 +567,15 @@ static void test_expiry(const emu_proc *q, unsigned mport)
   remember(r.body);
   snprintf(tokh, sizeof tokh, TOKEN_H ": %s", r.body);
   http_resp_free(&r);
+  http_port(mport, "GET", "/latest/meta-data/ram/security-credentials/", with,
+            NULL, 0, 0, &r);
+  CHECK_STR(r.body, "ack-node-role"); /* --ecs-role */
+  http_resp_free(&r);
+  CHECK(status_of(mport, "GET",
+                  "/latest/meta-data/ram/security-credentials/chatapp-ecs-role",
+                  with, NULL, 0) == 404);
   http_port(mport, "GET",
-            "/latest/meta-data/ram/security-credentials/chatapp-ecs-role", with,
+            "/latest/meta-data/ram/security-credentials/ack-node-role", with,
             NULL, 0, 0, &r);
   CHECK(r.status == 200);
   CHECK(creds_of(&r, &m) == 0);
@@ -872,8 +879,10 @@ int main(int argc, char **argv)
                         "--oidc-token",
                         CANARY,
                         NULL};
-  const char *qargs[] = {"--metadata-port", "0", "--metadata-port-file", qfile,
-                         "--sts-lifetime",  "2", "--imds-require-token", NULL};
+  const char *qargs[] = {
+    "--metadata-port", "0", "--metadata-port-file", qfile,
+    "--sts-lifetime",  "2", "--imds-require-token", "--ecs-role",
+    "ack-node-role",   NULL};
 
   snprintf(mfile, sizeof mfile, "%s/mport-a", scratch_dir());
   snprintf(qfile, sizeof qfile, "%s/mport-b", scratch_dir());
