@@ -276,11 +276,17 @@ static void answered(ca_limiter_redis *r, int64_t now)
 
 static void no_answer(ca_limiter_redis *r, int64_t now, const char *why)
 {
+  char *retry;
+
   if (!r->down_start) {
     r->outages++;
     r->down_start = now > 0 ? now : 1;
   }
   snprintf(r->error, sizeof r->error, "%s", why);
+  /* ca_redis's "; trying again in N ms" is for the moment it was said;
+   * the callers say when they give up. */
+  if ((retry = strstr(r->error, "; trying again in ")) != NULL)
+    *retry = '\0';
 }
 
 /* Run script s; on success *out is its reply (checked by the caller).
