@@ -684,8 +684,12 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
   int in_flight = 0;
   int64_t last_progress = 0;
   char key[256];
-  const char *denied[8]; /* operations the limiter refused in this pass */
-  int denied_down[8];    /* ... because it could not answer */
+  /* Operations the limiter refused, until when: no slot frees before the
+   * time it gave (starts only add up), so asking again sooner is waste: a
+   * shared lock, or a round trip to Redis, per pass of the loop. */
+  const char *denied[8];
+  int denied_down[8]; /* ... because it could not answer */
+  int64_t denied_until[8];
   size_t ndenied = 0;
   CURLMcode mc;
 
@@ -710,7 +714,18 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     long timeout_ms;
 
     now = ca_now_us();
-    ndenied = 0;
+    {
+      size_t d, keep = 0;
+      for (d = 0; d < ndenied; d++)
+        if (denied_until[d] > now) {
+          denied[keep] = denied[d];
+          denied_down[keep] = denied_down[d];
+          denied_until[keep++] = denied_until[d];
+          if (denied_until[d] < wake)
+            wake = denied_until[d];
+        }
+      ndenied = keep;
+    }
     for (i = 0; i < n; i++) {
       ca_call *call = calls[i];
       int64_t retry_at = 0;
@@ -756,9 +771,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
         double f = 1.0;
         size_t d;
         int got;
-        /* An operation refused in this pass is refused for every later
-         * call too: do not ask again (each ask takes the shared lock, or
-         * a round trip to Redis). */
+        /* An operation refused is refused for every call until the time
+         * the limiter gave: do not ask again before. */
         for (d = 0; d < ndenied && strcmp(denied[d], call->operation); d++)
           ;
         if (d < ndenied) {
@@ -774,6 +788,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
               wake = retry_at;
             if (ndenied < sizeof denied / sizeof denied[0]) {
               denied_down[ndenied] = got < 0;
+              denied_until[ndenied] = retry_at;
               denied[ndenied++] = call->operation;
             }
           }
