@@ -376,7 +376,7 @@ int ca_limiter_redis_acquire(ca_limiter_redis *r, const char *key, int n,
   fe6 = x->element[2]->integer;
   freeReplyObject(x);
   if (factor)
-    *factor = fe6 >= CA_LIMITER_MIN_FACTOR * 1e6 && fe6 <= 1000000
+    *factor = fe6 >= (long long)(CA_LIMITER_MIN_FACTOR * 1e6) && fe6 <= 1000000
                 ? (double)fe6 / 1e6
                 : 1.0;
   if (granted == 1)
