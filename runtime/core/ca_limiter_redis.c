@@ -301,6 +301,14 @@ static int run(ca_limiter_redis *r, ca_redis_script *s, int nkeys, int argc,
 
   *out = NULL;
   st = ca_redis_eval(r->redis, s, nkeys, argc, argv, NULL, &x, &err);
+  if (st == CHATAPP_ETRANSPORT && !r->down_start) {
+    /* A connection that was fine is closed (the server's idle timeout, a
+     * restart, a CLIENT KILL): once more at once, on a new one, before
+     * calling it an outage.  Should the lost command have run, the start
+     * is counted twice: slower, never faster. */
+    ca_buf_reset(&err);
+    st = ca_redis_eval(r->redis, s, nkeys, argc, argv, NULL, &x, &err);
+  }
   now = ca_now_us();
   if (st) {
     no_answer(r, now, ca_buf_str(&err));

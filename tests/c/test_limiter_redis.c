@@ -200,6 +200,17 @@ static void test_window(void)
     CHECK(ms > 0 && ms <= W / 1000 + 1000);
     CHECK(cmd_int(2, ttl) == -1);
   }
+  /* A connection closed by the server (idle timeout, CLIENT KILL) is
+   * opened again at once: no outage. */
+  {
+    const char *kill[] = {"CLIENT", "KILL", "TYPE", "normal"};
+    ca_limiter_stats s;
+    CHECK(cmd_int(4, kill) >= 1);
+    now = ca_now_us();
+    CHECK(ca_limiter_acquire(l, KEY, 10, now, &retry, NULL) >= 0);
+    ca_limiter_stats_get(l, ca_now_us(), &s);
+    CHECK(s.outages == 0 && !s.down);
+  }
   /* FLUSHALL (or an empty restart) loses the starts: nothing for one
    * window, not a fresh window at once. */
   flushall();
