@@ -18,6 +18,9 @@ echo
 echo "== client: limiter, transport, retries (issue 5)"
 "$run" --lua tests/bench/bench_client.lua "$run" "$emu" "$calls"
 echo
+echo "== limiter: host-local file against Redis (issue 16)"
+"$run" --lua tests/bench/bench_limiter_redis.lua "$run" "$emu" 1000
+echo
 echo "== state store: 1,000 numbers in 100 spaces (issue 13)"
 "$run" --lua tests/bench/bench_state.lua "$build" 1000 100
 echo

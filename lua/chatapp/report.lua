@@ -535,6 +535,16 @@ function Report:print_summary_text()
     self.out:write(("  throttle answers showed another program spending the quota: the rate "
       .. "went down to %d%% of it, then back up\n"):format(math.floor(st.min_factor * 100 + 0.5)))
   end
+  if st and st.limiter and ((st.limiter_outages or 0) > 0 or (st.limiter_failed or 0) > 0) then
+    -- a limiter shared through Redis that did not answer: calls waited
+    -- for it (never a limit of this host alone), some maybe past their deadline
+    local failed = st.limiter_failed or 0
+    self.out:write(self:paint("31", ("  the shared limiter (Redis at %s) did not answer for %.1f s in all "
+      .. "(%d outage%s): API calls waited for it%s"):format(st.limiter, (st.limiter_down_ms or 0) / 1000,
+      st.limiter_outages, st.limiter_outages == 1 and "" or "s",
+      failed > 0 and ("; %d call%s failed at %s deadline without being sent"):format(failed,
+        failed == 1 and "" or "s", failed == 1 and "its" or "their") or "")) .. "\n")
+  end
 end
 
 ---------------------------------------------------------------------------

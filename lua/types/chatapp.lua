@@ -245,7 +245,7 @@ chatapp.ApiError = nil
 ---@field account? string quota account name shared by processes (default: the AccessKey id)
 ---@field signature_version? "v3"|"v2" request signing, default v3
 ---@field qps? number calls per second per operation (default: documented limit)
----@field limiter? "shared"|"process"|string share the rate limit on this host (default), keep it to this process, or a state file
+---@field limiter? "shared"|"process"|string share the rate limit on this host (default), keep it to this process, a state file, or "redis://host:port" to share it with every host
 ---@field window_margin_ms? integer limiter window beyond 1 s (default 50)
 ---@field connect_timeout_ms? integer default 5000
 ---@field timeout_ms? integer one attempt, default 15000
@@ -327,6 +327,11 @@ function Client:batch(requests) end
 ---@field failed integer
 ---@field limiter_waits integer starts the limiter delayed
 ---@field min_factor number lowest adaptive rate factor seen (1.0 = never slowed)
+---@field limiter? string the Redis server of a shared limiter ("redis://host:port/db"); the fields below only with it
+---@field limiter_round_trips? integer commands sent to Redis
+---@field limiter_outages? integer times Redis stopped answering
+---@field limiter_down_ms? integer how long it did not answer
+---@field limiter_failed? integer calls that failed, not sent, waiting for it past their deadline
 
 --- Counters since the client was created.
 ---@return chatapp.ClientStats

@@ -298,7 +298,7 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   if (call->kind == CA_CALL_API) {
     st = ca_nonce(nonce);
     if (!st) {
-      ca_iso8601((long long)time(NULL), date);
+      ca_iso8601((long long)ca_wall_s(), date); /* test offset: ca_limiter.h */
       st = c->sigver == 2 ? prepare_v2(c, call, date, nonce)
                           : prepare_v3(c, call, date, nonce);
     }

@@ -298,7 +298,18 @@ void ca_client_set_progress(ca_client *c, ca_progress_fn fn, void *ud)
 
 void ca_client_stats_get(const ca_client *c, ca_client_stats *out)
 {
+  ca_limiter_stats ls;
+
   *out = c->stats;
+  ca_limiter_stats_get(c->limiter, ca_now_us(), &ls);
+  out->limiter_round_trips = ls.round_trips;
+  out->limiter_outages = ls.outages;
+  out->limiter_down_ms = ls.down_us > 0 ? (uint64_t)ls.down_us / 1000 : 0;
+}
+
+const char *ca_client_limiter_where(const ca_client *c)
+{
+  return ca_limiter_where(c->limiter);
 }
 
 /* ---- redaction ---------------------------------------------------------- */
@@ -526,6 +537,55 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
 
 /* ---- the loop ----------------------------------------------------------- */
 
+/* Say when a shared limiter (Redis) stops answering and when it is back:
+ * the calls wait for it, and the user should know why. */
+static void limiter_answered(ca_client *c, int got, int64_t now)
+{
+  ca_limiter_stats ls;
+
+  if (got < 0 && !c->limiter_down) {
+    c->limiter_down = 1;
+    ca_client_log(c, CA_LOG_ERROR,
+                  "the shared limiter does not answer (%s): API calls wait "
+                  "for it, each up to its %ld ms deadline; none is sent "
+                  "without it",
+                  ca_limiter_error(c->limiter), c->call_ms);
+  } else if (got >= 0 && c->limiter_down) {
+    c->limiter_down = 0;
+    ca_limiter_stats_get(c->limiter, now, &ls);
+    ca_client_log(c, CA_LOG_ERROR,
+                  "the shared limiter (Redis at %s) answers again; it did "
+                  "not for %.1f s in all",
+                  ca_limiter_where(c->limiter), (double)ls.down_us / 1e6);
+  }
+}
+
+/*
+ * The shared limiter did not answer for call: 1 when the call has waited
+ * for it as long as its deadline allows (counted from when it first found
+ * the limiter unreachable: time queued behind a working limiter does not
+ * count), with the reason in call->error; 0 when it waits on.
+ */
+static int limiter_gave_up(ca_client *c, ca_call *call, int64_t now)
+{
+  int64_t waited;
+  const char *why = ca_limiter_error(c->limiter);
+
+  if (!call->limiter_down_us)
+    call->limiter_down_us = now;
+  waited = now - call->limiter_down_us;
+  if (waited < (int64_t)c->call_ms * 1000 && now < call->deadline_us)
+    return 0;
+  snprintf(call->error, sizeof call->error,
+           "not sent: the shared limiter did not answer for %.1f s, past "
+           "the call's %ld ms deadline (%s); chatapp-run never calls without "
+           "it: start the Redis server, or check --limiter",
+           (double)waited / 1e6, c->call_ms, why ? why : "no answer");
+  call->retryable = call->status != CHATAPP_EUNKNOWN;
+  c->stats.limiter_failed++;
+  return 1;
+}
+
 static int limit_for(ca_client *c, const char *operation)
 {
   if (c->qps > 0)
@@ -624,7 +684,12 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
   int in_flight = 0;
   int64_t last_progress = 0;
   char key[256];
-  const char *denied[8]; /* operations the limiter refused in this pass */
+  /* Operations the limiter refused, until when: no slot frees before the
+   * time it gave (starts only add up), so asking again sooner is waste: a
+   * shared lock, or a round trip to Redis, per pass of the loop. */
+  const char *denied[8];
+  int denied_down[8]; /* ... because it could not answer */
+  int64_t denied_until[8];
   size_t ndenied = 0;
   CURLMcode mc;
 
@@ -633,6 +698,7 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     call->state = ST_WAITING;
     call->not_before_us = now;
     call->deadline_us = INT64_MAX; /* set when the first attempt starts */
+    call->limiter_down_us = 0;
     call->attempts = 0;
     call->throttled = 0;
     call->status = CHATAPP_OK;
@@ -648,7 +714,18 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
     long timeout_ms;
 
     now = ca_now_us();
-    ndenied = 0;
+    {
+      size_t d, keep = 0;
+      for (d = 0; d < ndenied; d++)
+        if (denied_until[d] > now) {
+          denied[keep] = denied[d];
+          denied_down[keep] = denied_down[d];
+          denied_until[keep++] = denied_until[d];
+          if (denied_until[d] < wake)
+            wake = denied_until[d];
+        }
+      ndenied = keep;
+    }
     for (i = 0; i < n; i++) {
       ca_call *call = calls[i];
       int64_t retry_at = 0;
@@ -691,24 +768,44 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
         continue;
       }
       if (call->kind == CA_CALL_API) {
-        double f;
+        double f = 1.0;
         size_t d;
-        /* An operation refused in this pass is refused for every later
-         * call too: do not ask again (each ask takes the shared lock). */
+        int got;
+        /* An operation refused is refused for every call until the time
+         * the limiter gave: do not ask again before. */
         for (d = 0; d < ndenied && strcmp(denied[d], call->operation); d++)
           ;
-        if (d < ndenied)
-          continue;
-        limiter_key(c, call, key, sizeof key);
-        if (!ca_limiter_acquire(c->limiter, key, limit_for(c, call->operation),
-                                now, &retry_at, &f)) {
-          c->stats.limiter_waits++;
-          if (retry_at < wake)
-            wake = retry_at;
-          if (ndenied < sizeof denied / sizeof denied[0])
-            denied[ndenied++] = call->operation;
+        if (d < ndenied) {
+          got = denied_down[d] ? -1 : 0;
+        } else {
+          limiter_key(c, call, key, sizeof key);
+          got = ca_limiter_acquire(
+            c->limiter, key, limit_for(c, call->operation), now, &retry_at, &f);
+          limiter_answered(c, got, now);
+          if (got <= 0) {
+            c->stats.limiter_waits += got == 0;
+            if (retry_at < wake)
+              wake = retry_at;
+            if (ndenied < sizeof denied / sizeof denied[0]) {
+              denied_down[ndenied] = got < 0;
+              denied_until[ndenied] = retry_at;
+              denied[ndenied++] = call->operation;
+            }
+          }
+        }
+        if (got < 0) {
+          if (limiter_gave_up(c, call, now)) {
+            /* (an earlier attempt of a write may have been applied) */
+            finish(c, call,
+                   call->status == CHATAPP_EUNKNOWN ? CHATAPP_EUNKNOWN
+                                                    : CHATAPP_ETIMEDOUT);
+            remaining--;
+          }
           continue;
         }
+        call->limiter_down_us = 0;
+        if (got == 0)
+          continue;
         if (f < c->stats.min_factor)
           c->stats.min_factor = f;
       }

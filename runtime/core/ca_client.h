@@ -39,7 +39,8 @@ typedef struct ca_client_config {
   const char *security_token; /* NULL unless STS */
   int signature_version;      /* 3 (default) or 2 (legacy HMAC-SHA1) */
   const char *account_key;    /* limiter key; default: the AccessKey id */
-  const char *limiter_path;   /* shared state file; NULL: this process */
+  const char *limiter_path;   /* shared state file, or a redis:// URL
+                                 (ca_limiter_new); NULL: this process */
   double qps;                 /* > 0: override every operation's limit */
   int64_t window_margin_us;   /* default CA_LIMITER_MARGIN_US */
   long connect_timeout_ms;    /* default 5000 */
@@ -96,6 +97,8 @@ typedef struct ca_call {
   int state;
   int64_t not_before_us;
   int64_t deadline_us;
+  int64_t limiter_down_us; /* when this call found the shared limiter
+                              unreachable, in the current outage; 0: not */
   int64_t retry_after_us;
   void *easy;
   struct curl_slist *slist;
@@ -139,10 +142,18 @@ typedef struct ca_client_stats {
   uint64_t calls, attempts, retries, throttled, failed;
   uint64_t limiter_waits; /* starts delayed by the limiter */
   double min_factor;      /* lowest adaptive factor seen */
+  /* A limiter shared through Redis (all 0 otherwise): */
+  uint64_t limiter_round_trips; /* commands sent to Redis */
+  uint64_t limiter_outages;     /* times Redis stopped answering */
+  uint64_t limiter_down_ms;     /* time it did not answer */
+  uint64_t limiter_failed; /* calls that failed waiting for it (deadline) */
 } ca_client_stats;
 
 void ca_client_stats_get(const ca_client *c, ca_client_stats *out);
 const char *ca_client_endpoint(const ca_client *c);
+/* The Redis server of a shared limiter ("redis://host:port/db", never a
+ * password), or NULL when the limiter is this host's. */
+const char *ca_client_limiter_where(const ca_client *c);
 /* The account the client's calls count against: the "account" key, else
  * the AccessKey id (the limiter's and the state store's key). */
 const char *ca_client_account(const ca_client *c);

@@ -43,6 +43,7 @@ struct ca_client {
   void *log_ud;
   int verbose;
   ca_limiter *limiter;
+  int limiter_down; /* the shared limiter's server did not answer (logged) */
   CURLM *multi;
   /* curl_multi_perform; a test puts a failing one here to see how an
    * engine failure ends the calls */

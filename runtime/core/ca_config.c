@@ -55,9 +55,11 @@ static const option options[] = {
   {"qps", K_DOUBLE, FIELD(qps), 1, 1000, NULL, "N",
    "calls per second per operation (default: each operation's documented "
    "limit, 10 for QueryChatappPhoneNumbers)"},
-  {"limiter", K_STR, FIELD(limiter), 0, 0, NULL, "shared|process|FILE",
+  {"limiter", K_STR, FIELD(limiter), 0, 0, NULL,
+   "shared|process|FILE|redis://HOST:PORT",
    "share the rate limit with other processes on this host (default "
-   "shared), keep it to this process, or use this state file"},
+   "shared), keep it to this process, use this state file, or share it "
+   "with every host through this Redis server"},
   {"window_margin_ms", K_LONG, FIELD(window_margin_ms), 0, 1000, NULL, "MS",
    "limiter window beyond 1 s: how much the arrival of a request at the "
    "server can vary (default 50)"},
@@ -615,6 +617,7 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
     if (st)
       goto out;
   } else if (strcmp(cfg->limiter, "process") != 0) {
+    /* A state file, or a redis:// URL (ca_limiter_new tells them apart). */
     st = ca_buf_adds(&lpath, cfg->limiter);
     if (st)
       goto out;

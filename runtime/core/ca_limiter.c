@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "ca_crypto.h"
+#include "ca_limiter_redis.h"
+#include "ca_redis.h"
 
 #define MAGIC   0x4d4c4143u /* "CALM" */
 #define VERSION 2u
@@ -47,14 +50,54 @@ struct ca_limiter {
   int64_t window; /* microseconds */
   char *path;     /* the shared file, for messages */
   char note[512]; /* what went wrong with the file, "" when nothing */
+  ca_limiter_redis *redis; /* shared through Redis: everything goes there */
 };
+
+/* ---- clocks ------------------------------------------------------------- */
+
+#define CLOCK_OFFSET_ENV "CHATAPP_TEST_CLOCK_OFFSET_MS"
+#define CLOCK_OFFSET_MAX (86400LL * 1000) /* a day, in ms */
+
+static pthread_once_t offset_once = PTHREAD_ONCE_INIT;
+static int64_t offset_us;
+
+/* Read once: a whole number of milliseconds within a day either way;
+ * anything else is no offset (a test variable, never a user's). */
+static void read_offset(void)
+{
+  const char *v = getenv(CLOCK_OFFSET_ENV);
+  char *end = NULL;
+  long long ms;
+
+  if (!v || !*v)
+    return;
+  errno = 0;
+  ms = strtoll(v, &end, 10);
+  if (errno || !end || *end || ms < -CLOCK_OFFSET_MAX || ms > CLOCK_OFFSET_MAX)
+    return;
+  offset_us = (int64_t)ms * 1000;
+}
+
+int64_t ca_clock_offset_us(void)
+{
+  (void)pthread_once(&offset_once, read_offset);
+  return offset_us;
+}
 
 int64_t ca_now_us(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 +
+         ca_clock_offset_us();
 }
+
+int64_t ca_wall_s(void)
+{
+  return (int64_t)time(NULL) + ca_clock_offset_us() / 1000000;
+}
+
+/* ---- the host-local limiter --------------------------------------------- */
 
 static void read_boot_id(char out[40])
 {
@@ -231,6 +274,17 @@ chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
     return CHATAPP_ENOMEM;
   l->fd = -1;
   l->window = 1000000 + (margin_us > 0 ? margin_us : CA_LIMITER_MARGIN_US);
+  if (path && (ca_redis_is_url(path) || strncmp(path, "rediss://", 9) == 0)) {
+    /* Shared through Redis; the URL is not kept (ca_redis_where names the
+     * server in messages). */
+    chatapp_status st = ca_limiter_redis_new(path, l->window, &l->redis, err);
+    if (st) {
+      free(l);
+      return st;
+    }
+    *out = l;
+    return CHATAPP_OK;
+  }
   l->local = calloc(1, sizeof *l->local);
   if (!l->local || (path && !(l->path = strdup(path)))) {
     free(l->local);
@@ -294,6 +348,7 @@ void ca_limiter_free(ca_limiter *l)
 {
   if (!l)
     return;
+  ca_limiter_redis_free(l->redis);
   if (l->map)
     munmap(l->map, sizeof(state));
   if (l->fd >= 0)
@@ -395,6 +450,8 @@ int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now,
   double f;
   int granted;
 
+  if (l->redis)
+    return ca_limiter_redis_acquire(l->redis, key, n, now, retry_at, factor);
   lock(l, now);
   sl = find_slot(l->st, key, now, l->window);
   sl->last_use_us = now;
@@ -434,6 +491,10 @@ void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now)
   slot *sl;
   double f;
 
+  if (l->redis) {
+    ca_limiter_redis_throttled(l->redis, key, now);
+    return;
+  }
   lock(l, now);
   sl = find_slot(l->st, key, now, l->window);
   if (sl->last_throttle_us == 0 || now - sl->last_throttle_us >= l->window) {
@@ -452,6 +513,8 @@ double ca_limiter_factor(ca_limiter *l, const char *full_key, int64_t now)
   char key[KEYLEN];
   size_t i;
 
+  if (l->redis)
+    return ca_limiter_redis_factor(l->redis, full_key, now);
   slot_key(full_key, key);
   lock(l, now);
   for (i = 0; i < NSLOTS; i++) {
@@ -463,6 +526,25 @@ double ca_limiter_factor(ca_limiter *l, const char *full_key, int64_t now)
   }
   unlock(l);
   return f;
+}
+
+const char *ca_limiter_error(const ca_limiter *l)
+{
+  return l && l->redis ? ca_limiter_redis_error(l->redis) : NULL;
+}
+
+const char *ca_limiter_where(const ca_limiter *l)
+{
+  return l && l->redis ? ca_limiter_redis_where(l->redis) : NULL;
+}
+
+void ca_limiter_stats_get(const ca_limiter *l, int64_t now,
+                          ca_limiter_stats *out)
+{
+  if (l && l->redis)
+    ca_limiter_redis_stats(l->redis, now, out);
+  else
+    memset(out, 0, sizeof *out);
 }
 
 chatapp_status ca_limiter_default_path(const char *account_key, ca_buf *b,

@@ -28,6 +28,13 @@
  * used.  A truncated file is grown back and started afresh; a file that
  * cannot be used any more makes the limiter go on in-process, and
  * ca_limiter_note says why.
+ *
+ * Several hosts: given a Redis URL (redis://[user@]host[:port][/db]) the
+ * limiter keeps the same windows and factors in Redis instead, updated by
+ * server-side scripts timed by the Redis server's clock
+ * (ca_limiter_redis.c, docs/internals/limiter.md).  Such a limiter can be
+ * unreachable: ca_limiter_acquire then says so (-1), and never falls back
+ * to a limit of this host alone.
  */
 #ifndef CA_LIMITER_H
 #define CA_LIMITER_H
@@ -48,9 +55,12 @@ typedef struct ca_limiter ca_limiter;
 
 /*
  * A limiter with window 1 s + margin_us (0 or less: CA_LIMITER_MARGIN_US).
- * state_path NULL: in-process only; otherwise the shared state file (created
- * 0600, parent directory must exist).  Returns CHATAPP_EIO with a message in
- * err when the file cannot be used.  Free with ca_limiter_free.
+ * state_path NULL: in-process only; a redis:// URL: shared through that
+ * Redis server (connected now: CHATAPP_ETRANSPORT, ECREDENTIALS or EINVAL
+ * with a message naming the server when it cannot be used); otherwise the
+ * shared state file (created 0600, parent directory must exist).  Returns
+ * CHATAPP_EIO with a message in err when the file cannot be used.  Free
+ * with ca_limiter_free.
  */
 chatapp_status ca_limiter_new(const char *state_path, int64_t margin_us,
                               ca_limiter **out, ca_buf *err);
@@ -60,7 +70,10 @@ void ca_limiter_free(ca_limiter *l);
  * Ask to start one call for key at now_us with a configured limit of n per
  * window.  Returns 1 when granted (the start is recorded); otherwise 0 and
  * *retry_at_us tells when to ask again.  *factor (may be NULL) receives
- * the adaptive factor that applied.
+ * the adaptive factor that applied.  A Redis limiter returns -1 when its
+ * server cannot answer (unreachable, or an error reply): nothing was
+ * granted, *retry_at_us tells when to ask again and ca_limiter_error says
+ * why.  key is "ACCOUNT/OPERATION".
  */
 int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now_us,
                        int64_t *retry_at_us, double *factor);
@@ -81,8 +94,37 @@ double ca_limiter_factor(ca_limiter *l, const char *key, int64_t now_us);
 chatapp_status ca_limiter_default_path(const char *account_key, ca_buf *b,
                                        ca_buf *err);
 
+/* Why the last ca_limiter_acquire returned -1 (names the Redis server,
+ * never a password), or NULL. */
+const char *ca_limiter_error(const ca_limiter *l);
+
+/* The Redis server of a shared limiter ("redis://host:port/db", never a
+ * password), or NULL for a host-local one. */
+const char *ca_limiter_where(const ca_limiter *l);
+
+/* Counters of a Redis limiter (all 0 for a host-local one). */
+typedef struct ca_limiter_stats {
+  uint64_t round_trips; /* commands sent to Redis */
+  uint64_t outages;     /* times Redis went from answering to not */
+  int64_t down_us;      /* time without an answer, the current outage too */
+  int down;             /* 1 while the last command got no answer */
+} ca_limiter_stats;
+
+void ca_limiter_stats_get(const ca_limiter *l, int64_t now_us,
+                          ca_limiter_stats *out);
+
 /* Monotonic clock in microseconds (CLOCK_MONOTONIC, same for all
- * processes of a host). */
+ * processes of a host), plus the test offset below. */
 int64_t ca_now_us(void);
+
+/* CHATAPP_TEST_CLOCK_OFFSET_MS (tests only, docs/internals/testing.md):
+ * milliseconds added to this process's clocks, ca_now_us and the wall
+ * clock requests are signed with (ca_wall_s), so a test can run one
+ * process as a host whose clock is skewed.  0 when unset or malformed. */
+int64_t ca_clock_offset_us(void);
+
+/* The wall clock (Unix seconds) requests are signed with, with the test
+ * offset. */
+int64_t ca_wall_s(void);
 
 #endif

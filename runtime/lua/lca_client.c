@@ -474,10 +474,12 @@ static int client_query(lua_State *L)
 
 static int client_stats(lua_State *L)
 {
+  ca_client *c = lca_client_check(L, 1);
   ca_client_stats s;
+  const char *where = ca_client_limiter_where(c);
 
-  ca_client_stats_get(lca_client_check(L, 1), &s);
-  lua_createtable(L, 0, 7);
+  ca_client_stats_get(c, &s);
+  lua_createtable(L, 0, 12);
 #define SET(name)                                                              \
   lua_pushinteger(L, (lua_Integer)s.name);                                     \
   lua_setfield(L, -2, #name)
@@ -487,6 +489,14 @@ static int client_stats(lua_State *L)
   SET(throttled);
   SET(failed);
   SET(limiter_waits);
+  if (where) { /* a limiter shared through Redis */
+    SET(limiter_round_trips);
+    SET(limiter_outages);
+    SET(limiter_down_ms);
+    SET(limiter_failed);
+    lua_pushstring(L, where); /* never a password (ca_redis_where) */
+    lua_setfield(L, -2, "limiter");
+  }
 #undef SET
   lua_pushnumber(L, s.min_factor);
   lua_setfield(L, -2, "min_factor");
