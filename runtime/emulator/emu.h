@@ -584,6 +584,13 @@ void emu_fault_send_mode(const emu_fault *f, emu_answer *a);
 
 /* emu_api.c: one signed API call, end to end (takes and drops emu.lock). */
 void emu_api_call(emu *e, emu_request *rq, emu_answer *a);
+/* The fields every request log line begins with ({"t_us", "time",
+ * "remote", "method") and ends with ("verdict", "fault", "code", "status",
+ * "request_id", "delay_ms"}), for the CAMS and the credential endpoints. */
+chatapp_status emu_log_head(ca_buf *b, const emu_request *rq);
+chatapp_status emu_log_tail(ca_buf *b, const emu_answer *a, const char *rid,
+                            const char *verdict, const emu_fault *f,
+                            int64_t delay_us);
 
 /* emu_control.c: GET/POST/DELETE under /_emulator/. */
 void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a);

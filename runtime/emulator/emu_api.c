@@ -151,6 +151,46 @@ static void apply_fault(emu *e, const emu_fault *f, const char *op,
   emu_fault_send_mode(f, a);
 }
 
+chatapp_status emu_log_head(ca_buf *b, const emu_request *rq)
+{
+  char when[32];
+  chatapp_status st;
+
+  emu_iso8601_ms(rq->arrival_wall_ms, when);
+  st = ca_buf_printf(b, "{\"t_us\":%lld,\"time\":\"%s\",\"remote\":",
+                     (long long)rq->arrival_us, when);
+  if (!st)
+    st = emu_json_strz(b, rq->remote);
+  if (!st)
+    st = ca_buf_adds(b, ",\"method\":");
+  if (!st)
+    st = emu_json_strz(b, rq->method);
+  return st;
+}
+
+chatapp_status emu_log_tail(ca_buf *b, const emu_answer *a, const char *rid,
+                            const char *verdict, const emu_fault *f,
+                            int64_t delay_us)
+{
+  chatapp_status st;
+
+  st = ca_buf_printf(b, ",\"verdict\":\"%s\",\"fault\":", verdict);
+  if (!st)
+    st = emu_json_strz(b, f ? emu_fault_kind_name(f->kind) : NULL);
+  if (!st && f)
+    st = ca_buf_printf(b, ",\"fault_id\":%u", f->id);
+  if (!st)
+    st = ca_buf_adds(b, ",\"code\":");
+  if (!st)
+    st = emu_json_strz(b, a->code);
+  if (!st)
+    st = ca_buf_printf(b,
+                       ",\"status\":%u,\"request_id\":\"%s\","
+                       "\"delay_ms\":%lld}",
+                       a->status, rid, (long long)(delay_us / 1000));
+  return st;
+}
+
 static const char *scheme_name(emu_scheme s)
 {
   return s == EMU_SCHEME_V3 ? "v3" : s == EMU_SCHEME_RPC ? "legacy" : "none";
@@ -163,20 +203,11 @@ static chatapp_status log_line(ca_buf *b, const emu_request *rq,
                                const char *rid, const char *verdict,
                                const emu_fault *f, int64_t delay_us)
 {
-  char when[32];
   chatapp_status st;
   size_t i;
   const char *p;
 
-  emu_iso8601_ms(rq->arrival_wall_ms, when);
-  st = ca_buf_printf(b, "{\"t_us\":%lld,\"time\":\"%s\",\"remote\":",
-                     (long long)rq->arrival_us, when);
-  if (!st)
-    st = emu_json_strz(b, rq->remote);
-  if (!st)
-    st = ca_buf_adds(b, ",\"method\":");
-  if (!st)
-    st = emu_json_strz(b, rq->method);
+  st = emu_log_head(b, rq);
   if (!st)
     st =
       ca_buf_printf(b, ",\"scheme\":\"%s\",\"op\":", scheme_name(au->scheme));
@@ -224,20 +255,7 @@ static chatapp_status log_line(ca_buf *b, const emu_request *rq,
   if (!st)
     st = emu_json_strz(b, au->key ? au->key->account : NULL);
   if (!st)
-    st = ca_buf_printf(b, ",\"verdict\":\"%s\",\"fault\":", verdict);
-  if (!st)
-    st = emu_json_strz(b, f ? emu_fault_kind_name(f->kind) : NULL);
-  if (!st && f)
-    st = ca_buf_printf(b, ",\"fault_id\":%u", f->id);
-  if (!st)
-    st = ca_buf_adds(b, ",\"code\":");
-  if (!st)
-    st = emu_json_strz(b, a->code);
-  if (!st)
-    st = ca_buf_printf(b,
-                       ",\"status\":%u,\"request_id\":\"%s\","
-                       "\"delay_ms\":%lld}",
-                       a->status, rid, (long long)(delay_us / 1000));
+    st = emu_log_tail(b, a, rid, verdict, f, delay_us);
   return st;
 }
 

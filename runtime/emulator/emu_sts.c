@@ -378,18 +378,9 @@ static chatapp_status log_line(ca_buf *b, const emu_request *rq,
                                const char *rid, const char *verdict,
                                const emu_fault *f, int64_t delay_us)
 {
-  char when[32];
   chatapp_status st;
 
-  emu_iso8601_ms(rq->arrival_wall_ms, when);
-  st = ca_buf_printf(b, "{\"t_us\":%lld,\"time\":\"%s\",\"remote\":",
-                     (long long)rq->arrival_us, when);
-  if (!st)
-    st = emu_json_strz(b, rq->remote);
-  if (!st)
-    st = ca_buf_adds(b, ",\"method\":");
-  if (!st)
-    st = emu_json_strz(b, rq->method);
+  st = emu_log_head(b, rq);
   if (!st)
     st =
       ca_buf_printf(b, ",\"endpoint\":\"%s\",\"scheme\":\"%s\",\"op\":\"%s\"",
@@ -421,20 +412,7 @@ static chatapp_status log_line(ca_buf *b, const emu_request *rq,
   if (!st)
     st = emu_json_strz(b, c->issued[0] ? c->issued : NULL);
   if (!st)
-    st = ca_buf_printf(b, ",\"verdict\":\"%s\",\"fault\":", verdict);
-  if (!st)
-    st = emu_json_strz(b, f ? emu_fault_kind_name(f->kind) : NULL);
-  if (!st && f)
-    st = ca_buf_printf(b, ",\"fault_id\":%u", f->id);
-  if (!st)
-    st = ca_buf_adds(b, ",\"code\":");
-  if (!st)
-    st = emu_json_strz(b, a->code);
-  if (!st)
-    st = ca_buf_printf(b,
-                       ",\"status\":%u,\"request_id\":\"%s\","
-                       "\"delay_ms\":%lld}",
-                       a->status, rid, (long long)(delay_us / 1000));
+    st = emu_log_tail(b, a, rid, verdict, f, delay_us);
   return st;
 }
 
