@@ -64,24 +64,7 @@ local function result(path)
   return last and chatapp.json.decode(last) or error("worker failed: " .. text)
 end
 
--- Accepted arrivals from the emulator's log, sorted (microseconds).
-local function arrivals(emu)
-  local t = {}
-  for _, l in ipairs(emu:log_lines()) do
-    if l.verdict == "accepted" then t[#t + 1] = l.t_us end
-  end
-  table.sort(t)
-  return t
-end
 
-local function busiest(t, w)
-  local best, lo = 0, 1
-  for hi = 1, #t do
-    while t[hi] - t[lo] >= w do lo = lo + 1 end
-    best = math.max(best, hi - lo + 1)
-  end
-  return best
-end
 
 local function row(name, fields)
   io.write(("%-40s"):format(name))
@@ -105,12 +88,12 @@ local function scenario(kind, procs, n, qps, emu_args)
     ok, cpu, trips = ok + r.ok, cpu + r.cpu_s, trips + r.round_trips
     elapsed, throttled = math.max(elapsed, r.elapsed_s), throttled + r.throttled
   end
-  local t = arrivals(emu)
+  local t = emu:arrivals()
   emu:stop()
   if srv then srv:stop() end
   local rate = #t > 1 and (#t - 1) / ((t[#t] - t[1]) / 1e6) or 0
   return { ok = ok, total = procs * n, cpu_ms = cpu * 1000 / (procs * n), trips = trips / (procs * n),
-           rate = rate, wall_rate = ok / elapsed, busiest = busiest(t, 1000000), throttled = throttled }
+           rate = rate, wall_rate = ok / elapsed, busiest = E.busiest(t, 1000000), throttled = throttled }
 end
 
 io.write(("chatapp-run limiter benchmark (host-local file vs Redis), %s\n"):format(os.date("!%Y-%m-%d %H:%M UTC")))

@@ -118,6 +118,28 @@ function Emu:log_lines()
   return lines
 end
 
+--- The arrival times (microseconds, sorted) of the accepted API calls in
+--- the request log; op: only that operation's.
+function Emu:arrivals(op)
+  local t = {}
+  for _, l in ipairs(self:log_lines()) do
+    if l.verdict == "accepted" and (not op or l.op == op) then t[#t + 1] = l.t_us end
+  end
+  table.sort(t)
+  return t
+end
+
+--- The most arrivals in any window of w microseconds (t sorted): what a
+--- quota of N per window must keep at most N.
+function E.busiest(t, w)
+  local best, lo = 0, 1
+  for hi = 1, #t do
+    while t[hi] - t[lo] >= w do lo = lo + 1 end
+    best = math.max(best, hi - lo + 1)
+  end
+  return best
+end
+
 function Emu:stop()
   if not self.pid then return end
   os.execute("kill " .. self.pid .. " 2>/dev/null")

@@ -34,25 +34,7 @@ local policy = E.policy([[
 local chatapp = require "chatapp"
 return chatapp.policy { name = "count", where = { quality_rating = "RED" } }]])
 
--- Accepted arrivals of the query at the emulator (its monotonic clock,
--- CLOCK_MONOTONIC as core.monotonic's), sorted.
-local function arrivals(emu)
-  local t = {}
-  for _, l in ipairs(emu:log_lines()) do
-    if l.verdict == "accepted" and l.op == "QueryChatappPhoneNumbers" then t[#t + 1] = l.t_us end
-  end
-  table.sort(t)
-  return t
-end
 
-local function busiest(t, w)
-  local best, lo = 0, 1
-  for hi = 1, #t do
-    while t[hi] - t[lo] >= w do lo = lo + 1 end
-    best = math.max(best, hi - lo + 1)
-  end
-  return best
-end
 
 -- A port nothing listens on: a server's, once it stopped.
 local function dead_port()
@@ -114,14 +96,14 @@ T.cases {
     -- 1. back at once (0.2 s): the starts of the last window are lost, and
     -- a client may not even see the outage (it reconnects at its next
     -- question); the epoch guard must hold the calls for one window.
-    T.check(E.wait_for(function() return #arrivals(emu) >= 25 end, 20000), "calls started")
+    T.check(E.wait_for(function() return #emu:arrivals("QueryChatappPhoneNumbers") >= 25 end, 20000), "calls started")
     local killed = core.monotonic()
     srv:kill()
     E.sleep_ms(200)
     srv:restart()
     local back = core.monotonic()
     -- 2. away for 1.5 s: the clients see it, say so, wait, and go on.
-    T.check(E.wait_for(function() return #arrivals(emu) >= 55 end, 20000), "calls went on")
+    T.check(E.wait_for(function() return #emu:arrivals("QueryChatappPhoneNumbers") >= 55 end, 20000), "calls went on")
     local killed2 = core.monotonic()
     srv:kill()
     E.sleep_ms(1500)
@@ -138,13 +120,13 @@ T.cases {
       T.check(procs[h].err():find("the shared limiter does not answer", 1, true), procs[h].err())
       T.check(procs[h].err():find("answers again", 1, true), procs[h].err())
     end
-    local t = arrivals(emu)
+    local t = emu:arrivals("QueryChatappPhoneNumbers")
     local st = emu:stats()
     emu:stop()
     srv:stop()
     T.eq(#t, 100, "each call once")
     T.eq(st.throttled, 0, "no throttle answer")
-    T.check(busiest(t, 1000000) <= 10, "at most 10 in any 1 s: " .. busiest(t, 1000000))
+    T.check(E.busiest(t, 1000000) <= 10, "at most 10 in any 1 s: " .. E.busiest(t, 1000000))
     -- the epoch guard: nothing granted for one window after a restart
     -- (arrivals within 0.1 s of a kill were granted before it)
     local function first_after(from)
@@ -167,12 +149,12 @@ T.cases {
     -- group fetched later would wait its own deadline)
     local p = E.start({ "--endpoint", emu.url, "--limiter", srv.url, "--call-timeout-ms", "2000",
       "--max-response-bytes", "65536", "--spaces", spaces_file(1, 40), policy })
-    T.check(E.wait_for(function() return #arrivals(emu) >= 10 end, 20000), "calls started")
+    T.check(E.wait_for(function() return #emu:arrivals("QueryChatappPhoneNumbers") >= 10 end, 20000), "calls started")
     local killed = core.monotonic()
     srv:kill()
     local code = p.wait(30000)
     local took = core.monotonic() - killed
-    local sent = #arrivals(emu)
+    local sent = #emu:arrivals("QueryChatappPhoneNumbers")
     emu:stop()
     T.eq(code, 1, p.err())
     T.check(took >= 1.9 and took < 5, ("ended %.1f s after Redis went away (deadline 2 s)"):format(took))

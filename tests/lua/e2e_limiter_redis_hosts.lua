@@ -47,15 +47,6 @@ local policy = E.policy([[
 local chatapp = require "chatapp"
 return chatapp.policy { name = "count", where = { quality_rating = "RED" } }]])
 
--- The most arrivals in any window of w microseconds (times sorted).
-local function busiest(t, w)
-  local best, lo = 0, 1
-  for hi = 1, #t do
-    while t[hi] - t[lo] >= w do lo = lo + 1 end
-    best = math.max(best, hi - lo + 1)
-  end
-  return best
-end
 
 -- One run of HOSTS processes; offsets[h]: the clock offset of host h (ms).
 local function fleet(offsets)
@@ -78,15 +69,10 @@ local function fleet(offsets)
     local _, by = E.json_lines(procs[h].out())
     summaries[h] = by.summary and by.summary[1] or {}
   end
-  local lines = emu:log_lines()
+  local t = emu:arrivals("QueryChatappPhoneNumbers")
   local st = emu:stats()
   emu:stop()
   srv:stop()
-  local t = {}
-  for _, l in ipairs(lines) do
-    if l.verdict == "accepted" and l.op == "QueryChatappPhoneNumbers" then t[#t + 1] = l.t_us end
-  end
-  table.sort(t)
   local rate = #t > 1 and (#t - 1) / ((t[#t] - t[1]) / 1e6) or 0
   local trips, calls = 0, 0
   for h = 1, HOSTS do
@@ -96,7 +82,7 @@ local function fleet(offsets)
   io.stderr:write(("  offsets %s: %d calls, %.2f calls/s at the emulator (%.2f/s with the start), "
     .. "busiest 1 s %d, throttled %d, %.2f Redis round trips a call\n"):format(
     table.concat({ tostring(offsets[1] or 0), tostring(offsets[2] or 0), tostring(offsets[3] or 0) }, "/"),
-    #t, rate, #t / wall, busiest(t, 1000000), st.throttled, trips / math.max(calls, 1)))
+    #t, rate, #t / wall, E.busiest(t, 1000000), st.throttled, trips / math.max(calls, 1)))
   return { codes = codes, summaries = summaries, procs = procs, t = t, rate = rate, stats = st }
 end
 
@@ -111,7 +97,7 @@ local function check(r)
   end
   T.eq(#r.t, HOSTS * PER, "every call reached the emulator once")
   T.eq(r.stats.throttled, 0, "the emulator throttled nothing")
-  T.check(busiest(r.t, 1000000) <= 10, "at most 10 arrivals in any 1 s window: " .. busiest(r.t, 1000000))
+  T.check(E.busiest(r.t, 1000000) <= 10, "at most 10 arrivals in any 1 s window: " .. E.busiest(r.t, 1000000))
   T.check(r.stats.operations.QueryChatappPhoneNumbers.busiest_1s <= 10, "the emulator's own count")
   T.check(r.rate >= 9.5, ("at least 9.5 calls/s together: %.2f"):format(r.rate))
 end
