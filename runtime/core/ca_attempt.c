@@ -124,8 +124,7 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
   int plain =
     call->kind == CA_CALL_API ? 1 : strncmp(call->url, "http://", 7) == 0;
   int why = ca_attempt_address_check(
-    call->kind == CA_CALL_HTTP && call->allow_metadata, plain,
-    conn_primary_ip);
+    call->kind == CA_CALL_HTTP && call->allow_metadata, plain, conn_primary_ip);
 
   (void)conn_local_ip;
   (void)conn_primary_port;

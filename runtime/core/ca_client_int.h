@@ -31,7 +31,7 @@ struct ca_client {
   int plain_http; /* http:// (loopback only) */
   int http_only;  /* no credentials: CA_CALL_HTTP only */
   char *ak_id, *secret, *token;
-  ca_secrets secrets; /* secret and token, for redaction */
+  ca_secrets secrets;            /* secret and token, for redaction */
   struct ca_cred_provider *prov; /* credentials that change, or NULL */
   uint64_t cred_gen;             /* the provider's generation in ak_id.. */
   char *account_key;

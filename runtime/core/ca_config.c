@@ -609,9 +609,9 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
     goto out;
   }
 
-  region = cfg->region                         ? cfg->region
-           : ca_cred_provider_region(prov)     ? ca_cred_provider_region(prov)
-                                               : CA_DEFAULT_REGION;
+  region = cfg->region                     ? cfg->region
+           : ca_cred_provider_region(prov) ? ca_cred_provider_region(prov)
+                                           : CA_DEFAULT_REGION;
   if (cfg->endpoint)
     st = ca_buf_adds(&endpoint, cfg->endpoint);
   else

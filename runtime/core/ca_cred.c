@@ -533,8 +533,7 @@ chatapp_status cred_fill_role(resolver *r, ca_credentials *out,
 }
 
 /* 2b. The OIDC role of ACK RRSA: the three variables, all set. */
-static chatapp_status from_oidc_env(resolver *r, ca_credentials *out,
-                                    int *done)
+static chatapp_status from_oidc_env(resolver *r, ca_credentials *out, int *done)
 {
   static const char *const names[] = {"ALIBABA_CLOUD_ROLE_ARN",
                                       "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
@@ -550,10 +549,11 @@ static chatapp_status from_oidc_env(resolver *r, ca_credentials *out,
   for (i = 0; i < 3; i++)
     n += (v[i] = cred_env_get(r, names[i])) != NULL;
   if (n == 0) {
-    cred_say(r, &r->looked,
-             "  - OIDC role (ACK RRSA): ALIBABA_CLOUD_ROLE_ARN, "
-             "ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE "
-             "are not set\n");
+    cred_say(
+      r, &r->looked,
+      "  - OIDC role (ACK RRSA): ALIBABA_CLOUD_ROLE_ARN, "
+      "ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE "
+      "are not set\n");
     return CHATAPP_OK;
   }
   if (n < 3) {
@@ -577,9 +577,10 @@ static chatapp_status from_oidc_env(resolver *r, ca_credentials *out,
   cred_role_set(r, &role->oidc_token_file, v[2]);
   cred_role_set(r, &role->session_name,
                 cred_env_get(r, "ALIBABA_CLOUD_ROLE_SESSION_NAME"));
-  cred_say(r, &src,
-           "OIDC role (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, "
-           "ALIBABA_CLOUD_OIDC_TOKEN_FILE)");
+  cred_say(
+    r, &src,
+    "OIDC role (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, "
+    "ALIBABA_CLOUD_OIDC_TOKEN_FILE)");
   st = cred_fill_role(r, out, role, NULL, &src);
   ca_buf_free(&src);
   *done = !st;
@@ -614,7 +615,8 @@ static chatapp_status from_tail(resolver *r, ca_credentials *out, int *done)
     return CHATAPP_ENOMEM;
   role->ecs_ok = ecs;
   cred_role_set(r, &role->uri, uri);
-  cred_role_set(r, &role->ecs_role, cred_env_get(r, "ALIBABA_CLOUD_ECS_METADATA"));
+  cred_role_set(r, &role->ecs_role,
+                cred_env_get(r, "ALIBABA_CLOUD_ECS_METADATA"));
   nothing_found(r);
   role->nothing = ca_buf_steal(&r->msg);
   ca_buf_init(&r->msg, MSG_MAX);

@@ -14,8 +14,8 @@
  * transport rules, timeouts, size caps and retry classification of every
  * other call.  Answers hold secrets: their buffers are wiped before free.
  */
-#include "ca_cred_prov_int.h"
 #include "ca_cred_int.h"
+#include "ca_cred_prov_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -231,8 +231,8 @@ static chatapp_status http_do(ca_cred_provider *p, const char *what,
                               int metadata, long *status, ca_buf *out,
                               char *err, size_t errlen)
 {
-  ca_call *call = ca_call_new_http(method, url, h, nh, body,
-                                   body ? strlen(body) : 0);
+  ca_call *call =
+    ca_call_new_http(method, url, h, nh, body, body ? strlen(body) : 0);
   chatapp_status st;
 
   *status = 0;
@@ -252,8 +252,7 @@ static chatapp_status http_do(ca_cred_provider *p, const char *what,
     *status = call->http_status;
     st = ca_buf_add(out, call->body.ptr ? call->body.ptr : "", call->body.len);
     if (st)
-      snprintf(err, errlen, "%s: the answer is over %zu bytes", what,
-               out->max);
+      snprintf(err, errlen, "%s: the answer is over %zu bytes", what, out->max);
   }
   wipe_buf(&call->body);
   wipe_buf(&call->req_body);
@@ -263,8 +262,8 @@ static chatapp_status http_do(ca_cred_provider *p, const char *what,
 
 /* The Code and Message of an error answer, for the message (they hold no
  * secret: STS writes them). */
-static void api_error(const char *what, long status, const ca_buf *b,
-                      char *err, size_t errlen)
+static void api_error(const char *what, long status, const ca_buf *b, char *err,
+                      size_t errlen)
 {
   ca_json_doc *doc =
     b->len ? ca_json_parse(b->ptr, b->len, 8, CA_JSON_WIPE, NULL, 0) : NULL;
@@ -490,9 +489,8 @@ static chatapp_status fetch_sts(ca_cred_provider *p, cred_fetched *out,
   }
   {
     char e2[256];
-    st = ca_cred_parse_answer(p->kind, ans.ptr, ans.len, &out->id,
-                              &out->secret, &out->token, &out->exp, e2,
-                              sizeof e2);
+    st = ca_cred_parse_answer(p->kind, ans.ptr, ans.len, &out->id, &out->secret,
+                              &out->token, &out->exp, e2, sizeof e2);
     if (st)
       snprintf(err, errlen, "%s: %s", what, e2);
   }
@@ -532,8 +530,8 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
   ca_buf_printf(&url, "%s/latest/api/token", p->md_url);
   h[0] = (ca_kv){"x-aliyun-ecs-metadata-token-ttl-seconds", "21600"};
   snprintf(what, sizeof what, "the metadata service %s", p->md_url);
-  st = http_do(p, what, "PUT", ca_buf_str(&url), h, 1, "", 1, &status, &ans,
-               e2, sizeof e2);
+  st = http_do(p, what, "PUT", ca_buf_str(&url), h, 1, "", 1, &status, &ans, e2,
+               sizeof e2);
   if (st) {
     /* No answer at all: the service is not there (off ECS); IMDSv1 lives
      * at the same address, so there is nothing else to try. */
@@ -583,9 +581,9 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
                                 ans.ptr[a] == '\r' || ans.ptr[a] == '\t');
          a++)
       ;
-    for (b = ans.len; b > a && (ans.ptr[b - 1] == ' ' ||
-                                ans.ptr[b - 1] == '\n' ||
-                                ans.ptr[b - 1] == '\r' || ans.ptr[b - 1] == '\t');
+    for (b = ans.len;
+         b > a && (ans.ptr[b - 1] == ' ' || ans.ptr[b - 1] == '\n' ||
+                   ans.ptr[b - 1] == '\r' || ans.ptr[b - 1] == '\t');
          b--)
       ;
     if (b == a || b - a > 128 || memchr(ans.ptr + a, '/', b - a) ||
@@ -635,9 +633,9 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
   }
   {
     char e3[256];
-    st = ca_cred_parse_answer(CA_CRED_ECS, ans.ptr, ans.len, &out->id,
-                              &out->secret, &out->token, &out->exp, e3,
-                              sizeof e3);
+    st =
+      ca_cred_parse_answer(CA_CRED_ECS, ans.ptr, ans.len, &out->id,
+                           &out->secret, &out->token, &out->exp, e3, sizeof e3);
     if (st) {
       snprintf(err, errlen, "%s: %s", what, e3);
       if (st != CHATAPP_ENOMEM)
@@ -677,9 +675,9 @@ static chatapp_status fetch_uri(ca_cred_provider *p, cred_fetched *out,
     st = CHATAPP_ECREDENTIALS;
   }
   if (!st) {
-    st = ca_cred_parse_answer(CA_CRED_URI, ans.ptr, ans.len, &out->id,
-                              &out->secret, &out->token, &out->exp, e2,
-                              sizeof e2);
+    st =
+      ca_cred_parse_answer(CA_CRED_URI, ans.ptr, ans.len, &out->id,
+                           &out->secret, &out->token, &out->exp, e2, sizeof e2);
     if (st)
       snprintf(err, errlen, "%s: %s", what, e2);
   }
@@ -744,8 +742,8 @@ char **ca_cred_split_argv(const char *cmd)
     } else if (c == '"') {
       s++;
       while (*s && *s != '"') {
-        if (*s == '\\' && (s[1] == '"' || s[1] == '\\' || s[1] == '$' ||
-                           s[1] == '`'))
+        if (*s == '\\' &&
+            (s[1] == '"' || s[1] == '\\' || s[1] == '$' || s[1] == '`'))
           s++;
         word[w++] = *s++;
       }
@@ -858,8 +856,8 @@ static chatapp_status fetch_process(ca_cred_provider *p, cred_fetched *out,
     goto out;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    snprintf(err, errlen, "the external command %.200s failed (%s %d)",
-             argv[0], WIFEXITED(status) ? "exit status" : "signal",
+    snprintf(err, errlen, "the external command %.200s failed (%s %d)", argv[0],
+             WIFEXITED(status) ? "exit status" : "signal",
              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     goto out;
   }

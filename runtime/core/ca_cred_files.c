@@ -113,10 +113,10 @@ static const ca_json *find_profile(const ca_json *profiles, const char *name)
 #define CHAIN_MAX 8 /* ChainableRamRoleArn: profiles in one chain */
 
 static chatapp_status use_cli_profile(resolver *r, const char *sp,
-                                      const ca_json *profiles,
-                                      const ca_json *p, const char *name,
-                                      const char *by, ca_credentials *out,
-                                      const char **chain, int depth);
+                                      const ca_json *profiles, const ca_json *p,
+                                      const char *name, const char *by,
+                                      ca_credentials *out, const char **chain,
+                                      int depth);
 
 /* The role fields of a role mode (RamRoleArn, ChainableRamRoleArn, OIDC). */
 static chatapp_status cli_role_fields(resolver *r, const char *sp,
@@ -305,20 +305,18 @@ static chatapp_status use_cli_role(resolver *r, const char *sp,
 
 /* Use profile p (named name, chosen by `by`) of config.json at sp. */
 static chatapp_status use_cli_profile(resolver *r, const char *sp,
-                                      const ca_json *profiles,
-                                      const ca_json *p, const char *name,
-                                      const char *by, ca_credentials *out,
-                                      const char **chain, int depth)
+                                      const ca_json *profiles, const ca_json *p,
+                                      const char *name, const char *by,
+                                      ca_credentials *out, const char **chain,
+                                      int depth)
 {
   static const struct {
     const char *mode;
     ca_cred_kind kind;
-  } role_modes[] = {{"RamRoleArn", CA_CRED_RAM_ROLE},
-                    {"ChainableRamRoleArn", CA_CRED_RAM_ROLE},
-                    {"EcsRamRole", CA_CRED_ECS},
-                    {"OIDC", CA_CRED_OIDC},
-                    {"CredentialsURI", CA_CRED_URI},
-                    {"External", CA_CRED_PROCESS}};
+  } role_modes[] = {
+    {"RamRoleArn", CA_CRED_RAM_ROLE}, {"ChainableRamRoleArn", CA_CRED_RAM_ROLE},
+    {"EcsRamRole", CA_CRED_ECS},      {"OIDC", CA_CRED_OIDC},
+    {"CredentialsURI", CA_CRED_URI},  {"External", CA_CRED_PROCESS}};
   const char *mode, *id, *secret, *token, *region, *canon, *missing = NULL;
   char sn[NAME_SHOW], sm[NAME_SHOW];
   ca_buf src = CA_BUF_INIT(MSG_MAX);

@@ -32,9 +32,9 @@ struct ca_cred_provider {
   char *name;               /* what it is, e.g. "ECS instance role 'x'" */
   char *identity;
   char *region;
-  char *sts_url;    /* "https://host[:port]" (RAM role, OIDC) */
-  char *md_url;     /* the metadata service, without a trailing '/' */
-  char *ecs_found;  /* the ECS role name the service gave */
+  char *sts_url;   /* "https://host[:port]" (RAM role, OIDC) */
+  char *md_url;    /* the metadata service, without a trailing '/' */
+  char *ecs_found; /* the ECS role name the service gave */
   int allow_process;
   /* the current credentials */
   int have;

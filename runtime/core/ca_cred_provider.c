@@ -2,8 +2,8 @@
  * ca_cred_provider: the current credentials, refreshed before they expire
  * (ca_cred_provider.h; the protocols are in ca_cred_fetch.c).
  */
-#include "ca_cred_prov_int.h"
 #include "ca_cred_int.h"
+#include "ca_cred_prov_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -71,8 +71,8 @@ static int64_t real_now(void *ud)
 
 static const char *env_get(const ca_cred_net *net, const char *name)
 {
-  const char *v = net && net->getenv ? net->getenv(net->getenv_ud, name)
-                                     : getenv(name);
+  const char *v =
+    net && net->getenv ? net->getenv(net->getenv_ud, name) : getenv(name);
   return v && *v ? v : NULL;
 }
 
@@ -86,8 +86,8 @@ static void iso(int64_t t, char out[21])
 
 /* url made "scheme://host[:port]": a bare host gets https://; plain http
  * only to loopback (the CAMS endpoints' rule). */
-static chatapp_status endpoint_url(const char *what, const char *v,
-                                   char **out, ca_buf *err)
+static chatapp_status endpoint_url(const char *what, const char *v, char **out,
+                                   ca_buf *err)
 {
   ca_buf b = CA_BUF_INIT(4096);
   char why[512];
@@ -153,8 +153,8 @@ static chatapp_status choose_sts(ca_cred_provider *p, const ca_cred_net *net,
   }
   if (ep)
     return endpoint_url(what, ep, &p->sts_url, err);
-  region = r->sts_region ? r->sts_region
-                         : env_get(net, "ALIBABA_CLOUD_STS_REGION");
+  region =
+    r->sts_region ? r->sts_region : env_get(net, "ALIBABA_CLOUD_STS_REGION");
   vpcv = env_get(net, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED");
   vpc = r->vpc || (vpcv && strcasecmp(vpcv, "true") == 0);
   if (region) {
@@ -262,16 +262,15 @@ static chatapp_status describe_kind(ca_cred_provider *p)
     break;
   case CA_CRED_ECS:
     if (r->ecs_role || p->ecs_found)
-      ca_buf_printf(
-        &n, "ECS instance role '%s' from the metadata service %s",
-        cred_shown(shown, sizeof shown,
-                       r->ecs_role ? r->ecs_role : p->ecs_found),
-        p->md_url);
+      ca_buf_printf(&n, "ECS instance role '%s' from the metadata service %s",
+                    cred_shown(shown, sizeof shown,
+                               r->ecs_role ? r->ecs_role : p->ecs_found),
+                    p->md_url);
     else
       ca_buf_printf(&n, "ECS instance role from the metadata service %s",
                     p->md_url);
     ca_buf_printf(&id, "ecs-role:%s",
-                  r->ecs_role ? r->ecs_role
+                  r->ecs_role    ? r->ecs_role
                   : p->ecs_found ? p->ecs_found
                                  : "");
     break;
@@ -373,6 +372,8 @@ static chatapp_status first_fetch(ca_cred_provider *p, ca_buf *err)
   memset(&tmp, 0, sizeof tmp);
   st = ca_cred_provider_sync(p, &tmp, NULL, e, sizeof e);
   ca_cred_copy_free(&tmp);
+  if (!st && p->ecs_found)
+    st = describe_kind(p); /* the role name the service gave */
   if (st) {
     ca_buf_reset(err);
     ca_buf_adds(err, e);
@@ -393,8 +394,7 @@ static chatapp_status provider_init(ca_cred_provider *p, ca_credentials *cred,
     p->id = cred->access_key_id;
     p->secret = cred->access_key_secret;
     p->token = cred->security_token;
-    cred->access_key_id = cred->access_key_secret = cred->security_token =
-      NULL;
+    cred->access_key_id = cred->access_key_secret = cred->security_token = NULL;
     if (!p->id || !p->secret)
       return CHATAPP_ECREDENTIALS;
     p->identity = strdup(p->id);
@@ -530,8 +530,7 @@ void ca_cred_provider_free(ca_cred_provider *p)
 /* ---- refresh ------------------------------------------------------------ */
 
 /* When to refresh credentials expiring at exp, fetched at now. */
-static int64_t refresh_time(const ca_cred_provider *p, int64_t exp,
-                            int64_t now)
+static int64_t refresh_time(const ca_cred_provider *p, int64_t exp, int64_t now)
 {
   int64_t stale = exp - p->window_s, at = stale;
 
@@ -663,8 +662,8 @@ chatapp_status ca_cred_provider_sync(ca_cred_provider *p, ca_cred_copy *cur,
            p->name, p->exp ? when : "(no expiry)");
     } else {
       PLOG(p, CA_LOG_ERROR,
-           "credentials: refreshing %s failed: %s; next try in %lld s",
-           p->name, p->last_error, (long long)(p->next_try - now));
+           "credentials: refreshing %s failed: %s; next try in %lld s", p->name,
+           p->last_error, (long long)(p->next_try - now));
     }
     break;
   }
@@ -720,8 +719,8 @@ chatapp_status ca_cred_provider_describe(ca_cred_provider *p, ca_buf *out)
     st = ca_buf_printf(out, "%s, AccessKey %s", p->origin ? p->origin : "",
                        masked);
   else
-    st = ca_buf_printf(out, "%s: %s, AccessKey %s",
-                       p->origin ? p->origin : "", p->name, masked);
+    st = ca_buf_printf(out, "%s: %s, AccessKey %s", p->origin ? p->origin : "",
+                       p->name, masked);
   if (!st && p->exp) {
     iso(p->exp, when);
     st = ca_buf_printf(out, ", expires %s", when);

@@ -104,8 +104,8 @@ typedef struct ca_cred_stats {
 void ca_cred_provider_stats(ca_cred_provider *p, ca_cred_stats *out);
 
 /* Tests: the clock (epoch seconds) the refresh rules read. */
-void ca_cred_provider_set_clock(ca_cred_provider *p,
-                                int64_t (*now)(void *ud), void *ud);
+void ca_cred_provider_set_clock(ca_cred_provider *p, int64_t (*now)(void *ud),
+                                void *ud);
 
 /*
  * The answers' parser (for the fuzz target too): kind is CA_CRED_RAM_ROLE
