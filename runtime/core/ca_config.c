@@ -50,10 +50,6 @@ static const option options[] = {
    "STS endpoint for role credentials (default: the profile's, "
    "ALIBABA_CLOUD_STS_ENDPOINT, else sts[-vpc].REGION.aliyuncs.com or "
    "sts.aliyuncs.com); http only to loopback"},
-  {"allow_credential_process", K_BOOL, FIELD(allow_credential_process), 0, 0,
-   NULL, NULL,
-   "let a profile of mode External run its process_command (argv split "
-   "without a shell) to get credentials"},
   {"account", K_STR, FIELD(account), 0, 0, NULL, "NAME",
    "quota account name: processes with the same name share one limiter "
    "(default: the AccessKey id)"},
@@ -110,6 +106,10 @@ static const option options[] = {
    "write Prometheus text metrics"},
   {"allow_exec", K_BOOL, FIELD(allow_exec), 0, 0, NULL, NULL,
    "let policies run commands (exec actions)"},
+  {"allow_credential_process", K_BOOL, FIELD(allow_credential_process), 0, 0,
+   NULL, NULL,
+   "let a profile of mode External run its process_command (argv split "
+   "without a shell) to get credentials"},
   {"memory_limit_mb", K_LONG, FIELD(memory_limit_mb), 1, 65536, NULL, "MB",
    "memory cap per policy (default 64)"},
   {"fetch_memory_mb", K_LONG, FIELD(fetch_memory_mb), 1, 65536, NULL, "MB",
