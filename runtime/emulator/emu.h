@@ -17,6 +17,9 @@
  *   emu_ops.c      the CAMS operations
  *   emu_control.c  the unsigned /_emulator/ endpoints and the statistics
  *   emu_sink.c     a webhook receiver for testing policies' webhooks
+ *   emu_sts.c      STS AssumeRole / AssumeRoleWithOIDC, the issued
+ *                  temporary keys, the credentials URI, the ECS metadata
+ *                  service (on its own loopback port)
  *   emu_util.c     key/value lists, URL decoding, JSON writing, clocks
  *
  * Threads: libmicrohttpd runs one thread per connection.  Everything that
@@ -119,6 +122,10 @@ void emu_keys_free(emu_keys *ks);
 const emu_key *emu_keys_find(const emu_keys *ks, const char *access_key_id);
 /* The key whose token is token, or NULL. */
 const emu_key *emu_keys_find_token(const emu_keys *ks, const char *token);
+/* Free one key's strings (the secret and token wiped first) and zero it. */
+void emu_key_clear(emu_key *k);
+/* A deep copy of src into dst (zeroed on failure): CHATAPP_OK or ENOMEM. */
+chatapp_status emu_key_copy(emu_key *dst, const emu_key *src);
 
 /* ---- emu_nonce.c ------------------------------------------------------- */
 
@@ -164,7 +171,8 @@ typedef struct emu_auth {
   unsigned status;  /* HTTP status of the error */
   ca_buf message;
   char *access_key_id; /* as sent */
-  const emu_key *key;  /* NULL when unknown */
+  const emu_key *key;  /* NULL when unknown; may point at issued */
+  emu_key issued;      /* an owned copy of an issued temporary key */
   char *nonce, *action, *version;
   ca_buf signed_headers; /* names, ';'-separated (V3) */
   emu_kvs params;        /* query + form body, decoded, minus Signature */
@@ -177,6 +185,9 @@ struct emu_request;
 /* Verify rq against e's keys, clock and nonce cache (takes emu.lock only
  * for the nonce).  a->code is NULL when every check passed. */
 void emu_verify(struct emu *e, const struct emu_request *rq, emu_auth *a);
+/* The same for an API of another version (STS: "2015-04-01"). */
+void emu_verify_version(struct emu *e, const struct emu_request *rq,
+                        emu_auth *a, const char *version);
 
 /* ---- emu_quota.c ------------------------------------------------------- */
 
@@ -391,6 +402,82 @@ void emu_log_line(emu_log *l, const char *json, size_t len);
 
 /* ---- the server and one API call ------------------------------------- */
 
+/* ---- emu_sts.c: role credentials --------------------------- */
+
+#define EMU_STS_VERSION     "2015-04-01"
+#define EMU_STS_HOST_ID     "sts.aliyuncs.com"
+#define EMU_ROLE_ACCOUNT    "1000000000000001"
+#define EMU_ROLE_ARN        "acs:ram::1000000000000001:role/chatapp-test"
+#define EMU_OIDC_PROVIDER   "acs:ram::1000000000000001:oidc-provider/ack-test"
+#define EMU_OIDC_TOKEN      "emulator-oidc-token-not-real"
+#define EMU_ECS_ROLE        "chatapp-ecs-role"
+#define EMU_ISSUED_MAX      4096 /* temporary keys kept at once */
+#define EMU_IMDS_TOKENS_MAX 4096 /* metadata tokens kept at once */
+#define EMU_EXPIRED_KEEP_S  900  /* an expired key is known this long */
+#define EMU_STS_MAX_LIFE    43200
+
+/* The credential endpoints, each counted on its own. */
+typedef enum emu_cred_ep {
+  EMU_EP_ASSUME_ROLE, /* STS AssumeRole */
+  EMU_EP_OIDC,        /* STS AssumeRoleWithOIDC */
+  EMU_EP_IMDS_TOKEN,  /* PUT /latest/api/token */
+  EMU_EP_IMDS_ROLE,   /* GET .../security-credentials/ */
+  EMU_EP_IMDS_CREDS,  /* GET .../security-credentials/ROLE */
+  EMU_EP_CRED_URI,    /* GET /_emulator/credentials */
+  EMU_EP_N
+} emu_cred_ep;
+
+typedef struct emu_ep_stats {
+  uint64_t requests, ok, rejected, faulted;
+  unsigned in_flight, in_flight_max; /* from arrival until answered */
+} emu_ep_stats;
+
+typedef struct emu_imds_token {
+  char tok[64];
+  int64_t expires_ms; /* wall clock */
+} emu_imds_token;
+
+typedef struct emu_sts {
+  emu_key *issued; /* EMU_ISSUED_MAX slots, nissued used */
+  size_t nissued;
+  uint64_t issued_total, evicted;
+  emu_imds_token *tokens; /* EMU_IMDS_TOKENS_MAX slots */
+  size_t ntokens;
+  char *oidc_token; /* wiped on free */
+  char *ecs_role;
+  unsigned lifetime_s; /* --sts-lifetime; 0: DurationSeconds or 3600 */
+  int imds_require_token;
+  emu_ep_stats ep[EMU_EP_N];
+} emu_sts;
+
+struct emu;
+struct emu_answer;
+chatapp_status emu_sts_init(emu_sts *s, const char *oidc_token,
+                            const char *ecs_role, unsigned lifetime_s,
+                            int imds_require_token);
+void emu_sts_free(emu_sts *s);
+/* Forget the issued keys and metadata tokens (the fuzz target). */
+void emu_sts_forget(emu_sts *s);
+/* An issued key by AccessKeyId, copied into *copy (takes emu.lock): 1
+ * found, 0 not, -1 out of memory. */
+int emu_sts_find_key(struct emu *e, const char *akid, emu_key *copy);
+/* 1 if token is the token of an issued key (takes emu.lock). */
+int emu_sts_token_known(struct emu *e, const char *token);
+/* The fault-rule scope name of an endpoint ("AssumeRole", "metadata.token",
+ * "credentials", ...). */
+const char *emu_cred_ep_name(emu_cred_ep ep);
+/* 1 if op names a credential endpoint: fault rules without an op leave
+ * them alone. */
+int emu_op_is_credential(const char *op);
+/* The statistics' "credentials" members (emu.lock held). */
+chatapp_status emu_sts_stats_json(const emu_sts *s, ca_buf *b);
+/* Make every issued key expired now (emu.lock held); how many were valid. */
+size_t emu_sts_expire_all(emu_sts *s);
+/* Zero the counters (not what is in flight; emu.lock held). */
+void emu_sts_stats_reset(emu_sts *s);
+/* After an answer of a credential endpoint went out (takes emu.lock). */
+void emu_cred_done(struct emu *e, int ep);
+
 /* Counters by name (error codes, fault kinds). */
 typedef struct emu_counts {
   struct emu_count {
@@ -414,9 +501,17 @@ typedef struct emu_sink {
   unsigned long long total;
 } emu_sink;
 
+struct emu_request;
+/* One HTTP server: the API port or the metadata port. */
+typedef struct emu_server {
+  struct emu *e;
+  void (*route)(struct emu *e, struct emu_request *rq, struct emu_answer *a);
+} emu_server;
+
 typedef struct emu {
   pthread_mutex_t lock; /* guards everything below except log */
   emu_keys keys;
+  emu_sts sts;       /* roles: issued keys, metadata tokens, counters */
   emu_data data;     /* the live data, changed by calls */
   emu_data pristine; /* as loaded, for POST /_emulator/reset */
   emu_quota quota;
@@ -428,6 +523,8 @@ typedef struct emu {
   int64_t skew_s;           /* allowed timestamp skew, seconds (900) */
   int throttle_retry_after; /* quota throttles carry retry-after headers */
   unsigned port;
+  unsigned imds_port; /* 0: no metadata service */
+  emu_server main_srv, imds_srv;
   atomic_int stopping;
 } emu;
 
@@ -464,6 +561,8 @@ typedef struct emu_answer {
   emu_send_mode mode;
   int64_t delay_us; /* sleep before answering */
   long long after_bytes, bytes, interval_ms, hang_ms;
+  const char *content_type; /* NULL: application/json;charset=utf-8 */
+  int track_ep;             /* a credential endpoint (emu_cred_done), or -1 */
 } emu_answer;
 
 void emu_answer_init(emu_answer *a);
@@ -471,6 +570,17 @@ void emu_answer_free(emu_answer *a);
 /* Fill a with Alibaba's error shape. */
 void emu_answer_error(emu_answer *a, unsigned status, const char *code,
                       const char *message, const char *request_id);
+/* The same for another product (STS: host sts.aliyuncs.com, "Sts"). */
+void emu_answer_error_for(emu_answer *a, unsigned status, const char *code,
+                          const char *message, const char *request_id,
+                          const char *host_id, const char *product);
+/* Replace the answer as fault rule f says: 1 when it is replaced (error,
+ * malformed (malformed_body when the rule has none), redirect, hang); 0
+ * when the operation must run first, then emu_fault_send_mode. */
+int emu_fault_answer(const emu_fault *f, const char *rid,
+                     const char *malformed_body, emu_answer *a);
+/* reset, truncate, drip, oversize, chunked: how the answer gets lost. */
+void emu_fault_send_mode(const emu_fault *f, emu_answer *a);
 
 /* emu_api.c: one signed API call, end to end (takes and drops emu.lock). */
 void emu_api_call(emu *e, emu_request *rq, emu_answer *a);
@@ -485,6 +595,14 @@ chatapp_status emu_sink_json(emu *e, ca_buf *b);    /* takes emu.lock */
 void emu_sink_clear(emu_sink *s);                   /* emu.lock held */
 void emu_stats_reset(emu_stats *s, int64_t now_us); /* also frees */
 
+/* emu_sts.c: an STS call (Action AssumeRole or AssumeRoleWithOIDC). */
+int emu_sts_is_call(const emu_request *rq);
+void emu_sts_call(emu *e, emu_request *rq, emu_answer *a);
+/* GET /_emulator/credentials: the credentials URI. */
+void emu_cred_uri(emu *e, emu_request *rq, emu_answer *a);
+/* emu_sts.c: a request to the metadata port. */
+void emu_imds_route(emu *e, emu_request *rq, emu_answer *a);
+
 /* emu_ops.c: run an operation whose call was accepted (emu.lock held). */
 void emu_ops_run(emu *e, const char *op, const emu_kvs *params,
                  const char *account, const char *request_id, emu_answer *a);
@@ -498,6 +616,10 @@ int emu_ops_documented(const char *op);
 void emu_route(emu *e, emu_request *rq, emu_answer *a);
 struct MHD_Daemon;
 struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
+                                  size_t errlen);
+/* The metadata service's server (emu_imds_route) on 127.0.0.1:port;
+ * e->imds_port is the port it got. */
+struct MHD_Daemon *emu_imds_start(emu *e, unsigned port, char *err,
                                   size_t errlen);
 
 #endif

@@ -29,6 +29,7 @@ void emu_answer_init(emu_answer *a)
   ca_buf_init(&a->body, EMU_MAX_ANSWER);
   a->status = 200;
   a->mode = EMU_SEND_NORMAL;
+  a->track_ep = -1;
 }
 
 void emu_answer_free(emu_answer *a)
@@ -40,6 +41,13 @@ void emu_answer_free(emu_answer *a)
 void emu_answer_error(emu_answer *a, unsigned status, const char *code,
                       const char *message, const char *rid)
 {
+  emu_answer_error_for(a, status, code, message, rid, EMU_HOST_ID, "cams");
+}
+
+void emu_answer_error_for(emu_answer *a, unsigned status, const char *code,
+                          const char *message, const char *rid,
+                          const char *host_id, const char *product)
+{
   chatapp_status st;
 
   a->status = status;
@@ -48,7 +56,7 @@ void emu_answer_error(emu_answer *a, unsigned status, const char *code,
   st = ca_buf_printf(&a->body,
                      "{\"RequestId\":\"%s\",\"HostId\":\"%s\","
                      "\"Code\":",
-                     rid, EMU_HOST_ID);
+                     rid, host_id);
   if (!st)
     st = emu_json_strz(&a->body, code);
   if (!st)
@@ -61,7 +69,7 @@ void emu_answer_error(emu_answer *a, unsigned status, const char *code,
   if (!st)
     st = ca_pct_encode(&a->body, code, strlen(code));
   if (!st)
-    st = ca_buf_printf(&a->body, "&product=cams&requestId=%s\"}", rid);
+    st = ca_buf_printf(&a->body, "&product=%s&requestId=%s\"}", product, rid);
   if (st) {
     ca_buf_reset(&a->body);
     (void)ca_buf_adds(&a->body, "{\"Code\":\"InternalError\"}");
@@ -73,9 +81,8 @@ static void add_header(emu_answer *a, const char *k, const char *v)
   (void)emu_kvs_add(&a->headers, k, strlen(k), v, strlen(v));
 }
 
-/* Replace the answer of an accepted call as rule f says. */
-static void apply_fault(emu *e, const emu_fault *f, const char *op,
-                        const emu_auth *au, const char *rid, emu_answer *a)
+int emu_fault_answer(const emu_fault *f, const char *rid,
+                     const char *malformed_body, emu_answer *a)
 {
   switch (f->kind) {
   case EMU_FAULT_ERROR:
@@ -87,6 +94,8 @@ static void apply_fault(emu *e, const emu_fault *f, const char *op,
     ca_buf_reset(&a->body);
     if (f->body)
       (void)ca_buf_adds(&a->body, f->body);
+    else if (malformed_body)
+      (void)ca_buf_adds(&a->body, malformed_body);
     else
       (void)ca_buf_printf(&a->body,
                           "{\"RequestId\":\"%s\",\"Code\":\"OK\",\"Message\":"
@@ -106,22 +115,40 @@ static void apply_fault(emu *e, const emu_fault *f, const char *op,
     snprintf(a->code, sizeof a->code, "(hang)");
     break;
   default:
-    /* The server did the work; the answer gets lost on the way. */
-    emu_ops_run(e, op, &au->params, au->key->account, rid, a);
-    a->after_bytes = f->after_bytes;
-    a->interval_ms = f->interval_ms;
-    a->bytes = f->bytes;
-    a->mode = f->kind == EMU_FAULT_RESET      ? EMU_SEND_RESET
-              : f->kind == EMU_FAULT_TRUNCATE ? EMU_SEND_TRUNCATE
-              : f->kind == EMU_FAULT_DRIP     ? EMU_SEND_DRIP
-              : f->kind == EMU_FAULT_OVERSIZE ? EMU_SEND_OVERSIZE
-                                              : EMU_SEND_CHUNKED;
-    break;
+    return 0;
   }
   if (f->retry_after)
     add_header(a, "Retry-After", f->retry_after);
   if (f->x_acs_retry_after)
     add_header(a, "x-acs-retry-after", f->x_acs_retry_after);
+  return 1;
+}
+
+void emu_fault_send_mode(const emu_fault *f, emu_answer *a)
+{
+  a->after_bytes = f->after_bytes;
+  a->interval_ms = f->interval_ms;
+  a->bytes = f->bytes;
+  a->mode = f->kind == EMU_FAULT_RESET      ? EMU_SEND_RESET
+            : f->kind == EMU_FAULT_TRUNCATE ? EMU_SEND_TRUNCATE
+            : f->kind == EMU_FAULT_DRIP     ? EMU_SEND_DRIP
+            : f->kind == EMU_FAULT_OVERSIZE ? EMU_SEND_OVERSIZE
+                                            : EMU_SEND_CHUNKED;
+  if (f->retry_after)
+    add_header(a, "Retry-After", f->retry_after);
+  if (f->x_acs_retry_after)
+    add_header(a, "x-acs-retry-after", f->x_acs_retry_after);
+}
+
+/* Replace the answer of an accepted call as rule f says. */
+static void apply_fault(emu *e, const emu_fault *f, const char *op,
+                        const emu_auth *au, const char *rid, emu_answer *a)
+{
+  if (emu_fault_answer(f, rid, NULL, a))
+    return;
+  /* The server did the work; the answer gets lost on the way. */
+  emu_ops_run(e, op, &au->params, au->key->account, rid, a);
+  emu_fault_send_mode(f, a);
 }
 
 static const char *scheme_name(emu_scheme s)
@@ -129,7 +156,8 @@ static const char *scheme_name(emu_scheme s)
   return s == EMU_SCHEME_V3 ? "v3" : s == EMU_SCHEME_RPC ? "legacy" : "none";
 }
 
-/* The log line: no signature, secret or token (SecurityToken redacted). */
+/* The log line: no signature, secret or token (SecurityToken, OIDCToken
+ * and AccessKeySecret redacted). */
 static chatapp_status log_line(ca_buf *b, const emu_request *rq,
                                const emu_auth *au, const emu_answer *a,
                                const char *rid, const char *verdict,
@@ -158,7 +186,9 @@ static chatapp_status log_line(ca_buf *b, const emu_request *rq,
     st = ca_buf_adds(b, ",\"params\":{");
   for (i = 0; i < au->params.n && !st; i++) {
     const ca_kv *kv = &au->params.v[i];
-    int secret = strcmp(kv->key, "SecurityToken") == 0;
+    int secret = strcmp(kv->key, "SecurityToken") == 0 ||
+                 strcmp(kv->key, "OIDCToken") == 0 ||
+                 strcmp(kv->key, "AccessKeySecret") == 0;
     if (i)
       st = ca_buf_addc(b, ',');
     if (!st)

@@ -11,6 +11,8 @@
  *   DELETE /_emulator/faults/ID     remove one rule
  *   POST   /_emulator/quota         shorthand for a quota rule:
  *                                   {"quota":5,"for_ms":10000,"op":...}
+ *   POST   /_emulator/credentials/expire  every temporary key issued so
+ *                                   far expires now (emu_sts.c)
  *   POST   /_emulator/reset         rules, quota logs, statistics and data
  *                                   back to how they were at start (the
  *                                   nonce cache is kept: replays stay
@@ -202,7 +204,11 @@ static chatapp_status stats_json(emu *e, ca_buf *b, int64_t now)
       st = ca_buf_addc(b, '}');
   }
   if (!st)
-    st = ca_buf_adds(b, "}}");
+    st = ca_buf_adds(b, "},\"credentials\":");
+  if (!st)
+    st = emu_sts_stats_json(&e->sts, b);
+  if (!st)
+    st = ca_buf_addc(b, '}');
   return st;
 }
 
@@ -619,6 +625,7 @@ static void reset_all(emu *e, emu_answer *a)
   emu_faults_clear(&e->faults);
   emu_quota_reset(&e->quota);
   emu_stats_reset(&e->stats, now);
+  emu_sts_stats_reset(&e->sts);
   emu_data_free(&e->data);
   e->data = fresh;
   pthread_mutex_unlock(&e->lock);
@@ -683,6 +690,15 @@ void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a)
       reply_error(a, 404, "no such fault rule");
   } else if (strcmp(path, "reset") == 0 && strcmp(m, "POST") == 0) {
     reset_all(e, a);
+  } else if (strcmp(path, "credentials/expire") == 0 &&
+             strcmp(m, "POST") == 0) {
+    char msg[64];
+    size_t n;
+    pthread_mutex_lock(&e->lock);
+    n = emu_sts_expire_all(&e->sts);
+    pthread_mutex_unlock(&e->lock);
+    snprintf(msg, sizeof msg, "{\"ok\":true,\"expired\":%zu}", n);
+    reply(a, 200, msg);
   } else if (strcmp(path, "sink") == 0 || strncmp(path, "sink/", 5) == 0) {
     emu_sink_receive(e, rq, path, a);
   } else if (strcmp(path, "deliveries") == 0 && strcmp(m, "GET") == 0) {
@@ -708,6 +724,7 @@ void emu_control(emu *e, emu_request *rq, const char *path, emu_answer *a)
   } else if (strcmp(path, "health") == 0 || strcmp(path, "stats") == 0 ||
              strcmp(path, "faults") == 0 || strcmp(path, "quota") == 0 ||
              strcmp(path, "reset") == 0 || strncmp(path, "faults/", 7) == 0 ||
+             strcmp(path, "credentials/expire") == 0 ||
              strcmp(path, "deliveries") == 0 || strcmp(path, "numbers") == 0 ||
              strncmp(path, "numbers/", 8) == 0 || strcmp(path, "spaces") == 0) {
     reply_error(a, 405, "method not allowed here");

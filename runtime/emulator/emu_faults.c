@@ -389,13 +389,30 @@ static double rnd(emu_faults *fs)
   return (double)(x >> 11) / 9007199254740992.0;
 }
 
+/* A rule's op scopes it to that operation, or to a family of endpoints:
+ * "metadata" also matches "metadata.token" and the other metadata
+ * endpoints.  A rule without op hits every CAMS operation but no
+ * credential endpoint (STS, metadata, credentials URI), which only rules
+ * naming them hit. */
+static int op_matches(const char *rule_op, const char *op)
+{
+  size_t n;
+
+  if (!rule_op)
+    return !emu_op_is_credential(op);
+  if (!op)
+    return 0;
+  n = strlen(rule_op);
+  return strncmp(rule_op, op, n) == 0 && (op[n] == '\0' || op[n] == '.');
+}
+
 static int applies(const emu_fault *f, const char *op, int64_t now_us)
 {
   if (f->until_us && now_us >= f->until_us)
     return 0;
   if (f->next == 0)
     return 0;
-  return !f->op || (op && strcmp(f->op, op) == 0);
+  return op_matches(f->op, op);
 }
 
 /* Count a matching call; 1 if the rule hits it. */

@@ -285,7 +285,9 @@ static enum MHD_Result send_answer(emu *e, struct MHD_Connection *c,
   if (!r)
     return MHD_NO;
   if (MHD_add_response_header(r, "Content-Type",
-                              "application/json;charset=utf-8") != MHD_YES)
+                              a->content_type
+                                ? a->content_type
+                                : "application/json;charset=utf-8") != MHD_YES)
     goto fail;
   for (i = 0; i < a->headers.n; i++)
     if (MHD_add_response_header(r, a->headers.v[i].key,
@@ -303,15 +305,21 @@ void emu_route(emu *e, emu_request *rq, emu_answer *a)
 {
   size_t plen = strcspn(rq->raw_uri, "?");
   char path[256];
+  static const char cred_path[] = EMU_CONTROL_PATH "credentials";
 
-  if (plen >= CONTROL_LEN - 1 &&
-      strncmp(rq->raw_uri, EMU_CONTROL_PATH, CONTROL_LEN - 1) == 0 &&
-      (plen == CONTROL_LEN - 1 || rq->raw_uri[CONTROL_LEN - 1] == '/')) {
+  if (plen == sizeof cred_path - 1 &&
+      strncmp(rq->raw_uri, cred_path, plen) == 0) {
+    emu_cred_uri(e, rq, a); /* counted and logged like an API call */
+  } else if (plen >= CONTROL_LEN - 1 &&
+             strncmp(rq->raw_uri, EMU_CONTROL_PATH, CONTROL_LEN - 1) == 0 &&
+             (plen == CONTROL_LEN - 1 || rq->raw_uri[CONTROL_LEN - 1] == '/')) {
     size_t off = plen > CONTROL_LEN ? CONTROL_LEN : plen;
     size_t n = plen - off < sizeof path - 1 ? plen - off : sizeof path - 1;
     memcpy(path, rq->raw_uri + off, n);
     path[n] = '\0';
     emu_control(e, rq, path, a);
+  } else if (emu_sts_is_call(rq)) {
+    emu_sts_call(e, rq, a);
   } else {
     emu_api_call(e, rq, a);
   }
@@ -322,7 +330,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                                const char *version, const char *upload,
                                size_t *upload_size, void **req_cls)
 {
-  emu *e = cls;
+  emu_server *srv = cls;
+  emu *e = srv->e;
   conn_req *r = *req_cls;
   emu_answer a;
   enum MHD_Result ok;
@@ -348,14 +357,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     return MHD_YES;
   }
   emu_answer_init(&a);
-  emu_route(e, &r->rq, &a);
+  srv->route(e, &r->rq, &a);
   ok = send_answer(e, c, &a);
+  if (a.track_ep >= 0)
+    emu_cred_done(e, a.track_ep);
   emu_answer_free(&a);
   return ok;
 }
 
-struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
-                                  size_t errlen)
+static struct MHD_Daemon *start(emu *e, emu_server *srv, unsigned port,
+                                unsigned *bound, char *err, size_t errlen)
 {
   struct sockaddr_in sa;
   struct MHD_Daemon *d;
@@ -368,7 +379,7 @@ struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
   d = MHD_start_daemon(
     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
       MHD_USE_POLL,
-    (uint16_t)port, NULL, NULL, handler, e, MHD_OPTION_SOCK_ADDR, &sa,
+    (uint16_t)port, NULL, NULL, handler, srv, MHD_OPTION_SOCK_ADDR, &sa,
     MHD_OPTION_URI_LOG_CALLBACK, uri_cb, e, MHD_OPTION_NOTIFY_COMPLETED,
     completed_cb, e, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
@@ -378,6 +389,22 @@ struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
     return NULL;
   }
   di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-  e->port = di && di->port ? di->port : port;
+  *bound = di && di->port ? di->port : port;
   return d;
+}
+
+struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
+                                  size_t errlen)
+{
+  e->main_srv.e = e;
+  e->main_srv.route = emu_route;
+  return start(e, &e->main_srv, port, &e->port, err, errlen);
+}
+
+struct MHD_Daemon *emu_imds_start(emu *e, unsigned port, char *err,
+                                  size_t errlen)
+{
+  e->imds_srv.e = e;
+  e->imds_srv.route = emu_imds_route;
+  return start(e, &e->imds_srv, port, &e->imds_port, err, errlen);
 }

@@ -44,6 +44,9 @@ static void wipe_free(char *s)
   }
 }
 
+static chatapp_status key_set(emu_key *k, const char *id, const char *secret,
+                              const char *token, const char *account);
+
 static void key_free(emu_key *k)
 {
   free(k->access_key_id);
@@ -51,6 +54,23 @@ static void key_free(emu_key *k)
   wipe_free(k->token);
   free(k->account);
   memset(k, 0, sizeof *k);
+}
+
+void emu_key_clear(emu_key *k)
+{
+  key_free(k);
+}
+
+chatapp_status emu_key_copy(emu_key *dst, const emu_key *src)
+{
+  chatapp_status st =
+    key_set(dst, src->access_key_id, src->secret, src->token, src->account);
+
+  if (st)
+    return st;
+  dst->expires = src->expires;
+  dst->disabled = src->disabled;
+  return CHATAPP_OK;
 }
 
 void emu_keys_free(emu_keys *ks)

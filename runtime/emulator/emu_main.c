@@ -52,6 +52,15 @@ static const char usage_text[] =
   "kind=latency,ms=MS,jitter_ms=J\n"
   "  --log FILE           request log, JSON Lines, flushed per line (- =\n"
   "                       standard output)\n"
+  "  --sts-lifetime S     lifetime of issued temporary keys, seconds (1..\n"
+  "                       43200; default: DurationSeconds, else 3600)\n"
+  "  --oidc-token VALUE   the OIDC token AssumeRoleWithOIDC accepts\n"
+  "                       (default emulator-oidc-token-not-real)\n"
+  "  --metadata-port N    serve the ECS metadata service on 127.0.0.1:N\n"
+  "                       (0 = any free port; default: not served)\n"
+  "  --metadata-port-file FILE  write its port to FILE once listening\n"
+  "  --ecs-role NAME      the instance's role name (default chatapp-ecs-role)\n"
+  "  --imds-require-token metadata requests need a token (IMDSv2 only)\n"
   "  -q, --quiet          no banner on standard error\n"
   "  -h, --help           this text\n"
   "  --version            the version\n"
@@ -92,7 +101,24 @@ static const char usage_text[] =
   "       --fault '{\"kind\":\"quota\",\"quota\":5,\"for_ms\":10000}'\n"
   "\n";
 
-/* The rest of --help (one string literal would be over C99's 4095). */
+/* More of --help (one string literal would be over C99's 4095). */
+static const char usage_roles[] =
+  "Roles (temporary keys act for account 1000000000000001, prefix STS.):\n"
+  "  STS on this port: POST / Action=AssumeRole (signed, HMAC-SHA1) or\n"
+  "    AssumeRoleWithOIDC (anonymous), Version=2015-04-01\n"
+  "  role acs:ram::1000000000000001:role/chatapp-test (assumable by\n"
+  "    LTAIemulatorTestKey01 and keys issued for that account)\n"
+  "  OIDC provider acs:ram::1000000000000001:oidc-provider/ack-test\n"
+  "  GET /_emulator/credentials  the credentials URI\n"
+  "  metadata port: PUT /latest/api/token (x-aliyun-ecs-metadata-token-\n"
+  "    ttl-seconds 1..21600), GET /latest/meta-data/ram/security-\n"
+  "    credentials/[ROLE] (x-aliyun-ecs-metadata-token checked if sent)\n"
+  "  fault rules reach them only with op=AssumeRole, AssumeRoleWithOIDC,\n"
+  "    credentials, metadata (or metadata.token, metadata.role,\n"
+  "    metadata.credentials)\n"
+  "\n";
+
+/* The rest of --help. */
 static const char usage_more[] =
   "Control endpoint (unsigned, same port):\n"
   "  GET /_emulator/health | /_emulator/stats | /_emulator/faults\n"
@@ -155,6 +181,12 @@ enum {
   OPT_VERSION,
   OPT_PRINT_SAMPLE,
   OPT_RETRY_AFTER,
+  OPT_STS_LIFETIME,
+  OPT_OIDC_TOKEN,
+  OPT_META_PORT,
+  OPT_META_PORT_FILE,
+  OPT_ECS_ROLE,
+  OPT_IMDS_REQUIRE,
 };
 
 static const struct option long_opts[] = {
@@ -170,6 +202,12 @@ static const struct option long_opts[] = {
   {"skew", required_argument, NULL, OPT_SKEW},
   {"nonce-max", required_argument, NULL, OPT_NONCE_MAX},
   {"throttle-retry-after", no_argument, NULL, OPT_RETRY_AFTER},
+  {"sts-lifetime", required_argument, NULL, OPT_STS_LIFETIME},
+  {"oidc-token", required_argument, NULL, OPT_OIDC_TOKEN},
+  {"metadata-port", required_argument, NULL, OPT_META_PORT},
+  {"metadata-port-file", required_argument, NULL, OPT_META_PORT_FILE},
+  {"ecs-role", required_argument, NULL, OPT_ECS_ROLE},
+  {"imds-require-token", no_argument, NULL, OPT_IMDS_REQUIRE},
   {"print-sample", no_argument, NULL, OPT_PRINT_SAMPLE},
   {"quiet", no_argument, NULL, 'q'},
   {"help", no_argument, NULL, 'h'},
@@ -193,10 +231,13 @@ static int add_fault(emu *e, const char *spec)
 int main(int argc, char **argv)
 {
   emu e;
-  struct MHD_Daemon *d = NULL;
+  struct MHD_Daemon *d = NULL, *md = NULL;
   const char *port_file = NULL, *data_path = NULL, *keys_path = NULL;
-  const char *log_path = NULL;
+  const char *log_path = NULL, *oidc_token = NULL, *ecs_role = NULL;
+  const char *meta_port_file = NULL;
   unsigned port = 8080, quota = 10, nonce_max = 1000000, skew = 900;
+  unsigned sts_lifetime = 0, meta_port = 0;
+  int meta = 0, imds_require = 0;
   int quiet = 0, rc = 1, opt, sig = 0;
   char err[512];
   sigset_t sigs;
@@ -271,6 +312,42 @@ int main(int argc, char **argv)
     case OPT_RETRY_AFTER:
       e.throttle_retry_after = 1;
       break;
+    case OPT_STS_LIFETIME:
+      if (parse_uint(optarg, EMU_STS_MAX_LIFE, &sts_lifetime) ||
+          sts_lifetime == 0)
+        return usage_error("--sts-lifetime: expected seconds from 1 to %d, "
+                           "got \"%s\"",
+                           EMU_STS_MAX_LIFE, optarg);
+      break;
+    case OPT_OIDC_TOKEN:
+      if (!*optarg || strlen(optarg) > 20000)
+        return usage_error("--oidc-token: expected 1 to 20000 characters");
+      oidc_token = optarg;
+      break;
+    case OPT_META_PORT:
+      if (parse_uint(optarg, 65535, &meta_port))
+        return usage_error("--metadata-port: expected 0..65535, got \"%s\"",
+                           optarg);
+      meta = 1;
+      break;
+    case OPT_META_PORT_FILE:
+      meta_port_file = optarg;
+      break;
+    case OPT_ECS_ROLE: {
+      const char *c;
+      for (c = optarg; *c && *c != '/' && *c != '?' && (unsigned char)*c > ' ';
+           c++)
+        ;
+      if (!*optarg || *c || strlen(optarg) > 64)
+        return usage_error("--ecs-role: expected a role name (1 to 64 "
+                           "characters, no '/', '?' or space), got \"%s\"",
+                           optarg);
+      ecs_role = optarg;
+      break;
+    }
+    case OPT_IMDS_REQUIRE:
+      imds_require = 1;
+      break;
     case OPT_PRINT_SAMPLE: {
       size_t len;
       const char *s = emu_sample_json(&len);
@@ -283,6 +360,7 @@ int main(int argc, char **argv)
       break;
     case 'h':
       fputs(usage_text, stdout);
+      fputs(usage_roles, stdout);
       fputs(usage_more, stdout);
       return 0;
     case OPT_VERSION:
@@ -295,9 +373,17 @@ int main(int argc, char **argv)
   }
   if (optind < argc)
     return usage_error("unexpected argument \"%s\"", argv[optind]);
+  if (meta_port_file && !meta)
+    return usage_error("--metadata-port-file needs --metadata-port");
 
   if (pthread_mutex_init(&e.lock, NULL) != 0)
     return 1;
+  if (emu_sts_init(&e.sts, oidc_token, ecs_role, sts_lifetime, imds_require) !=
+      CHATAPP_OK) {
+    fprintf(stderr, "chatapp-emulator: out of memory\n");
+    pthread_mutex_destroy(&e.lock);
+    return 1;
+  }
   emu_quota_init(&e.quota, quota);
   emu_nonces_init(&e.nonces, 2 * (int64_t)skew * 1000000 + 60000000, nonce_max);
   emu_stats_reset(&e.stats, emu_mono_us());
@@ -336,6 +422,23 @@ int main(int argc, char **argv)
     fprintf(stderr, "chatapp-emulator: %s\n", err);
     goto out;
   }
+  if (meta) {
+    md = emu_imds_start(&e, meta_port, err, sizeof err);
+    if (!md) {
+      fprintf(stderr, "chatapp-emulator: metadata service: %s\n", err);
+      goto out;
+    }
+  }
+  /* The metadata port first: once the API port file exists, both serve. */
+  if (meta_port_file) {
+    char text[16];
+    int n = snprintf(text, sizeof text, "%u\n", e.imds_port);
+    if (emu_write_file_atomic(meta_port_file, text, (size_t)n) != 0) {
+      fprintf(stderr, "chatapp-emulator: %s: %s\n", meta_port_file,
+              strerror(errno));
+      goto out;
+    }
+  }
   if (port_file) {
     char text[16];
     int n = snprintf(text, sizeof text, "%u\n", e.port);
@@ -353,6 +456,12 @@ int main(int argc, char **argv)
             "%zu numbers from %s; %zu keys (%s); quota %u/s\n",
             EMU_VERSION, e.port, e.data.nspaces, nn, e.data.source, e.keys.n,
             keys_path ? keys_path : "built-in", quota);
+    if (md)
+      fprintf(stderr,
+              "chatapp-emulator: metadata service on 127.0.0.1:%u (role "
+              "%s%s)\n",
+              e.imds_port, e.sts.ecs_role,
+              imds_require ? ", tokens required" : "");
   }
   printf("http://127.0.0.1:%u\n", e.port);
   if (fflush(stdout) != 0)
@@ -365,6 +474,8 @@ int main(int argc, char **argv)
   rc = 0;
 out:
   atomic_store(&e.stopping, 1);
+  if (md)
+    MHD_stop_daemon(md);
   if (d)
     MHD_stop_daemon(d);
   emu_log_close(e.log);
@@ -374,6 +485,7 @@ out:
   emu_data_free(&e.pristine);
   emu_sink_clear(&e.sink);
   emu_keys_free(&e.keys);
+  emu_sts_free(&e.sts);
   emu_nonces_free(&e.nonces);
   emu_quota_free(&e.quota);
   emu_stats_reset(&e.stats, 0);

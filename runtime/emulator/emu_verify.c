@@ -49,6 +49,7 @@ void emu_auth_free(emu_auth *a)
   free(a->action);
   free(a->version);
   emu_kvs_free(&a->params);
+  emu_key_clear(&a->issued);
   memset(a, 0, sizeof *a);
 }
 
@@ -84,8 +85,19 @@ static int check_key_token_time(emu *e, emu_auth *a, const char *token,
                                 const char *timestamp, const char *ts_name)
 {
   const emu_key *k = emu_keys_find(&e->keys, a->access_key_id);
-  int64_t ts, now = emu_wall_ms() / 1000;
+  int64_t ts, now_ms = emu_wall_ms(), now = now_ms / 1000;
 
+  if (!k) {
+    /* A temporary key issued by AssumeRole, the metadata service or the
+     * credentials URI (emu_sts.c), copied: the table may change. */
+    int r = emu_sts_find_key(e, a->access_key_id, &a->issued);
+    if (r < 0) {
+      fail(a, 500, "InternalError", "Out of memory.");
+      return -1;
+    }
+    if (r > 0)
+      k = &a->issued;
+  }
   if (!k) {
     fail(a, 404, "InvalidAccessKeyId.NotFound",
          "Specified access key is not found.");
@@ -103,7 +115,7 @@ static int check_key_token_time(emu *e, emu_auth *a, const char *token,
     return -1;
   }
   if (token && *token && !(k->token && emu_ct_equal(k->token, token))) {
-    if (emu_keys_find_token(&e->keys, token))
+    if (emu_keys_find_token(&e->keys, token) || emu_sts_token_known(e, token))
       fail(a, 400, "InvalidSecurityToken.MismatchWithAccessKey",
            "The Security Token does not match access key Id.");
     else
@@ -111,7 +123,7 @@ static int check_key_token_time(emu *e, emu_auth *a, const char *token,
            "Specified SecurityToken is malformed.");
     return -1;
   }
-  if (k->expires && now > k->expires) {
+  if (k->expires && now_ms >= k->expires * 1000) {
     if (k->token)
       fail(a, 400, "InvalidSecurityToken.Expired",
            "Specified SecurityToken is expired.");
@@ -458,6 +470,12 @@ out:
 
 void emu_verify(emu *e, const emu_request *rq, emu_auth *a)
 {
+  emu_verify_version(e, rq, a, EMU_API_VERSION);
+}
+
+void emu_verify_version(emu *e, const emu_request *rq, emu_auth *a,
+                        const char *version)
+{
   emu_kvs query = {0}, form = {0};
   const char *q = strchr(rq->raw_uri, '?');
   size_t pathlen = q ? (size_t)(q - rq->raw_uri) : strlen(rq->raw_uri);
@@ -523,11 +541,12 @@ void emu_verify(emu *e, const emu_request *rq, emu_auth *a)
          "The request signature does not conform to Aliyun standards: no "
          "Authorization header and no Signature parameter.");
   }
-  if (!a->code && strcmp(a->version, EMU_API_VERSION) != 0)
+  if (!a->code && strcmp(a->version, version) != 0)
     fail(a, 400, "InvalidVersion",
-         "Specified parameter Version \"%s\" is not valid; CAMS is "
+         "Specified parameter Version \"%s\" is not valid; %s is "
          "%s.",
-         a->version, EMU_API_VERSION);
+         a->version, strcmp(version, EMU_API_VERSION) == 0 ? "CAMS" : "STS",
+         version);
 out:
   if (sigcopy) {
     ca_wipe(sigcopy, strlen(sigcopy));

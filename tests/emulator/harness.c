@@ -20,6 +20,7 @@
 
 extern const char *emu_exe; /* set by each test's main from argv */
 const char *emu_exe;
+int emu_stderr_to_file;
 
 double now_ms(void)
 {
@@ -86,6 +87,7 @@ int emu_start(emu_proc *p, const char *const *args)
   remember_run_dir(p->dir);
   snprintf(portfile, sizeof portfile, "%s/port", p->dir);
   snprintf(p->log_path, sizeof p->log_path, "%s/log.jsonl", p->dir);
+  snprintf(p->stderr_path, sizeof p->stderr_path, "%s/stderr.txt", p->dir);
   argv[n++] = emu_exe;
   argv[n++] = "--port";
   argv[n++] = "0";
@@ -93,7 +95,8 @@ int emu_start(emu_proc *p, const char *const *args)
   argv[n++] = portfile;
   argv[n++] = "--log";
   argv[n++] = p->log_path;
-  argv[n++] = "-q";
+  if (!emu_stderr_to_file)
+    argv[n++] = "-q";
   while (args && *args && n < 62)
     argv[n++] = *args++;
   argv[n] = NULL;
@@ -103,6 +106,8 @@ int emu_start(emu_proc *p, const char *const *args)
     return -1;
   if (p->pid == 0) {
     if (!freopen("/dev/null", "w", stdout))
+      _exit(127);
+    if (emu_stderr_to_file && !freopen(p->stderr_path, "w", stderr))
       _exit(127);
     execv(emu_exe, (char *const *)(uintptr_t)argv);
     _exit(127);
@@ -315,6 +320,25 @@ int emu_raw(const emu_proc *p, const char *method, const char *url_path,
     h = curl_slist_append(h, *headers++);
   snprintf(url, sizeof url, "http://127.0.0.1:%u%s", p->port, url_path);
   rc = perform(method, url, h, body, body_len, 10000, 0, r);
+  curl_slist_free_all(h);
+  return rc;
+}
+
+int http_port(unsigned port, const char *method, const char *url_path,
+              const char *const *headers, const char *body, size_t body_len,
+              long timeout_ms, http_resp *r)
+{
+  char url[8192];
+  struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+  int rc;
+
+  h = curl_slist_append(h, "Accept:");
+  if (!body)
+    h = curl_slist_append(h, "Content-Type:");
+  while (headers && *headers)
+    h = curl_slist_append(h, *headers++);
+  snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, url_path);
+  rc = perform(method, url, h, body, body_len, timeout_ms, 0, r);
   curl_slist_free_all(h);
   return rc;
 }

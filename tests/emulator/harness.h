@@ -27,7 +27,13 @@ typedef struct emu_proc {
   unsigned port;
   char dir[256];
   char log_path[320];
+  char stderr_path[320]; /* its standard error, when emu_stderr_to_file */
 } emu_proc;
+
+/* Set to 1 before emu_start: the emulator's standard error goes to
+ * dir/stderr.txt (stderr_path) instead of the test's, banner included
+ * (no -q). */
+extern int emu_stderr_to_file;
 
 /* Start the emulator with extra args (NULL-terminated; may be NULL).  The
  * log goes to dir/log.jsonl.  0 on success. */
@@ -79,6 +85,12 @@ int emu_http(const emu_proc *p, const char *method, const char *path,
 int emu_raw(const emu_proc *p, const char *method, const char *url_path,
             const char *const *headers, const char *body, size_t body_len,
             http_resp *r);
+
+/* A raw request to any port of 127.0.0.1 (the metadata service), with
+ * headers ("Name: value"), a body (may be NULL) and a timeout (0: 10 s). */
+int http_port(unsigned port, const char *method, const char *url_path,
+              const char *const *headers, const char *body, size_t body_len,
+              long timeout_ms, http_resp *r);
 
 /* Parsed JSON of a response body (free with ca_json_free), or NULL. */
 ca_json_doc *resp_json(const http_resp *r);

@@ -19,6 +19,13 @@
  * "@sign:AKID" for another key) and a parameter value "@sign" (the legacy
  * signature over the parameters, with the secret of AccessKeyId).
  *
+ * A request line starting "IMDS " goes to the metadata service's router
+ * (emu_imds_route) instead: "IMDS PUT /latest/api/token".  STS calls
+ * (Action=AssumeRole, AssumeRoleWithOIDC) and the credentials URI
+ * (/_emulator/credentials) go through emu_route as on the API port; a
+ * legacy "@sign" also signs with the secret of a temporary key an earlier
+ * request of the input was issued (chained roles).
+ *
  * Three more "methods" feed the emulator's other parsers of outside data,
  * as its command line does: "FAULT SPEC" (a --fault rule, key=value or
  * JSON), "KEYS" with a --keys file as body and "DATA" with a --data
@@ -30,8 +37,10 @@
  * malformed fault, which is meant not to be), and never the secret of a
  * key that the input did not itself carry (a token may come back: the string
  * to sign quoted by SignatureDoesNotMatch holds the SecurityToken the client
- * sent, as Alibaba's does).  The emulator is reset before each input so an
- * input replays the same way (nonces, quota, fault rules, data, sink).
+ * sent, as Alibaba's does), nor the OIDC token the emulator checks against;
+ * text answers (the metadata service's) need not be JSON.  The emulator is
+ * reset before each input so an input replays the same way (nonces, quota,
+ * fault rules, data, sink).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -66,6 +75,7 @@ static void teardown(void)
   emu_data_free(&E.pristine);
   emu_sink_clear(&E.sink);
   emu_keys_free(&E.keys);
+  emu_sts_free(&E.sts);
   emu_nonces_free(&E.nonces);
   emu_quota_free(&E.quota);
   emu_stats_reset(&E.stats, 0);
@@ -80,6 +90,7 @@ static void setup(void)
   atomic_init(&E.stopping, 0);
   if (pthread_mutex_init(&E.lock, NULL) != 0 ||
       emu_keys_builtin(&E.keys) != CHATAPP_OK ||
+      emu_sts_init(&E.sts, NULL, NULL, 0, 0) != CHATAPP_OK ||
       emu_data_load(&E.pristine, NULL, err, sizeof err) != CHATAPP_OK ||
       !(E.log = emu_log_open("/dev/null")))
     abort();
@@ -103,6 +114,8 @@ static void reset(void)
   E.faults.rng = 0x9E3779B97F4A7C15ULL; /* fixed: inputs replay alike */
   emu_quota_reset(&E.quota);
   emu_stats_reset(&E.stats, emu_mono_us());
+  emu_sts_forget(&E.sts);
+  memset(E.sts.ep, 0, sizeof E.sts.ep);
   emu_sink_clear(&E.sink);
   E.sink.total = 0;
   emu_nonces_free(&E.nonces);
@@ -202,8 +215,18 @@ static int expand(const char *s, size_t n, ca_buf *out)
 
 static const char *secret_of(const char *akid)
 {
+  static char issued[64];
   const emu_key *k = akid ? emu_keys_find(&E.keys, akid) : NULL;
-  return k ? k->secret : "not-a-key";
+  emu_key copy;
+
+  if (k)
+    return k->secret;
+  if (akid && emu_sts_find_key(&E, akid, &copy) > 0) {
+    snprintf(issued, sizeof issued, "%s", copy.secret);
+    emu_key_clear(&copy);
+    return issued;
+  }
+  return "not-a-key";
 }
 
 /* Replace the first "@sign" in b (from offset from) by rep. */
@@ -328,8 +351,14 @@ static void check_answer(const emu_answer *a)
 
   if (a->status < 100 || a->status > 599)
     abort();
+  if (strstr(ca_buf_str(&a->body), E.sts.oidc_token) &&
+      !memmem(input, input_len, E.sts.oidc_token, strlen(E.sts.oidc_token))) {
+    fprintf(stderr, "answer holds the OIDC token: %s\n", ca_buf_str(&a->body));
+    abort();
+  }
   if (a->mode == EMU_SEND_HANG || strcmp(a->code, "(malformed)") == 0 ||
-      strcmp(a->code, "(redirect)") == 0)
+      strcmp(a->code, "(redirect)") == 0 ||
+      (a->content_type && strncmp(a->content_type, "text/", 5) == 0))
     return;
   doc =
     ca_json_parse(ca_buf_str(&a->body), a->body.len, 128, 0, err, sizeof err);
@@ -359,7 +388,7 @@ static void one_request(const char *s, size_t n)
   char method[16], err[512];
   const char *p, *end, *eol, *sp;
   size_t i, auth = (size_t)-1, ml;
-  int sign_params;
+  int sign_params, imds = 0;
 
   memset(&rq, 0, sizeof rq);
   ca_buf_init(&rq.body, EMU_MAX_BODY);
@@ -372,6 +401,10 @@ static void one_request(const char *s, size_t n)
     goto out;
   p = ca_buf_str(&text);
   end = p + text.len;
+  if (text.len >= 5 && memcmp(p, "IMDS ", 5) == 0) {
+    imds = 1; /* to the metadata port */
+    p += 5;
+  }
   /* request line */
   eol = memchr(p, '\n', (size_t)(end - p));
   if (!eol)
@@ -450,7 +483,12 @@ static void one_request(const char *s, size_t n)
   snprintf(rq.remote, sizeof rq.remote, "127.0.0.1:40000");
 
   emu_answer_init(&a);
-  emu_route(&E, &rq, &a);
+  if (imds)
+    emu_imds_route(&E, &rq, &a);
+  else
+    emu_route(&E, &rq, &a);
+  if (a.track_ep >= 0)
+    emu_cred_done(&E, a.track_ep);
   /* The sink's delay_ms is capped at an hour (emu_sink.c). */
   if (strncmp(rq.raw_uri, EMU_CONTROL_PATH, sizeof EMU_CONTROL_PATH - 1) == 0 &&
       (a.delay_us < 0 || a.delay_us > INT64_C(3600000000))) {
