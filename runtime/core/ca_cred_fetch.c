@@ -30,7 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca_api.h"
 #include "ca_client_int.h"
+#include "ca_config.h"
 #include "ca_crypto.h"
 #include "ca_json.h"
 #include "ca_sign.h"
@@ -228,8 +230,8 @@ out:
 static chatapp_status http_do(ca_cred_provider *p, const char *what,
                               const char *method, const char *url,
                               const ca_kv *h, size_t nh, const char *body,
-                              int metadata, long *status, ca_buf *out,
-                              char *err, size_t errlen)
+                              int metadata, int attempts, long *status,
+                              ca_buf *out, char *err, size_t errlen)
 {
   ca_call *call =
     ca_call_new_http(method, url, h, nh, body, body ? strlen(body) : 0);
@@ -241,6 +243,7 @@ static chatapp_status http_do(ca_cred_provider *p, const char *what,
     return CHATAPP_ENOMEM;
   }
   call->timeout_ms = p->timeout_ms;
+  call->max_attempts = attempts;
   call->allow_metadata = metadata;
   st = ca_client_perform(p->http, &call, 1);
   if (!st && call->http_status == 0)
@@ -285,6 +288,17 @@ static void api_error(const char *what, long status, const ca_buf *b, char *err,
              msg ? cred_shown(sm, sizeof sm, msg) : "(no Message)", hint);
   else
     snprintf(err, errlen, "%s: HTTP %ld", what, status);
+  ca_json_free(doc);
+}
+
+/* The Code of an answer ("" when none). */
+static void answer_code(const ca_buf *b, char *out, size_t n)
+{
+  ca_json_doc *doc =
+    b->len ? ca_json_parse(b->ptr, b->len, 8, CA_JSON_WIPE, NULL, 0) : NULL;
+  const char *code = doc ? ca_json_get_str(ca_json_root(doc), "Code") : NULL;
+
+  snprintf(out, n, "%s", code ? code : "");
   ca_json_free(doc);
 }
 
@@ -390,6 +404,9 @@ static chatapp_status fetch_sts(ca_cred_provider *p, cred_fetched *out,
   char date[21], nonce[33], dur[24], sess[64], what[160];
   char *oidc_token = NULL;
   const char *provider_hdr = "static_ak";
+  int attempt, max_attempts = p->http && p->http->max_attempts > 0
+                                ? p->http->max_attempts
+                                : 3;
   long status = 0;
   chatapp_status st;
   long d = r->duration_s ? r->duration_s : DEFAULT_DURATION;
@@ -425,67 +442,108 @@ static chatapp_status fetch_sts(ca_cred_provider *p, cred_fetched *out,
       return st;
     cred_note_secret(p, oidc_token);
   }
-  ca_iso8601((long long)time(NULL), date);
-  st = ca_nonce(nonce);
-  if (st) {
-    snprintf(err, errlen, "%s: no random nonce", what);
-    goto out;
-  }
-  snprintf(dur, sizeof dur, "%ld", d);
-  params[np++] = (ca_kv){"Version", "2015-04-01"};
-  params[np++] = (ca_kv){"Action", action};
-  params[np++] = (ca_kv){"Format", "JSON"};
-  params[np++] = (ca_kv){"Timestamp", date};
-  if (!oidc) {
-    params[np++] = (ca_kv){"SignatureMethod", "HMAC-SHA1"};
-    params[np++] = (ca_kv){"SignatureVersion", "1.0"};
-    params[np++] = (ca_kv){"SignatureNonce", nonce};
-    params[np++] = (ca_kv){"AccessKeyId", p->src_cur.id};
-    if (p->src_cur.token)
-      params[np++] = (ca_kv){"SecurityToken", p->src_cur.token};
-  }
-  nq = np;
-  params[np++] = (ca_kv){"RoleArn", r->role_arn};
-  if (oidc) {
-    params[np++] = (ca_kv){"OIDCProviderArn", r->oidc_provider_arn};
-    params[np++] = (ca_kv){"OIDCToken", oidc_token};
-  }
-  if (r->policy)
-    params[np++] = (ca_kv){"Policy", r->policy};
-  if (!oidc && r->external_id)
-    params[np++] = (ca_kv){"ExternalId", r->external_id};
-  params[np++] = (ca_kv){"RoleSessionName", session_name(r, sess, sizeof sess)};
-  params[np++] = (ca_kv){"DurationSeconds", dur};
-  for (i = 0; i < nq && !st; i++)
-    st = add_param(&q, params[i].key, params[i].value);
-  for (i = nq; i < np && !st; i++)
-    st = add_param(&body, params[i].key, params[i].value);
-  if (!st && !oidc) {
-    ca_rpc_output sig;
-    ca_rpc_output_init(&sig);
-    st = ca_sign_rpc("POST", params, np, p->src_cur.secret, &sig);
+  /* Each attempt is signed anew (date, nonce): a retry of a signed
+   * request would be refused as SignatureNonceUsed.  What is retried is
+   * what a CAMS call retries (ca_classify_answer, transport failures). */
+  for (attempt = 1;; attempt++) {
+    char code[128];
+    wipe_buf(&q);
+    wipe_buf(&body);
+    wipe_buf(&url);
+    wipe_buf(&ans);
+    ca_buf_reset(&q);
+    ca_buf_reset(&body);
+    ca_buf_reset(&url);
+    ca_buf_reset(&ans);
+    np = 0;
+    ca_iso8601((long long)time(NULL), date);
+    st = ca_nonce(nonce);
+    if (st) {
+      snprintf(err, errlen, "%s: no random nonce", what);
+      goto out;
+    }
+    snprintf(dur, sizeof dur, "%ld", d);
+    params[np++] = (ca_kv){"Version", "2015-04-01"};
+    params[np++] = (ca_kv){"Action", action};
+    params[np++] = (ca_kv){"Format", "JSON"};
+    params[np++] = (ca_kv){"Timestamp", date};
+    if (!oidc) {
+      params[np++] = (ca_kv){"SignatureMethod", "HMAC-SHA1"};
+      params[np++] = (ca_kv){"SignatureVersion", "1.0"};
+      params[np++] = (ca_kv){"SignatureNonce", nonce};
+      params[np++] = (ca_kv){"AccessKeyId", p->src_cur.id};
+      if (p->src_cur.token)
+        params[np++] = (ca_kv){"SecurityToken", p->src_cur.token};
+    }
+    nq = np;
+    params[np++] = (ca_kv){"RoleArn", r->role_arn};
+    if (oidc) {
+      params[np++] = (ca_kv){"OIDCProviderArn", r->oidc_provider_arn};
+      params[np++] = (ca_kv){"OIDCToken", oidc_token};
+    }
+    if (r->policy)
+      params[np++] = (ca_kv){"Policy", r->policy};
+    if (!oidc && r->external_id)
+      params[np++] = (ca_kv){"ExternalId", r->external_id};
+    params[np++] =
+      (ca_kv){"RoleSessionName", session_name(r, sess, sizeof sess)};
+    params[np++] = (ca_kv){"DurationSeconds", dur};
+    for (i = 0; i < nq && !st; i++)
+      st = add_param(&q, params[i].key, params[i].value);
+    for (i = nq; i < np && !st; i++)
+      st = add_param(&body, params[i].key, params[i].value);
+    if (!st && !oidc) {
+      ca_rpc_output sig;
+      ca_rpc_output_init(&sig);
+      st = ca_sign_rpc("POST", params, np, p->src_cur.secret, &sig);
+      if (!st)
+        st = add_param(&q, "Signature", sig.signature);
+      ca_rpc_output_free(&sig);
+    }
     if (!st)
-      st = add_param(&q, "Signature", sig.signature);
-    ca_rpc_output_free(&sig);
-  }
-  if (!st)
-    st = ca_buf_printf(&url, "%s/?%s", p->sts_url, ca_buf_str(&q));
-  if (st) {
-    snprintf(err, errlen, "%s: the request could not be built (%s)", what,
-             chatapp_strerror(st));
-    goto out;
-  }
-  hdr[nh++] = (ca_kv){"Content-Type", "application/x-www-form-urlencoded"};
-  if (!oidc)
-    hdr[nh++] = (ca_kv){"x-acs-credentials-provider", provider_hdr};
-  st = http_do(p, what, "POST", ca_buf_str(&url), hdr, nh, ca_buf_str(&body), 0,
-               &status, &ans, err, errlen);
-  if (st)
-    goto out;
-  if (status != 200) {
-    api_error(what, status, &ans, err, errlen);
-    st = CHATAPP_ECREDENTIALS;
-    goto out;
+      st = ca_buf_printf(&url, "%s/?%s", p->sts_url, ca_buf_str(&q));
+    if (st) {
+      snprintf(err, errlen, "%s: the request could not be built (%s)", what,
+               chatapp_strerror(st));
+      goto out;
+    }
+    nh = 0;
+    hdr[nh++] = (ca_kv){"Content-Type", "application/x-www-form-urlencoded"};
+    if (!oidc)
+      hdr[nh++] = (ca_kv){"x-acs-credentials-provider", provider_hdr};
+    st = http_do(p, what, "POST", ca_buf_str(&url), hdr, nh, ca_buf_str(&body),
+                 0, 1, &status, &ans, err, errlen);
+    if (st == CHATAPP_ENOMEM || st == CHATAPP_ECONFIG || st == CHATAPP_ETOOBIG)
+      goto out;
+    if (!st && status == 200)
+      break;
+    if (!st) {
+      api_error(what, status, &ans, err, errlen);
+      answer_code(&ans, code, sizeof code);
+      if (ca_classify_answer(status, code[0] ? code : NULL) ==
+          CA_ANSWER_FINAL) {
+        st = CHATAPP_ECREDENTIALS;
+        goto out;
+      }
+    }
+    if (attempt >= max_attempts || ca_interrupted()) {
+      st = CHATAPP_ECREDENTIALS;
+      goto out;
+    }
+    {
+      /* 100 ms, 200 ms, ... (at most 2 s) plus up to as much jitter */
+      long ms = 100L << (attempt - 1 < 5 ? attempt - 1 : 5);
+      uint32_t rnd = 0;
+      struct timespec ts;
+      if (ms > 2000)
+        ms = 2000;
+      ca_random(&rnd, sizeof rnd);
+      ms += (long)(rnd % (uint32_t)ms);
+      ts.tv_sec = ms / 1000;
+      ts.tv_nsec = (ms % 1000) * 1000000L;
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    }
   }
   {
     char e2[256];
@@ -530,8 +588,8 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
   ca_buf_printf(&url, "%s/latest/api/token", p->md_url);
   h[0] = (ca_kv){"x-aliyun-ecs-metadata-token-ttl-seconds", "21600"};
   snprintf(what, sizeof what, "the metadata service %s", p->md_url);
-  st = http_do(p, what, "PUT", ca_buf_str(&url), h, 1, "", 1, &status, &ans, e2,
-               sizeof e2);
+  st = http_do(p, what, "PUT", ca_buf_str(&url), h, 1, "", 1, 0, &status, &ans,
+               e2, sizeof e2);
   if (st) {
     /* No answer at all: the service is not there (off ECS); IMDSv1 lives
      * at the same address, so there is nothing else to try. */
@@ -566,7 +624,7 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
     ca_buf_reset(&url);
     ca_buf_printf(&url, "%s/latest/meta-data/ram/security-credentials/",
                   p->md_url);
-    st = http_do(p, what, "GET", ca_buf_str(&url), h, token ? 1 : 0, NULL, 1,
+    st = http_do(p, what, "GET", ca_buf_str(&url), h, token ? 1 : 0, NULL, 1, 0,
                  &status, &ans, err, errlen);
     if (!st && status != 200) {
       snprintf(err, errlen,
@@ -611,13 +669,13 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
                 p->md_url);
   ca_pct_encode(&url, r->ecs_role ? r->ecs_role : name,
                 strlen(r->ecs_role ? r->ecs_role : name));
-  st = http_do(p, what, "GET", ca_buf_str(&url), h, token ? 1 : 0, NULL, 1,
+  st = http_do(p, what, "GET", ca_buf_str(&url), h, token ? 1 : 0, NULL, 1, 0,
                &status, &ans, err, errlen);
   if ((st || status != 200) && token && !r->imdsv1_off) {
     /* the tokened request failed: once more without the token */
     wipe_buf(&ans);
     ca_buf_reset(&ans);
-    st = http_do(p, what, "GET", ca_buf_str(&url), NULL, 0, NULL, 1, &status,
+    st = http_do(p, what, "GET", ca_buf_str(&url), NULL, 0, NULL, 1, 0, &status,
                  &ans, err, errlen);
   }
   if (st) {
@@ -668,7 +726,7 @@ static chatapp_status fetch_uri(ca_cred_provider *p, cred_fetched *out,
   snprintf(what, sizeof what, "the credentials URI %.*s%s",
            (int)(n > 300 ? 300 : n), p->role->uri,
            p->role->uri[n] ? "?..." : "");
-  st = http_do(p, what, "GET", p->role->uri, NULL, 0, NULL, 0, &status, &ans,
+  st = http_do(p, what, "GET", p->role->uri, NULL, 0, NULL, 0, 0, &status, &ans,
                err, errlen);
   if (!st && status != 200) {
     snprintf(err, errlen, "%s: HTTP %ld", what, status);

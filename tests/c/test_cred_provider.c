@@ -51,6 +51,9 @@ typedef struct server {
   int sts, oidc, imds_token, imds_name, imds_creds, uri, bad_sig, total;
   int serial;
   int busy;
+  int fail_next;    /* AssumeRole: answer 500 this many times */
+  int nonce_reused; /* AssumeRole: a nonce seen before */
+  char last_nonce[64];
   int use_fake; /* Expiration from the test's clock, not the real one */
   char last_oidc[256];
   char last_ak[128];
@@ -219,6 +222,22 @@ static void handle(int fd)
         srv.sts++;
         snprintf(srv.last_ak, sizeof srv.last_ak, "%s",
                  param(&p, "AccessKeyId") ? param(&p, "AccessKeyId") : "");
+        if (param(&p, "SignatureNonce") &&
+            strcmp(srv.last_nonce, param(&p, "SignatureNonce")) == 0) {
+          srv.nonce_reused++;
+          pthread_mutex_unlock(&srv.mu);
+          reply(fd, 400, "{\"Code\":\"SignatureNonceUsed\"}");
+          return;
+        }
+        snprintf(srv.last_nonce, sizeof srv.last_nonce, "%s",
+                 param(&p, "SignatureNonce") ? param(&p, "SignatureNonce")
+                                             : "");
+        if (srv.fail_next > 0) {
+          srv.fail_next--;
+          pthread_mutex_unlock(&srv.mu);
+          reply(fd, 500, "{\"Code\":\"InternalError\",\"Message\":\"x\"}");
+          return;
+        }
         pthread_mutex_unlock(&srv.mu);
         for (i = 0; i < p.n; i++) {
           if (strcmp(p.k[i], "Signature") == 0 && i < nq) {
@@ -376,6 +395,7 @@ static void server_reset(void)
   srv.token_status = 200;
   srv.sts = srv.oidc = srv.imds_token = srv.imds_name = srv.imds_creds = 0;
   srv.uri = srv.bad_sig = srv.total = 0;
+  srv.fail_next = srv.nonce_reused = 0;
   pthread_mutex_unlock(&srv.mu);
 }
 
@@ -828,6 +848,18 @@ static void test_ram_role(void)
   CHECK(clean(ca_buf_str(&d)));
   CHECK(srv.sts == 1); /* cached */
   ca_cred_copy_free(&cur);
+  ca_cred_provider_free(p);
+
+  /* a 500 is retried like a CAMS call's, each attempt signed anew (a
+   * replayed request would reuse its nonce) */
+  server_reset();
+  srv.fail_next = 1; /* max_attempts is 2 */
+  role_creds(&c, CA_CRED_RAM_ROLE);
+  c.role->role_arn = strdup("acs:ram::1:role/x");
+  c.role->source = static_source();
+  p = make(&c, &en, &err, &st);
+  CHECK(st == CHATAPP_OK);
+  CHECK(srv.sts == 2 && srv.nonce_reused == 0 && srv.bad_sig == 0);
   ca_cred_provider_free(p);
 
   /* a wrong source secret: the error names the provider and the cause */

@@ -207,6 +207,32 @@ T.cases {
     short:stop()
   end },
 
+  { "expired and not refreshed: calls fail naming the provider; the watcher goes on and recovers", function()
+    local short = E.emulator { "--sts-lifetime", "3" }
+    local home = home_with { role_profile }
+    local p = E.start({ "--endpoint", short.url, "--limiter", "process", "--sts-endpoint", short.url, "-v",
+      "--every", "1s", "--state", E.tmpdir() .. "/state.db", "--spaces", SPACES, policy },
+      env_with { HOME = home, CHATAPP_TEST_CRED_STALE_S = "1" })
+    T.check(p.wait_err("cycle 1: ok", 15000), "the first cycle: " .. p.err())
+    short:fault { kind = "error", op = "AssumeRole", code = "InternalError", status = 500 }
+    local failed = E.wait_for(function() return p.err():find("could not be refreshed", 1, true) end, 15000)
+    T.check(failed, "the calls fail once the key expired: " .. p.err())
+    local err = p.err()
+    T.check(err:find("RAM role " .. ROLE, 1, true), "the provider is named: " .. err)
+    T.check(err:find("InternalError", 1, true), "the cause is named: " .. err)
+    local before = #err
+    short:clear_faults()
+    local back = E.wait_for(function()
+      local tail = p.err():sub(before + 1)
+      return tail:find("ok again after", 1, true) or tail:find("cycle %d+: ok")
+    end, 40000)
+    T.check(back, "the watcher recovers: " .. p.err():sub(before + 1))
+    T.check(E.alive(p.pid), "the watcher is still running")
+    os.execute("kill -TERM " .. p.pid)
+    E.wait_for(function() return not E.alive(p.pid) end, 10000)
+    short:stop()
+  end },
+
   { "canaries: role-derived secrets and the OIDC token reach no output, log, recording or exec child", function()
     local CANARY_SECRET = "CANARY-ROLE-SECRET/9f8e7d"
     local CANARY_TOKEN = "CANARY-ROLE-TOKEN+a1b2c3=="
