@@ -520,6 +520,13 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       break;
     case CA_ANSWER_FINAL:
       st = CHATAPP_EAPI;
+      /* Temporary credentials the server says expired (revoked early, or
+       * clocks apart): not executed; refresh them and re-sign. */
+      if (c->prov && call->env.code &&
+          strcmp(call->env.code, "InvalidSecurityToken.Expired") == 0) {
+        ca_cred_provider_expired(c->prov, c->cred_gen);
+        retry = 1;
+      }
       break;
     }
     if (st)

@@ -15,6 +15,13 @@
  *   4. the SDK INI file ~/.alibabacloud/credentials, or the path in
  *      ALIBABA_CLOUD_CREDENTIALS_FILE (types access_key, sts).
  *
+ * With options.roles, roles are sources too (ca_credentials.role, fetched
+ * and refreshed by ca_cred_provider.h): the OIDC variables after the
+ * environment, the role modes of both files (RamRoleArn,
+ * ChainableRamRoleArn, EcsRamRole, OIDC, CredentialsURI, External;
+ * ram_role_arn, ecs_ram_role, oidc_role_arn), and last, when nothing is
+ * configured, the ECS instance role then ALIBABA_CLOUD_CREDENTIALS_URI.
+ *
  * Profile: the explicit option, else ALIBABA_CLOUD_PROFILE (then the CLI's
  * ALIBABACLOUD_PROFILE, ALICLOUD_PROFILE); without one, config.json uses its
  * "current" profile and the INI file its [default] section.

@@ -708,6 +708,14 @@ chatapp_status ca_cred_provider_sync(ca_cred_provider *p, ca_cred_copy *cur,
   return st;
 }
 
+void ca_cred_provider_expired(ca_cred_provider *p, uint64_t gen)
+{
+  pthread_mutex_lock(&p->mu);
+  if (p->kind != CA_CRED_STATIC && gen == p->gen)
+    p->refresh_at = 0;
+  pthread_mutex_unlock(&p->mu);
+}
+
 chatapp_status ca_cred_provider_describe(ca_cred_provider *p, ca_buf *out)
 {
   char masked[CA_CRED_MASK_LEN], when[21];

@@ -86,6 +86,11 @@ chatapp_status ca_cred_provider_sync(ca_cred_provider *p, ca_cred_copy *cur,
                                      ca_secrets *redact, char *err,
                                      size_t errlen);
 
+/* The server refused the credentials of generation gen as expired: the
+ * next sync refreshes them (a no-op for static credentials or an older
+ * generation). */
+void ca_cred_provider_expired(ca_cred_provider *p, uint64_t gen);
+
 /* "where it was configured: what it is, AccessKey LTAI****[, expires
  * 2026-11-30T01:00:00Z]": never a secret (for -v and the report). */
 chatapp_status ca_cred_provider_describe(ca_cred_provider *p, ca_buf *out);

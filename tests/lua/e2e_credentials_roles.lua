@@ -177,6 +177,37 @@ T.cases {
     T.check(r.err:find("metadata service", 1, true), r.err)
   end },
 
+  { "keys the server expires early: the call refreshes and is re-signed, no failure", function()
+    emu:reset()
+    local home = home_with { role_profile }
+    local pol = E.policy([[
+local chatapp = require "chatapp"
+return chatapp.policy { name = "noop", decide = function() end }]])
+    -- one run, two batches of calls: the keys expire between them
+    local script = E.write(E.tmpdir() .. "/twice.lua", ([[
+local chatapp = require "chatapp"
+local c = assert(chatapp.client { endpoint = %q, sts_endpoint = %q, limiter = "process" })
+local function call()
+  local res, errs = c:batch { { operation = "QueryChatappPhoneNumbers", params = { CustSpaceId = "C20230220000002" } } }
+  return res[1] ~= nil, errs[1] and tostring(errs[1].message or errs[1])
+end
+local ok1, e1 = call()
+local h = assert(chatapp.core.http_client { timeout_ms = 5000, max_attempts = 1 })
+h:batch { { url = %q, method = "POST" } }
+local ok2, e2 = call()
+io.write(tostring(ok1), " ", tostring(ok2), " ", tostring(e1), " ", tostring(e2), "\n")
+]]):format(emu.url, emu.url, emu.url .. "/_emulator/credentials/expire"))
+    local r = E.run({ "--lua", script }, env_with { HOME = home }, { no_limiter = true })
+    T.eq(r.code, 0, r.err)
+    T.check(r.out:find("^true true"), "both calls succeed: " .. r.out .. r.err)
+    T.eq(cred_stats("AssumeRole").ok, 2, "the second call refreshed once")
+    local expired = 0
+    for _, l in ipairs(emu:log_lines()) do
+      if tostring(l.code):find("InvalidSecurityToken.Expired", 1, true) then expired = expired + 1 end
+    end
+    T.eq(expired, 1, "one answer said Expired, then the retry passed")
+  end },
+
   { "a watcher outlives three credential lifetimes: no call fails from expiry, one refresh per expiry", function()
     local short = E.emulator { "--sts-lifetime", "4" }
     local home = home_with { role_profile }
