@@ -344,11 +344,13 @@ chatapp_status ca_client_sync_credentials(ca_client *c, char *err,
   cur.id = c->ak_id;
   cur.secret = c->secret;
   cur.token = c->token;
+  cur.secrets_seen = c->cred_secrets_seen;
   st = ca_cred_provider_sync(c->prov, &cur, &c->secrets, err, errlen);
   c->ak_id = cur.id;
   c->secret = cur.secret;
   c->token = cur.token;
   c->cred_gen = cur.gen;
+  c->cred_secrets_seen = cur.secrets_seen;
   return st;
 }
 

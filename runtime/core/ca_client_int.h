@@ -34,6 +34,7 @@ struct ca_client {
   ca_secrets secrets;            /* secret and token, for redaction */
   struct ca_cred_provider *prov; /* credentials that change, or NULL */
   uint64_t cred_gen;             /* the provider's generation in ak_id.. */
+  size_t cred_secrets_seen;      /* its secrets merged into `secrets` */
   char *account_key;
   char *user_agent;
   int sigver;

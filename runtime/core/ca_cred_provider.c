@@ -695,14 +695,22 @@ chatapp_status ca_cred_provider_sync(ca_cred_provider *p, ca_cred_copy *cur,
       snprintf(err, errlen, "out of memory while copying the credentials");
       st = CHATAPP_ENOMEM;
     } else {
+      n.secrets_seen = cur->secrets_seen;
       ca_cred_copy_free(cur);
       *cur = n;
     }
   }
-  if (redact && ca_secrets_merge(redact, &p->secrets) != CHATAPP_OK &&
-      st == CHATAPP_OK) {
-    snprintf(err, errlen, "out of memory while noting the secrets to redact");
-    st = CHATAPP_ENOMEM;
+  /* The set only grows: merge when it did (not at every attempt). */
+  if (redact && (!cur || cur->secrets_seen != p->secrets.n)) {
+    if (ca_secrets_merge(redact, &p->secrets) != CHATAPP_OK) {
+      if (st == CHATAPP_OK) {
+        snprintf(err, errlen,
+                 "out of memory while noting the secrets to redact");
+        st = CHATAPP_ENOMEM;
+      }
+    } else if (cur) {
+      cur->secrets_seen = p->secrets.n;
+    }
   }
   pthread_mutex_unlock(&p->mu);
   return st;

@@ -59,6 +59,7 @@ typedef struct ca_cred_net {
 typedef struct ca_cred_copy {
   uint64_t gen; /* the provider's generation these are */
   char *id, *secret, *token;
+  size_t secrets_seen; /* the provider's secrets merged so far */
 } ca_cred_copy;
 
 /* Wipe and free the strings of a copy; zeroes it. */
