@@ -106,23 +106,36 @@ static int ip_is_forbidden(const char *ip)
  * plain http goes to loopback only (credentials, webhook secrets); no
  * request goes to a link-local or metadata address.
  */
+int ca_attempt_address_check(int allow_metadata, int plain, const char *ip)
+{
+  if (allow_metadata && strcmp(ip, "100.100.100.200") == 0)
+    return 0;
+  if (ip_is_forbidden(ip))
+    return 1;
+  if (plain && !ca_loopback_host(ip, strlen(ip)))
+    return 2;
+  return 0;
+}
+
 static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
                      int conn_primary_port, int conn_local_port)
 {
   ca_call *call = ud;
   int plain =
     call->kind == CA_CALL_API ? 1 : strncmp(call->url, "http://", 7) == 0;
+  int why = ca_attempt_address_check(
+    call->kind == CA_CALL_HTTP && call->allow_metadata, plain, conn_primary_ip);
 
   (void)conn_local_ip;
   (void)conn_primary_port;
   (void)conn_local_port;
-  if (ip_is_forbidden(conn_primary_ip)) {
+  if (why == 1) {
     snprintf(call->error, sizeof call->error,
              "refused: %s is a link-local or metadata address",
              conn_primary_ip);
     return CURL_PREREQFUNC_ABORT;
   }
-  if (plain && !ca_loopback_host(conn_primary_ip, strlen(conn_primary_ip))) {
+  if (why == 2) {
     snprintf(call->error, sizeof call->error,
              "refused: plain http resolved to %s, which is not loopback; "
              "use https",
@@ -296,6 +309,11 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   }
   call->easy = e;
   if (call->kind == CA_CALL_API) {
+    /* Fresh credentials for every attempt: a retry after a refresh is
+     * signed with the new ones. */
+    st = ca_client_sync_credentials(c, call->error, sizeof call->error);
+    if (st)
+      return st;
     st = ca_nonce(nonce);
     if (!st) {
       ca_iso8601((long long)ca_wall_s(), date); /* test offset: ca_limiter.h */
@@ -326,6 +344,8 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
     SETOPT(CURLOPT_CUSTOMREQUEST, call->method);
     SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
     SETOPT(CURLOPT_PREREQDATA, call);
+    if (call->allow_metadata) /* the metadata service is never proxied */
+      SETOPT(CURLOPT_NOPROXY, "*");
     if (call->req_body.len || strcmp(call->method, "POST") == 0 ||
         strcmp(call->method, "PUT") == 0) {
       SETOPT(CURLOPT_POSTFIELDS, ca_buf_str(&call->req_body));

@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 
+#include "ca_cred_provider.h"
 #include "ca_crypto.h"
 
 #define BASE_THROTTLE_US 1000000 /* backoff base after a throttle answer */
@@ -130,7 +131,7 @@ static chatapp_status parse_endpoint(ca_client *c, const char *url, ca_buf *err)
     return ca_buf_adds(err, why) == CHATAPP_OK ? CHATAPP_ECONFIG
                                                : CHATAPP_ENOMEM;
   }
-  c->plain_http = strncmp(url, "http://", 7) == 0;
+  c->plain_http = n > 7 && memcmp(url, "http://", 7) == 0;
   h = url + (c->plain_http ? 7 : 8);
   if (url[n - 1] == '/') /* at most one, after a host (checked above) */
     n--;
@@ -166,12 +167,17 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
 
   *out = NULL;
   st = check_runtime_curl(err);
-  if (st)
+  if (st) {
+    ca_cred_provider_free(cfg->provider);
     return st;
+  }
   c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    ca_cred_provider_free(cfg->provider);
     return CHATAPP_ENOMEM;
-  if (!cfg->http_only &&
+  }
+  c->prov = cfg->provider;
+  if (!cfg->http_only && !c->prov &&
       (!cfg->access_key_id || !*cfg->access_key_id || !cfg->access_key_secret ||
        !*cfg->access_key_secret)) {
     ca_buf_adds(err, "no AccessKey id and secret were given to the client");
@@ -197,10 +203,20 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
   c->token = cfg->security_token && *cfg->security_token
                ? xstrdup(cfg->security_token)
                : NULL;
+  if (c->prov) {
+    char e[512];
+    st = ca_client_sync_credentials(c, e, sizeof e);
+    if (st) {
+      ca_buf_adds(err, e);
+      goto fail;
+    }
+  }
   c->account_key =
     xstrdup(cfg->account_key && *cfg->account_key ? cfg->account_key
-            : c->ak_id                            ? c->ak_id
-                                                  : "");
+            : c->prov && ca_cred_provider_identity(c->prov)
+              ? ca_cred_provider_identity(c->prov)
+            : c->ak_id ? c->ak_id
+                       : "");
   c->user_agent =
     xstrdup(cfg->user_agent ? cfg->user_agent : "chatapp-run/" CHATAPP_VERSION);
   c->qps = cfg->qps;
@@ -264,6 +280,7 @@ void ca_client_free(ca_client *c)
   if (c->multi)
     (void)curl_multi_cleanup(c->multi); /* nothing left to do on failure */
   ca_limiter_free(c->limiter);
+  ca_cred_provider_free(c->prov);
   free(c->endpoint);
   free(c->host);
   free(c->ak_id);
@@ -322,6 +339,40 @@ void ca_client_redact(const ca_client *c, ca_buf *b)
 const ca_secrets *ca_client_secrets(const ca_client *c)
 {
   return &c->secrets;
+}
+
+/* ---- credentials -------------------------------------------------------- */
+
+chatapp_status ca_client_sync_credentials(ca_client *c, char *err,
+                                          size_t errlen)
+{
+  ca_cred_copy cur;
+  chatapp_status st;
+
+  if (!c->prov)
+    return CHATAPP_OK;
+  cur.gen = c->cred_gen;
+  cur.id = c->ak_id;
+  cur.secret = c->secret;
+  cur.token = c->token;
+  cur.secrets_seen = c->cred_secrets_seen;
+  st = ca_cred_provider_sync(c->prov, &cur, &c->secrets, err, errlen);
+  c->ak_id = cur.id;
+  c->secret = cur.secret;
+  c->token = cur.token;
+  c->cred_gen = cur.gen;
+  c->cred_secrets_seen = cur.secrets_seen;
+  return st;
+}
+
+chatapp_status ca_client_describe_credentials(ca_client *c, ca_buf *out)
+{
+  char masked[CA_CRED_MASK_LEN];
+
+  if (c->prov)
+    return ca_cred_provider_describe(c->prov, out);
+  ca_cred_mask_id(c->ak_id, masked);
+  return ca_buf_printf(out, "AccessKey %s", masked);
 }
 
 /* ---- finishing an attempt ----------------------------------------------- */
@@ -482,6 +533,13 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       break;
     case CA_ANSWER_FINAL:
       st = CHATAPP_EAPI;
+      /* Temporary credentials the server says expired (revoked early, or
+       * clocks apart): not executed; refresh them and re-sign. */
+      if (c->prov && call->env.code &&
+          strcmp(call->env.code, "InvalidSecurityToken.Expired") == 0) {
+        ca_cred_provider_expired(c->prov, c->cred_gen);
+        retry = 1;
+      }
       break;
     }
     if (st)
@@ -814,6 +872,8 @@ chatapp_status ca_client_perform(ca_client *c, ca_call **calls, size_t n)
       {
         chatapp_status ast = ca_attempt_start(c, call);
         if (ast != CHATAPP_OK) {
+          /* expired credentials not refreshed yet: a later call may work */
+          call->retryable = ast == CHATAPP_ECREDENTIALS;
           if (!call->error[0])
             snprintf(call->error, sizeof call->error,
                      "could not prepare the request: %s",

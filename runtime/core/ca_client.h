@@ -54,6 +54,9 @@ typedef struct ca_client_config {
   int max_in_flight;          /* default 16 */
   const char *user_agent;
   int http_only; /* no credentials: plain HTTP calls (webhooks) only */
+  /* Credentials that may change (ca_cred_provider.h), used instead of the
+   * three above; the client takes it (and frees it), even on failure. */
+  struct ca_cred_provider *provider;
   ca_log_fn log;
   void *log_ud;
   int verbose; /* highest level passed to log */
@@ -79,8 +82,10 @@ typedef struct ca_call {
   ca_kv *headers; /* extra headers; owned */
   size_t nheaders;
   ca_buf req_body;
-  long timeout_ms;  /* per attempt; 0: the client's */
-  int max_attempts; /* 0: the client's */
+  long timeout_ms;    /* per attempt; 0: the client's */
+  int max_attempts;   /* 0: the client's */
+  int allow_metadata; /* the credential provider's metadata calls only:
+                         the metadata address, plain http to it */
 
   /* out */
   chatapp_status status; /* CHATAPP_OK when the call succeeded */
@@ -180,7 +185,18 @@ const char *ca_curl_version(void);
  * encoded once or twice; at least 4 characters long) in b by
  * "<redacted>" (ca_secrets_redact_buf). */
 void ca_client_redact(const ca_client *c, ca_buf *b);
-/* The client's secret and token, as known secrets (for ca_secrets_merge). */
+/* The client's secret and token, as known secrets (for ca_secrets_merge):
+ * with a provider, every secret and token it has handled so far (the set
+ * grows as credentials are refreshed). */
 const ca_secrets *ca_client_secrets(const ca_client *c);
+/* Where the credentials come from and when they expire, never a secret
+ * ("environment (...), AccessKey LTAI****" or "...: RAM role ARN by STS
+ * AssumeRole at URL, AccessKey STS.****, expires 2026-...Z"). */
+chatapp_status ca_client_describe_credentials(ca_client *c, ca_buf *out);
+/* Bring the credentials up to date (a refresh when due): what every API
+ * attempt does before it is signed.  CHATAPP_ECREDENTIALS (expired, not
+ * refreshed) with the reason in err. */
+chatapp_status ca_client_sync_credentials(ca_client *c, char *err,
+                                          size_t errlen);
 
 #endif

@@ -31,7 +31,10 @@ struct ca_client {
   int plain_http; /* http:// (loopback only) */
   int http_only;  /* no credentials: CA_CALL_HTTP only */
   char *ak_id, *secret, *token;
-  ca_secrets secrets; /* secret and token, for redaction */
+  ca_secrets secrets;            /* secret and token, for redaction */
+  struct ca_cred_provider *prov; /* credentials that change, or NULL */
+  uint64_t cred_gen;             /* the provider's generation in ak_id.. */
+  size_t cred_secrets_seen;      /* its secrets merged into `secrets` */
   char *account_key;
   char *user_agent;
   int sigver;
@@ -63,6 +66,13 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call);
  * CHATAPP_ECONFIG with the reason in err. */
 chatapp_status ca_curl_check_version(unsigned version_num, const char *version,
                                      ca_buf *err);
+
+/* How the connected address ip bears on a request (the rules of
+ * on_prereq): 0 allowed, 1 a link-local or metadata address, 2 plain http
+ * to an address that is not loopback.  allow_metadata (the credential
+ * provider's metadata calls only) lets 100.100.100.200 through, plain
+ * http included; nothing else. */
+int ca_attempt_address_check(int allow_metadata, int plain, const char *ip);
 
 /* Log a line at level, secrets redacted. */
 void ca_client_log(ca_client *c, int level, const char *fmt, ...)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ca_cred.h"
+#include "ca_cred_provider.h"
 #include "ca_crypto.h"
 
 enum kind {
@@ -45,6 +46,10 @@ static const option options[] = {
   {"profile", K_STR, FIELD(profile), 0, 0, NULL, "NAME",
    "credentials profile in ~/.aliyun/config.json or "
    "~/.alibabacloud/credentials"},
+  {"sts_endpoint", K_STR, FIELD(sts_endpoint), 0, 0, NULL, "HOST|URL",
+   "STS endpoint for role credentials (default: the profile's, "
+   "ALIBABA_CLOUD_STS_ENDPOINT, else sts[-vpc].REGION.aliyuncs.com or "
+   "sts.aliyuncs.com); http only to loopback"},
   {"account", K_STR, FIELD(account), 0, 0, NULL, "NAME",
    "quota account name: processes with the same name share one limiter "
    "(default: the AccessKey id)"},
@@ -103,6 +108,10 @@ static const option options[] = {
    "write Prometheus text metrics"},
   {"allow_exec", K_BOOL, FIELD(allow_exec), 0, 0, NULL, NULL,
    "let policies run commands (exec actions)"},
+  {"allow_credential_process", K_BOOL, FIELD(allow_credential_process), 0, 0,
+   NULL, NULL,
+   "let a profile of mode External run its process_command (argv split "
+   "without a shell) to get credentials"},
   {"memory_limit_mb", K_LONG, FIELD(memory_limit_mb), 1, 65536, NULL, "MB",
    "memory cap per policy (default 64)"},
   {"fetch_memory_mb", K_LONG, FIELD(fetch_memory_mb), 1, 65536, NULL, "MB",
@@ -541,8 +550,10 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
   ca_cred_options co;
   ca_credentials cred;
   ca_client_config cc;
+  ca_cred_net net;
+  ca_cred_provider *prov = NULL;
   ca_buf endpoint = CA_BUF_INIT(4096), lpath = CA_BUF_INIT(4096);
-  const char *region;
+  const char *region, *identity;
   chatapp_status st;
 
   *out = NULL;
@@ -552,19 +563,14 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
   co.access_key_id = cfg->access_key_id;
   co.access_key_secret = cfg->access_key_secret;
   co.security_token = cfg->security_token;
+  co.roles = 1;
   st = ca_cred_resolve(&co, &cred, err);
   if (st)
     goto out;
-  if (source) {
-    char masked[CA_CRED_MASK_LEN];
-    ca_cred_mask_id(cred.access_key_id, masked);
-    ca_buf_printf(source, "%s, AccessKey %s", cred.source ? cred.source : "",
-                  masked);
-  }
   /* A real AccessKey id is about 24 characters; a huge one is a mistake
    * (a file pasted into the variable) and would not fit the limiter key
    * or the messages.  Say so without printing it. */
-  {
+  if (!cred.role) {
     size_t idlen = cred.access_key_id ? strlen(cred.access_key_id) : 0;
     const char *c;
     int bad = 0;
@@ -595,9 +601,30 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
   if (cred.warning && cfg->log)
     cfg->log(cfg->log_ud, CA_LOG_ERROR, cred.warning);
 
-  region = cfg->region   ? cfg->region
-           : cred.region ? cred.region
-                         : CA_DEFAULT_REGION;
+  /* The provider: static credentials, or a role fetched (once, now) and
+   * refreshed before it expires; through the configuration's transport. */
+  transport_settings(cfg, &cc);
+  memset(&net, 0, sizeof net);
+  net.transport = &cc;
+  net.sts_endpoint = cfg->sts_endpoint;
+  net.allow_process = cfg->allow_credential_process;
+  st = ca_cred_provider_new(&cred, &net, &prov, err);
+  if (st)
+    goto out;
+  if (source)
+    ca_cred_provider_describe(prov, source);
+  identity = ca_cred_provider_identity(prov);
+  if (strlen(identity) > 4 * CA_CONFIG_MAX_KEY_ID) {
+    ca_buf_reset(err);
+    ca_buf_printf(err, "the credentials' identity (a role ARN or name) is "
+                       "too long; set the account key");
+    st = CHATAPP_ECREDENTIALS;
+    goto out;
+  }
+
+  region = cfg->region                     ? cfg->region
+           : ca_cred_provider_region(prov) ? ca_cred_provider_region(prov)
+                                           : CA_DEFAULT_REGION;
   if (cfg->endpoint)
     st = ca_buf_adds(&endpoint, cfg->endpoint);
   else
@@ -608,8 +635,7 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
   if (!cfg->limiter || strcmp(cfg->limiter, "shared") == 0) {
     /* One limiter per account and endpoint host on this machine. */
     ca_buf key = CA_BUF_INIT(4096);
-    st = ca_buf_printf(&key, "%s@%s",
-                       cfg->account ? cfg->account : cred.access_key_id,
+    st = ca_buf_printf(&key, "%s@%s", cfg->account ? cfg->account : identity,
                        endpoint.ptr);
     if (!st)
       st = ca_limiter_default_path(key.ptr, &lpath, err);
@@ -623,11 +649,9 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
       goto out;
   }
 
-  transport_settings(cfg, &cc);
   cc.endpoint = endpoint.ptr;
-  cc.access_key_id = cred.access_key_id;
-  cc.access_key_secret = cred.access_key_secret;
-  cc.security_token = cred.security_token;
+  cc.provider = prov;
+  prov = NULL; /* the client's now */
   cc.signature_version = cfg->signature_version;
   cc.account_key = cfg->account;
   cc.limiter_path = lpath.len ? lpath.ptr : NULL;
@@ -639,6 +663,7 @@ chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
                           : (int64_t)cfg->window_margin_ms * 1000;
   st = ca_client_new(&cc, out, err);
 out:
+  ca_cred_provider_free(prov);
   ca_cred_free(&cred);
   ca_buf_free(&endpoint);
   ca_buf_free(&lpath);

@@ -29,6 +29,8 @@ struct chatapp_config {
   char *security_token;    /* wiped on free */
   char *profile;
   char *account;
+  char *sts_endpoint;           /* STS host or URL for the role providers */
+  int allow_credential_process; /* a profile's External mode may run */
   /* the client */
   int signature_version; /* 3 or 2 */
   double qps;            /* 0: documented per operation */

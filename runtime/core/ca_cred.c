@@ -485,6 +485,148 @@ static chatapp_status from_env(resolver *r, ca_credentials *out, int *done)
   return CHATAPP_OK;
 }
 
+/* A variable is "true" (case-insensitive), as the SDK reads its flags. */
+int cred_env_true(const resolver *r, const char *name)
+{
+  const char *v = cred_env_get(r, name);
+  return v && strcasecmp(v, "true") == 0;
+}
+
+ca_cred_role *cred_role_new(resolver *r, ca_cred_kind kind)
+{
+  ca_cred_role *role = calloc(1, sizeof *role);
+
+  if (!role) {
+    r->nomem = 1;
+    return NULL;
+  }
+  role->kind = kind;
+  role->imdsv1_off = cred_env_true(r, "ALIBABA_CLOUD_IMDSV1_DISABLED");
+  return role;
+}
+
+int cred_role_set(resolver *r, char **dst, const char *v)
+{
+  free(*dst);
+  *dst = v && *v ? strdup(v) : NULL;
+  if (v && *v && !*dst) {
+    r->nomem = 1;
+    return -1;
+  }
+  return 0;
+}
+
+/* A role found: out has no AccessKey, only the role and the source. */
+chatapp_status cred_fill_role(resolver *r, ca_credentials *out,
+                              ca_cred_role *role, const char *region,
+                              ca_buf *source)
+{
+  out->role = role;
+  out->region = region && *region ? strdup(region) : NULL;
+  out->source = ca_buf_steal(source);
+  if (r->nomem || (region && *region && !out->region) || !out->source) {
+    ca_cred_free(out);
+    r->nomem = 1;
+    return CHATAPP_ENOMEM;
+  }
+  return CHATAPP_OK;
+}
+
+/* 2b. The OIDC role of ACK RRSA: the three variables, all set. */
+static chatapp_status from_oidc_env(resolver *r, ca_credentials *out, int *done)
+{
+  static const char *const names[] = {"ALIBABA_CLOUD_ROLE_ARN",
+                                      "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                                      "ALIBABA_CLOUD_OIDC_TOKEN_FILE"};
+  const char *v[3];
+  ca_buf src = CA_BUF_INIT(MSG_MAX);
+  ca_cred_role *role;
+  chatapp_status st;
+  int i, n = 0;
+
+  if (!r->opt->roles || (r->opt->profile && *r->opt->profile))
+    return CHATAPP_OK;
+  for (i = 0; i < 3; i++)
+    n += (v[i] = cred_env_get(r, names[i])) != NULL;
+  if (n == 0) {
+    cred_say(
+      r, &r->looked,
+      "  - OIDC role (ACK RRSA): ALIBABA_CLOUD_ROLE_ARN, "
+      "ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE "
+      "are not set\n");
+    return CHATAPP_OK;
+  }
+  if (n < 3) {
+    for (i = 0; i < 3 && v[i]; i++)
+      ;
+    if (v[0] && !v[1] && !v[2])
+      return CHATAPP_OK; /* the role ARN alone belongs to other modes */
+    cred_say(r, &r->warn,
+             "the OIDC role variables are incomplete (%s is not set); the "
+             "OIDC role was skipped\n",
+             names[i]);
+    cred_say(r, &r->looked, "  - OIDC role (ACK RRSA): %s is not set\n",
+             names[i]);
+    return CHATAPP_OK;
+  }
+  role = cred_role_new(r, CA_CRED_OIDC);
+  if (!role)
+    return CHATAPP_ENOMEM;
+  cred_role_set(r, &role->role_arn, v[0]);
+  cred_role_set(r, &role->oidc_provider_arn, v[1]);
+  cred_role_set(r, &role->oidc_token_file, v[2]);
+  cred_role_set(r, &role->session_name,
+                cred_env_get(r, "ALIBABA_CLOUD_ROLE_SESSION_NAME"));
+  cred_say(
+    r, &src,
+    "OIDC role (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, "
+    "ALIBABA_CLOUD_OIDC_TOKEN_FILE)");
+  st = cred_fill_role(r, out, role, NULL, &src);
+  ca_buf_free(&src);
+  *done = !st;
+  return st;
+}
+
+/* 5, 6. Nothing configured: the ECS role (unless disabled), then the
+ * credentials URI; which one answers is known only by asking, so the
+ * provider decides (ca_cred_provider.c).  The message for "nothing" goes
+ * along. */
+static void nothing_found(resolver *r);
+static chatapp_status from_tail(resolver *r, ca_credentials *out, int *done)
+{
+  ca_buf src = CA_BUF_INIT(MSG_MAX);
+  const char *uri = cred_env_get(r, "ALIBABA_CLOUD_CREDENTIALS_URI");
+  int ecs = !cred_env_true(r, "ALIBABA_CLOUD_ECS_METADATA_DISABLED");
+  ca_cred_role *role;
+  chatapp_status st;
+
+  if (!r->opt->roles || r->profile)
+    return CHATAPP_OK;
+  if (!ecs)
+    cred_say(r, &r->looked,
+             "  - ECS instance role: skipped, "
+             "ALIBABA_CLOUD_ECS_METADATA_DISABLED=true\n");
+  if (!uri)
+    cred_say(r, &r->looked, "  - ALIBABA_CLOUD_CREDENTIALS_URI: not set\n");
+  if (!ecs && !uri)
+    return CHATAPP_OK;
+  role = cred_role_new(r, CA_CRED_TAIL);
+  if (!role)
+    return CHATAPP_ENOMEM;
+  role->ecs_ok = ecs;
+  cred_role_set(r, &role->uri, uri);
+  cred_role_set(r, &role->ecs_role,
+                cred_env_get(r, "ALIBABA_CLOUD_ECS_METADATA"));
+  nothing_found(r);
+  role->nothing = ca_buf_steal(&r->msg);
+  ca_buf_init(&r->msg, MSG_MAX);
+  cred_say(r, &src, "%s", ecs ? "ECS instance role" : "credentials URI");
+  st = cred_fill_role(r, out, role, NULL, &src);
+  ca_buf_free(&src);
+  *done = !st;
+  return st;
+}
+
 /* The one message when no source had credentials. */
 static void nothing_found(resolver *r)
 {
@@ -547,9 +689,13 @@ chatapp_status ca_cred_resolve(const ca_cred_options *opt, ca_credentials *out,
   if (!st && !done)
     st = from_env(&r, out, &done);
   if (!st && !done)
+    st = from_oidc_env(&r, out, &done);
+  if (!st && !done)
     st = cred_from_cli_file(&r, out, &done);
   if (!st && !done)
     st = cred_from_ini_file(&r, out, &done);
+  if (!st && !done)
+    st = from_tail(&r, out, &done);
   if (!st && !done) {
     nothing_found(&r);
     st = CHATAPP_ECREDENTIALS;
@@ -587,10 +733,34 @@ static void wipe_free(char *s)
   }
 }
 
+void ca_cred_role_free(ca_cred_role *role)
+{
+  if (!role)
+    return;
+  free(role->role_arn);
+  free(role->session_name);
+  free(role->policy);
+  wipe_free(role->external_id);
+  free(role->oidc_provider_arn);
+  free(role->oidc_token_file);
+  free(role->sts_endpoint);
+  free(role->sts_region);
+  free(role->ecs_role);
+  free(role->uri);
+  free(role->process);
+  free(role->nothing);
+  if (role->source) {
+    ca_cred_free(role->source);
+    free(role->source);
+  }
+  free(role);
+}
+
 void ca_cred_free(ca_credentials *c)
 {
   if (!c)
     return;
+  ca_cred_role_free(c->role);
   wipe_free(c->access_key_id);
   wipe_free(c->access_key_secret);
   wipe_free(c->security_token);

@@ -15,6 +15,13 @@
  *   4. the SDK INI file ~/.alibabacloud/credentials, or the path in
  *      ALIBABA_CLOUD_CREDENTIALS_FILE (types access_key, sts).
  *
+ * With options.roles, roles are sources too (ca_credentials.role, fetched
+ * and refreshed by ca_cred_provider.h): the OIDC variables after the
+ * environment, the role modes of both files (RamRoleArn,
+ * ChainableRamRoleArn, EcsRamRole, OIDC, CredentialsURI, External;
+ * ram_role_arn, ecs_ram_role, oidc_role_arn), and last, when nothing is
+ * configured, the ECS instance role then ALIBABA_CLOUD_CREDENTIALS_URI.
+ *
  * Profile: the explicit option, else ALIBABA_CLOUD_PROFILE (then the CLI's
  * ALIBABACLOUD_PROFILE, ALICLOUD_PROFILE); without one, config.json uses its
  * "current" profile and the INI file its [default] section.
@@ -40,6 +47,43 @@
 #define CA_CRED_MASK_LEN 16            /* size of ca_cred_mask_id's out */
 
 /*
+ * A role the chain found (options.roles set): the credentials come from a
+ * service and are refreshed by a ca_cred_provider (ca_cred_provider.h).
+ * Every string is owned (the secrets wiped on free).
+ */
+typedef enum ca_cred_kind {
+  CA_CRED_STATIC = 0, /* no role: the AccessKey of ca_credentials */
+  CA_CRED_RAM_ROLE,   /* STS AssumeRole, signed with `source` */
+  CA_CRED_OIDC,       /* STS AssumeRoleWithOIDC (ACK RRSA) */
+  CA_CRED_ECS,        /* the ECS instance's RAM role (metadata service) */
+  CA_CRED_URI,        /* a credentials URI */
+  CA_CRED_PROCESS,    /* an external command (allow_credential_process) */
+  CA_CRED_TAIL        /* nothing configured: the ECS role, else the URI of
+                         ALIBABA_CLOUD_CREDENTIALS_URI (ecs_ok / uri) */
+} ca_cred_kind;
+
+struct ca_credentials;
+
+typedef struct ca_cred_role {
+  ca_cred_kind kind;
+  char *role_arn, *session_name, *policy, *external_id;
+  long duration_s; /* 0: 3600 */
+  char *oidc_provider_arn, *oidc_token_file;
+  char *sts_endpoint; /* the profile's sts_endpoint, or NULL */
+  char *sts_region;   /* the profile's sts_region, or NULL */
+  int vpc;            /* the profile's enable_vpc */
+  char *ecs_role;     /* the ECS role name, or NULL: asked of the service */
+  int ecs_ok;         /* CA_CRED_TAIL: the ECS step may be tried */
+  int imdsv1_off;     /* ALIBABA_CLOUD_IMDSV1_DISABLED=true */
+  char *uri;          /* CA_CRED_URI (and CA_CRED_TAIL: NULL if unset) */
+  char *process;      /* CA_CRED_PROCESS: the command line */
+  /* CA_CRED_RAM_ROLE: the credentials that sign AssumeRole (static, or a
+   * role of its own for ChainableRamRoleArn). */
+  struct ca_credentials *source;
+  char *nothing; /* CA_CRED_TAIL: the "nothing found" message so far */
+} ca_cred_role;
+
+/*
  * Resolved credentials.  Every string is owned by the struct and freed (the
  * secrets wiped first) by ca_cred_free().
  */
@@ -60,6 +104,9 @@ typedef struct ca_credentials {
   /* Something the chain skipped that the user should hear about, e.g. a
    * half-set environment pair; NULL when there is nothing to say. */
   char *warning;
+  /* A role (options.roles only): then access_key_id and access_key_secret
+   * are NULL and a ca_cred_provider fetches the credentials. */
+  ca_cred_role *role;
 } ca_credentials;
 
 /* Reads variable name from the environment; NULL when unset. */
@@ -73,6 +120,10 @@ typedef struct ca_cred_options {
   ca_getenv_fn getenv;           /* NULL: the process environment */
   void *getenv_ud;
   const char *home; /* NULL: $HOME (through getenv), else the passwd entry */
+  /* 1: the role modes (RamRoleArn, EcsRamRole, OIDC, ...), the OIDC
+   * variables, the ECS role and the credentials URI are sources too
+   * (ca_credentials.role); 0: static credentials only, as before. */
+  int roles;
 } ca_cred_options;
 
 /*
@@ -93,6 +144,9 @@ typedef struct ca_cred_options {
  */
 chatapp_status ca_cred_resolve(const ca_cred_options *opt, ca_credentials *out,
                                ca_buf *err);
+
+/* Free a role (and its source, recursively); NULL-safe. */
+void ca_cred_role_free(ca_cred_role *role);
 
 /* Wipe and free every string in c and zero it; NULL-safe, idempotent. */
 void ca_cred_free(ca_credentials *c);

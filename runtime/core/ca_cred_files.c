@@ -64,15 +64,264 @@ static chatapp_status json_str(resolver *r, const char *sp, const char *sn,
   return CHATAPP_OK;
 }
 
+/* A number member (or a numeric string): def when absent. */
+static chatapp_status json_long(resolver *r, const char *sp, const char *sn,
+                                const ca_json *o, const char *key, long *v)
+{
+  const ca_json *m = ca_json_get(o, key);
+  char *end;
+
+  if (!m || m->type == CA_JSON_NULL)
+    return CHATAPP_OK;
+  if (m->type == CA_JSON_NUMBER && m->num >= 0 && m->num <= 86400 * 366) {
+    *v = (long)m->num;
+    return CHATAPP_OK;
+  }
+  if (m->type == CA_JSON_STRING && m->str_len > 0 && m->str_len < 12) {
+    long x = strtol(m->str, &end, 10);
+    if (*end == '\0' && x >= 0) {
+      *v = x;
+      return CHATAPP_OK;
+    }
+  }
+  cred_say(r, &r->msg, "%s: in profile '%s', \"%s\" is not a number", sp, sn,
+           key);
+  return CHATAPP_EPARSE;
+}
+
+/* A boolean member: true, or the string "true" (any case). */
+static int json_true(const ca_json *o, const char *key)
+{
+  const ca_json *m = ca_json_get(o, key);
+  return m && (m->type == CA_JSON_TRUE ||
+               (m->type == CA_JSON_STRING && strcasecmp(m->str, "true") == 0));
+}
+
+/* The profile named name in profiles, or NULL. */
+static const ca_json *find_profile(const ca_json *profiles, const char *name)
+{
+  const ca_json *p;
+
+  for (p = profiles ? profiles->child : NULL; p; p = p->next) {
+    const char *pn = ca_json_get_str(p, "name");
+    if (p->type == CA_JSON_OBJECT && pn && strcmp(pn, name) == 0)
+      return p;
+  }
+  return NULL;
+}
+
+#define CHAIN_MAX 8 /* ChainableRamRoleArn: profiles in one chain */
+
+static chatapp_status use_cli_profile(resolver *r, const char *sp,
+                                      const ca_json *profiles, const ca_json *p,
+                                      const char *name, const char *by,
+                                      ca_credentials *out, const char **chain,
+                                      int depth);
+
+/* The role fields of a role mode (RamRoleArn, ChainableRamRoleArn, OIDC). */
+static chatapp_status cli_role_fields(resolver *r, const char *sp,
+                                      const char *sn, const ca_json *p,
+                                      ca_cred_role *role)
+{
+  const char *arn, *session, *region, *ep, *ext, *pol;
+  chatapp_status st;
+
+  if ((st = json_str(r, sp, sn, p, "ram_role_arn", &arn)) ||
+      (st = json_str(r, sp, sn, p, "ram_session_name", &session)) ||
+      (st = json_str(r, sp, sn, p, "sts_region", &region)) ||
+      (st = json_str(r, sp, sn, p, "sts_endpoint", &ep)) ||
+      (st = json_str(r, sp, sn, p, "external_id", &ext)) ||
+      (st = json_str(r, sp, sn, p, "policy", &pol)) ||
+      (st = json_long(r, sp, sn, p, "expired_seconds", &role->duration_s)))
+    return st;
+  if (role->kind == CA_CRED_OIDC &&
+      (st = json_long(r, sp, sn, p, "duration_seconds", &role->duration_s)))
+    return st;
+  if (!arn || !*arn)
+    arn = cred_env_get(r, "ALIBABA_CLOUD_ROLE_ARN");
+  if (!session || !*session)
+    session = cred_env_get(r, "ALIBABA_CLOUD_ROLE_SESSION_NAME");
+  cred_role_set(r, &role->role_arn, arn);
+  cred_role_set(r, &role->session_name, session);
+  cred_role_set(r, &role->sts_region, region);
+  cred_role_set(r, &role->sts_endpoint, ep);
+  cred_role_set(r, &role->external_id, ext);
+  cred_role_set(r, &role->policy, pol);
+  role->vpc = json_true(p, "enable_vpc");
+  if (!role->role_arn) {
+    cred_say(r, &r->msg,
+             "profile '%s' of %s has no ram_role_arn; run `aliyun configure "
+             "--profile %s` with the role's ARN",
+             sn, sp, sn);
+    return CHATAPP_ECREDENTIALS;
+  }
+  return CHATAPP_OK;
+}
+
+/* A role mode of a config.json profile (options.roles). */
+static chatapp_status use_cli_role(resolver *r, const char *sp,
+                                   const ca_json *profiles, const ca_json *p,
+                                   const char *sn, const char *canon,
+                                   ca_cred_kind kind, ca_buf *src,
+                                   ca_credentials *out, const char **chain,
+                                   int depth)
+{
+  ca_cred_role *role = cred_role_new(r, kind);
+  const char *v = NULL, *v2 = NULL, *missing = NULL;
+  chatapp_status st = CHATAPP_OK;
+
+  if (!role)
+    return CHATAPP_ENOMEM;
+  switch (kind) {
+  case CA_CRED_RAM_ROLE:
+    if (strcmp(canon, "ChainableRamRoleArn") == 0) {
+      const ca_json *sp2;
+      int i;
+      if ((st = json_str(r, sp, sn, p, "source_profile", &v)))
+        break;
+      if (!v || !*v) {
+        missing = "source_profile";
+        break;
+      }
+      for (i = 0; i < depth; i++)
+        if (strcmp(chain[i], v) == 0)
+          break;
+      if (i < depth || depth + 1 >= CHAIN_MAX) {
+        char sv[NAME_SHOW];
+        cred_say(r, &r->msg,
+                 "profile '%s' of %s: its source_profile chain %s at '%s'; "
+                 "a ChainableRamRoleArn profile must lead to one with an "
+                 "AccessKey or a role",
+                 sn, sp, i < depth ? "loops back" : "is too long",
+                 cred_shown(sv, sizeof sv, v));
+        st = CHATAPP_ECREDENTIALS;
+        break;
+      }
+      sp2 = find_profile(profiles, v);
+      if (!sp2) {
+        char sv[NAME_SHOW];
+        cred_say(r, &r->msg,
+                 "profile '%s' of %s names source_profile '%s', which does not "
+                 "exist in that file",
+                 sn, sp, cred_shown(sv, sizeof sv, v));
+        st = CHATAPP_ECREDENTIALS;
+        break;
+      }
+      role->source = calloc(1, sizeof *role->source);
+      if (!role->source) {
+        st = CHATAPP_ENOMEM;
+        break;
+      }
+      chain[depth] = v;
+      st = use_cli_profile(r, sp, profiles, sp2, v, "source_profile",
+                           role->source, chain, depth + 1);
+      if (st)
+        break;
+    } else {
+      const char *id, *secret, *token;
+      ca_buf s2 = CA_BUF_INIT(MSG_MAX);
+      if ((st = json_str(r, sp, sn, p, "access_key_id", &id)) ||
+          (st = json_str(r, sp, sn, p, "access_key_secret", &secret)) ||
+          (st = json_str(r, sp, sn, p, "sts_token", &token)))
+        break;
+      if (!id || !*id) {
+        missing = "access_key_id";
+        break;
+      }
+      if (!secret || !*secret) {
+        missing = "access_key_secret";
+        break;
+      }
+      role->source = calloc(1, sizeof *role->source);
+      if (!role->source) {
+        st = CHATAPP_ENOMEM;
+        break;
+      }
+      cred_say(r, &s2, "the AccessKey of profile '%s'", sn);
+      st = cred_fill(r, role->source, id, secret,
+                     token && *token ? token : NULL, NULL, &s2);
+      ca_buf_free(&s2);
+      if (st)
+        break;
+    }
+    st = cli_role_fields(r, sp, sn, p, role);
+    break;
+  case CA_CRED_OIDC:
+    if ((st = json_str(r, sp, sn, p, "oidc_provider_arn", &v)) ||
+        (st = json_str(r, sp, sn, p, "oidc_token_file", &v2)))
+      break;
+    if (!v || !*v)
+      v = cred_env_get(r, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN");
+    if (!v2 || !*v2)
+      v2 = cred_env_get(r, "ALIBABA_CLOUD_OIDC_TOKEN_FILE");
+    if (!v || !*v)
+      missing = "oidc_provider_arn";
+    else if (!v2 || !*v2)
+      missing = "oidc_token_file";
+    cred_role_set(r, &role->oidc_provider_arn, v);
+    cred_role_set(r, &role->oidc_token_file, v2);
+    if (!missing)
+      st = cli_role_fields(r, sp, sn, p, role);
+    break;
+  case CA_CRED_ECS:
+    if ((st = json_str(r, sp, sn, p, "ram_role_name", &v)))
+      break;
+    cred_role_set(r, &role->ecs_role, v);
+    break;
+  case CA_CRED_URI:
+    if ((st = json_str(r, sp, sn, p, "credentials_uri", &v)))
+      break;
+    if (!v || !*v)
+      v = cred_env_get(r, "ALIBABA_CLOUD_CREDENTIALS_URI");
+    if (!v || !*v)
+      missing = "credentials_uri";
+    cred_role_set(r, &role->uri, v);
+    break;
+  case CA_CRED_PROCESS:
+    if ((st = json_str(r, sp, sn, p, "process_command", &v)))
+      break;
+    if (!v || !*v)
+      missing = "process_command";
+    cred_role_set(r, &role->process, v);
+    break;
+  default:
+    break;
+  }
+  if (!st && missing) {
+    cred_say(r, &r->msg,
+             "profile '%s' (mode %s) of %s has no %s; run `aliyun configure "
+             "--mode %s --profile %s`",
+             sn, canon, sp, missing, canon, sn);
+    st = CHATAPP_ECREDENTIALS;
+  }
+  if (!st && r->nomem)
+    st = CHATAPP_ENOMEM;
+  if (st) {
+    ca_cred_role_free(role);
+    return st;
+  }
+  return cred_fill_role(r, out, role, NULL, src);
+}
+
 /* Use profile p (named name, chosen by `by`) of config.json at sp. */
 static chatapp_status use_cli_profile(resolver *r, const char *sp,
-                                      const ca_json *p, const char *name,
-                                      const char *by, ca_credentials *out)
+                                      const ca_json *profiles, const ca_json *p,
+                                      const char *name, const char *by,
+                                      ca_credentials *out, const char **chain,
+                                      int depth)
 {
+  static const struct {
+    const char *mode;
+    ca_cred_kind kind;
+  } role_modes[] = {
+    {"RamRoleArn", CA_CRED_RAM_ROLE}, {"ChainableRamRoleArn", CA_CRED_RAM_ROLE},
+    {"EcsRamRole", CA_CRED_ECS},      {"OIDC", CA_CRED_OIDC},
+    {"CredentialsURI", CA_CRED_URI},  {"External", CA_CRED_PROCESS}};
   const char *mode, *id, *secret, *token, *region, *canon, *missing = NULL;
   char sn[NAME_SHOW], sm[NAME_SHOW];
   ca_buf src = CA_BUF_INIT(MSG_MAX);
   chatapp_status st;
+  size_t i;
   int sts;
 
   cred_shown(sn, sizeof sn, name);
@@ -84,10 +333,31 @@ static chatapp_status use_cli_profile(resolver *r, const char *sp,
     return st;
   if (!mode || !*mode) {
     cred_say(r, &r->msg,
-             "profile '%s' of %s has no mode; supported modes: AK, StsToken "
+             "profile '%s' of %s has no mode; supported modes: AK, StsToken%s "
              "(run `aliyun configure --mode AK --profile %s`)",
-             sn, sp, sn);
+             sn, sp,
+             r->opt->roles ? ", RamRoleArn, ChainableRamRoleArn, EcsRamRole, "
+                             "OIDC, CredentialsURI, External"
+                           : "",
+             sn);
     return CHATAPP_ECREDENTIALS;
+  }
+  for (i = 0; r->opt->roles && i < sizeof role_modes / sizeof role_modes[0];
+       i++) {
+    if (strcasecmp(mode, role_modes[i].mode) == 0) {
+      cred_say(r, &src, "profile '%s' (mode %s) of %s", sn, role_modes[i].mode,
+               sp);
+      say_selected(r, &src, by);
+      st = use_cli_role(r, sp, profiles, p, sn, role_modes[i].mode,
+                        role_modes[i].kind, &src, out, chain, depth);
+      if (!st && region && *region && !out->region) {
+        out->region = strdup(region);
+        if (!out->region)
+          st = CHATAPP_ENOMEM;
+      }
+      ca_buf_free(&src);
+      return st;
+    }
   }
   if (strcasecmp(mode, "AK") == 0) {
     canon = "AK";
@@ -99,10 +369,13 @@ static chatapp_status use_cli_profile(resolver *r, const char *sp,
     cred_say(
       r, &r->msg,
       "profile '%s' of %s uses mode %s, which chatapp-run does not "
-      "support yet; supported modes: AK, StsToken.  Use a profile in one "
+      "support yet; supported modes: AK, StsToken%s.  Use a profile in one "
       "of those modes (`aliyun configure --mode AK --profile NAME`), or "
       "set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-      sn, sp, cred_shown_mode(sm, sizeof sm, mode));
+      sn, sp, cred_shown_mode(sm, sizeof sm, mode),
+      r->opt->roles ? ", RamRoleArn, ChainableRamRoleArn, EcsRamRole, OIDC, "
+                      "CredentialsURI, External"
+                    : "");
     return CHATAPP_ECREDENTIALS;
   }
   if (!id || !*id)
@@ -229,7 +502,11 @@ chatapp_status cred_from_cli_file(resolver *r, ca_credentials *out, int *done)
     cred_say(r, &r->looked, "\n");
     goto out;
   }
-  st = use_cli_profile(r, sp, found, name, by, out);
+  {
+    const char *chain[CHAIN_MAX];
+    chain[0] = name;
+    st = use_cli_profile(r, sp, profiles, found, name, by, out, chain, 1);
+  }
   *done = !st;
 out:
   free(names);
@@ -243,6 +520,8 @@ out:
 typedef struct ini_section {
   int found;
   const char *type, *id, *secret, *token;
+  const char *role_arn, *session, *policy, *role_name, *oidc_arn, *oidc_file;
+  const char *sts_region, *sts_endpoint, *duration;
 } ini_section;
 
 static char *trim(char *s, char *e)
@@ -344,8 +623,137 @@ static chatapp_status ini_scan(resolver *r, const char *sp, char *text,
       sec->secret = val;
     else if (strcmp(key, "security_token") == 0)
       sec->token = val;
+    else if (strcmp(key, "role_arn") == 0)
+      sec->role_arn = val;
+    else if (strcmp(key, "role_session_name") == 0)
+      sec->session = val;
+    else if (strcmp(key, "policy") == 0)
+      sec->policy = val;
+    else if (strcmp(key, "role_name") == 0)
+      sec->role_name = val;
+    else if (strcmp(key, "oidc_provider_arn") == 0)
+      sec->oidc_arn = val;
+    else if (strcmp(key, "oidc_token_file_path") == 0 ||
+             strcmp(key, "oidc_token_file") == 0)
+      sec->oidc_file = val;
+    else if (strcmp(key, "sts_region") == 0)
+      sec->sts_region = val;
+    else if (strcmp(key, "sts_endpoint") == 0)
+      sec->sts_endpoint = val;
+    else if (strcmp(key, "duration_seconds") == 0 ||
+             strcmp(key, "role_session_expiration") == 0)
+      sec->duration = val;
   }
   return CHATAPP_OK;
+}
+
+/* A role type of an INI section (options.roles): ram_role_arn,
+ * ecs_ram_role, oidc_role_arn.  *handled unset for other types. */
+static chatapp_status use_ini_role(resolver *r, const char *sp,
+                                   const ini_section *sec, const char *sn,
+                                   const char *by, ca_credentials *out,
+                                   int *handled)
+{
+  const char *type = sec->type, *canon, *missing = NULL;
+  ca_buf src = CA_BUF_INIT(MSG_MAX);
+  ca_cred_role *role;
+  ca_cred_kind kind;
+  chatapp_status st = CHATAPP_OK;
+
+  *handled = 0;
+  if (strcasecmp(type, "ram_role_arn") == 0) {
+    canon = "ram_role_arn";
+    kind = CA_CRED_RAM_ROLE;
+  } else if (strcasecmp(type, "ecs_ram_role") == 0) {
+    canon = "ecs_ram_role";
+    kind = CA_CRED_ECS;
+  } else if (strcasecmp(type, "oidc_role_arn") == 0) {
+    canon = "oidc_role_arn";
+    kind = CA_CRED_OIDC;
+  } else {
+    return CHATAPP_OK;
+  }
+  *handled = 1;
+  role = cred_role_new(r, kind);
+  if (!role)
+    return CHATAPP_ENOMEM;
+  cred_role_set(r, &role->role_arn,
+                sec->role_arn && *sec->role_arn
+                  ? sec->role_arn
+                  : cred_env_get(r, "ALIBABA_CLOUD_ROLE_ARN"));
+  cred_role_set(r, &role->session_name,
+                sec->session && *sec->session
+                  ? sec->session
+                  : cred_env_get(r, "ALIBABA_CLOUD_ROLE_SESSION_NAME"));
+  cred_role_set(r, &role->policy, sec->policy);
+  cred_role_set(r, &role->sts_region, sec->sts_region);
+  cred_role_set(r, &role->sts_endpoint, sec->sts_endpoint);
+  if (sec->duration && *sec->duration) {
+    char *end;
+    long d = strtol(sec->duration, &end, 10);
+    if (*end || d < 0) {
+      cred_say(r, &r->msg,
+               "section [%s] of %s: duration_seconds is not a whole number of "
+               "seconds",
+               sn, sp);
+      ca_cred_role_free(role);
+      return CHATAPP_EPARSE;
+    }
+    role->duration_s = d;
+  }
+  if (kind == CA_CRED_RAM_ROLE) {
+    if (!sec->id || !*sec->id)
+      missing = "access_key_id";
+    else if (!sec->secret || !*sec->secret)
+      missing = "access_key_secret";
+    else if (!role->role_arn)
+      missing = "role_arn";
+    if (!missing) {
+      ca_buf s2 = CA_BUF_INIT(MSG_MAX);
+      role->source = calloc(1, sizeof *role->source);
+      if (!role->source) {
+        ca_cred_role_free(role);
+        return CHATAPP_ENOMEM;
+      }
+      cred_say(r, &s2, "the AccessKey of section [%s]", sn);
+      st = cred_fill(r, role->source, sec->id, sec->secret,
+                     sec->token && *sec->token ? sec->token : NULL, NULL, &s2);
+      ca_buf_free(&s2);
+    }
+  } else if (kind == CA_CRED_ECS) {
+    cred_role_set(r, &role->ecs_role, sec->role_name);
+  } else {
+    cred_role_set(r, &role->oidc_provider_arn,
+                  sec->oidc_arn && *sec->oidc_arn
+                    ? sec->oidc_arn
+                    : cred_env_get(r, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN"));
+    cred_role_set(r, &role->oidc_token_file,
+                  sec->oidc_file && *sec->oidc_file
+                    ? sec->oidc_file
+                    : cred_env_get(r, "ALIBABA_CLOUD_OIDC_TOKEN_FILE"));
+    if (!role->role_arn)
+      missing = "role_arn";
+    else if (!role->oidc_provider_arn)
+      missing = "oidc_provider_arn";
+    else if (!role->oidc_token_file)
+      missing = "oidc_token_file_path";
+  }
+  if (!st && missing) {
+    cred_say(r, &r->msg, "section [%s] (type %s) of %s has no %s", sn, canon,
+             sp, missing);
+    st = CHATAPP_ECREDENTIALS;
+  }
+  if (!st && r->nomem)
+    st = CHATAPP_ENOMEM;
+  if (st) {
+    ca_cred_role_free(role);
+    return st;
+  }
+  cred_say(r, &src, "section [%s] (type %s) of %s", sn, canon, sp);
+  say_selected(r, &src, by);
+  st = cred_fill_role(r, out, role, NULL, &src);
+  ca_buf_free(&src);
+  return st;
 }
 
 /* Use section want of the INI file at sp. */
@@ -365,6 +773,12 @@ static chatapp_status use_ini_section(resolver *r, const char *sp,
              "section [%s] of %s has no type; supported types: access_key, sts",
              sn, sp);
     return CHATAPP_ECREDENTIALS;
+  }
+  if (r->opt->roles) {
+    int handled;
+    st = use_ini_role(r, sp, sec, sn, by, out, &handled);
+    if (handled || st)
+      return st;
   }
   if (strcasecmp(sec->type, "access_key") == 0) {
     canon = "access_key";

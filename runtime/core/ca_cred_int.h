@@ -54,6 +54,15 @@ chatapp_status cred_fill(resolver *r, ca_credentials *out, const char *id,
                          const char *secret, const char *token,
                          const char *region, ca_buf *source);
 
+/* Roles (ca_cred_role): a new one (its strings set by cred_role_set, which
+ * notes out of memory in r->nomem), and out filled with it. */
+int cred_env_true(const resolver *r, const char *name);
+ca_cred_role *cred_role_new(resolver *r, ca_cred_kind kind);
+int cred_role_set(resolver *r, char **dst, const char *v);
+chatapp_status cred_fill_role(resolver *r, ca_credentials *out,
+                              ca_cred_role *role, const char *region,
+                              ca_buf *source);
+
 /* The file sources: *done set when they supplied the credentials. */
 chatapp_status cred_from_cli_file(resolver *r, ca_credentials *out, int *done);
 chatapp_status cred_from_ini_file(resolver *r, ca_credentials *out, int *done);

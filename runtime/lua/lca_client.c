@@ -377,6 +377,8 @@ static int run_requests(lua_State *L, int cl, int reqs, progress *prog)
     fputs("\r\033[K", stderr);
     fflush(stderr);
   }
+  /* credentials refreshed meanwhile: their secrets are redacted too */
+  lca_secrets_add_client(L, c);
 
   lua_createtable(L, (int)n, 0);
   res = lua_gettop(L);

@@ -263,6 +263,11 @@ static int host_client(lua_State *L)
       return 3;
     }
     ca_buf_free(&err);
+  } else {
+    /* Role credentials change: say the current ones (and their expiry). */
+    ca_buf_reset(&rt->cred_source);
+    if (ca_client_describe_credentials(rt->client, &rt->cred_source))
+      ca_buf_reset(&rt->cred_source);
   }
   lca_client_push(L, rt->client, 0);
   lua_pushstring(L, ca_buf_str(&rt->cred_source));

@@ -6,6 +6,14 @@
  * and ca_cred_resolve runs over each with an empty environment, once
  * without a profile and once with the profile "prod".
  *
+ * The same input runs through the chain again with the role modes on
+ * (options.roles: RamRoleArn, ChainableRamRoleArn and its source_profile
+ * cycle check, EcsRamRole, OIDC, CredentialsURI, External; INI
+ * ram_role_arn, ecs_ram_role, oidc_role_arn; no network: the chain only
+ * describes a role), through the parser of the role providers' answers
+ * (STS, metadata service, credentials URI, external command) and through
+ * the process_command splitter.
+ *
  * Properties: no crash, no leak, no undefined behaviour; a failure has a
  * message and one of the documented statuses; a success has a non-empty
  * AccessKey id and secret; every message, source and warning is printable
@@ -21,6 +29,7 @@
 #include <unistd.h>
 
 #include "ca_cred.h"
+#include "ca_cred_provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -134,7 +143,7 @@ static void check_hidden(const char *what, const char *text, const char *secret,
 }
 
 static void resolve(const char *home, const char *profile, const uint8_t *data,
-                    size_t size)
+                    size_t size, int roles)
 {
   ca_cred_options o;
   ca_credentials c;
@@ -145,8 +154,20 @@ static void resolve(const char *home, const char *profile, const uint8_t *data,
   o.getenv = no_env;
   o.home = home;
   o.profile = profile;
+  o.roles = roles;
   st = ca_cred_resolve(&o, &c, &err);
-  if (st == CHATAPP_OK) {
+  if (st == CHATAPP_OK && c.role) {
+    const ca_credentials *s = c.role->source;
+    if (!roles || !c.source || c.access_key_id ||
+        (c.role->kind == CA_CRED_RAM_ROLE && (!s || !c.role->role_arn)))
+      abort();
+    check_text("source", c.source);
+    for (; s; s = s->role ? s->role->source : NULL) {
+      if (!s->role && (!s->access_key_id || !s->access_key_secret))
+        abort();
+      check_hidden("source", c.source, s->access_key_secret, data, size);
+    }
+  } else if (st == CHATAPP_OK) {
     if (!c.access_key_id || !*c.access_key_id || !c.access_key_secret ||
         !*c.access_key_secret || !c.source)
       abort();
@@ -171,6 +192,47 @@ static void resolve(const char *home, const char *profile, const uint8_t *data,
   ca_buf_free(&err);
 }
 
+/* The role providers' answers, each kind; the process_command splitter. */
+static void answers(const uint8_t *data, size_t size)
+{
+  static const ca_cred_kind kinds[] = {
+    CA_CRED_RAM_ROLE, CA_CRED_OIDC, CA_CRED_ECS, CA_CRED_URI, CA_CRED_PROCESS};
+  char *id, *secret, *token, err[256], *cmd;
+  int64_t exp;
+  size_t i;
+
+  for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    chatapp_status st =
+      ca_cred_parse_answer(kinds[i], (const char *)data, size, &id, &secret,
+                           &token, &exp, err, sizeof err);
+    if (st == CHATAPP_OK) {
+      if (!id || !*id || !secret || !*secret ||
+          (kinds[i] != CA_CRED_PROCESS && (!token || exp <= 0)))
+        abort();
+      free(id);
+      free(secret);
+      free(token);
+    } else {
+      if (id || secret || token)
+        abort();
+      check_text("answer message", err);
+    }
+  }
+  cmd = malloc(size + 1);
+  if (!cmd)
+    abort();
+  memcpy(cmd, data, size);
+  cmd[size] = '\0';
+  {
+    char **argv = ca_cred_split_argv(cmd);
+    for (i = 0; argv && argv[i]; i++)
+      if (strlen(argv[i]) > size)
+        abort();
+    ca_cred_argv_free(argv);
+  }
+  free(cmd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   if (!ready)
@@ -179,9 +241,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
   write_file(file_cli, data, size);
   write_file(file_ini, data, size);
-  resolve(home_cli, NULL, data, size);
-  resolve(home_cli, "prod", data, size);
-  resolve(home_ini, NULL, data, size);
-  resolve(home_ini, "prod", data, size);
+  resolve(home_cli, NULL, data, size, 0);
+  resolve(home_cli, "prod", data, size, 0);
+  resolve(home_ini, NULL, data, size, 0);
+  resolve(home_ini, "prod", data, size, 0);
+  resolve(home_cli, NULL, data, size, 1);
+  resolve(home_cli, "prod", data, size, 1);
+  resolve(home_ini, NULL, data, size, 1);
+  resolve(home_ini, "prod", data, size, 1);
+  answers(data, size);
   return 0;
 }
