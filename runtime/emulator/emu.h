@@ -17,9 +17,12 @@
  *   emu_ops.c      the CAMS operations
  *   emu_control.c  the unsigned /_emulator/ endpoints and the statistics
  *   emu_sink.c     a webhook receiver for testing policies' webhooks
- *   emu_sts.c      STS AssumeRole / AssumeRoleWithOIDC, the issued
- *                  temporary keys, the credentials URI, the ECS metadata
- *                  service (on its own loopback port)
+ *   emu_sts.c      STS AssumeRole / AssumeRoleWithOIDC
+ *   emu_sts_keys.c the issued temporary keys, the metadata tokens, the
+ *                  credential endpoints' counters
+ *   emu_cred.c     the pipeline of a credential endpoint's request, the
+ *                  credentials URI, the ECS metadata service (on its own
+ *                  loopback port)
  *   emu_util.c     key/value lists, URL decoding, JSON writing, clocks
  *
  * Threads: libmicrohttpd runs one thread per connection.  Everything that
@@ -402,7 +405,7 @@ void emu_log_line(emu_log *l, const char *json, size_t len);
 
 /* ---- the server and one API call ------------------------------------- */
 
-/* ---- emu_sts.c: role credentials --------------------------- */
+/* ---- role credentials: emu_sts.c, emu_sts_keys.c, emu_cred.c ---------- */
 
 #define EMU_STS_VERSION     "2015-04-01"
 #define EMU_STS_HOST_ID     "sts.aliyuncs.com"
@@ -477,6 +480,22 @@ size_t emu_sts_expire_all(emu_sts *s);
 void emu_sts_stats_reset(emu_sts *s);
 /* After an answer of a credential endpoint went out (takes emu.lock). */
 void emu_cred_done(struct emu *e, int ep);
+/* emu_sts_keys.c: issue a temporary key for account, valid lifetime_s
+ * seconds (emu.lock held); *out points into the table until the lock is
+ * dropped. */
+chatapp_status emu_sts_issue(struct emu *e, const char *account,
+                             int64_t lifetime_s, emu_key **out);
+/* The lifetime of a key issued now: --sts-lifetime, else requested (else
+ * 3600). */
+int64_t emu_sts_lifetime(const struct emu *e, long long requested);
+/* "AccessKeyId":...,"AccessKeySecret":...,"SecurityToken":...,
+ * "Expiration":... of k (without braces). */
+chatapp_status emu_sts_key_members(ca_buf *b, const emu_key *k);
+/* A fresh metadata token valid ttl_s seconds into out (emu.lock held). */
+chatapp_status emu_sts_new_token(emu_sts *s, long ttl_s, char out[64]);
+/* "valid", "invalid", "expired" for a metadata token sent (takes
+ * emu.lock). */
+const char *emu_sts_token_state(struct emu *e, const char *tok);
 
 /* Counters by name (error codes, fault kinds). */
 typedef struct emu_counts {
@@ -602,12 +621,44 @@ chatapp_status emu_sink_json(emu *e, ca_buf *b);    /* takes emu.lock */
 void emu_sink_clear(emu_sink *s);                   /* emu.lock held */
 void emu_stats_reset(emu_stats *s, int64_t now_us); /* also frees */
 
+/* emu_cred.c: one request to a credential endpoint, as its handler
+ * (emu_sts.c, emu_cred.c) sees it. */
+typedef struct emu_cred_ctx {
+  emu_cred_ep ep;
+  const char *endpoint; /* "sts", "metadata", "credentials" (log) */
+  const char *scheme;   /* "legacy", "v3", "anonymous", "none" */
+  /* a rejection decided before the lock, or NULL */
+  unsigned err_status;
+  const char *err_code;
+  char err_msg[512];
+  int text; /* errors as text/plain (metadata) */
+  /* for the log */
+  const char *caller;  /* AccessKeyId of the caller, or NULL */
+  const char *account; /* its account */
+  const char *role, *session;
+  const char *imds_token; /* "valid", "invalid", "expired", "none" */
+  long long duration;     /* requested DurationSeconds, or 0 */
+  char issued[64];        /* AccessKeyId issued, or "" */
+  /* success: build the answer (emu.lock held) */
+  chatapp_status (*build)(emu *e, struct emu_cred_ctx *c, const char *rid,
+                          emu_answer *a);
+  const char *build_text; /* metadata: the token or role name to send */
+} emu_cred_ctx;
+/* Reject the request (the first rejection is the one answered). */
+void emu_cred_reject(emu_cred_ctx *c, unsigned status, const char *code,
+                     const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+/* Answer a request of endpoint c->ep: the rejection in c, or a fault
+ * rule's answer, or c->build's; count and log it (takes emu.lock). */
+void emu_cred_answer(emu *e, emu_request *rq, emu_cred_ctx *c, const char *rid,
+                     emu_answer *a);
+
 /* emu_sts.c: an STS call (Action AssumeRole or AssumeRoleWithOIDC). */
 int emu_sts_is_call(const emu_request *rq);
 void emu_sts_call(emu *e, emu_request *rq, emu_answer *a);
-/* GET /_emulator/credentials: the credentials URI. */
+/* emu_cred.c: GET /_emulator/credentials, the credentials URI. */
 void emu_cred_uri(emu *e, emu_request *rq, emu_answer *a);
-/* emu_sts.c: a request to the metadata port. */
+/* emu_cred.c: a request to the metadata port. */
 void emu_imds_route(emu *e, emu_request *rq, emu_answer *a);
 
 /* emu_ops.c: run an operation whose call was accepted (emu.lock held). */

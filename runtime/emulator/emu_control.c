@@ -12,7 +12,7 @@
  *   POST   /_emulator/quota         shorthand for a quota rule:
  *                                   {"quota":5,"for_ms":10000,"op":...}
  *   POST   /_emulator/credentials/expire  every temporary key issued so
- *                                   far expires now (emu_sts.c)
+ *                                   far expires now (emu_sts_keys.c)
  *   POST   /_emulator/reset         rules, quota logs, statistics and data
  *                                   back to how they were at start (the
  *                                   nonce cache is kept: replays stay

@@ -89,7 +89,7 @@ static int check_key_token_time(emu *e, emu_auth *a, const char *token,
 
   if (!k) {
     /* A temporary key issued by AssumeRole, the metadata service or the
-     * credentials URI (emu_sts.c), copied: the table may change. */
+     * credentials URI (emu_sts_keys.c), copied: the table may change. */
     int r = emu_sts_find_key(e, a->access_key_id, &a->issued);
     if (r < 0) {
       fail(a, 500, "InternalError", "Out of memory.");

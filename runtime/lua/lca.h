@@ -11,6 +11,7 @@
  *   lca_sys.c     commands, atomic file writes, terminals, clocks
  *   lca_sandbox.c memory cap and instruction budget for policy code
  *   lca_sqlite.c  the state store's engine (SQLite 3), for the runner only
+ *   lca_sqlite_open.c  its core.sqlite_open: options, path checks, settings
  *   lca_redis.c   a Redis connection (ca_redis.h), for the runner only
  *   lca_modules.c require finds chatapp.core and the embedded lua/ sources
  *   lca_runtime.c the embedding API (chatapp.h) over one Lua state

@@ -21,51 +21,23 @@
  * Safety: the path is checked before SQLite sees it (a FIFO or a device is
  * never opened), a new file is created 0600, extensions are never loaded,
  * the connection is defensive (SQLITE_DBCONFIG_DEFENSIVE, untrusted
- * schema, no ATTACH, capped lengths).  No Lua error ever crosses a
- * statement being stepped: rows are built under lua_pcall and the
- * statement is reset before any error is raised again; every other Lua
- * call happens with no statement active.  Prepared statements are cached
- * per connection (C memory, owned by the userdata) and finalized on close.
+ * schema, no ATTACH, capped lengths): all of it at opening, in
+ * lca_sqlite_open.c.  No Lua error ever crosses a statement being stepped:
+ * rows are built under lua_pcall and the statement is reset before any
+ * error is raised again; every other Lua call happens with no statement
+ * active.  Prepared statements are cached per connection (C memory, owned
+ * by the userdata) and finalized on close.
  */
+#include "lca_sqlite.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include "lca.h"
-
-#define SQLITE_MT "chatapp.StateFile"
-
-/* Statements kept prepared per connection; the least recently used goes. */
-#define CACHE_MAX 32
-/* SQLITE_LIMIT_LENGTH: the largest string, blob or row. */
-#define MAX_VALUE_LEN   (64 * 1024 * 1024)
-#define MAX_SQL_LEN     (1024 * 1024)
-#define DEFAULT_BUSY_MS 5000
-
-typedef struct cached {
-  sqlite3_stmt *st; /* NULL: a free slot */
-  char *sql;        /* a copy of the text it was prepared from (malloc) */
-  size_t len;
-  unsigned long used; /* the tick of its last use */
-} cached;
-
-typedef struct lsqlite {
-  sqlite3 *db; /* NULL: closed */
-  int active;  /* a statement of this connection is being stepped */
-  int last;    /* the slot used last */
-  unsigned long tick;
-  cached cache[CACHE_MAX];
-} lsqlite;
 
 /* ---- errors ----------------------------------------------------------- */
 
-/* The code string of a SQLite result code (extended or primary). */
-static const char *code_name(int rc, int sys_errno)
+const char *lca_sqlite_code_name(int rc, int sys_errno)
 {
   switch (rc & 0xff) {
   case SQLITE_NOTADB:
@@ -149,12 +121,8 @@ static const char *hint(int rc, int sys_errno)
   }
 }
 
-/*
- * Copy the connection's error into msg: "WORD: sqlite's message (hint)".
- * Called right after the failure, before reset/finalize; pure C.
- */
-static void take_error(sqlite3 *db, int rc, const char *word, char *msg,
-                       size_t size, int *sys_errno)
+void lca_sqlite_take_error(sqlite3 *db, int rc, const char *word, char *msg,
+                           size_t size, int *sys_errno)
 {
   /* the connection's message when it is about this error (not one of
    * ours, such as a failed malloc) */
@@ -180,9 +148,8 @@ static void take_error(sqlite3 *db, int rc, const char *word, char *msg,
            h ? h : "");
 }
 
-/* Push nil, "state file <path>: msg", code. */
-static int push_fail(lua_State *L, const char *path, const char *msg,
-                     const char *code)
+int lca_sqlite_push_fail(lua_State *L, const char *path, const char *msg,
+                         const char *code)
 {
   luaL_pushfail(L);
   lua_pushfstring(L, "state file %s: %s", path, msg);
@@ -205,9 +172,7 @@ static void cache_clear(lsqlite *u)
   }
 }
 
-/* Close the connection: finalize every statement, then the handle.
- * Returns the sqlite3_close result (SQLITE_OK when already closed). */
-static int db_shut(lsqlite *u)
+int lca_sqlite_shut(lsqlite *u)
 {
   int rc;
 
@@ -251,7 +216,7 @@ static int db_close(lua_State *L)
 
   if (u->active)
     return luaL_error(L, "the state file is in use (a statement is running)");
-  rc = db_shut(u);
+  rc = lca_sqlite_shut(u);
   if (rc != SQLITE_OK) {
     luaL_pushfail(L);
     lua_pushfstring(L, "state file %s: closing: %s", db_path(L, 1),
@@ -266,7 +231,7 @@ static int db_gc(lua_State *L)
 {
   lsqlite *u = luaL_checkudata(L, 1, SQLITE_MT);
 
-  db_shut(u);
+  lca_sqlite_shut(u);
   return 0;
 }
 
@@ -459,8 +424,9 @@ static sqlite3_stmt *prepare_bound(lua_State *L, lsqlite *u, const char *what,
                "without parameters)",
                what, word);
   if (rc != SQLITE_OK) {
-    take_error(u->db, rc, word, msg, sizeof msg, &err);
-    *nret = push_fail(L, db_path(L, 1), msg, code_name(rc, err));
+    lca_sqlite_take_error(u->db, rc, word, msg, sizeof msg, &err);
+    *nret = lca_sqlite_push_fail(L, db_path(L, 1), msg,
+                                 lca_sqlite_code_name(rc, err));
     return NULL;
   }
   nparams = sqlite3_bind_parameter_count(st);
@@ -469,9 +435,10 @@ static sqlite3_stmt *prepare_bound(lua_State *L, lsqlite *u, const char *what,
                lua_gettop(L) - 2, word, nparams);
   rc = bind_params(L, st, 3);
   if (rc != SQLITE_OK) {
-    take_error(u->db, rc, word, msg, sizeof msg, &err);
+    lca_sqlite_take_error(u->db, rc, word, msg, sizeof msg, &err);
     done_stmt(st);
-    *nret = push_fail(L, db_path(L, 1), msg, code_name(rc, err));
+    *nret = lca_sqlite_push_fail(L, db_path(L, 1), msg,
+                                 lca_sqlite_code_name(rc, err));
     return NULL;
   }
   return st;
@@ -493,9 +460,10 @@ static int db_run(lua_State *L)
     ;
   u->active = 0;
   if (rc != SQLITE_DONE) {
-    take_error(u->db, rc, word, msg, sizeof msg, &err);
+    lca_sqlite_take_error(u->db, rc, word, msg, sizeof msg, &err);
     done_stmt(st);
-    return push_fail(L, db_path(L, 1), msg, code_name(rc, err));
+    return lca_sqlite_push_fail(L, db_path(L, 1), msg,
+                                lca_sqlite_code_name(rc, err));
   }
   done_stmt(st);
   lua_pushinteger(L, (lua_Integer)sqlite3_changes64(u->db));
@@ -601,9 +569,10 @@ static int db_query(lua_State *L)
     return lua_error(L);
   }
   if (ctx.rc != SQLITE_DONE) {
-    take_error(u->db, ctx.rc, word, msg, sizeof msg, &err);
+    lca_sqlite_take_error(u->db, ctx.rc, word, msg, sizeof msg, &err);
     done_stmt(ctx.st);
-    return push_fail(L, db_path(L, 1), msg, code_name(ctx.rc, err));
+    return lca_sqlite_push_fail(L, db_path(L, 1), msg,
+                                lca_sqlite_code_name(ctx.rc, err));
   }
   done_stmt(ctx.st);
   return 1;
@@ -644,10 +613,11 @@ static int db_exec(lua_State *L)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
       ;
     if (rc != SQLITE_DONE) {
-      take_error(u->db, rc, word, msg, sizeof msg, &err);
+      lca_sqlite_take_error(u->db, rc, word, msg, sizeof msg, &err);
       sqlite3_finalize(st);
       u->active = 0;
-      return push_fail(L, db_path(L, 1), msg, code_name(rc, err));
+      return lca_sqlite_push_fail(L, db_path(L, 1), msg,
+                                  lca_sqlite_code_name(rc, err));
     }
     rc = SQLITE_OK;
     sqlite3_finalize(st);
@@ -655,263 +625,13 @@ static int db_exec(lua_State *L)
   }
   u->active = 0;
   if (rc != SQLITE_OK) {
-    take_error(u->db, rc, word, msg, sizeof msg, &err);
-    return push_fail(L, db_path(L, 1), msg, code_name(rc, err));
+    lca_sqlite_take_error(u->db, rc, word, msg, sizeof msg, &err);
+    return lca_sqlite_push_fail(L, db_path(L, 1), msg,
+                                lca_sqlite_code_name(rc, err));
   }
   lua_pushboolean(L, 1);
   return 1;
 }
-
-/* ---- opening ---------------------------------------------------------- */
-
-static const char *kind_of(mode_t m)
-{
-  if (S_ISDIR(m))
-    return "a directory";
-  if (S_ISFIFO(m))
-    return "a FIFO";
-  if (S_ISCHR(m))
-    return "a character device";
-  if (S_ISBLK(m))
-    return "a block device";
-  if (S_ISSOCK(m))
-    return "a socket";
-  return "not a regular file";
-}
-
-/* The directory part of path into dir ("." when none). */
-static void dir_of(const char *path, char *dir, size_t size)
-{
-  const char *slash = strrchr(path, '/');
-  size_t n;
-
-  if (!slash) {
-    snprintf(dir, size, ".");
-    return;
-  }
-  n = (size_t)(slash - path);
-  if (n == 0)
-    n = 1; /* "/x" */
-  if (n >= size)
-    n = size - 1;
-  memcpy(dir, path, n);
-  dir[n] = '\0';
-}
-
-typedef struct open_opts {
-  int readonly, create;
-  int busy_ms;
-} open_opts;
-
-static void read_opts(lua_State *L, int idx, open_opts *o)
-{
-  o->readonly = 0;
-  o->create = -1;
-  o->busy_ms = DEFAULT_BUSY_MS;
-  if (lua_isnoneornil(L, idx))
-    goto out;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-    if (strcmp(k, "readonly") == 0 || strcmp(k, "create") == 0) {
-      if (!lua_isboolean(L, -1))
-        luaL_error(L, "sqlite_open: option %s must be a boolean", k);
-      if (k[0] == 'r')
-        o->readonly = lua_toboolean(L, -1);
-      else
-        o->create = lua_toboolean(L, -1);
-    } else if (strcmp(k, "busy_timeout_ms") == 0) {
-      lua_Integer ms;
-      if (!lua_isinteger(L, -1) || (ms = lua_tointeger(L, -1)) < 0 ||
-          ms > 3600 * 1000)
-        luaL_error(L, "sqlite_open: busy_timeout_ms must be an integer from "
-                      "0 to 3600000");
-      o->busy_ms = (int)lua_tointeger(L, -1);
-    } else {
-      luaL_error(L,
-                 "sqlite_open: unknown option %s (readonly, create, "
-                 "busy_timeout_ms)",
-                 lua_type(L, -2) == LUA_TSTRING ? k : luaL_typename(L, -2));
-    }
-    lua_pop(L, 1);
-  }
-out:
-  if (o->create < 0)
-    o->create = !o->readonly;
-  if (o->readonly)
-    o->create = 0;
-}
-
-/*
- * Check the path and create the file when asked.  Returns NULL when SQLite
- * may open it, else the code, with the message in msg.  Pure C.
- */
-static const char *prepare_path(const char *path, const open_opts *o, char *msg,
-                                size_t size, int *created)
-{
-  struct stat sb;
-  char dir[512];
-  int tries, fd;
-
-  for (tries = 0; tries < 2; tries++) {
-    if (lstat(path, &sb) == 0) {
-      if (S_ISLNK(sb.st_mode) && stat(path, &sb) != 0) {
-        snprintf(msg, size, "a symbolic link to %s (%s)",
-                 errno == ENOENT ? "nothing" : "a file that cannot be read",
-                 strerror(errno));
-        return errno == ENOENT ? "ENOENT" : "EOPEN";
-      }
-      if (!S_ISREG(sb.st_mode)) {
-        snprintf(msg, size, "is %s, not a state file (give a regular file)",
-                 kind_of(sb.st_mode));
-        return "ENOTREG";
-      }
-      return NULL;
-    }
-    if (errno != ENOENT) {
-      snprintf(msg, size, "cannot look at it: %s", strerror(errno));
-      return "EOPEN";
-    }
-    if (!o->create) {
-      snprintf(msg, size, "does not exist%s",
-               o->readonly ? "" : " (and it was not to be created)");
-      return "ENOENT";
-    }
-    fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd >= 0) {
-      int e = fchmod(fd, 0600) == 0 ? 0 : errno; /* whatever the umask */
-      if (close(fd) != 0 && !e)
-        e = errno;
-      if (e) {
-        snprintf(msg, size, "cannot create it: %s", strerror(e));
-        unlink(path);
-        return "EOPEN";
-      }
-      *created = 1;
-      return NULL;
-    }
-    if (errno == EEXIST)
-      continue; /* made meanwhile: look again */
-    dir_of(path, dir, sizeof dir);
-    if (errno == EACCES || errno == EROFS || errno == EPERM) {
-      snprintf(msg, size,
-               "cannot create it: %s (the directory %s is not "
-               "writable?)",
-               strerror(errno), dir);
-      return "EREADONLY";
-    }
-    if (errno == ENOENT) {
-      snprintf(msg, size,
-               "cannot create it: the directory %s does not "
-               "exist (make it first)",
-               dir);
-      return "ENOENT";
-    }
-    snprintf(msg, size, "cannot create it: %s", strerror(errno));
-    return "EOPEN";
-  }
-  snprintf(msg, size, "it keeps appearing and disappearing");
-  return "EOPEN";
-}
-
-/* Settings of every connection: see the head of the file. */
-static int configure(sqlite3 *db, int busy_ms)
-{
-  int rc = SQLITE_OK;
-
-  sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db, busy_ms);
-  if (sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) ||
-      sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) ||
-      sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL) ||
-      sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, NULL) ||
-      sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 0, NULL) ||
-      sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 0, NULL))
-    return SQLITE_ERROR;
-  sqlite3_limit(db, SQLITE_LIMIT_LENGTH, MAX_VALUE_LEN);
-  sqlite3_limit(db, SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_LEN);
-  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
-  sqlite3_limit(db, SQLITE_LIMIT_EXPR_DEPTH, 200);
-  sqlite3_limit(db, SQLITE_LIMIT_TRIGGER_DEPTH, 20);
-  sqlite3_limit(db, SQLITE_LIMIT_WORKER_THREADS, 0);
-  /* Damage found on read rather than followed. */
-  rc = sqlite3_exec(db, "PRAGMA cell_size_check=ON", NULL, NULL, NULL);
-  if (rc != SQLITE_OK)
-    return rc;
-  /* Read the header and the schema now: a file of another program or a
-   * damaged schema is refused at open, not at first use. */
-  return sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema", NULL, NULL,
-                      NULL);
-}
-
-/* core.sqlite_open(path [, opts]) -> db | nil, message, code */
-static int l_sqlite_open(lua_State *L)
-{
-  size_t len;
-  const char *path = luaL_checklstring(L, 1, &len);
-  open_opts o;
-  lsqlite *u;
-  const char *code;
-  char msg[900];
-  int rc, flags, err = 0, created = 0;
-
-  luaL_argcheck(L, len > 0, 1, "the state file's path is empty");
-  luaL_argcheck(L, strlen(path) == len, 1, "the path holds a NUL byte");
-  read_opts(L, 2, &o);
-  lua_settop(L, 1);
-
-  /* the userdata first, closed: a Lua error from here on leaks nothing */
-  u = lua_newuserdatauv(L, sizeof *u, 1);
-  memset(u, 0, sizeof *u);
-  luaL_setmetatable(L, SQLITE_MT);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);
-  /* A relative path as ./path: never a URI ("file:") nor ":memory:". */
-  if (path[0] != '/')
-    lua_pushfstring(L, "./%s", path);
-  else
-    lua_pushvalue(L, 1);
-
-  code = prepare_path(path, &o, msg, sizeof msg, &created);
-  if (code && strcmp(code, "ENOTREG") == 0) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, msg);
-    lua_pushstring(L, code);
-    return 3;
-  }
-  if (code)
-    return push_fail(L, path, msg, code);
-
-  flags = (o.readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
-          SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-  rc = sqlite3_open_v2(lua_tostring(L, -1), &u->db, flags, NULL);
-  if (rc == SQLITE_OK)
-    rc = configure(u->db, o.busy_ms);
-  if (rc != SQLITE_OK) {
-    take_error(u->db, rc, NULL, msg, sizeof msg, &err);
-    if ((rc & 0xff) == SQLITE_CANTOPEN && (err == EACCES || err == EROFS)) {
-      char dir[512];
-      size_t n = strlen(msg);
-      dir_of(path, dir, sizeof dir);
-      snprintf(msg + n, sizeof msg - n,
-               " (check the permissions of the file and of the directory %s)",
-               dir);
-    }
-    code = code_name(rc, err);
-    db_shut(u);
-    if (created) {
-      struct stat sb;
-      /* the empty file made above: removed, as it was not there */
-      if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0)
-        unlink(path);
-    }
-    return push_fail(L, path, msg, code);
-  }
-  lua_pop(L, 1);
-  return 1;
-}
-
 static int l_sqlite_version(lua_State *L)
 {
   lua_pushstring(L, sqlite3_libversion());
@@ -930,7 +650,7 @@ void lca_open_sqlite(lua_State *L)
     {"__index", NULL}, {NULL, NULL},
   };
   static const luaL_Reg funcs[] = {
-    {"sqlite_open", l_sqlite_open},
+    {"sqlite_open", lca_sqlite_open_file},
     {"sqlite_version", l_sqlite_version},
     {NULL, NULL},
   };

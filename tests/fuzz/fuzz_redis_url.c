@@ -1,6 +1,6 @@
 /*
  * Fuzz target: the Redis URL parser (ca_redis_parse_url in
- * runtime/core/ca_redis.c).  The input, cut at its first NUL, is the URL.
+ * runtime/core/ca_redis_url.c).  The input, cut at its first NUL, is the URL.
  *
  * Properties: no crash, no undefined behaviour, no leak; a success names a
  * non-empty host of allowed characters (or an IPv6 address), a port in
