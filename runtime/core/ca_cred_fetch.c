@@ -777,9 +777,12 @@ char **ca_cred_split_argv(const char *cmd)
           argv = na;
           cap *= 2;
         }
-        argv[n] = strndup(word, w);
+        /* word is not NUL-terminated: copy w bytes, not a string. */
+        argv[n] = malloc(w + 1);
         if (!argv[n])
           goto fail;
+        memcpy(argv[n], word, w);
+        argv[n][w] = '\0';
         argv[++n] = NULL;
         w = 0;
         in_word = 0;
