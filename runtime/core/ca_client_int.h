@@ -1,6 +1,7 @@
 /*
- * Internals shared by ca_client.c (configuration, the loop, retries) and
- * ca_attempt.c (building and sending one signed attempt).
+ * Internals shared by ca_client.c (creating the client, its accessors),
+ * ca_perform.c (the loop, finishing attempts, retries) and ca_attempt.c
+ * (building and sending one signed attempt).
  */
 #ifndef CA_CLIENT_INT_H
 #define CA_CLIENT_INT_H
@@ -24,6 +25,11 @@
 #endif
 
 enum { ST_WAITING, ST_IN_FLIGHT, ST_DONE };
+
+/* The retry budget (ca_client.c starts it, ca_perform.c spends it). */
+#define BUDGET_START    10.0 /* retries allowed before any success */
+#define BUDGET_PER_CALL 0.1  /* retries earned per first attempt */
+#define BUDGET_MAX      100.0
 
 struct ca_client {
   char *endpoint; /* without a trailing '/' */
