@@ -14,7 +14,11 @@
  *   lca_sqlite_open.c  its core.sqlite_open: options, path checks, settings
  *   lca_redis.c   a Redis connection (ca_redis.h), for the runner only
  *   lca_modules.c require finds chatapp.core and the embedded lua/ sources
- *   lca_runtime.c the embedding API (chatapp.h) over one Lua state
+ *   lca_runtime.c the embedding API (chatapp.h) over one Lua state: the
+ *                 state, errors, loading, the run (lca_runtime_int.h)
+ *   lca_runtime_report.c  the report of a run in C structs
+ *   lca_runtime_lease.c   the leader lease of a run with a Redis state
+ *   lca_runtime_tools.c   scripts (--lua), tools and files chatapp-run runs
  *
  * Bindings never call libcurl or OpenSSL directly, and the C core never
  * includes lua.h.  No C globals: per-state data lives in the registry under
