@@ -1,5 +1,5 @@
 /* Runtime internals used by the chatapp-run program and the tests;
- * implemented in lca_runtime.c.  No Lua types here. */
+ * implemented in lca_runtime*.c.  No Lua types here. */
 #ifndef LCA_RUNTIME_H
 #define LCA_RUNTIME_H
 
