@@ -111,6 +111,8 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
   argv[argc++] = "0";
   argv[argc++] = "--port-file";
   argv[argc++] = portfile;
+  /* A chatapp-run killed with SIGKILL leaves no emulator behind. */
+  argv[argc++] = "--exit-with-parent";
   for (i = 0; extra && extra[i] && argc < 31; i++)
     argv[argc++] = extra[i];
   argv[argc] = NULL;

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -61,6 +63,8 @@ static const char usage_text[] =
   "  --metadata-port-file FILE  write its port to FILE once listening\n"
   "  --ecs-role NAME      the instance's role name (default chatapp-ecs-role)\n"
   "  --imds-require-token metadata requests need a token (IMDSv2 only)\n"
+  "  --exit-with-parent   stop (as on SIGTERM) when the process that started\n"
+  "                       it dies, even by SIGKILL (chatapp-run --emulator)\n"
   "  -q, --quiet          no banner on standard error\n"
   "  -h, --help           this text\n"
   "  --version            the version\n"
@@ -187,6 +191,7 @@ enum {
   OPT_META_PORT_FILE,
   OPT_ECS_ROLE,
   OPT_IMDS_REQUIRE,
+  OPT_EXIT_WITH_PARENT,
 };
 
 static const struct option long_opts[] = {
@@ -208,6 +213,7 @@ static const struct option long_opts[] = {
   {"metadata-port-file", required_argument, NULL, OPT_META_PORT_FILE},
   {"ecs-role", required_argument, NULL, OPT_ECS_ROLE},
   {"imds-require-token", no_argument, NULL, OPT_IMDS_REQUIRE},
+  {"exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT},
   {"print-sample", no_argument, NULL, OPT_PRINT_SAMPLE},
   {"quiet", no_argument, NULL, 'q'},
   {"help", no_argument, NULL, 'h'},
@@ -348,6 +354,20 @@ int main(int argc, char **argv)
     case OPT_IMDS_REQUIRE:
       imds_require = 1;
       break;
+    case OPT_EXIT_WITH_PARENT: {
+      /* The kernel sends SIGTERM (taken by the sigwait below) when the
+       * parent dies; a parent already gone before the call is seen by
+       * getppid changing. */
+      pid_t parent = getppid();
+      if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+        fprintf(stderr, "chatapp-emulator: --exit-with-parent: %s\n",
+                strerror(errno));
+        return 1;
+      }
+      if (getppid() != parent)
+        return 0;
+      break;
+    }
     case OPT_PRINT_SAMPLE: {
       size_t len;
       const char *s = emu_sample_json(&len);

@@ -577,6 +577,22 @@ return chatapp.policy { name = "slow",
     if emu_dir then T.check(not os.execute("test -e " .. E.quote(emu_dir)), "its folder is gone") end
   end },
 
+  { "SIGKILL of chatapp-run --emulator: the emulator does not outlive it", function()
+    local p = E.policy([[ return require("chatapp").policy { name = "quiet" } ]])
+    local run = start({ "--emulator", "--every", "1h", p },
+      { ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false })
+    T.check(run.wait_err("cycle 1: ok", 20000), "a watcher on the emulator: " .. run.err())
+    local children = E.read(("/proc/%d/task/%d/children"):format(run.pid, run.pid)) or ""
+    local child = tonumber(children:match("%d+"))
+    T.check(child, "the emulator child runs")
+    run.kill("KILL")
+    T.check(run.wait(10000) ~= nil, "chatapp-run is gone")
+    if child then
+      T.check(E.wait_for(function() return not alive(child) end, 5000), "the emulator followed it")
+      os.execute("kill -9 " .. child .. " 2>/dev/null")
+    end
+  end },
+
   { "SIGINT with webhooks in flight: they finish, the rest is skipped, exit 130", function()
     emu:control("DELETE", "deliveries")
     local p = E.policy([[
