@@ -9,7 +9,11 @@
  * ca_credentials.warning).  A source returns CHATAPP_OK with *done unset when
  * it has nothing, and an error (message in r->msg) when what it found is
  * unusable: a refused or malformed file stops the chain rather than
- * silently falling through to another account's credentials.
+ * silently falling through to another account's credentials.  This file
+ * holds the chain, its explicit, environment and OIDC-variable sources,
+ * the ECS role at its end, messages and the secret variables; the file sources
+ * are in ca_cred_cli.c and ca_cred_ini.c, over ca_cred_files.c (the safe
+ * reader).
  *
  * Secrets: file contents live in one exact-size malloc'd buffer (never
  * realloc'd, so no stale copies) that is wiped before free; config.json is
