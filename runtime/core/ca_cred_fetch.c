@@ -8,25 +8,23 @@
  *   metadata service        PUT /latest/api/token, then
  *                           GET /latest/meta-data/ram/security-credentials/
  *   credentials URI         GET URI
- *   external command        argv split without a shell, JSON on stdout
  *
- * Every HTTP request is a plain-HTTP call of the provider's ca_client: the
- * transport rules, timeouts, size caps and retry classification of every
- * other call.  Answers hold secrets: their buffers are wiped before free.
+ * The external command is in ca_cred_process.c, the answers' parser in
+ * ca_cred_answer.c.  Every HTTP request is a plain-HTTP call of the
+ * provider's ca_client: the transport rules, timeouts, size caps and retry
+ * classification of every other call.  Answers hold secrets: their buffers
+ * are wiped before free.
  */
 #include "ca_cred_int.h"
 #include "ca_cred_prov_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,186 +36,13 @@
 #include "ca_sign.h"
 
 #define OIDC_TOKEN_MAX   (64 * 1024) /* bytes of an OIDC token file */
-#define ANSWER_MAX       (256 * 1024)
-#define PROCESS_TIMEOUT  60 /* s */
 #define DEFAULT_DURATION 3600
 #define MIN_DURATION     900
 
-extern char **environ;
-
-static void wipe_buf(ca_buf *b)
+void cred_wipe_buf(ca_buf *b)
 {
   if (b->ptr)
     ca_wipe(b->ptr, b->len);
-}
-
-/* ---- parsing ------------------------------------------------------------ */
-
-int64_t ca_cred_parse_time(const char *s)
-{
-  size_t n = s ? strlen(s) : 0;
-  struct tm tm;
-  int i;
-  static const char pat20[] = "dddd-dd-ddTdd:dd:ddZ";
-  static const char pat24[] = "dddd-dd-ddTdd:dd:dd.dddZ";
-  const char *pat = n == 20 ? pat20 : n == 24 ? pat24 : NULL;
-  time_t t;
-
-  if (!pat)
-    return -1;
-  for (i = 0; pat[i]; i++) {
-    if (pat[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pat[i])
-      return -1;
-  }
-  memset(&tm, 0, sizeof tm);
-  tm.tm_year = atoi(s) - 1900;
-  tm.tm_mon = (s[5] - '0') * 10 + (s[6] - '0') - 1;
-  tm.tm_mday = (s[8] - '0') * 10 + (s[9] - '0');
-  tm.tm_hour = (s[11] - '0') * 10 + (s[12] - '0');
-  tm.tm_min = (s[14] - '0') * 10 + (s[15] - '0');
-  tm.tm_sec = (s[17] - '0') * 10 + (s[18] - '0');
-  if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-      tm.tm_min > 59 || tm.tm_sec > 60)
-    return -1;
-  t = timegm(&tm);
-  return t == (time_t)-1 ? -1 : (int64_t)t;
-}
-
-/* A string member, non-empty, without NUL bytes; NULL otherwise. */
-static const char *str_member(const ca_json *o, const char *key)
-{
-  const ca_json *m = o ? ca_json_get(o, key) : NULL;
-
-  if (!m || m->type != CA_JSON_STRING || !m->str_len ||
-      strlen(m->str) != m->str_len)
-    return NULL;
-  return m->str;
-}
-
-/* A credential string is printable ASCII without blanks (it goes into
- * headers and query strings). */
-static int usable(const char *v)
-{
-  for (; v && *v; v++)
-    if ((unsigned char)*v <= 0x20 || (unsigned char)*v >= 0x7f)
-      return 0;
-  return 1;
-}
-
-chatapp_status ca_cred_parse_answer(ca_cred_kind kind, const char *text,
-                                    size_t len, char **id, char **secret,
-                                    char **token, int64_t *exp, char *err,
-                                    size_t errlen)
-{
-  const char *kid = "AccessKeyId", *ksec = "AccessKeySecret",
-             *ktok = "SecurityToken", *kexp = "Expiration";
-  const char *vid, *vsec, *vtok, *vexp, *code;
-  const ca_json *root, *o;
-  ca_json_doc *doc;
-  char jerr[160];
-  chatapp_status st = CHATAPP_EPARSE;
-  int need_token = 1;
-
-  *id = *secret = *token = NULL;
-  *exp = 0;
-  if (len > ANSWER_MAX) {
-    snprintf(err, errlen, "the answer is over %d bytes", ANSWER_MAX);
-    return CHATAPP_ETOOBIG;
-  }
-  doc = ca_json_parse(text, len, 16, CA_JSON_WIPE, jerr, sizeof jerr);
-  if (!doc) {
-    snprintf(err, errlen, "the answer is not JSON (%s)", jerr);
-    return CHATAPP_EPARSE;
-  }
-  root = ca_json_root(doc);
-  o = root->type == CA_JSON_OBJECT ? root : NULL;
-  if (!o) {
-    snprintf(err, errlen, "the answer is not a JSON object");
-    goto out;
-  }
-  switch (kind) {
-  case CA_CRED_RAM_ROLE:
-  case CA_CRED_OIDC:
-    o = ca_json_get(o, "Credentials");
-    if (!o || o->type != CA_JSON_OBJECT) {
-      snprintf(err, errlen, "the answer has no \"Credentials\" object");
-      goto out;
-    }
-    break;
-  case CA_CRED_ECS:
-  case CA_CRED_URI:
-    code = ca_json_get_str(o, "Code");
-    if ((kind == CA_CRED_ECS || code) &&
-        (!code || strcmp(code, "Success") != 0)) {
-      snprintf(err, errlen, "the answer's Code is not \"Success\"");
-      goto out;
-    }
-    break;
-  case CA_CRED_PROCESS:
-    kid = "access_key_id";
-    ksec = "access_key_secret";
-    ktok = "sts_token";
-    kexp = "expiration";
-    code = ca_json_get_str(o, "mode");
-    need_token = code && strcasecmp(code, "StsToken") == 0;
-    break;
-  default:
-    snprintf(err, errlen, "no parser for this kind of answer");
-    goto out;
-  }
-  vid = str_member(o, kid);
-  vsec = str_member(o, ksec);
-  vtok = str_member(o, ktok);
-  vexp = str_member(o, kexp);
-  if (!vid || !vsec || (need_token && !vtok)) {
-    snprintf(err, errlen, "the answer lacks %s",
-             !vid    ? kid
-             : !vsec ? ksec
-                     : ktok);
-    goto out;
-  }
-  if (!usable(vid) || !usable(vsec) || (vtok && !usable(vtok))) {
-    snprintf(err, errlen,
-             "the answer's credentials hold blanks or non-ASCII bytes");
-    goto out;
-  }
-  if (vexp) {
-    *exp = ca_cred_parse_time(vexp);
-    if (*exp <= 0) {
-      snprintf(err, errlen,
-               "the answer's %s is not a time like 2026-01-02T03:04:05Z", kexp);
-      *exp = 0;
-      goto out;
-    }
-  } else if (kind != CA_CRED_PROCESS) {
-    snprintf(err, errlen, "the answer lacks %s", kexp);
-    goto out;
-  }
-  *id = strdup(vid);
-  *secret = strdup(vsec);
-  *token = vtok ? strdup(vtok) : NULL;
-  if (!*id || !*secret || (vtok && !*token)) {
-    snprintf(err, errlen, "out of memory");
-    st = CHATAPP_ENOMEM;
-    goto out;
-  }
-  st = CHATAPP_OK;
-out:
-  if (st) {
-    free(*id);
-    if (*secret) {
-      ca_wipe(*secret, strlen(*secret));
-      free(*secret);
-    }
-    if (*token) {
-      ca_wipe(*token, strlen(*token));
-      free(*token);
-    }
-    *id = *secret = *token = NULL;
-    *exp = 0;
-  }
-  ca_json_free(doc);
-  return st;
 }
 
 /* ---- HTTP --------------------------------------------------------------- */
@@ -257,8 +82,8 @@ static chatapp_status http_do(ca_cred_provider *p, const char *what,
     if (st)
       snprintf(err, errlen, "%s: the answer is over %zu bytes", what, out->max);
   }
-  wipe_buf(&call->body);
-  wipe_buf(&call->req_body);
+  cred_wipe_buf(&call->body);
+  cred_wipe_buf(&call->req_body);
   ca_call_free(call);
   return st;
 }
@@ -398,7 +223,7 @@ static chatapp_status fetch_sts(ca_cred_provider *p, cred_fetched *out,
   int oidc = p->kind == CA_CRED_OIDC;
   const char *action = oidc ? "AssumeRoleWithOIDC" : "AssumeRole";
   ca_buf q = CA_BUF_INIT(1 << 20), body = CA_BUF_INIT(1 << 20),
-         url = CA_BUF_INIT(1 << 20), ans = CA_BUF_INIT(ANSWER_MAX);
+         url = CA_BUF_INIT(1 << 20), ans = CA_BUF_INIT(CRED_ANSWER_MAX);
   ca_kv params[20], hdr[2];
   size_t np = 0, nq, nh = 0, i;
   char date[21], nonce[33], dur[24], sess[64], what[160];
@@ -447,10 +272,10 @@ static chatapp_status fetch_sts(ca_cred_provider *p, cred_fetched *out,
    * what a CAMS call retries (ca_classify_answer, transport failures). */
   for (attempt = 1;; attempt++) {
     char code[128];
-    wipe_buf(&q);
-    wipe_buf(&body);
-    wipe_buf(&url);
-    wipe_buf(&ans);
+    cred_wipe_buf(&q);
+    cred_wipe_buf(&body);
+    cred_wipe_buf(&url);
+    cred_wipe_buf(&ans);
     ca_buf_reset(&q);
     ca_buf_reset(&body);
     ca_buf_reset(&url);
@@ -553,10 +378,10 @@ static chatapp_status fetch_sts(ca_cred_provider *p, cred_fetched *out,
       snprintf(err, errlen, "%s: %s", what, e2);
   }
 out:
-  wipe_buf(&q);
-  wipe_buf(&body);
-  wipe_buf(&url);
-  wipe_buf(&ans);
+  cred_wipe_buf(&q);
+  cred_wipe_buf(&body);
+  cred_wipe_buf(&url);
+  cred_wipe_buf(&ans);
   ca_buf_free(&q);
   ca_buf_free(&body);
   ca_buf_free(&url);
@@ -577,7 +402,7 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
                                 char *err, size_t errlen)
 {
   const ca_cred_role *r = p->role;
-  ca_buf ans = CA_BUF_INIT(ANSWER_MAX), url = CA_BUF_INIT(4096);
+  ca_buf ans = CA_BUF_INIT(CRED_ANSWER_MAX), url = CA_BUF_INIT(4096);
   char *token = NULL, *name = NULL, what[160];
   ca_kv h[1];
   long status = 0;
@@ -597,7 +422,7 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
     st = CHATAPP_ECREDENTIALS;
     goto out;
   }
-  if (status == 200 && ans.len > 0 && ans.len < 4096 && usable(ans.ptr)) {
+  if (status == 200 && ans.len > 0 && ans.len < 4096 && cred_usable(ans.ptr)) {
     token = strndup(ans.ptr, ans.len);
     if (!token) {
       st = CHATAPP_ENOMEM;
@@ -613,7 +438,7 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
     st = CHATAPP_ECREDENTIALS;
     goto out;
   }
-  wipe_buf(&ans);
+  cred_wipe_buf(&ans);
   ca_buf_reset(&ans);
   if (token)
     h[0] = (ca_kv){"x-aliyun-ecs-metadata-token", token};
@@ -673,7 +498,7 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
                &status, &ans, err, errlen);
   if ((st || status != 200) && token && !r->imdsv1_off) {
     /* the tokened request failed: once more without the token */
-    wipe_buf(&ans);
+    cred_wipe_buf(&ans);
     ca_buf_reset(&ans);
     st = http_do(p, what, "GET", ca_buf_str(&url), NULL, 0, NULL, 1, 0, &status,
                  &ans, err, errlen);
@@ -701,7 +526,7 @@ static chatapp_status fetch_ecs(ca_cred_provider *p, cred_fetched *out,
     }
   }
 out:
-  wipe_buf(&ans);
+  cred_wipe_buf(&ans);
   ca_buf_free(&ans);
   ca_buf_free(&url);
   if (token) {
@@ -717,7 +542,7 @@ out:
 static chatapp_status fetch_uri(ca_cred_provider *p, cred_fetched *out,
                                 char *err, size_t errlen)
 {
-  ca_buf ans = CA_BUF_INIT(ANSWER_MAX);
+  ca_buf ans = CA_BUF_INIT(CRED_ANSWER_MAX);
   char what[512], e2[256];
   long status = 0;
   chatapp_status st;
@@ -739,207 +564,9 @@ static chatapp_status fetch_uri(ca_cred_provider *p, cred_fetched *out,
     if (st)
       snprintf(err, errlen, "%s: %s", what, e2);
   }
-  wipe_buf(&ans);
+  cred_wipe_buf(&ans);
   ca_buf_free(&ans);
   return st == CHATAPP_ENOMEM || !st ? st : CHATAPP_ECREDENTIALS;
-}
-
-/* ---- the external command ----------------------------------------------- */
-
-void ca_cred_argv_free(char **argv)
-{
-  size_t i;
-
-  for (i = 0; argv && argv[i]; i++)
-    free(argv[i]);
-  free(argv);
-}
-
-char **ca_cred_split_argv(const char *cmd)
-{
-  size_t cap = 8, n = 0, len = strlen(cmd);
-  char **argv = calloc(cap, sizeof *argv);
-  char *word = malloc(len + 1);
-  size_t w = 0;
-  int in_word = 0;
-  const char *s = cmd;
-
-  if (!argv || !word)
-    goto fail;
-  for (;;) {
-    char c = *s;
-    if (c == '\0' || c == ' ' || c == '\t' || c == '\n') {
-      if (in_word) {
-        if (n + 2 > cap) {
-          char **na = realloc(argv, cap * 2 * sizeof *argv);
-          if (!na)
-            goto fail;
-          argv = na;
-          cap *= 2;
-        }
-        /* word is not NUL-terminated: copy w bytes, not a string. */
-        argv[n] = malloc(w + 1);
-        if (!argv[n])
-          goto fail;
-        memcpy(argv[n], word, w);
-        argv[n][w] = '\0';
-        argv[++n] = NULL;
-        w = 0;
-        in_word = 0;
-      }
-      if (c == '\0')
-        break;
-      s++;
-      continue;
-    }
-    in_word = 1;
-    if (c == '\'') {
-      const char *e = strchr(s + 1, '\'');
-      if (!e)
-        goto fail;
-      memcpy(word + w, s + 1, (size_t)(e - s - 1));
-      w += (size_t)(e - s - 1);
-      s = e + 1;
-    } else if (c == '"') {
-      s++;
-      while (*s && *s != '"') {
-        if (*s == '\\' &&
-            (s[1] == '"' || s[1] == '\\' || s[1] == '$' || s[1] == '`'))
-          s++;
-        word[w++] = *s++;
-      }
-      if (*s != '"')
-        goto fail;
-      s++;
-    } else if (c == '\\') {
-      if (!s[1])
-        goto fail;
-      word[w++] = s[1];
-      s += 2;
-    } else {
-      word[w++] = c;
-      s++;
-    }
-  }
-  free(word);
-  if (n == 0) {
-    free(argv);
-    return NULL;
-  }
-  return argv;
-fail:
-  free(word);
-  ca_cred_argv_free(argv);
-  return NULL;
-}
-
-static chatapp_status fetch_process(ca_cred_provider *p, cred_fetched *out,
-                                    char *err, size_t errlen)
-{
-  char **argv = ca_cred_split_argv(p->role->process);
-  ca_buf ans = CA_BUF_INIT(ANSWER_MAX);
-  char **env = NULL, e2[256];
-  size_t ne = 0;
-  int fds[2] = {-1, -1}, status = 0, over = 0;
-  pid_t pid;
-  struct timespec t0, t;
-  chatapp_status st = CHATAPP_ECREDENTIALS;
-
-  if (!argv) {
-    snprintf(err, errlen,
-             "process_command is empty or has unbalanced quotes (it is split "
-             "into words without a shell)");
-    return CHATAPP_ECONFIG;
-  }
-  while (environ && environ[ne])
-    ne++;
-  env = calloc(ne + 1, sizeof *env);
-  if (!env || pipe(fds) != 0) {
-    snprintf(err, errlen, "the external command: %s", strerror(errno));
-    goto out;
-  }
-  /* The child does not get the secret variables (ca_cred_child_env). */
-  ca_cred_child_env(environ, env, NULL, NULL);
-  pid = fork();
-  if (pid < 0) {
-    snprintf(err, errlen, "the external command: fork: %s", strerror(errno));
-    goto out;
-  }
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0)
-      dup2(devnull, 0);
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    execvpe(argv[0], argv, env);
-    _exit(127);
-  }
-  close(fds[1]);
-  fds[1] = -1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    struct pollfd pf = {fds[0], POLLIN, 0};
-    char buf[4096];
-    long left;
-    ssize_t n;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    left = (PROCESS_TIMEOUT - (t.tv_sec - t0.tv_sec)) * 1000;
-    if (left <= 0) {
-      over = 1;
-      break;
-    }
-    if (poll(&pf, 1, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR)
-      break;
-    if (!(pf.revents & (POLLIN | POLLHUP)))
-      continue;
-    n = read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    if (ca_buf_add(&ans, buf, (size_t)n) != CHATAPP_OK) {
-      over = 2;
-      ca_wipe(buf, sizeof buf);
-      break;
-    }
-    ca_wipe(buf, (size_t)n);
-  }
-  if (over)
-    kill(pid, SIGKILL);
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  if (over) {
-    snprintf(err, errlen,
-             over == 1 ? "the external command %s ran over %d s"
-                       : "the external command %s wrote too much (%d)",
-             argv[0], over == 1 ? PROCESS_TIMEOUT : ANSWER_MAX);
-    goto out;
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    snprintf(err, errlen, "the external command %.200s failed (%s %d)", argv[0],
-             WIFEXITED(status) ? "exit status" : "signal",
-             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    goto out;
-  }
-  st = ca_cred_parse_answer(CA_CRED_PROCESS, ans.ptr ? ans.ptr : "", ans.len,
-                            &out->id, &out->secret, &out->token, &out->exp, e2,
-                            sizeof e2);
-  if (st) {
-    snprintf(err, errlen, "the external command %.200s: %s", argv[0], e2);
-    if (st != CHATAPP_ENOMEM)
-      st = CHATAPP_ECREDENTIALS;
-  }
-out:
-  if (fds[0] >= 0)
-    close(fds[0]);
-  if (fds[1] >= 0)
-    close(fds[1]);
-  wipe_buf(&ans);
-  ca_buf_free(&ans);
-  free(env);
-  ca_cred_argv_free(argv);
-  return st;
 }
 
 chatapp_status cred_fetch(ca_cred_provider *p, cred_fetched *out, char *err,
@@ -954,7 +581,7 @@ chatapp_status cred_fetch(ca_cred_provider *p, cred_fetched *out, char *err,
   case CA_CRED_URI:
     return fetch_uri(p, out, err, errlen);
   case CA_CRED_PROCESS:
-    return fetch_process(p, out, err, errlen);
+    return cred_fetch_process(p, out, err, errlen);
   default:
     snprintf(err, errlen, "nothing to fetch");
     return CHATAPP_ECREDENTIALS;

@@ -1,27 +1,30 @@
 /*
- * ca_cred_files: the two credential files of the default chain, after the
- * environment (see ca_cred.c for the chain and docs/credentials.md):
+ * ca_cred_files: what the two credential files of the default chain share
+ * (the formats: ca_cred_cli.c for the aliyun CLI's ~/.aliyun/config.json,
+ * ca_cred_ini.c for the SDKs' INI file ~/.alibabacloud/credentials; see
+ * ca_cred.c for the chain and docs/credentials.md):
  *
- *   ~/.aliyun/config.json          the aliyun CLI's profiles (AK, StsToken)
- *   ~/.alibabacloud/credentials    the SDKs' INI file (access_key, sts)
- *
- * Both are read by cred_read_file (owner, mode 0600, no links, size cap);
- * their contents are wiped when freed.
+ *   cred_read_file    a credential file read safely (owner, mode 0600, no
+ *                     links, size cap) into a cfile, wiped when freed
+ *   cred_list_names   profile or section names for a message
+ *   cred_say_selected how the profile was chosen
+ *   cred_bom_len      a UTF-8 byte order mark to skip
  */
 #include "ca_cred_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ca_crypto.h"
-#include "ca_json.h"
 
 /* Append "'a', 'b', ..." (at most LIST_MAX) or "none". */
-static void list_names(resolver *r, ca_buf *b, const char *const *names,
-                       size_t n, const char *open, const char *close)
+void cred_list_names(resolver *r, ca_buf *b, const char *const *names, size_t n,
+                     const char *open, const char *close)
 {
   char sn[NAME_SHOW];
   size_t i;
@@ -38,845 +41,188 @@ static void list_names(resolver *r, ca_buf *b, const char *const *names,
 }
 
 /* How the profile was chosen, for source strings and messages. */
-static void say_selected(resolver *r, ca_buf *b, const char *by)
+void cred_say_selected(resolver *r, ca_buf *b, const char *by)
 {
   if (by)
     cred_say(r, b, ", selected by %s", by);
 }
 
-/* A string member of a config.json profile: NULL when absent or null,
- * CHATAPP_EPARSE when of another type. */
-static chatapp_status json_str(resolver *r, const char *sp, const char *sn,
-                               const ca_json *o, const char *key,
-                               const char **v)
-{
-  const ca_json *m = ca_json_get(o, key);
-
-  *v = NULL;
-  if (!m || m->type == CA_JSON_NULL)
-    return CHATAPP_OK;
-  if (m->type != CA_JSON_STRING || strlen(m->str) != m->str_len) {
-    cred_say(r, &r->msg, "%s: in profile '%s', \"%s\" is not a string", sp, sn,
-             key);
-    return CHATAPP_EPARSE;
-  }
-  *v = m->str;
-  return CHATAPP_OK;
-}
-
-/* A number member (or a numeric string): def when absent. */
-static chatapp_status json_long(resolver *r, const char *sp, const char *sn,
-                                const ca_json *o, const char *key, long *v)
-{
-  const ca_json *m = ca_json_get(o, key);
-  char *end;
-
-  if (!m || m->type == CA_JSON_NULL)
-    return CHATAPP_OK;
-  if (m->type == CA_JSON_NUMBER && m->num >= 0 && m->num <= 86400 * 366) {
-    *v = (long)m->num;
-    return CHATAPP_OK;
-  }
-  if (m->type == CA_JSON_STRING && m->str_len > 0 && m->str_len < 12) {
-    long x = strtol(m->str, &end, 10);
-    if (*end == '\0' && x >= 0) {
-      *v = x;
-      return CHATAPP_OK;
-    }
-  }
-  cred_say(r, &r->msg, "%s: in profile '%s', \"%s\" is not a number", sp, sn,
-           key);
-  return CHATAPP_EPARSE;
-}
-
-/* A boolean member: true, or the string "true" (any case). */
-static int json_true(const ca_json *o, const char *key)
-{
-  const ca_json *m = ca_json_get(o, key);
-  return m && (m->type == CA_JSON_TRUE ||
-               (m->type == CA_JSON_STRING && strcasecmp(m->str, "true") == 0));
-}
-
-/* The profile named name in profiles, or NULL. */
-static const ca_json *find_profile(const ca_json *profiles, const char *name)
-{
-  const ca_json *p;
-
-  for (p = profiles ? profiles->child : NULL; p; p = p->next) {
-    const char *pn = ca_json_get_str(p, "name");
-    if (p->type == CA_JSON_OBJECT && pn && strcmp(pn, name) == 0)
-      return p;
-  }
-  return NULL;
-}
-
-#define CHAIN_MAX 8 /* ChainableRamRoleArn: profiles in one chain */
-
-static chatapp_status use_cli_profile(resolver *r, const char *sp,
-                                      const ca_json *profiles, const ca_json *p,
-                                      const char *name, const char *by,
-                                      ca_credentials *out, const char **chain,
-                                      int depth);
-
-/* The role fields of a role mode (RamRoleArn, ChainableRamRoleArn, OIDC). */
-static chatapp_status cli_role_fields(resolver *r, const char *sp,
-                                      const char *sn, const ca_json *p,
-                                      ca_cred_role *role)
-{
-  const char *arn, *session, *region, *ep, *ext, *pol;
-  chatapp_status st;
-
-  if ((st = json_str(r, sp, sn, p, "ram_role_arn", &arn)) ||
-      (st = json_str(r, sp, sn, p, "ram_session_name", &session)) ||
-      (st = json_str(r, sp, sn, p, "sts_region", &region)) ||
-      (st = json_str(r, sp, sn, p, "sts_endpoint", &ep)) ||
-      (st = json_str(r, sp, sn, p, "external_id", &ext)) ||
-      (st = json_str(r, sp, sn, p, "policy", &pol)) ||
-      (st = json_long(r, sp, sn, p, "expired_seconds", &role->duration_s)))
-    return st;
-  if (role->kind == CA_CRED_OIDC &&
-      (st = json_long(r, sp, sn, p, "duration_seconds", &role->duration_s)))
-    return st;
-  if (!arn || !*arn)
-    arn = cred_env_get(r, "ALIBABA_CLOUD_ROLE_ARN");
-  if (!session || !*session)
-    session = cred_env_get(r, "ALIBABA_CLOUD_ROLE_SESSION_NAME");
-  cred_role_set(r, &role->role_arn, arn);
-  cred_role_set(r, &role->session_name, session);
-  cred_role_set(r, &role->sts_region, region);
-  cred_role_set(r, &role->sts_endpoint, ep);
-  cred_role_set(r, &role->external_id, ext);
-  cred_role_set(r, &role->policy, pol);
-  role->vpc = json_true(p, "enable_vpc");
-  if (!role->role_arn) {
-    cred_say(r, &r->msg,
-             "profile '%s' of %s has no ram_role_arn; run `aliyun configure "
-             "--profile %s` with the role's ARN",
-             sn, sp, sn);
-    return CHATAPP_ECREDENTIALS;
-  }
-  return CHATAPP_OK;
-}
-
-/* A role mode of a config.json profile (options.roles). */
-static chatapp_status use_cli_role(resolver *r, const char *sp,
-                                   const ca_json *profiles, const ca_json *p,
-                                   const char *sn, const char *canon,
-                                   ca_cred_kind kind, ca_buf *src,
-                                   ca_credentials *out, const char **chain,
-                                   int depth)
-{
-  ca_cred_role *role = cred_role_new(r, kind);
-  const char *v = NULL, *v2 = NULL, *missing = NULL;
-  chatapp_status st = CHATAPP_OK;
-
-  if (!role)
-    return CHATAPP_ENOMEM;
-  switch (kind) {
-  case CA_CRED_RAM_ROLE:
-    if (strcmp(canon, "ChainableRamRoleArn") == 0) {
-      const ca_json *sp2;
-      int i;
-      if ((st = json_str(r, sp, sn, p, "source_profile", &v)))
-        break;
-      if (!v || !*v) {
-        missing = "source_profile";
-        break;
-      }
-      for (i = 0; i < depth; i++)
-        if (strcmp(chain[i], v) == 0)
-          break;
-      if (i < depth || depth + 1 >= CHAIN_MAX) {
-        char sv[NAME_SHOW];
-        cred_say(r, &r->msg,
-                 "profile '%s' of %s: its source_profile chain %s at '%s'; "
-                 "a ChainableRamRoleArn profile must lead to one with an "
-                 "AccessKey or a role",
-                 sn, sp, i < depth ? "loops back" : "is too long",
-                 cred_shown(sv, sizeof sv, v));
-        st = CHATAPP_ECREDENTIALS;
-        break;
-      }
-      sp2 = find_profile(profiles, v);
-      if (!sp2) {
-        char sv[NAME_SHOW];
-        cred_say(r, &r->msg,
-                 "profile '%s' of %s names source_profile '%s', which does not "
-                 "exist in that file",
-                 sn, sp, cred_shown(sv, sizeof sv, v));
-        st = CHATAPP_ECREDENTIALS;
-        break;
-      }
-      role->source = calloc(1, sizeof *role->source);
-      if (!role->source) {
-        st = CHATAPP_ENOMEM;
-        break;
-      }
-      chain[depth] = v;
-      st = use_cli_profile(r, sp, profiles, sp2, v, "source_profile",
-                           role->source, chain, depth + 1);
-      if (st)
-        break;
-    } else {
-      const char *id, *secret, *token;
-      ca_buf s2 = CA_BUF_INIT(MSG_MAX);
-      if ((st = json_str(r, sp, sn, p, "access_key_id", &id)) ||
-          (st = json_str(r, sp, sn, p, "access_key_secret", &secret)) ||
-          (st = json_str(r, sp, sn, p, "sts_token", &token)))
-        break;
-      if (!id || !*id) {
-        missing = "access_key_id";
-        break;
-      }
-      if (!secret || !*secret) {
-        missing = "access_key_secret";
-        break;
-      }
-      role->source = calloc(1, sizeof *role->source);
-      if (!role->source) {
-        st = CHATAPP_ENOMEM;
-        break;
-      }
-      cred_say(r, &s2, "the AccessKey of profile '%s'", sn);
-      st = cred_fill(r, role->source, id, secret,
-                     token && *token ? token : NULL, NULL, &s2);
-      ca_buf_free(&s2);
-      if (st)
-        break;
-    }
-    st = cli_role_fields(r, sp, sn, p, role);
-    break;
-  case CA_CRED_OIDC:
-    if ((st = json_str(r, sp, sn, p, "oidc_provider_arn", &v)) ||
-        (st = json_str(r, sp, sn, p, "oidc_token_file", &v2)))
-      break;
-    if (!v || !*v)
-      v = cred_env_get(r, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN");
-    if (!v2 || !*v2)
-      v2 = cred_env_get(r, "ALIBABA_CLOUD_OIDC_TOKEN_FILE");
-    if (!v || !*v)
-      missing = "oidc_provider_arn";
-    else if (!v2 || !*v2)
-      missing = "oidc_token_file";
-    cred_role_set(r, &role->oidc_provider_arn, v);
-    cred_role_set(r, &role->oidc_token_file, v2);
-    if (!missing)
-      st = cli_role_fields(r, sp, sn, p, role);
-    break;
-  case CA_CRED_ECS:
-    if ((st = json_str(r, sp, sn, p, "ram_role_name", &v)))
-      break;
-    cred_role_set(r, &role->ecs_role, v);
-    break;
-  case CA_CRED_URI:
-    if ((st = json_str(r, sp, sn, p, "credentials_uri", &v)))
-      break;
-    if (!v || !*v)
-      v = cred_env_get(r, "ALIBABA_CLOUD_CREDENTIALS_URI");
-    if (!v || !*v)
-      missing = "credentials_uri";
-    cred_role_set(r, &role->uri, v);
-    break;
-  case CA_CRED_PROCESS:
-    if ((st = json_str(r, sp, sn, p, "process_command", &v)))
-      break;
-    if (!v || !*v)
-      missing = "process_command";
-    cred_role_set(r, &role->process, v);
-    break;
-  default:
-    break;
-  }
-  if (!st && missing) {
-    cred_say(r, &r->msg,
-             "profile '%s' (mode %s) of %s has no %s; run `aliyun configure "
-             "--mode %s --profile %s`",
-             sn, canon, sp, missing, canon, sn);
-    st = CHATAPP_ECREDENTIALS;
-  }
-  if (!st && r->nomem)
-    st = CHATAPP_ENOMEM;
-  if (st) {
-    ca_cred_role_free(role);
-    return st;
-  }
-  return cred_fill_role(r, out, role, NULL, src);
-}
-
-/* Use profile p (named name, chosen by `by`) of config.json at sp. */
-static chatapp_status use_cli_profile(resolver *r, const char *sp,
-                                      const ca_json *profiles, const ca_json *p,
-                                      const char *name, const char *by,
-                                      ca_credentials *out, const char **chain,
-                                      int depth)
-{
-  static const struct {
-    const char *mode;
-    ca_cred_kind kind;
-  } role_modes[] = {
-    {"RamRoleArn", CA_CRED_RAM_ROLE}, {"ChainableRamRoleArn", CA_CRED_RAM_ROLE},
-    {"EcsRamRole", CA_CRED_ECS},      {"OIDC", CA_CRED_OIDC},
-    {"CredentialsURI", CA_CRED_URI},  {"External", CA_CRED_PROCESS}};
-  const char *mode, *id, *secret, *token, *region, *canon, *missing = NULL;
-  char sn[NAME_SHOW], sm[NAME_SHOW];
-  ca_buf src = CA_BUF_INIT(MSG_MAX);
-  chatapp_status st;
-  size_t i;
-  int sts;
-
-  cred_shown(sn, sizeof sn, name);
-  if ((st = json_str(r, sp, sn, p, "mode", &mode)) ||
-      (st = json_str(r, sp, sn, p, "access_key_id", &id)) ||
-      (st = json_str(r, sp, sn, p, "access_key_secret", &secret)) ||
-      (st = json_str(r, sp, sn, p, "sts_token", &token)) ||
-      (st = json_str(r, sp, sn, p, "region_id", &region)))
-    return st;
-  if (!mode || !*mode) {
-    cred_say(r, &r->msg,
-             "profile '%s' of %s has no mode; supported modes: AK, StsToken%s "
-             "(run `aliyun configure --mode AK --profile %s`)",
-             sn, sp,
-             r->opt->roles ? ", RamRoleArn, ChainableRamRoleArn, EcsRamRole, "
-                             "OIDC, CredentialsURI, External"
-                           : "",
-             sn);
-    return CHATAPP_ECREDENTIALS;
-  }
-  for (i = 0; r->opt->roles && i < sizeof role_modes / sizeof role_modes[0];
-       i++) {
-    if (strcasecmp(mode, role_modes[i].mode) == 0) {
-      cred_say(r, &src, "profile '%s' (mode %s) of %s", sn, role_modes[i].mode,
-               sp);
-      say_selected(r, &src, by);
-      st = use_cli_role(r, sp, profiles, p, sn, role_modes[i].mode,
-                        role_modes[i].kind, &src, out, chain, depth);
-      if (!st && region && *region && !out->region) {
-        out->region = strdup(region);
-        if (!out->region)
-          st = CHATAPP_ENOMEM;
-      }
-      ca_buf_free(&src);
-      return st;
-    }
-  }
-  if (strcasecmp(mode, "AK") == 0) {
-    canon = "AK";
-    sts = 0;
-  } else if (strcasecmp(mode, "StsToken") == 0) {
-    canon = "StsToken";
-    sts = 1;
-  } else {
-    cred_say(
-      r, &r->msg,
-      "profile '%s' of %s uses mode %s, which chatapp-run does not "
-      "support yet; supported modes: AK, StsToken%s.  Use a profile in one "
-      "of those modes (`aliyun configure --mode AK --profile NAME`), or "
-      "set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-      sn, sp, cred_shown_mode(sm, sizeof sm, mode),
-      r->opt->roles ? ", RamRoleArn, ChainableRamRoleArn, EcsRamRole, OIDC, "
-                      "CredentialsURI, External"
-                    : "");
-    return CHATAPP_ECREDENTIALS;
-  }
-  if (!id || !*id)
-    missing = "access_key_id";
-  else if (!secret || !*secret)
-    missing = "access_key_secret";
-  else if (sts && (!token || !*token))
-    missing = "sts_token";
-  if (missing) {
-    cred_say(r, &r->msg,
-             "profile '%s' (mode %s) of %s has no %s; run `aliyun configure "
-             "--mode %s --profile %s`",
-             sn, canon, sp, missing, canon, sn);
-    return CHATAPP_ECREDENTIALS;
-  }
-  cred_say(r, &src, "profile '%s' (mode %s) of %s", sn, canon, sp);
-  say_selected(r, &src, by);
-  st = cred_fill(r, out, id, secret, sts ? token : NULL, region, &src);
-  ca_buf_free(&src);
-  return st;
-}
-
 /* A UTF-8 byte order mark is skipped (RFC 8259 allows ignoring it). */
-static size_t bom_len(const char *s, size_t n)
+size_t cred_bom_len(const char *s, size_t n)
 {
   return n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
 }
 
-/* 3. The aliyun CLI's ~/.aliyun/config.json. */
-chatapp_status cred_from_cli_file(resolver *r, ca_credentials *out, int *done)
+void cred_cfile_free(cfile *f)
 {
-  chatapp_status st = CHATAPP_OK;
-  const char *v = cred_env_get(r, "ALIBABA_CLOUD_CLI_PROFILE_DISABLED");
-  const ca_json *root, *profiles, *p, *found = NULL;
-  const char *name, *by, *current = NULL;
-  const char **names = NULL;
-  char *path = NULL;
-  char sp[PATH_SHOW], sn[NAME_SHOW], jerr[160];
-  ca_json_doc *doc = NULL;
-  size_t n = 0, skip;
-  cfile f = {NULL, 0, 0};
-
-  if (v && strcasecmp(v, "true") == 0) {
-    cred_say(r, &r->looked,
-             "  - ~/.aliyun/config.json: skipped, "
-             "ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true\n");
-    return CHATAPP_OK;
+  if (f->data) {
+    ca_wipe(f->data, f->len + 1);
+    free(f->data);
   }
-  if (!r->home) {
-    cred_say(r, &r->looked,
-             "  - ~/.aliyun/config.json: skipped, home directory unknown (set "
-             "HOME)\n");
-    return CHATAPP_OK;
-  }
-  path = cred_join(r->home, ".aliyun/config.json");
-  if (!path)
-    return CHATAPP_ENOMEM;
-  cred_shown(sp, sizeof sp, path);
-  st = cred_read_file(r, path, &f);
-  if (st)
-    goto out;
-  if (!f.exists) {
-    cred_say(r, &r->looked, "  - %s: does not exist\n", sp);
-    goto out;
-  }
-  skip = bom_len(f.data, f.len);
-  doc = ca_json_parse(f.data + skip, f.len - skip, 16, CA_JSON_WIPE, jerr,
-                      sizeof jerr);
-  if (!doc) {
-    cred_say(r, &r->msg,
-             "%s is not valid JSON: %s; fix the file or run `aliyun configure` "
-             "to rewrite it",
-             sp, jerr);
-    st = CHATAPP_EPARSE;
-    goto out;
-  }
-  root = ca_json_root(doc);
-  profiles = ca_json_get(root, "profiles");
-  if (root->type != CA_JSON_OBJECT ||
-      (profiles && profiles->type != CA_JSON_ARRAY &&
-       profiles->type != CA_JSON_NULL)) {
-    cred_say(r, &r->msg,
-             "%s is not an aliyun CLI configuration: expected an object with a "
-             "\"profiles\" array",
-             sp);
-    st = CHATAPP_EPARSE;
-    goto out;
-  }
-  current = ca_json_get_str(root, "current");
-  if (r->profile) {
-    name = r->profile;
-    by = r->profile_by;
-  } else if (current && *current) {
-    name = current;
-    by = "its \"current\" setting";
-  } else {
-    name = "default";
-    by = NULL;
-  }
-  names = calloc(profiles ? profiles->count + 1 : 1, sizeof *names);
-  if (!names) {
-    st = CHATAPP_ENOMEM;
-    goto out;
-  }
-  for (p = profiles ? profiles->child : NULL; p; p = p->next) {
-    const char *pn = ca_json_get_str(p, "name");
-    if (p->type != CA_JSON_OBJECT || !pn) {
-      cred_say(r, &r->msg,
-               "%s: profile number %zu is not an object with a \"name\" string",
-               sp, n + 1);
-      st = CHATAPP_EPARSE;
-      goto out;
-    }
-    names[n++] = pn;
-    if (!found && strcmp(pn, name) == 0)
-      found = p; /* the first one, as the CLI does */
-  }
-  if (!found) {
-    cred_say(r, &r->looked, "  - %s: no profile '%s'", sp,
-             cred_shown(sn, sizeof sn, name));
-    say_selected(r, &r->looked, by);
-    cred_say(r, &r->looked, "; its profiles: ");
-    list_names(r, &r->looked, names, n, "'", "'");
-    cred_say(r, &r->looked, "\n");
-    goto out;
-  }
-  {
-    const char *chain[CHAIN_MAX];
-    chain[0] = name;
-    st = use_cli_profile(r, sp, profiles, found, name, by, out, chain, 1);
-  }
-  *done = !st;
-out:
-  free(names);
-  ca_json_free(doc);
-  cred_cfile_free(&f);
-  free(path);
-  return st;
+  f->data = NULL;
+  f->len = 0;
 }
 
-/* What the INI scan found in the wanted section (pointers into the file). */
-typedef struct ini_section {
-  int found;
-  const char *type, *id, *secret, *token;
-  const char *role_arn, *session, *policy, *role_name, *oidc_arn, *oidc_file;
-  const char *sts_region, *sts_endpoint, *duration;
-} ini_section;
-
-static char *trim(char *s, char *e)
+static const char *errstr(int e, char *buf, size_t n)
 {
-  while (s < e && (*s == ' ' || *s == '\t'))
-    s++;
-  while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-    e--;
-  *e = '\0';
-  return s;
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+  return strerror_r(e, buf, n);
+#else
+  return strerror_r(e, buf, n) == 0 ? buf : "unknown error";
+#endif
+}
+
+/* Refuse a file or directory not owned by us (or root). */
+static chatapp_status check_owner(resolver *r, const char *what,
+                                  const char *path, const struct stat *st)
+{
+  char sp[PATH_SHOW];
+
+  if (st->st_uid == geteuid() || st->st_uid == 0)
+    return CHATAPP_OK;
+  cred_say(
+    r, &r->msg,
+    "refusing to use %s %s: it is owned by uid %lu, not by you (uid %lu) "
+    "or root",
+    what, cred_shown(sp, sizeof sp, path), (unsigned long)st->st_uid,
+    (unsigned long)geteuid());
+  return CHATAPP_EIO;
 }
 
 /*
- * Scan an INI file in place (NULs are written into text): `[section]`
- * headers, `key = value` lines, `#` / `;` comment lines, blank lines, CRLF.
- * A value may be quoted ("..." or '...') and may be followed by a comment
- * that starts with whitespace + `#` or `;`.  Later keys and repeated
- * sections override earlier ones.  Section names go to names[] (at most
- * cap; *nnames counts them all).  A line that is none of these is
- * CHATAPP_EPARSE with the line number (never the content) in r->msg.
+ * Open a credentials file without a check-then-open race and read it whole
+ * into f.  The directory is opened first, the file relative to it with
+ * O_NOFOLLOW; then both are checked on their descriptors: the directory's
+ * owner, and that group or others cannot write it unless it is sticky
+ * (or someone else could swap the file); the file's type, owner, mode and
+ * size.  O_NONBLOCK keeps a FIFO from hanging the open; it is
+ * then refused as not a regular file.  A missing file (or directory) is
+ * not an error: f->exists stays 0.
  */
-static chatapp_status ini_scan(resolver *r, const char *sp, char *text,
-                               size_t len, const char *want, ini_section *sec,
-                               const char **names, size_t cap, size_t *nnames)
-{
-  char *p = text + bom_len(text, len), *end = text + len;
-  size_t lineno = 0;
-  int in_want = 0;
-
-  memset(sec, 0, sizeof *sec);
-  *nnames = 0;
-  while (p < end) {
-    char *nl = memchr(p, '\n', (size_t)(end - p));
-    char *line = p, *le = nl ? nl : end, *s, *eq, *key, *val;
-    size_t vlen;
-
-    p = nl ? nl + 1 : end;
-    lineno++;
-    if (memchr(line, '\0', (size_t)(le - line))) {
-      cred_say(r, &r->msg, "%s, line %zu: a NUL byte", sp, lineno);
-      return CHATAPP_EPARSE;
-    }
-    if (le > line && le[-1] == '\r')
-      le--;
-    s = trim(line, le);
-    if (*s == '\0' || *s == '#' || *s == ';')
-      continue;
-    if (*s == '[') {
-      char *close = strchr(s, ']');
-      char *name;
-      if (!close || *trim(close + 1, close + 1 + strlen(close + 1)) != '\0') {
-        cred_say(r, &r->msg, "%s, line %zu: a section header must be '[name]'",
-                 sp, lineno);
-        return CHATAPP_EPARSE;
-      }
-      name = trim(s + 1, close);
-      if (*name == '\0') {
-        cred_say(r, &r->msg, "%s, line %zu: an empty section name", sp, lineno);
-        return CHATAPP_EPARSE;
-      }
-      if (*nnames < cap)
-        names[*nnames] = name;
-      ++*nnames;
-      in_want = strcmp(name, want) == 0;
-      if (in_want)
-        sec->found = 1;
-      continue;
-    }
-    eq = strchr(s, '=');
-    if (!eq || eq == s) {
-      cred_say(r, &r->msg,
-               "%s, line %zu: expected 'key = value', '[section]' or a comment",
-               sp, lineno);
-      return CHATAPP_EPARSE;
-    }
-    key = trim(s, eq);
-    val = eq + 1;
-    for (s = val; *s; s++) {
-      if ((*s == '#' || *s == ';') && s > val &&
-          (s[-1] == ' ' || s[-1] == '\t')) {
-        *s = '\0';
-        break;
-      }
-    }
-    val = trim(val, val + strlen(val));
-    vlen = strlen(val);
-    if (vlen >= 2 && (val[0] == '"' || val[0] == '\'') &&
-        val[vlen - 1] == val[0]) {
-      val[vlen - 1] = '\0';
-      val++;
-    }
-    if (!in_want)
-      continue;
-    if (strcmp(key, "type") == 0)
-      sec->type = val;
-    else if (strcmp(key, "access_key_id") == 0)
-      sec->id = val;
-    else if (strcmp(key, "access_key_secret") == 0)
-      sec->secret = val;
-    else if (strcmp(key, "security_token") == 0)
-      sec->token = val;
-    else if (strcmp(key, "role_arn") == 0)
-      sec->role_arn = val;
-    else if (strcmp(key, "role_session_name") == 0)
-      sec->session = val;
-    else if (strcmp(key, "policy") == 0)
-      sec->policy = val;
-    else if (strcmp(key, "role_name") == 0)
-      sec->role_name = val;
-    else if (strcmp(key, "oidc_provider_arn") == 0)
-      sec->oidc_arn = val;
-    else if (strcmp(key, "oidc_token_file_path") == 0 ||
-             strcmp(key, "oidc_token_file") == 0)
-      sec->oidc_file = val;
-    else if (strcmp(key, "sts_region") == 0)
-      sec->sts_region = val;
-    else if (strcmp(key, "sts_endpoint") == 0)
-      sec->sts_endpoint = val;
-    else if (strcmp(key, "duration_seconds") == 0 ||
-             strcmp(key, "role_session_expiration") == 0)
-      sec->duration = val;
-  }
-  return CHATAPP_OK;
-}
-
-/* A role type of an INI section (options.roles): ram_role_arn,
- * ecs_ram_role, oidc_role_arn.  *handled unset for other types. */
-static chatapp_status use_ini_role(resolver *r, const char *sp,
-                                   const ini_section *sec, const char *sn,
-                                   const char *by, ca_credentials *out,
-                                   int *handled)
-{
-  const char *type = sec->type, *canon, *missing = NULL;
-  ca_buf src = CA_BUF_INIT(MSG_MAX);
-  ca_cred_role *role;
-  ca_cred_kind kind;
-  chatapp_status st = CHATAPP_OK;
-
-  *handled = 0;
-  if (strcasecmp(type, "ram_role_arn") == 0) {
-    canon = "ram_role_arn";
-    kind = CA_CRED_RAM_ROLE;
-  } else if (strcasecmp(type, "ecs_ram_role") == 0) {
-    canon = "ecs_ram_role";
-    kind = CA_CRED_ECS;
-  } else if (strcasecmp(type, "oidc_role_arn") == 0) {
-    canon = "oidc_role_arn";
-    kind = CA_CRED_OIDC;
-  } else {
-    return CHATAPP_OK;
-  }
-  *handled = 1;
-  role = cred_role_new(r, kind);
-  if (!role)
-    return CHATAPP_ENOMEM;
-  cred_role_set(r, &role->role_arn,
-                sec->role_arn && *sec->role_arn
-                  ? sec->role_arn
-                  : cred_env_get(r, "ALIBABA_CLOUD_ROLE_ARN"));
-  cred_role_set(r, &role->session_name,
-                sec->session && *sec->session
-                  ? sec->session
-                  : cred_env_get(r, "ALIBABA_CLOUD_ROLE_SESSION_NAME"));
-  cred_role_set(r, &role->policy, sec->policy);
-  cred_role_set(r, &role->sts_region, sec->sts_region);
-  cred_role_set(r, &role->sts_endpoint, sec->sts_endpoint);
-  if (sec->duration && *sec->duration) {
-    char *end;
-    long d = strtol(sec->duration, &end, 10);
-    if (*end || d < 0) {
-      cred_say(r, &r->msg,
-               "section [%s] of %s: duration_seconds is not a whole number of "
-               "seconds",
-               sn, sp);
-      ca_cred_role_free(role);
-      return CHATAPP_EPARSE;
-    }
-    role->duration_s = d;
-  }
-  if (kind == CA_CRED_RAM_ROLE) {
-    if (!sec->id || !*sec->id)
-      missing = "access_key_id";
-    else if (!sec->secret || !*sec->secret)
-      missing = "access_key_secret";
-    else if (!role->role_arn)
-      missing = "role_arn";
-    if (!missing) {
-      ca_buf s2 = CA_BUF_INIT(MSG_MAX);
-      role->source = calloc(1, sizeof *role->source);
-      if (!role->source) {
-        ca_cred_role_free(role);
-        return CHATAPP_ENOMEM;
-      }
-      cred_say(r, &s2, "the AccessKey of section [%s]", sn);
-      st = cred_fill(r, role->source, sec->id, sec->secret,
-                     sec->token && *sec->token ? sec->token : NULL, NULL, &s2);
-      ca_buf_free(&s2);
-    }
-  } else if (kind == CA_CRED_ECS) {
-    cred_role_set(r, &role->ecs_role, sec->role_name);
-  } else {
-    cred_role_set(r, &role->oidc_provider_arn,
-                  sec->oidc_arn && *sec->oidc_arn
-                    ? sec->oidc_arn
-                    : cred_env_get(r, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN"));
-    cred_role_set(r, &role->oidc_token_file,
-                  sec->oidc_file && *sec->oidc_file
-                    ? sec->oidc_file
-                    : cred_env_get(r, "ALIBABA_CLOUD_OIDC_TOKEN_FILE"));
-    if (!role->role_arn)
-      missing = "role_arn";
-    else if (!role->oidc_provider_arn)
-      missing = "oidc_provider_arn";
-    else if (!role->oidc_token_file)
-      missing = "oidc_token_file_path";
-  }
-  if (!st && missing) {
-    cred_say(r, &r->msg, "section [%s] (type %s) of %s has no %s", sn, canon,
-             sp, missing);
-    st = CHATAPP_ECREDENTIALS;
-  }
-  if (!st && r->nomem)
-    st = CHATAPP_ENOMEM;
-  if (st) {
-    ca_cred_role_free(role);
-    return st;
-  }
-  cred_say(r, &src, "section [%s] (type %s) of %s", sn, canon, sp);
-  say_selected(r, &src, by);
-  st = cred_fill_role(r, out, role, NULL, &src);
-  ca_buf_free(&src);
-  return st;
-}
-
-/* Use section want of the INI file at sp. */
-static chatapp_status use_ini_section(resolver *r, const char *sp,
-                                      const ini_section *sec, const char *want,
-                                      const char *by, ca_credentials *out)
-{
-  char sn[NAME_SHOW], sm[NAME_SHOW];
-  const char *canon, *missing = NULL;
-  ca_buf src = CA_BUF_INIT(MSG_MAX);
-  chatapp_status st;
-  int sts;
-
-  cred_shown(sn, sizeof sn, want);
-  if (!sec->type || !*sec->type) {
-    cred_say(r, &r->msg,
-             "section [%s] of %s has no type; supported types: access_key, sts",
-             sn, sp);
-    return CHATAPP_ECREDENTIALS;
-  }
-  if (r->opt->roles) {
-    int handled;
-    st = use_ini_role(r, sp, sec, sn, by, out, &handled);
-    if (handled || st)
-      return st;
-  }
-  if (strcasecmp(sec->type, "access_key") == 0) {
-    canon = "access_key";
-    sts = 0;
-  } else if (strcasecmp(sec->type, "sts") == 0) {
-    canon = "sts";
-    sts = 1;
-  } else {
-    cred_say(
-      r, &r->msg,
-      "section [%s] of %s has type %s, which chatapp-run does not support "
-      "yet; supported types: access_key, sts.  Use a section of one of "
-      "those types, or set ALIBABA_CLOUD_ACCESS_KEY_ID and "
-      "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-      sn, sp, cred_shown_mode(sm, sizeof sm, sec->type));
-    return CHATAPP_ECREDENTIALS;
-  }
-  if (!sec->id || !*sec->id)
-    missing = "access_key_id";
-  else if (!sec->secret || !*sec->secret)
-    missing = "access_key_secret";
-  else if (sts && (!sec->token || !*sec->token))
-    missing = "security_token";
-  if (missing) {
-    cred_say(r, &r->msg, "section [%s] (type %s) of %s has no %s", sn, canon,
-             sp, missing);
-    return CHATAPP_ECREDENTIALS;
-  }
-  cred_say(r, &src, "section [%s] (type %s) of %s", sn, canon, sp);
-  say_selected(r, &src, by);
-  st = cred_fill(r, out, sec->id, sec->secret, sts ? sec->token : NULL, NULL,
-                 &src);
-  ca_buf_free(&src);
-  return st;
-}
-
-/* 4. The SDK's INI file (~/.alibabacloud/credentials or the override). */
-chatapp_status cred_from_ini_file(resolver *r, ca_credentials *out, int *done)
+chatapp_status cred_read_file(resolver *r, const char *path, cfile *f)
 {
   chatapp_status st = CHATAPP_OK;
-  const char *override = cred_env_get(r, "ALIBABA_CLOUD_CREDENTIALS_FILE");
-  const char *want = r->profile ? r->profile : "default";
-  const char *names[LIST_MAX];
-  char *path = NULL;
-  char sp[PATH_SHOW], sn[NAME_SHOW];
-  ini_section sec;
-  size_t nnames = 0;
-  cfile f = {NULL, 0, 0};
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  char *dir = NULL;
+  int dfd = -1, fd = -1;
+  struct stat sd, sf;
+  char sp[PATH_SHOW], sdir[PATH_SHOW], eb[128];
+  size_t got = 0;
 
-  if (override) {
-    path = strdup(override);
-  } else if (!r->home) {
-    cred_say(r, &r->looked,
-             "  - ~/.alibabacloud/credentials: skipped, home directory unknown "
-             "(set HOME)\n");
-    return CHATAPP_OK;
-  } else {
-    path = cred_join(r->home, ".alibabacloud/credentials");
-  }
-  if (!path)
+  memset(f, 0, sizeof *f);
+  if (!slash)
+    dir = strdup(".");
+  else
+    dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+  if (!dir)
     return CHATAPP_ENOMEM;
   cred_shown(sp, sizeof sp, path);
-  memcpy(r->ini_shown, sp, sizeof sp);
-  st = cred_read_file(r, path, &f);
-  if (st)
+  cred_shown(sdir, sizeof sdir, dir);
+
+  dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 && (errno == ENOENT || errno == ENOTDIR))
+    goto out; /* absent */
+  if (dfd < 0 || fstat(dfd, &sd) != 0) {
+    cred_say(r, &r->msg, "cannot use the directory %s of %s: %s", sdir, sp,
+             errstr(errno, eb, sizeof eb));
+    st = CHATAPP_EIO;
     goto out;
-  if (!f.exists) {
-    if (override) {
-      cred_say(r, &r->msg,
-               "ALIBABA_CLOUD_CREDENTIALS_FILE is set to %s, which does not "
-               "exist",
-               sp);
-      st = CHATAPP_ECREDENTIALS;
+  }
+
+  fd = openat(dfd, base,
+              O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      goto out; /* absent */
+    if (errno == ELOOP) {
+      cred_say(
+        r, &r->msg,
+        "refusing to use %s: it is a symbolic link, and credential files "
+        "are not followed through links; replace the link with the file "
+        "itself (mode 0600)",
+        sp);
     } else {
-      cred_say(r, &r->looked, "  - %s: does not exist\n", sp);
+      cred_say(r, &r->msg, "cannot open %s: %s", sp,
+               errstr(errno, eb, sizeof eb));
     }
+    st = CHATAPP_EIO;
     goto out;
   }
-  st = ini_scan(r, sp, f.data, f.len, want, &sec, names, LIST_MAX, &nnames);
+  f->exists = 1;
+  st = check_owner(r, "the directory", dir, &sd);
   if (st)
     goto out;
-  if (!sec.found) {
-    cred_say(r, &r->looked, "  - %s%s: no section [%s]", sp,
-             override ? " (from ALIBABA_CLOUD_CREDENTIALS_FILE)" : "",
-             cred_shown(sn, sizeof sn, want));
-    say_selected(r, &r->looked, r->profile_by);
-    cred_say(r, &r->looked, "; its sections: ");
-    list_names(r, &r->looked, names, nnames < LIST_MAX ? nnames : LIST_MAX, "[",
-               "]");
-    if (nnames > LIST_MAX)
-      cred_say(r, &r->looked, " and %zu more", nnames - LIST_MAX);
-    cred_say(r, &r->looked, "\n");
+  if ((sd.st_mode & 022) && !(sd.st_mode & S_ISVTX)) {
+    cred_say(r, &r->msg,
+             "refusing to use %s: its directory %s is writable by group or "
+             "others (mode %04lo), so someone else could replace the file; run "
+             "`chmod go-w %s`",
+             sp, sdir, (unsigned long)(sd.st_mode & 07777), sdir);
+    st = CHATAPP_EIO;
     goto out;
   }
-  st = use_ini_section(r, sp, &sec, want, r->profile_by, out);
-  *done = !st;
+  if (fstat(fd, &sf) != 0) {
+    cred_say(r, &r->msg, "cannot use %s: %s", sp, errstr(errno, eb, sizeof eb));
+    st = CHATAPP_EIO;
+    goto out;
+  }
+  if (!S_ISREG(sf.st_mode)) {
+    cred_say(r, &r->msg, "refusing to use %s: it is not a regular file", sp);
+    st = CHATAPP_EIO;
+    goto out;
+  }
+  st = check_owner(r, "the file", path, &sf);
+  if (st)
+    goto out;
+  if (sf.st_mode & 077) {
+    cred_say(r, &r->msg,
+             "refusing to use %s: its permissions %04lo give group or others "
+             "access to it, and it holds secrets (like an unprotected SSH "
+             "private key); run `chmod 600 %s`",
+             sp, (unsigned long)(sf.st_mode & 07777), sp);
+    st = CHATAPP_EIO;
+    goto out;
+  }
+  if (sf.st_size < 0 || (unsigned long long)sf.st_size > CA_CRED_FILE_MAX) {
+    cred_say(r, &r->msg,
+             "refusing to use %s: it is %lld bytes, over the %d-byte limit for "
+             "a credentials file",
+             sp, (long long)sf.st_size, CA_CRED_FILE_MAX);
+    st = CHATAPP_ETOOBIG;
+    goto out;
+  }
+  /* One exact-size buffer: a file that grows meanwhile is read truncated
+   * (and then fails to parse) rather than realloc'd, which would leave an
+   * unwiped copy of the secrets behind. */
+  f->data = malloc((size_t)sf.st_size + 1);
+  if (!f->data) {
+    st = CHATAPP_ENOMEM;
+    goto out;
+  }
+  while (got < (size_t)sf.st_size) {
+    ssize_t n = read(fd, f->data + got, (size_t)sf.st_size - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      cred_say(r, &r->msg, "cannot read %s: %s", sp,
+               errstr(errno, eb, sizeof eb));
+      st = CHATAPP_EIO;
+      break;
+    }
+    if (n == 0)
+      break;
+    got += (size_t)n;
+  }
+  f->len = got;
+  f->data[got] = '\0';
 out:
-  cred_cfile_free(&f);
-  free(path);
+  if (st)
+    cred_cfile_free(f);
+  if (fd >= 0)
+    close(fd);
+  if (dfd >= 0)
+    close(dfd);
+  free(dir);
   return st;
 }

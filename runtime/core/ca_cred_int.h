@@ -1,7 +1,8 @@
 /*
  * Internals of the credential chain shared by ca_cred.c (the chain, the
- * explicit and environment sources, the file reader) and ca_cred_files.c
- * (the aliyun CLI's config.json and the SDK's INI file).
+ * explicit and environment sources), ca_cred_files.c (what both files
+ * share: the safe reader, names in messages), ca_cred_cli.c (the aliyun
+ * CLI's config.json) and ca_cred_ini.c (the SDK's INI file).
  */
 #ifndef CA_CRED_INT_H
 #define CA_CRED_INT_H
@@ -46,9 +47,17 @@ const char *cred_shown_mode(char *out, size_t n, const char *v);
 const char *cred_env_get(const resolver *r, const char *name);
 /* dir + "/" + rel, malloc'd; NULL on out of memory. */
 char *cred_join(const char *dir, const char *rel);
-/* Read a credential file safely (owner, mode 0600, no links, size cap). */
+/* ca_cred_files.c: read a credential file safely (owner, mode 0600, no
+ * links, size cap). */
 chatapp_status cred_read_file(resolver *r, const char *path, cfile *f);
 void cred_cfile_free(cfile *f);
+/* Append "'a', 'b', ..." (at most LIST_MAX) or "none". */
+void cred_list_names(resolver *r, ca_buf *b, const char *const *names, size_t n,
+                     const char *open, const char *close);
+/* How the profile was chosen, for source strings and messages. */
+void cred_say_selected(resolver *r, ca_buf *b, const char *by);
+/* The length of a UTF-8 byte order mark at s (0 when none). */
+size_t cred_bom_len(const char *s, size_t n);
 /* Copy the credentials into out and describe where they came from. */
 chatapp_status cred_fill(resolver *r, ca_credentials *out, const char *id,
                          const char *secret, const char *token,
@@ -63,7 +72,8 @@ chatapp_status cred_fill_role(resolver *r, ca_credentials *out,
                               ca_cred_role *role, const char *region,
                               ca_buf *source);
 
-/* The file sources: *done set when they supplied the credentials. */
+/* The file sources (ca_cred_cli.c, ca_cred_ini.c): *done set when they
+ * supplied the credentials. */
 chatapp_status cred_from_cli_file(resolver *r, ca_credentials *out, int *done);
 chatapp_status cred_from_ini_file(resolver *r, ca_credentials *out, int *done);
 

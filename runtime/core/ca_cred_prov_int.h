@@ -1,7 +1,8 @@
 /*
- * Internals shared by ca_cred_provider.c (the provider, its refresh rules)
- * and ca_cred_fetch.c (the protocols: STS, metadata service, URI,
- * external command).
+ * Internals shared by ca_cred_provider.c (the provider, its refresh rules),
+ * ca_cred_fetch.c (the protocols: STS, metadata service, URI),
+ * ca_cred_process.c (the external command) and ca_cred_answer.c (the
+ * answers' parser).
  */
 #ifndef CA_CRED_PROV_INT_H
 #define CA_CRED_PROV_INT_H
@@ -11,7 +12,8 @@
 #include "ca_client.h"
 #include "ca_cred_provider.h"
 
-#define CRED_ERR_MAX 512
+#define CRED_ERR_MAX    512
+#define CRED_ANSWER_MAX (256 * 1024) /* bytes of a provider's answer */
 
 /* What one fetch brought. */
 typedef struct cred_fetched {
@@ -54,7 +56,14 @@ struct ca_cred_provider {
  * reason is in err (never a secret). */
 chatapp_status cred_fetch(ca_cred_provider *p, cred_fetched *out, char *err,
                           size_t errlen);
+/* The external command's fetch (ca_cred_process.c), as cred_fetch. */
+chatapp_status cred_fetch_process(ca_cred_provider *p, cred_fetched *out,
+                                  char *err, size_t errlen);
 void cred_fetched_free(cred_fetched *f);
+/* A credential string: printable ASCII without blanks (ca_cred_answer.c). */
+int cred_usable(const char *v);
+/* Wipe b's contents (an answer, a request that held a secret). */
+void cred_wipe_buf(ca_buf *b);
 /* Note a secret of p (under p->mu or before any sharing). */
 void cred_note_secret(ca_cred_provider *p, const char *v);
 

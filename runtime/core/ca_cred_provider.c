@@ -1,6 +1,7 @@
 /*
  * ca_cred_provider: the current credentials, refreshed before they expire
- * (ca_cred_provider.h; the protocols are in ca_cred_fetch.c).
+ * (ca_cred_provider.h; the protocols are in ca_cred_fetch.c and
+ * ca_cred_process.c, the answers' parser in ca_cred_answer.c).
  */
 #include "ca_cred_int.h"
 #include "ca_cred_prov_int.h"

@@ -1,5 +1,6 @@
 /*
- * The credential chain (ca_cred.c) in a temporary HOME with an injected
+ * The credential chain (ca_cred.c, ca_cred_files.c, ca_cred_cli.c,
+ * ca_cred_ini.c) in a temporary HOME with an injected
  * environment: source order, env aliases, config.json profiles and modes,
  * the INI file, every error message, and file permission refusals.
  *

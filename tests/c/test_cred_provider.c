@@ -1,11 +1,12 @@
 /*
- * Role credentials (ca_cred_provider.c, ca_cred_fetch.c, the role modes
- * of ca_cred_files.c): the parsers, the chain's new sources, and each
- * provider against a small fake server on 127.0.0.1 (STS AssumeRole with
- * its signature checked, AssumeRoleWithOIDC, the metadata service, a
- * credentials URI), the refresh rules on an injected clock, one fetch for
- * many waiting threads, failures that keep valid credentials, and the
- * redaction of every secret and token that arrives.
+ * Role credentials (ca_cred_provider.c, ca_cred_fetch.c, ca_cred_process.c,
+ * ca_cred_answer.c, the role modes of ca_cred_cli.c and ca_cred_ini.c): the
+ * parsers, the chain's new sources, and each provider against a small fake
+ * server on 127.0.0.1 (STS AssumeRole with its signature checked,
+ * AssumeRoleWithOIDC, the metadata service, a credentials URI), the refresh
+ * rules on an injected clock, one fetch for many waiting threads, failures that
+ * keep valid credentials, and the redaction of every secret and token that
+ * arrives.
  */
 #include <arpa/inet.h>
 #include <errno.h>

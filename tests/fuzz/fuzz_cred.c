@@ -1,7 +1,8 @@
 /*
  * Fuzz target: the two credential files of the default chain
- * (runtime/core/ca_cred_files.c), read the way chatapp-run reads them: the
- * input is written as ~/.aliyun/config.json of one temporary home and as
+ * (runtime/core/ca_cred_cli.c, ca_cred_ini.c, ca_cred_files.c), read the
+ * way chatapp-run reads them: the input is written as
+ * ~/.aliyun/config.json of one temporary home and as
  * ~/.alibabacloud/credentials (the INI file) of another, both mode 0600,
  * and ca_cred_resolve runs over each with an empty environment, once
  * without a profile and once with the profile "prod".
