@@ -512,6 +512,16 @@ typedef struct emu_stats {
   int64_t started_us;
 } emu_stats;
 
+/* Connections to the API port (counted by emu_http.c's connection
+ * callback, under emu.lock).  open is the live count (never reset);
+ * the rest restart at POST /_emulator/reset.  A TLS handshake is counted
+ * when the first request of a TLS connection arrives (libmicrohttpd has
+ * completed the handshake by then; the emulator never resumes a session,
+ * so each is a full one). */
+typedef struct emu_conn_stats {
+  uint64_t open, opened, closed, open_max, tls_handshakes, next_id;
+} emu_conn_stats;
+
 /* emu_sink.c: the webhook receiver's deliveries (rendered JSON). */
 #define EMU_SINK_MAX 10000
 typedef struct emu_sink {
@@ -537,12 +547,15 @@ typedef struct emu {
   emu_nonces nonces;
   emu_faults faults;
   emu_stats stats;
+  emu_conn_stats conns;
   emu_sink sink;
   emu_log *log;
   int64_t skew_s;           /* allowed timestamp skew, seconds (900) */
   int throttle_retry_after; /* quota throttles carry retry-after headers */
   unsigned port;
   unsigned imds_port; /* 0: no metadata service */
+  int tls;            /* the API port serves HTTPS (--tls-cert/--tls-key) */
+  char *tls_cert, *tls_key; /* PEM, NUL-terminated; freed by main */
   emu_server main_srv, imds_srv;
   atomic_int stopping;
 } emu;
@@ -569,6 +582,7 @@ typedef struct emu_request {
   ca_buf body;
   int body_too_big;
   char remote[64];
+  uint64_t conn_id; /* the connection's number (1, 2, ...), 0 unknown */
 } emu_request;
 
 /* An answer to send. */
@@ -673,8 +687,14 @@ int emu_ops_documented(const char *op);
 /* Answer rq: the control endpoint under /_emulator/, else an API call. */
 void emu_route(emu *e, emu_request *rq, emu_answer *a);
 struct MHD_Daemon;
+/* The API server on 127.0.0.1:port; HTTPS when e->tls (e->tls_cert and
+ * e->tls_key set).  NULL with a message in err on failure. */
 struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
                                   size_t errlen);
+/* Load --tls-cert/--tls-key into e (PEM, checked for a certificate and a
+ * private key block); CHATAPP_OK or an error naming the file in err. */
+chatapp_status emu_tls_load(emu *e, const char *cert_path, const char *key_path,
+                            char *err, size_t errlen);
 /* The metadata service's server (emu_imds_route) on 127.0.0.1:port;
  * e->imds_port is the port it got. */
 struct MHD_Daemon *emu_imds_start(emu *e, unsigned port, char *err,

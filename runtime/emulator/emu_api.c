@@ -162,7 +162,8 @@ chatapp_status emu_log_head(ca_buf *b, const emu_request *rq)
   if (!st)
     st = emu_json_strz(b, rq->remote);
   if (!st)
-    st = ca_buf_adds(b, ",\"method\":");
+    st = ca_buf_printf(
+      b, ",\"conn\":%llu,\"method\":", (unsigned long long)rq->conn_id);
   if (!st)
     st = emu_json_strz(b, rq->method);
   return st;

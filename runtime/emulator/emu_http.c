@@ -22,6 +22,11 @@
  *
  * Every wait polls the socket for the client hanging up and checks the
  * stop flag every 50 ms, so shutdown is never held up.
+ *
+ * With --tls-cert/--tls-key the API port speaks HTTPS (libmicrohttpd's
+ * GnuTLS backend, certificate and key given in memory).  The connection
+ * callback numbers the API port's connections and counts them (e->conns);
+ * the first request on a TLS connection counts its handshake.
  */
 #include "emu.h"
 
@@ -42,6 +47,59 @@
 #define CONTROL_LEN (sizeof EMU_CONTROL_PATH - 1)
 
 enum { WAIT_DONE, WAIT_GONE, WAIT_STOP };
+
+/* One connection to the API port (its socket context). */
+typedef struct conn_ctx {
+  uint64_t id;
+  uint64_t requests;
+} conn_ctx;
+
+static void conn_cb(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                    enum MHD_ConnectionNotificationCode code)
+{
+  emu *e = cls;
+  conn_ctx *cc;
+
+  (void)c;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    cc = calloc(1, sizeof *cc);
+    pthread_mutex_lock(&e->lock);
+    e->conns.opened++;
+    e->conns.open++;
+    if (e->conns.open > e->conns.open_max)
+      e->conns.open_max = e->conns.open;
+    if (cc)
+      cc->id = ++e->conns.next_id;
+    pthread_mutex_unlock(&e->lock);
+    *socket_ctx = cc;
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    pthread_mutex_lock(&e->lock);
+    e->conns.closed++;
+    if (e->conns.open)
+      e->conns.open--;
+    pthread_mutex_unlock(&e->lock);
+    free(*socket_ctx);
+    *socket_ctx = NULL;
+  }
+}
+
+/* Note a request on its connection: its number for the log, and the TLS
+ * handshake, done once the first request is in. */
+static uint64_t conn_request(emu *e, struct MHD_Connection *c)
+{
+  const union MHD_ConnectionInfo *ci =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_ctx *cc = ci ? (conn_ctx *)ci->socket_context : NULL;
+
+  if (!cc)
+    return 0;
+  if (cc->requests++ == 0 && e->tls) {
+    pthread_mutex_lock(&e->lock);
+    e->conns.tls_handshakes++;
+    pthread_mutex_unlock(&e->lock);
+  }
+  return cc->id;
+}
 
 typedef struct conn_req {
   emu_request rq;
@@ -80,12 +138,14 @@ static int wait_us(emu *e, int fd, int64_t us)
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
 {
+  emu_server *srv = cls;
   conn_req *r = calloc(1, sizeof *r);
   const union MHD_ConnectionInfo *ci;
+  uint64_t id = srv == &srv->e->main_srv ? conn_request(srv->e, c) : 0;
 
-  (void)cls;
   if (!r)
     return NULL;
+  r->rq.conn_id = id;
   r->rq.arrival_us = emu_mono_us();
   r->rq.arrival_wall_ms = emu_wall_ms();
   r->rq.raw_uri = strdup(uri ? uri : "/");
@@ -371,21 +431,45 @@ static struct MHD_Daemon *start(emu *e, emu_server *srv, unsigned port,
   struct sockaddr_in sa;
   struct MHD_Daemon *d;
   const union MHD_DaemonInfo *di;
+  int main_port = srv == &e->main_srv, tls = main_port && e->tls;
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
+                   MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
 
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
   sa.sin_port = htons((uint16_t)port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (tls) {
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+      snprintf(err, errlen,
+               "--tls-cert: this libmicrohttpd was built without TLS "
+               "support; install one built with GnuTLS (Debian's is)");
+      return NULL;
+    }
+    flags |= MHD_USE_TLS;
+  }
+  errno = 0;
+  /* The TLS options last: without TLS the list ends before them. */
   d = MHD_start_daemon(
-    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-      MHD_USE_POLL,
-    (uint16_t)port, NULL, NULL, handler, srv, MHD_OPTION_SOCK_ADDR, &sa,
-    MHD_OPTION_URI_LOG_CALLBACK, uri_cb, e, MHD_OPTION_NOTIFY_COMPLETED,
+    flags, (uint16_t)port, NULL, NULL, handler, srv, MHD_OPTION_SOCK_ADDR, &sa,
+    MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv, MHD_OPTION_NOTIFY_COMPLETED,
     completed_cb, e, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
+    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+    main_port ? MHD_OPTION_NOTIFY_CONNECTION : MHD_OPTION_END, conn_cb, e,
+    tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, e->tls_cert,
+    MHD_OPTION_HTTPS_MEM_KEY, e->tls_key, MHD_OPTION_END);
   if (!d) {
-    snprintf(err, errlen, "cannot listen on 127.0.0.1:%u: %s", port,
-             errno ? strerror(errno) : "libmicrohttpd failed to start");
+    if (tls)
+      snprintf(err, errlen,
+               "cannot serve HTTPS on 127.0.0.1:%u: %s; check that "
+               "--tls-key is the private key of --tls-cert (both PEM, the "
+               "key unencrypted)",
+               port,
+               errno ? strerror(errno)
+                     : "libmicrohttpd refused the certificate or key");
+    else
+      snprintf(err, errlen, "cannot listen on 127.0.0.1:%u: %s", port,
+               errno ? strerror(errno) : "libmicrohttpd failed to start");
     return NULL;
   }
   di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -407,4 +491,66 @@ struct MHD_Daemon *emu_imds_start(emu *e, unsigned port, char *err,
   e->imds_srv.e = e;
   e->imds_srv.route = emu_imds_route;
   return start(e, &e->imds_srv, port, &e->imds_port, err, errlen);
+}
+
+/* A PEM file of at most 1 MiB holding the given block ("CERTIFICATE",
+ * "PRIVATE KEY": any "-----BEGIN ...PRIVATE KEY-----"). */
+static char *read_pem(const char *opt, const char *path, const char *what,
+                      char *err, size_t errlen)
+{
+  size_t len;
+  char *s = emu_read_file(path, (size_t)1 << 20, &len);
+  const char *begin;
+
+  if (!s) {
+    snprintf(err, errlen, "%s %s: %s", opt, path,
+             errno == EFBIG ? "larger than 1 MiB, not a PEM file"
+                            : strerror(errno));
+    return NULL;
+  }
+  begin = strstr(s, "-----BEGIN ");
+  while (begin) {
+    const char *eol = strstr(begin + 11, "-----");
+    if (eol && (size_t)(eol - begin) < 80) {
+      size_t wl = strlen(what);
+      if ((size_t)(eol - (begin + 11)) >= wl && memcmp(eol - wl, what, wl) == 0)
+        break;
+    }
+    begin = strstr(begin + 11, "-----BEGIN ");
+  }
+  if (strlen(s) != len || !begin) {
+    snprintf(err, errlen,
+             "%s %s: no PEM %s in it (expected a block "
+             "\"-----BEGIN %s-----\")",
+             opt, path,
+             strcmp(what, "CERTIFICATE") == 0 ? "certificate" : "private key",
+             what);
+    free(s);
+    return NULL;
+  }
+  if (strstr(s, "ENCRYPTED")) {
+    snprintf(err, errlen,
+             "%s %s: the key is encrypted; give an unencrypted "
+             "key (openssl pkey -in KEY -out PLAIN)",
+             opt, path);
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+chatapp_status emu_tls_load(emu *e, const char *cert_path, const char *key_path,
+                            char *err, size_t errlen)
+{
+  e->tls_cert = read_pem("--tls-cert", cert_path, "CERTIFICATE", err, errlen);
+  if (!e->tls_cert)
+    return CHATAPP_EINVAL;
+  e->tls_key = read_pem("--tls-key", key_path, "PRIVATE KEY", err, errlen);
+  if (!e->tls_key) {
+    free(e->tls_cert);
+    e->tls_cert = NULL;
+    return CHATAPP_EINVAL;
+  }
+  e->tls = 1;
+  return CHATAPP_OK;
 }

@@ -63,14 +63,21 @@ static const char usage_text[] =
   "  --metadata-port-file FILE  write its port to FILE once listening\n"
   "  --ecs-role NAME      the instance's role name (default chatapp-ecs-role)\n"
   "  --imds-require-token metadata requests need a token (IMDSv2 only)\n"
+  "  --tls-cert FILE      serve HTTPS: the server certificate (PEM, a chain\n"
+  "                       may follow it); needs --tls-key\n"
+  "  --tls-key FILE       its private key (PEM, unencrypted)\n"
   "  --exit-with-parent   stop (as on SIGTERM) when the process that started\n"
   "                       it dies, even by SIGKILL (chatapp-run --emulator)\n"
   "  -q, --quiet          no banner on standard error\n"
   "  -h, --help           this text\n"
   "  --version            the version\n"
   "\n"
-  "Once listening it prints http://127.0.0.1:PORT on standard output.\n"
-  "\n"
+  "Once listening it prints http://127.0.0.1:PORT (https:// with\n"
+  "--tls-cert) on standard output.\n"
+  "\n";
+
+/* More of --help (one string literal would be over C99's 4095). */
+static const char usage_keys[] =
   "Built-in credentials (throwaway, valid only here):\n"
   "  LTAIemulatorTestKey01 / emulator-secret-not-real  account "
   "1000000000000001\n"
@@ -136,8 +143,9 @@ static const char usage_more[] =
   "  PATCH /_emulator/numbers/PHONE[?space=ID]  set members (null removes)\n"
   "  DELETE /_emulator/numbers/PHONE[?space=ID]   POST /_emulator/spaces\n"
   "\n"
-  "Log lines: t_us (monotonic arrival), time, remote, method, scheme, op,\n"
-  "  params (no Signature; SecurityToken redacted), signed_headers, nonce,\n"
+  "Log lines: t_us (monotonic arrival), time, remote, conn, method, scheme,\n"
+  "  op, params (no Signature; SecurityToken redacted), signed_headers, "
+  "nonce,\n"
   "  access_key_id, account, verdict (accepted|rejected|throttled|fault),\n"
   "  fault, code, status, request_id, delay_ms.\n"
   "\n"
@@ -192,6 +200,8 @@ enum {
   OPT_ECS_ROLE,
   OPT_IMDS_REQUIRE,
   OPT_EXIT_WITH_PARENT,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -213,6 +223,8 @@ static const struct option long_opts[] = {
   {"metadata-port-file", required_argument, NULL, OPT_META_PORT_FILE},
   {"ecs-role", required_argument, NULL, OPT_ECS_ROLE},
   {"imds-require-token", no_argument, NULL, OPT_IMDS_REQUIRE},
+  {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+  {"tls-key", required_argument, NULL, OPT_TLS_KEY},
   {"exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT},
   {"print-sample", no_argument, NULL, OPT_PRINT_SAMPLE},
   {"quiet", no_argument, NULL, 'q'},
@@ -240,7 +252,7 @@ int main(int argc, char **argv)
   struct MHD_Daemon *d = NULL, *md = NULL;
   const char *port_file = NULL, *data_path = NULL, *keys_path = NULL;
   const char *log_path = NULL, *oidc_token = NULL, *ecs_role = NULL;
-  const char *meta_port_file = NULL;
+  const char *meta_port_file = NULL, *tls_cert = NULL, *tls_key = NULL;
   unsigned port = 8080, quota = 10, nonce_max = 1000000, skew = 900;
   unsigned sts_lifetime = 0, meta_port = 0;
   int meta = 0, imds_require = 0;
@@ -351,6 +363,12 @@ int main(int argc, char **argv)
       ecs_role = optarg;
       break;
     }
+    case OPT_TLS_CERT:
+      tls_cert = optarg;
+      break;
+    case OPT_TLS_KEY:
+      tls_key = optarg;
+      break;
     case OPT_IMDS_REQUIRE:
       imds_require = 1;
       break;
@@ -380,6 +398,7 @@ int main(int argc, char **argv)
       break;
     case 'h':
       fputs(usage_text, stdout);
+      fputs(usage_keys, stdout);
       fputs(usage_roles, stdout);
       fputs(usage_more, stdout);
       return 0;
@@ -395,6 +414,9 @@ int main(int argc, char **argv)
     return usage_error("unexpected argument \"%s\"", argv[optind]);
   if (meta_port_file && !meta)
     return usage_error("--metadata-port-file needs --metadata-port");
+  if (!tls_cert != !tls_key)
+    return usage_error("%s", tls_cert ? "--tls-cert needs --tls-key"
+                                      : "--tls-key needs --tls-cert");
 
   if (pthread_mutex_init(&e.lock, NULL) != 0)
     return 1;
@@ -425,6 +447,11 @@ int main(int argc, char **argv)
   }
   if (emu_data_copy(&e.data, &e.pristine) != CHATAPP_OK)
     goto out;
+  if (tls_cert &&
+      emu_tls_load(&e, tls_cert, tls_key, err, sizeof err) != CHATAPP_OK) {
+    fprintf(stderr, "chatapp-emulator: %s\n", err);
+    goto out;
+  }
   if (log_path && !(e.log = emu_log_open(log_path))) {
     fprintf(stderr, "chatapp-emulator: %s: %s\n", log_path, strerror(errno));
     goto out;
@@ -472,10 +499,10 @@ int main(int argc, char **argv)
     for (i = 0; i < e.data.nspaces; i++)
       nn += e.data.spaces[i].nnumbers;
     fprintf(stderr,
-            "chatapp-emulator %s: listening on 127.0.0.1:%u; %zu spaces, "
+            "chatapp-emulator %s: listening on 127.0.0.1:%u%s; %zu spaces, "
             "%zu numbers from %s; %zu keys (%s); quota %u/s\n",
-            EMU_VERSION, e.port, e.data.nspaces, nn, e.data.source, e.keys.n,
-            keys_path ? keys_path : "built-in", quota);
+            EMU_VERSION, e.port, e.tls ? " (HTTPS)" : "", e.data.nspaces, nn,
+            e.data.source, e.keys.n, keys_path ? keys_path : "built-in", quota);
     if (md)
       fprintf(stderr,
               "chatapp-emulator: metadata service on 127.0.0.1:%u (role "
@@ -483,7 +510,7 @@ int main(int argc, char **argv)
               e.imds_port, e.sts.ecs_role,
               imds_require ? ", tokens required" : "");
   }
-  printf("http://127.0.0.1:%u\n", e.port);
+  printf("%s://127.0.0.1:%u\n", e.tls ? "https" : "http", e.port);
   if (fflush(stdout) != 0)
     goto out;
   while (sigwait(&sigs, &sig) != 0 || (sig != SIGINT && sig != SIGTERM))
@@ -509,6 +536,8 @@ out:
   emu_nonces_free(&e.nonces);
   emu_quota_free(&e.quota);
   emu_stats_reset(&e.stats, 0);
+  free(e.tls_cert);
+  free(e.tls_key);
   pthread_mutex_destroy(&e.lock);
   return rc;
 }
