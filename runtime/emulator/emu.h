@@ -252,6 +252,7 @@ typedef enum emu_fault_kind {
   EMU_FAULT_REDIRECT,  /* 302 (or status) to location */
   EMU_FAULT_HANG,      /* read the request, never answer */
   EMU_FAULT_QUOTA,     /* lower the quota to quota */
+  EMU_FAULT_DROP,      /* reset a new connection at once (mid-handshake) */
   EMU_FAULT_NKINDS
 } emu_fault_kind;
 
@@ -296,6 +297,8 @@ chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b, int64_t now_us);
 int64_t emu_faults_latency(emu_faults *fs, const char *op, int64_t now_us);
 /* The answer-replacing rule for an accepted call of op, or NULL. */
 emu_fault *emu_faults_pick(emu_faults *fs, const char *op, int64_t now_us);
+/* The drop rule (op "connection") that hits a new connection, or NULL. */
+emu_fault *emu_faults_drop(emu_faults *fs, int64_t now_us);
 /* The lowest active quota rule for op into *limit: 1, or 0 when none. */
 int emu_faults_quota(emu_faults *fs, const char *op, int64_t now_us,
                      unsigned *limit);
@@ -519,7 +522,7 @@ typedef struct emu_stats {
  * completed the handshake by then; the emulator never resumes a session,
  * so each is a full one). */
 typedef struct emu_conn_stats {
-  uint64_t open, opened, closed, open_max, tls_handshakes, next_id;
+  uint64_t open, opened, closed, open_max, tls_handshakes, dropped, next_id;
 } emu_conn_stats;
 
 /* emu_sink.c: the webhook receiver's deliveries (rendered JSON). */

@@ -207,11 +207,13 @@ static chatapp_status stats_json(emu *e, ca_buf *b, int64_t now)
     st = ca_buf_printf(
       b,
       "},\"connections\":{\"tls\":%s,\"open\":%llu,\"opened\":%llu,"
-      "\"closed\":%llu,\"open_max\":%llu,\"tls_handshakes\":%llu",
+      "\"closed\":%llu,\"open_max\":%llu,\"tls_handshakes\":%llu,"
+      "\"dropped\":%llu",
       e->tls ? "true" : "false", (unsigned long long)e->conns.open,
       (unsigned long long)e->conns.opened, (unsigned long long)e->conns.closed,
       (unsigned long long)e->conns.open_max,
-      (unsigned long long)e->conns.tls_handshakes);
+      (unsigned long long)e->conns.tls_handshakes,
+      (unsigned long long)e->conns.dropped);
   if (!st)
     st = ca_buf_adds(b, "},\"credentials\":");
   if (!st)
@@ -636,7 +638,7 @@ static void reset_all(emu *e, emu_answer *a)
   emu_stats_reset(&e->stats, now);
   /* The open connections stay counted (this one among them). */
   e->conns.opened = e->conns.open_max = e->conns.open;
-  e->conns.closed = e->conns.tls_handshakes = 0;
+  e->conns.closed = e->conns.tls_handshakes = e->conns.dropped = 0;
   emu_sts_stats_reset(&e->sts);
   emu_data_free(&e->data);
   e->data = fresh;

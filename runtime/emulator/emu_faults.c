@@ -35,7 +35,7 @@
 
 static const char *const kind_names[EMU_FAULT_NKINDS] = {
   "latency",  "error",   "reset",    "truncate", "malformed", "drip",
-  "oversize", "chunked", "redirect", "hang",     "quota",
+  "oversize", "chunked", "redirect", "hang",     "quota",     "drop",
 };
 
 static const char *const fields[] = {
@@ -174,7 +174,7 @@ chatapp_status emu_fault_from_json(const ca_json *o, int64_t now_us,
     snprintf(err, errlen,
              "\"kind\" must be one of latency, error, reset, "
              "truncate, malformed, drip, oversize, chunked, "
-             "redirect, hang, quota");
+             "redirect, hang, quota, drop");
     return CHATAPP_EINVAL;
   }
   f = calloc(1, sizeof *f);
@@ -453,11 +453,22 @@ emu_fault *emu_faults_pick(emu_faults *fs, const char *op, int64_t now_us)
 
   for (f = fs->head; f; f = f->nextf) {
     if (f->kind == EMU_FAULT_LATENCY || f->kind == EMU_FAULT_QUOTA ||
-        !applies(f, op, now_us))
+        f->kind == EMU_FAULT_DROP || !applies(f, op, now_us))
       continue;
     if (hits(fs, f))
       return f;
   }
+  return NULL;
+}
+
+emu_fault *emu_faults_drop(emu_faults *fs, int64_t now_us)
+{
+  emu_fault *f;
+
+  for (f = fs->head; f; f = f->nextf)
+    if (f->kind == EMU_FAULT_DROP && applies(f, "connection", now_us) &&
+        hits(fs, f))
+      return f;
   return NULL;
 }
 

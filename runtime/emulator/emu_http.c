@@ -54,24 +54,91 @@ typedef struct conn_ctx {
   uint64_t requests;
 } conn_ctx;
 
+/* "IP:PORT" of the client, or "". */
+static void remote_of(struct MHD_Connection *c, char *out, size_t n)
+{
+  const union MHD_ConnectionInfo *ci =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+  out[0] = '\0';
+  if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET) {
+    const struct sockaddr_in *sin =
+      (const struct sockaddr_in *)(const void *)ci->client_addr;
+    char ip[INET_ADDRSTRLEN];
+    if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip))
+      snprintf(out, n, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
+  }
+}
+
+/* A drop rule hit connection id: reset it before any byte is answered
+ * (the client is mid-handshake over TLS), and log it. */
+static void drop_conn(emu *e, struct MHD_Connection *c, uint64_t id,
+                      unsigned fault_id)
+{
+  const union MHD_ConnectionInfo *ci =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  struct sockaddr sa;
+  char when[32], remote[64];
+  ca_buf b = CA_BUF_INIT(4096);
+  int64_t now = emu_mono_us();
+
+  if (ci && ci->connect_fd >= 0) {
+    /* Once the client's first bytes (its TLS ClientHello) are in, so it
+     * sees the reset mid-handshake rather than at connect; at most
+     * 500 ms (this holds up accepting other connections). */
+    struct pollfd p;
+    p.fd = ci->connect_fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    (void)poll(&p, 1, 500);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_family = AF_UNSPEC;
+    (void)connect(ci->connect_fd, &sa, sizeof sa); /* a TCP RST */
+  }
+  if (!e->log)
+    return;
+  remote_of(c, remote, sizeof remote);
+  emu_iso8601_ms(emu_wall_ms(), when);
+  if (ca_buf_printf(&b, "{\"t_us\":%lld,\"time\":\"%s\",\"remote\":",
+                    (long long)now, when) == CHATAPP_OK &&
+      emu_json_strz(&b, remote) == CHATAPP_OK &&
+      ca_buf_printf(&b,
+                    ",\"conn\":%llu,\"method\":null,\"scheme\":\"none\","
+                    "\"op\":\"connection\",\"verdict\":\"fault\","
+                    "\"fault\":\"drop\",\"fault_id\":%u,\"code\":null,"
+                    "\"status\":0,\"request_id\":null,\"delay_ms\":0}",
+                    (unsigned long long)id, fault_id) == CHATAPP_OK)
+    emu_log_line(e->log, b.ptr, b.len);
+  ca_buf_free(&b);
+}
+
 static void conn_cb(void *cls, struct MHD_Connection *c, void **socket_ctx,
                     enum MHD_ConnectionNotificationCode code)
 {
   emu *e = cls;
   conn_ctx *cc;
 
-  (void)c;
   if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    emu_fault *f;
+    unsigned fault_id = 0;
+    uint64_t id;
     cc = calloc(1, sizeof *cc);
     pthread_mutex_lock(&e->lock);
     e->conns.opened++;
     e->conns.open++;
     if (e->conns.open > e->conns.open_max)
       e->conns.open_max = e->conns.open;
+    id = ++e->conns.next_id;
     if (cc)
-      cc->id = ++e->conns.next_id;
+      cc->id = id;
+    if ((f = emu_faults_drop(&e->faults, emu_mono_us())) != NULL) {
+      e->conns.dropped++;
+      fault_id = f->id;
+    }
     pthread_mutex_unlock(&e->lock);
     *socket_ctx = cc;
+    if (fault_id)
+      drop_conn(e, c, id, fault_id);
   } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
     pthread_mutex_lock(&e->lock);
     e->conns.closed++;
@@ -140,7 +207,6 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
 {
   emu_server *srv = cls;
   conn_req *r = calloc(1, sizeof *r);
-  const union MHD_ConnectionInfo *ci;
   uint64_t id = srv == &srv->e->main_srv ? conn_request(srv->e, c) : 0;
 
   if (!r)
@@ -150,15 +216,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
   r->rq.arrival_wall_ms = emu_wall_ms();
   r->rq.raw_uri = strdup(uri ? uri : "/");
   ca_buf_init(&r->rq.body, EMU_MAX_BODY);
-  ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET) {
-    const struct sockaddr_in *sin =
-      (const struct sockaddr_in *)(const void *)ci->client_addr;
-    char ip[INET_ADDRSTRLEN];
-    if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip))
-      snprintf(r->rq.remote, sizeof r->rq.remote, "%s:%u", ip,
-               (unsigned)ntohs(sin->sin_port));
-  }
+  remote_of(c, r->rq.remote, sizeof r->rq.remote);
   if (!r->rq.raw_uri) {
     free(r);
     return NULL;

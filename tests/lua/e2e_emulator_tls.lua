@@ -24,6 +24,7 @@ local function curl(urls, opts)
   local cmd = { "curl", "-sS", "--max-time", "10" }
   if opts.cacert ~= false then cmd[#cmd + 1] = "--cacert " .. q(opts.cacert or CA.ca) end
   if opts.method then cmd[#cmd + 1] = "-X " .. opts.method end
+  if opts.data then cmd[#cmd + 1] = "--data-binary " .. q(opts.data) end
   for _, u in ipairs(urls) do cmd[#cmd + 1] = q(u) end
   local ok, _, code = os.execute(table.concat(cmd, " ") .. " >" .. q(dir .. "/out") .. " 2>"
                                  .. q(dir .. "/err"))
@@ -110,6 +111,34 @@ T.cases {
     local s6 = stats(base)
     T.check(s6.opened <= 3 and s6.tls_handshakes <= 2, "counts restarted: "
             .. chatapp.json.encode(s6))
+    emu:stop()
+  end },
+
+  { "a drop rule resets new connections mid-handshake", function()
+    local emu = tls_emulator(CA.server)
+    local base = https(emu)
+    local ok, code, out, err = curl({ base .. "/_emulator/faults" }, { method = "POST",
+      data = '{"kind":"drop","next":2}' })
+    T.check(ok and out:find('"ok":true', 1, true), "drop rule added: " .. out .. err)
+    for i = 1, 2 do
+      ok, code, _, err = curl({ base .. "/_emulator/health" })
+      T.check(not ok, "connection " .. i .. " dropped")
+      T.check(code == 35 or code == 56, "a TLS connect error, exit " .. tostring(code) .. " " .. err)
+    end
+    ok, code, out, err = curl({ base .. "/_emulator/health" })
+    T.check(ok and out:find('"ok":true', 1, true), "the third connection answered: " .. err)
+    local c = stats(base)
+    T.eq(c.dropped, 2, "two dropped")
+    T.eq(c.tls_handshakes, 3, "handshakes: the rule's, the health's and the stats' connections")
+    local drops = 0
+    for _, l in ipairs(emu:log_lines()) do
+      if l.fault == "drop" then
+        drops = drops + 1
+        T.eq(l.op, "connection", "logged as a connection fault")
+        T.check(l.conn > 0, "with its connection number")
+      end
+    end
+    T.eq(drops, 2, "two drops logged")
     emu:stop()
   end },
 
