@@ -519,10 +519,11 @@ typedef struct emu_stats {
  * callback, under emu.lock).  open is the live count (never reset);
  * the rest restart at POST /_emulator/reset.  A TLS handshake is counted
  * when the first request of a TLS connection arrives (libmicrohttpd has
- * completed the handshake by then; the emulator never resumes a session,
- * so each is a full one). */
+ * completed the handshake by then), and tls_resumed when that handshake
+ * resumed a session (a ticket; with GnuTLS's headers only). */
 typedef struct emu_conn_stats {
-  uint64_t open, opened, closed, open_max, tls_handshakes, dropped, next_id;
+  uint64_t open, opened, closed, open_max, tls_handshakes, tls_resumed, dropped,
+    next_id;
 } emu_conn_stats;
 
 /* emu_sink.c: the webhook receiver's deliveries (rendered JSON). */
@@ -559,6 +560,7 @@ typedef struct emu {
   unsigned imds_port; /* 0: no metadata service */
   int tls;            /* the API port serves HTTPS (--tls-cert/--tls-key) */
   char *tls_cert, *tls_key; /* PEM, NUL-terminated; freed by main */
+  void *tls_ticket_key;     /* session ticket key (GnuTLS), or NULL */
   emu_server main_srv, imds_srv;
   atomic_int stopping;
 } emu;
@@ -698,6 +700,8 @@ struct MHD_Daemon *emu_http_start(emu *e, unsigned port, char *err,
  * private key block); CHATAPP_OK or an error naming the file in err. */
 chatapp_status emu_tls_load(emu *e, const char *cert_path, const char *key_path,
                             char *err, size_t errlen);
+/* Free what emu_tls_load made (after the server stopped). */
+void emu_tls_free(emu *e);
 /* The metadata service's server (emu_imds_route) on 127.0.0.1:port;
  * e->imds_port is the port it got. */
 struct MHD_Daemon *emu_imds_start(emu *e, unsigned port, char *err,

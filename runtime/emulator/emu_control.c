@@ -206,13 +206,16 @@ static chatapp_status stats_json(emu *e, ca_buf *b, int64_t now)
   if (!st)
     st = ca_buf_printf(
       b,
-      "},\"connections\":{\"tls\":%s,\"open\":%llu,\"opened\":%llu,"
+      "},\"connections\":{\"tls\":%s,\"tls_tickets\":%s,\"open\":%llu,"
+      "\"opened\":%llu,"
       "\"closed\":%llu,\"open_max\":%llu,\"tls_handshakes\":%llu,"
-      "\"dropped\":%llu",
-      e->tls ? "true" : "false", (unsigned long long)e->conns.open,
-      (unsigned long long)e->conns.opened, (unsigned long long)e->conns.closed,
+      "\"tls_resumed\":%llu,\"dropped\":%llu",
+      e->tls ? "true" : "false", e->tls_ticket_key ? "true" : "false",
+      (unsigned long long)e->conns.open, (unsigned long long)e->conns.opened,
+      (unsigned long long)e->conns.closed,
       (unsigned long long)e->conns.open_max,
       (unsigned long long)e->conns.tls_handshakes,
+      (unsigned long long)e->conns.tls_resumed,
       (unsigned long long)e->conns.dropped);
   if (!st)
     st = ca_buf_adds(b, "},\"credentials\":");
@@ -639,6 +642,7 @@ static void reset_all(emu *e, emu_answer *a)
   /* The open connections stay counted (this one among them). */
   e->conns.opened = e->conns.open_max = e->conns.open;
   e->conns.closed = e->conns.tls_handshakes = e->conns.dropped = 0;
+  e->conns.tls_resumed = 0;
   emu_sts_stats_reset(&e->sts);
   emu_data_free(&e->data);
   e->data = fresh;

@@ -41,6 +41,9 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+#ifdef EMU_HAVE_GNUTLS
+#include <gnutls/gnutls.h>
+#endif
 
 #define STEP_US     50000
 #define BLOCK_SIZE  16384
@@ -137,6 +140,17 @@ static void conn_cb(void *cls, struct MHD_Connection *c, void **socket_ctx,
     }
     pthread_mutex_unlock(&e->lock);
     *socket_ctx = cc;
+#ifdef EMU_HAVE_GNUTLS
+    if (e->tls_ticket_key) {
+      /* Before the handshake: session tickets, so clients can resume. */
+      const union MHD_ConnectionInfo *si =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+      if (si && si->tls_session)
+        (void)gnutls_session_ticket_enable_server(
+          (gnutls_session_t)si->tls_session,
+          (const gnutls_datum_t *)e->tls_ticket_key);
+    }
+#endif
     if (fault_id)
       drop_conn(e, c, id, fault_id);
   } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -161,8 +175,17 @@ static uint64_t conn_request(emu *e, struct MHD_Connection *c)
   if (!cc)
     return 0;
   if (cc->requests++ == 0 && e->tls) {
+    int resumed = 0;
+#ifdef EMU_HAVE_GNUTLS
+    const union MHD_ConnectionInfo *si =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    resumed = si && si->tls_session &&
+              gnutls_session_is_resumed((gnutls_session_t)si->tls_session);
+#endif
     pthread_mutex_lock(&e->lock);
     e->conns.tls_handshakes++;
+    if (resumed)
+      e->conns.tls_resumed++;
     pthread_mutex_unlock(&e->lock);
   }
   return cc->id;
@@ -610,5 +633,30 @@ chatapp_status emu_tls_load(emu *e, const char *cert_path, const char *key_path,
     return CHATAPP_EINVAL;
   }
   e->tls = 1;
+#ifdef EMU_HAVE_GNUTLS
+  {
+    gnutls_datum_t *k = calloc(1, sizeof *k);
+    if (k && gnutls_session_ticket_key_generate(k) == GNUTLS_E_SUCCESS)
+      e->tls_ticket_key = k;
+    else
+      free(k); /* no tickets: full handshakes only */
+  }
+#endif
   return CHATAPP_OK;
+}
+
+void emu_tls_free(emu *e)
+{
+#ifdef EMU_HAVE_GNUTLS
+  gnutls_datum_t *k = e->tls_ticket_key;
+  if (k) {
+    gnutls_memset(k->data, 0, k->size);
+    gnutls_free(k->data);
+    free(k);
+  }
+#endif
+  e->tls_ticket_key = NULL;
+  free(e->tls_cert);
+  free(e->tls_key);
+  e->tls_cert = e->tls_key = NULL;
 }

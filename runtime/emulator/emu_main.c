@@ -537,8 +537,7 @@ out:
   emu_nonces_free(&e.nonces);
   emu_quota_free(&e.quota);
   emu_stats_reset(&e.stats, 0);
-  free(e.tls_cert);
-  free(e.tls_key);
+  emu_tls_free(&e);
   pthread_mutex_destroy(&e.lock);
   return rc;
 }

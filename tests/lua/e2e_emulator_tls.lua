@@ -142,6 +142,38 @@ T.cases {
     emu:stop()
   end },
 
+  { "TLS sessions resume (session tickets), counted in tls_resumed", function()
+    local emu = tls_emulator(CA.server)
+    if not stats(https(emu)).tls_tickets then
+      io.stderr:write("SKIPPED: built without GnuTLS (no session tickets)\n")
+      emu:stop()
+      return
+    end
+    local dir = E.tmpdir()
+    local sess = dir .. "/session.pem"
+    -- openssl s_client sends one request on each connection; the second
+    -- resumes the session the first got a ticket for
+    local function s_client(flag)
+      local out = dir .. "/s_client.out"
+      local cmd = ("printf 'GET /_emulator/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   .. "Connection: close\r\n\r\n' | timeout 10 openssl s_client -connect "
+                   .. "127.0.0.1:%d -CAfile %s -verify_return_error -ign_eof %s %s >%s 2>&1")
+                  :format(emu.port, q(CA.ca), flag, q(sess), q(out))
+      os.execute(cmd)
+      return E.read(out) or ""
+    end
+    local first = s_client("-sess_out")
+    T.check(first:find('"ok":true', 1, true), "first connection answered: " .. first:sub(1, 300))
+    T.check(first:find("New, TLS", 1, true), "a new session")
+    local second = s_client("-sess_in")
+    T.check(second:find('"ok":true', 1, true), "second connection answered")
+    T.check(second:find("Reused, TLS", 1, true), "the session resumed: " .. second:sub(1, 300))
+    local c = stats(https(emu))
+    T.eq(c.tls_resumed, 1, "one resumed handshake counted")
+    T.eq(c.tls_handshakes, 4, "four handshakes (the tickets check, two s_client, the stats)")
+    emu:stop()
+  end },
+
   { "plain HTTP: connections counted, no TLS", function()
     local emu = E.emulator {}
     local c = emu:stats().connections
