@@ -351,6 +351,7 @@ char *emu_read_file(const char *path, size_t max, size_t *len)
     chatapp_status st = ca_buf_add(&b, chunk, n);
     if (st) {
       fclose(f);
+      ca_buf_free(&b);
       errno = st == CHATAPP_ETOOBIG ? EFBIG : ENOMEM;
       return NULL;
     }

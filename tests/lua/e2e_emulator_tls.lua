@@ -222,6 +222,10 @@ T.cases {
     T.eq(code, 1, "a key of another certificate: exit 1")
     T.check(err:find("is the private key of --tls-cert", 1, true), "says what to check: " .. err)
     T.check(not err:find("BEGIN", 1, true), "no key material in the message")
+    local big = E.write(dir .. "/big.pem", ("x"):rep(2 * 1024 * 1024))
+    ok, code, err = start { "--tls-cert", big, "--tls-key", CA.server.key }
+    T.eq(code, 1, "a 2 MiB certificate file: exit 1")
+    T.check(err:find("larger than 1 MiB", 1, true), "says so: " .. err)
     ok, code, err = start { "--tls-cert", CA.server.cert }
     T.eq(code, 2, "--tls-cert without --tls-key: usage error")
     T.check(err:find("--tls-cert needs --tls-key", 1, true), "says so: " .. err)
