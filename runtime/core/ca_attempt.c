@@ -362,6 +362,16 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
   SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
   SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+  /* Always verified, whatever libcurl's defaults (there is no switch to
+   * turn this off); the CA bundle of the configuration, else the system
+   * store.  Proxies come from the environment (https_proxy, no_proxy):
+   * nothing here sets CURLOPT_PROXY, so libcurl reads them. */
+  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+  SETOPT(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+  if (c->ca_file)
+    SETOPT(CURLOPT_CAINFO, c->ca_file);
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
   SETOPT(CURLOPT_TIMEOUT_MS,
          call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms);

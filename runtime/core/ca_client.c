@@ -216,6 +216,19 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
                        : "");
   c->user_agent =
     xstrdup(cfg->user_agent ? cfg->user_agent : "chatapp-run/" CHATAPP_VERSION);
+  if (cfg->ca_file && *cfg->ca_file) {
+    char e[512];
+    if (ca_config_check_ca_file(cfg->ca_file, e, sizeof e)) {
+      ca_buf_adds(err, e);
+      st = CHATAPP_ECONFIG;
+      goto fail;
+    }
+    c->ca_file = xstrdup(cfg->ca_file);
+    if (!c->ca_file) {
+      st = CHATAPP_ENOMEM;
+      goto fail;
+    }
+  }
   c->qps = cfg->qps;
   c->connect_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
   c->attempt_ms = cfg->attempt_timeout_ms > 0 ? cfg->attempt_timeout_ms : 15000;
@@ -286,6 +299,7 @@ void ca_client_free(ca_client *c)
   ca_secrets_free(&c->secrets);
   free(c->account_key);
   free(c->user_agent);
+  free(c->ca_file);
   free(c);
 }
 

@@ -43,6 +43,7 @@ struct ca_client {
   size_t cred_secrets_seen;      /* its secrets merged into `secrets` */
   char *account_key;
   char *user_agent;
+  char *ca_file; /* CURLOPT_CAINFO, or NULL: the system store */
   int sigver;
   double qps;
   long connect_ms, attempt_ms, low_speed_s, call_ms, max_retry_after_ms;
