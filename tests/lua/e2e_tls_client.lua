@@ -234,6 +234,41 @@ T.cases {
     T.check(tostring(err):find("is a FIFO", 1, true), tostring(err))
   end },
 
+  { "the credential providers' fetch client (STS) verifies too, with the same --ca-file", function()
+    if not pki then return end
+    local home = E.tmpdir()
+    os.execute("mkdir -p " .. q(home .. "/.aliyun") .. " && chmod 700 " .. q(home .. "/.aliyun"))
+    local cfgfile = E.write(home .. "/.aliyun/config.json", assert(chatapp.json.encode {
+      current = "role", profiles = { { name = "role", mode = "RamRoleArn", access_key_id = E.KEY_ID,
+        access_key_secret = E.KEY_SECRET, ram_role_arn = "acs:ram::123456789012:role/tls-test",
+        ram_session_name = "e2e" } } }))
+    os.execute("chmod 600 " .. q(cfgfile))
+    local env = { HOME = home, ALIBABA_CLOUD_ACCESS_KEY_ID = false, ALIBABA_CLOUD_ACCESS_KEY_SECRET = false }
+    local p = E.path("scripts/policies/quality-alert.lua")
+    -- a certificate of another CA: refused, the STS host named
+    local srv = serve("by_other", false)
+    T.check(srv, "openssl s_server started")
+    if not srv then return end
+    local r = E.run({ "--endpoint", "https://127.0.0.1:9", "--sts-endpoint", srv.url, "--ca-file",
+                      dir .. "/ca.pem", p }, env)
+    stop(srv)
+    T.check(r.code ~= 0, "refused")
+    T.check(r.err:find("TLS verification of 127.0.0.1:" .. srv.port, 1, true), r.err)
+    T.check(r.err:find("unknown CA", 1, true), r.err)
+    T.check(nothing_received(srv), "no STS request reached the server")
+    -- the right CA: the handshake succeeds and the AssumeRole request is sent
+    srv = serve("good", false)
+    T.check(srv, "openssl s_server started")
+    if not srv then return end
+    r = E.run({ "--endpoint", "https://127.0.0.1:9", "--sts-endpoint", srv.url, "--ca-file",
+                dir .. "/ca.pem", "--timeout-ms", "1500", "--max-attempts", "1", p }, env)
+    stop(srv)
+    T.check(r.code ~= 0, "no STS answer (s_server only echoes)")
+    T.check(not r.err:find("TLS verification", 1, true), r.err)
+    local got = E.read(srv.received) or ""
+    T.check(got:find("AssumeRole", 1, true), "the AssumeRole request went through TLS: " .. got:sub(1, 200))
+  end },
+
   { "https_proxy is honoured for HTTPS, no_proxy bypasses it", function()
     if not pki then return end
     local srv = serve("good", false)
