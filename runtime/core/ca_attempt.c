@@ -383,8 +383,12 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_HEADERFUNCTION, on_header);
   SETOPT(CURLOPT_HEADERDATA, call);
   SETOPT(CURLOPT_ERRORBUFFER, call->curl_err);
+  /* Last: only a handle in the multi uses the share, so none is left
+   * holding it when the client is freed (ca_client_int.h). */
+  SETOPT(CURLOPT_SHARE, c->share);
   mc = curl_multi_add_handle(c->multi, e);
   if (mc != CURLM_OK) {
+    (void)curl_easy_setopt(e, CURLOPT_SHARE, (CURLSH *)NULL);
     snprintf(call->error, sizeof call->error, "curl_multi_add_handle: %s",
              curl_multi_strerror(mc));
     return mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ETRANSPORT;

@@ -268,6 +268,16 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     goto fail;
   }
   c->multi_perform = curl_multi_perform;
+  c->share = curl_share_init();
+  if (!c->share ||
+      curl_share_setopt(c->share, CURLSHOPT_SHARE,
+                        CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+      curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) !=
+        CURLSHE_OK) {
+    ca_buf_adds(err, "curl_share_init failed (out of memory?)");
+    st = CHATAPP_ENOMEM;
+    goto fail;
+  }
   mc = curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                          (long)c->max_in_flight);
   if (mc != CURLM_OK) {
@@ -289,6 +299,8 @@ void ca_client_free(ca_client *c)
     return;
   if (c->multi)
     (void)curl_multi_cleanup(c->multi); /* nothing left to do on failure */
+  if (c->share)
+    (void)curl_share_cleanup(c->share); /* no easy handle uses it now */
   ca_limiter_free(c->limiter);
   ca_cred_provider_free(c->prov);
   free(c->endpoint);

@@ -55,6 +55,11 @@ struct ca_client {
   ca_limiter *limiter;
   int limiter_down; /* the shared limiter's server did not answer (logged) */
   CURLM *multi;
+  /* TLS sessions (and DNS answers) shared by every attempt: each attempt
+   * has an easy handle of its own, and a new connection resumes the
+   * session of an earlier one instead of a full handshake.  Only easy
+   * handles in the multi use it (ca_attempt_start). */
+  CURLSH *share;
   /* curl_multi_perform; a test puts a failing one here to see how an
    * engine failure ends the calls */
   CURLMcode (*multi_perform)(CURLM *multi, int *running);

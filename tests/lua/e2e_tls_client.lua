@@ -177,6 +177,24 @@ T.cases {
     stop(srv)
   end },
 
+  { "a new connection resumes the TLS session of an earlier call (no full handshake)", function()
+    if not pki then return end
+    local srv = serve("good", true) -- -www closes the connection after each answer
+    T.check(srv, "openssl s_server -www started")
+    if not srv then return end
+    local h = assert(core.http_client { ca_file = dir .. "/ca.pem", timeout_ms = 5000, max_attempts = 1 })
+    local pages = {}
+    for i = 1, 3 do
+      local results, errors = h:batch { { url = srv.url .. "/", method = "GET" } }
+      pages[i] = results[1] and tostring(results[1].body) or tostring(errors[1] and errors[1].message)
+    end
+    h:close()
+    stop(srv)
+    T.check(pages[1]:find("\nNew, TLS", 1, true), "the first call: a full handshake: " .. pages[1]:sub(1, 300))
+    T.check(pages[2]:find("\nReused, TLS", 1, true), "the second call resumed it: " .. pages[2]:sub(1, 300))
+    T.check(pages[3]:find("\nReused, TLS", 1, true), "and the third: " .. pages[3]:sub(1, 300))
+  end },
+
   { "the right CA with --ca-file on the CLI: the TLS handshake succeeds", function()
     if not pki then return end
     local srv = serve("good", false)
