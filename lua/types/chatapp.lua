@@ -243,6 +243,7 @@ chatapp.ApiError = nil
 ---@field security_token? string explicit STS token
 ---@field profile? string credentials profile
 ---@field sts_endpoint? string STS endpoint for role credentials (host or URL; http only to loopback)
+---@field ca_file? string PEM file of CA certificates trusted instead of the system store (certificates are always verified)
 ---@field allow_credential_process? boolean let a profile of mode External run its process_command
 ---@field account? string quota account name shared by processes (default: the AccessKey id)
 ---@field signature_version? "v3"|"v2" request signing, default v3

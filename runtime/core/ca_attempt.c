@@ -362,6 +362,16 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
   SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
   SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+  /* Always verified, whatever libcurl's defaults (there is no switch to
+   * turn this off); the CA bundle of the configuration, else the system
+   * store.  Proxies come from the environment (https_proxy, no_proxy):
+   * nothing here sets CURLOPT_PROXY, so libcurl reads them. */
+  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+  SETOPT(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+  if (c->ca_file)
+    SETOPT(CURLOPT_CAINFO, c->ca_file);
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
   SETOPT(CURLOPT_TIMEOUT_MS,
          call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms);
@@ -373,8 +383,12 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_HEADERFUNCTION, on_header);
   SETOPT(CURLOPT_HEADERDATA, call);
   SETOPT(CURLOPT_ERRORBUFFER, call->curl_err);
+  /* Last: only a handle in the multi uses the share, so none is left
+   * holding it when the client is freed (ca_client_int.h). */
+  SETOPT(CURLOPT_SHARE, c->share);
   mc = curl_multi_add_handle(c->multi, e);
   if (mc != CURLM_OK) {
+    (void)curl_easy_setopt(e, CURLOPT_SHARE, (CURLSH *)NULL);
     snprintf(call->error, sizeof call->error, "curl_multi_add_handle: %s",
              curl_multi_strerror(mc));
     return mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ETRANSPORT;

@@ -216,6 +216,19 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
                        : "");
   c->user_agent =
     xstrdup(cfg->user_agent ? cfg->user_agent : "chatapp-run/" CHATAPP_VERSION);
+  if (cfg->ca_file && *cfg->ca_file) {
+    char e[512];
+    if (ca_config_check_ca_file(cfg->ca_file, e, sizeof e)) {
+      ca_buf_adds(err, e);
+      st = CHATAPP_ECONFIG;
+      goto fail;
+    }
+    c->ca_file = xstrdup(cfg->ca_file);
+    if (!c->ca_file) {
+      st = CHATAPP_ENOMEM;
+      goto fail;
+    }
+  }
   c->qps = cfg->qps;
   c->connect_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
   c->attempt_ms = cfg->attempt_timeout_ms > 0 ? cfg->attempt_timeout_ms : 15000;
@@ -255,6 +268,16 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     goto fail;
   }
   c->multi_perform = curl_multi_perform;
+  c->share = curl_share_init();
+  if (!c->share ||
+      curl_share_setopt(c->share, CURLSHOPT_SHARE,
+                        CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+      curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) !=
+        CURLSHE_OK) {
+    ca_buf_adds(err, "curl_share_init failed (out of memory?)");
+    st = CHATAPP_ENOMEM;
+    goto fail;
+  }
   mc = curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                          (long)c->max_in_flight);
   if (mc != CURLM_OK) {
@@ -276,6 +299,8 @@ void ca_client_free(ca_client *c)
     return;
   if (c->multi)
     (void)curl_multi_cleanup(c->multi); /* nothing left to do on failure */
+  if (c->share)
+    (void)curl_share_cleanup(c->share); /* no easy handle uses it now */
   ca_limiter_free(c->limiter);
   ca_cred_provider_free(c->prov);
   free(c->endpoint);
@@ -286,6 +311,7 @@ void ca_client_free(ca_client *c)
   ca_secrets_free(&c->secrets);
   free(c->account_key);
   free(c->user_agent);
+  free(c->ca_file);
   free(c);
 }
 

@@ -53,7 +53,9 @@ typedef struct ca_client_config {
   int max_attempts;           /* per call; default 3 */
   int max_in_flight;          /* default 16 */
   const char *user_agent;
-  int http_only; /* no credentials: plain HTTP calls (webhooks) only */
+  const char *ca_file; /* PEM CA bundle instead of the system store; NULL:
+                          the system's.  Verification is always on. */
+  int http_only;       /* no credentials: plain HTTP calls (webhooks) only */
   /* Credentials that may change (ca_cred_provider.h), used instead of the
    * three above; the client takes it (and frees it), even on failure. */
   struct ca_cred_provider *provider;

@@ -43,6 +43,7 @@ struct ca_client {
   size_t cred_secrets_seen;      /* its secrets merged into `secrets` */
   char *account_key;
   char *user_agent;
+  char *ca_file; /* CURLOPT_CAINFO, or NULL: the system store */
   int sigver;
   double qps;
   long connect_ms, attempt_ms, low_speed_s, call_ms, max_retry_after_ms;
@@ -54,6 +55,11 @@ struct ca_client {
   ca_limiter *limiter;
   int limiter_down; /* the shared limiter's server did not answer (logged) */
   CURLM *multi;
+  /* TLS sessions (and DNS answers) shared by every attempt: each attempt
+   * has an easy handle of its own, and a new connection resumes the
+   * session of an earlier one instead of a full handshake.  Only easy
+   * handles in the multi use it (ca_attempt_start). */
+  CURLSH *share;
   /* curl_multi_perform; a test puts a failing one here to see how an
    * engine failure ends the calls */
   CURLMcode (*multi_perform)(CURLM *multi, int *running);

@@ -50,6 +50,10 @@ static const option options[] = {
    "STS endpoint for role credentials (default: the profile's, "
    "ALIBABA_CLOUD_STS_ENDPOINT, else sts[-vpc].REGION.aliyuncs.com or "
    "sts.aliyuncs.com); http only to loopback"},
+  {"ca_file", K_STR, FIELD(ca_file), 0, 0, NULL, "FILE",
+   "PEM file of CA certificates trusted for every HTTPS connection (API, "
+   "STS and credential services, webhooks) instead of the system store; "
+   "certificate and host name are always verified"},
   {"account", K_STR, FIELD(account), 0, 0, NULL, "NAME",
    "quota account name: processes with the same name share one limiter "
    "(default: the AccessKey id)"},
@@ -410,6 +414,9 @@ chatapp_status chatapp_config_set(chatapp_config *cfg, const char *key,
     if (o->offset == OFF(endpoint) &&
         ca_config_check_endpoint(value, cfg->errmsg, sizeof cfg->errmsg))
       return CHATAPP_EINVAL;
+    if (o->offset == OFF(ca_file) &&
+        ca_config_check_ca_file(value, cfg->errmsg, sizeof cfg->errmsg))
+      return CHATAPP_EINVAL;
     copy = strdup(value);
     if (!copy)
       return CHATAPP_ENOMEM;
@@ -542,6 +549,7 @@ static void transport_settings(const chatapp_config *cfg, ca_client_config *cc)
   cc->log = cfg->log;
   cc->log_ud = cfg->log_ud;
   cc->verbose = (int)cfg->verbose;
+  cc->ca_file = cfg->ca_file;
 }
 
 chatapp_status ca_config_new_client(const chatapp_config *cfg, ca_client **out,
@@ -758,6 +766,85 @@ int ca_config_check_output_file(const char *what, const char *path, char *err,
     }
   }
   return 0;
+}
+
+int ca_config_check_ca_file(const char *path, char *err, size_t errlen)
+{
+  static const char pem[] = "-----BEGIN CERTIFICATE-----";
+  struct stat st;
+  char *data = NULL;
+  size_t got = 0;
+  int fd, found;
+
+#define CAFILE_BAD(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+  if (!*path)
+    return CAFILE_BAD("the CA file name (--ca-file, ca_file) is empty (an "
+                      "unset shell variable?); leave the option out to "
+                      "trust the system's certificate store");
+  /* stat first: opening a FIFO would wait for a writer. */
+  if (stat(path, &st) != 0)
+    return CAFILE_BAD(
+      "the CA file %.512s (--ca-file, ca_file): %s; give a PEM file "
+      "of CA certificates",
+      path, strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return CAFILE_BAD(
+      "the CA file %.512s (--ca-file, ca_file) is %s; it must be a "
+      "regular file of PEM CA certificates",
+      path, ca_config_file_kind(st.st_mode));
+  if (st.st_size > CA_CONFIG_MAX_CA_FILE)
+    return CAFILE_BAD(
+      "the CA file %.512s (--ca-file, ca_file) is %lld bytes; at most "
+      "%ld (a bundle of CA certificates, not a data file)",
+      path, (long long)st.st_size, CA_CONFIG_MAX_CA_FILE);
+  fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return CAFILE_BAD(
+      "the CA file %.512s (--ca-file, ca_file) cannot be read: %s", path,
+      strerror(errno));
+  /* It may have been replaced between stat and open. */
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size > CA_CONFIG_MAX_CA_FILE) {
+    close(fd);
+    return CAFILE_BAD(
+      "the CA file %.512s (--ca-file, ca_file) changed while it was "
+      "checked; it must be a regular file of at most %ld "
+      "bytes",
+      path, CA_CONFIG_MAX_CA_FILE);
+  }
+  data = malloc((size_t)st.st_size + 1);
+  if (!data) {
+    close(fd);
+    return CAFILE_BAD("the CA file %.512s (--ca-file, ca_file): out of memory",
+                      path);
+  }
+  while (got < (size_t)st.st_size) {
+    ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      free(data);
+      close(fd);
+      return CAFILE_BAD(
+        "the CA file %.512s (--ca-file, ca_file) cannot be read: %s", path,
+        strerror(e));
+    }
+    if (n == 0)
+      break;
+    got += (size_t)n;
+  }
+  close(fd);
+  data[got] = '\0';
+  found = got >= sizeof pem - 1 && memmem(data, got, pem, sizeof pem - 1);
+  free(data);
+  if (!found)
+    return CAFILE_BAD("the CA file %.512s (--ca-file, ca_file) holds no PEM "
+                      "certificate (\"%s\"); give the CA certificates in "
+                      "PEM form",
+                      path, pem);
+  return 0;
+#undef CAFILE_BAD
 }
 
 /* ---- interruption (SIGINT / SIGTERM) ------------------------------------ */

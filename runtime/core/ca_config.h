@@ -29,7 +29,8 @@ struct chatapp_config {
   char *security_token;    /* wiped on free */
   char *profile;
   char *account;
-  char *sts_endpoint;           /* STS host or URL for the role providers */
+  char *sts_endpoint; /* STS host or URL for the role providers */
+  char *ca_file;      /* PEM CA bundle for every HTTPS client; NULL: system's */
   int allow_credential_process; /* a profile's External mode may run */
   /* the client */
   int signature_version; /* 3 or 2 */
@@ -112,6 +113,15 @@ chatapp_status ca_config_new_http_client(const chatapp_config *cfg,
  * 65535); else -1 with the reason in err.  chatapp_config_set("endpoint")
  * uses it, so the CLI, the embedding API and the Lua client agree. */
 int ca_config_check_endpoint(const char *url, char *err, size_t errlen);
+
+/* The largest CA bundle accepted (the system's is about 200 KiB). */
+#define CA_CONFIG_MAX_CA_FILE (16L << 20)
+
+/* 0 when path is a readable regular file of at most CA_CONFIG_MAX_CA_FILE
+ * bytes holding at least one PEM certificate; else -1 with the reason and
+ * what to do in err.  Never blocks (a FIFO is refused, not opened).
+ * chatapp_config_set("ca_file") and ca_client_new use it. */
+int ca_config_check_ca_file(const char *path, char *err, size_t errlen);
 
 /* "a directory", "a FIFO", ... for a stat mode, for messages. */
 const char *ca_config_file_kind(mode_t mode);

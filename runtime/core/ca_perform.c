@@ -48,6 +48,80 @@ static net_class classify_curl(CURLcode rc)
   }
 }
 
+/* host[:port] of a URL, without user information, into buf. */
+static void url_host(const char *url, char *buf, size_t size)
+{
+  const char *h = strstr(url, "://"), *end, *at;
+  size_t n;
+
+  h = h ? h + 3 : url;
+  end = h + strcspn(h, "/?#");
+  at = memchr(h, '@', (size_t)(end - h));
+  if (at)
+    h = at + 1;
+  n = (size_t)(end - h);
+  if (n >= size)
+    n = size - 1;
+  memcpy(buf, h, n);
+  buf[n] = '\0';
+}
+
+/* A refused certificate (CURLE_PEER_FAILED_VERIFICATION): which host,
+ * which check failed, what to do.  Final: the handshake did not end, so
+ * no request was sent, and another attempt would meet the same
+ * certificate. */
+static void verify_failed(const ca_client *c, ca_call *call)
+{
+  char host[300] = "?";
+  char *url = NULL;
+  long vr = 0;
+  const char *what, *todo;
+  const char *why = call->curl_err[0] ? call->curl_err : "";
+  char lwhy[CURL_ERROR_SIZE];
+  size_t i;
+
+  if (curl_easy_getinfo(call->easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK &&
+      url)
+    url_host(url, host, sizeof host);
+  if (curl_easy_getinfo(call->easy, CURLINFO_SSL_VERIFYRESULT, &vr) != CURLE_OK)
+    vr = 0;
+  for (i = 0; why[i] && i + 1 < sizeof lwhy; i++)
+    lwhy[i] = (char)((why[i] >= 'A' && why[i] <= 'Z') ? why[i] + 32 : why[i]);
+  lwhy[i] = '\0';
+  /* vr is OpenSSL's X509_V_ERR_*: 10 expired, 9 not yet valid, 62 host
+   * name mismatch, 2/18/19/20/21 an issuer that is not trusted. */
+  if (vr == 10 || strstr(lwhy, "expired")) {
+    what = "the server's certificate has expired";
+    todo = "check this machine's clock (date -u); if it is right, the "
+           "server must renew its certificate";
+  } else if (vr == 9 || strstr(lwhy, "not yet valid")) {
+    what = "the server's certificate is not valid yet";
+    todo = "check this machine's clock (date -u)";
+  } else if (vr == 62 || strstr(lwhy, "subject name") ||
+             strstr(lwhy, "host name") || strstr(lwhy, "hostname")) {
+    what = "the certificate does not name this host (host name mismatch)";
+    todo = "check the endpoint's host name (--endpoint, --sts-endpoint, the "
+           "webhook URL): use the name the certificate was issued for";
+  } else if (vr == 2 || vr == 18 || vr == 19 || vr == 20 || vr == 21 ||
+             strstr(lwhy, "issuer") || strstr(lwhy, "self-signed") ||
+             strstr(lwhy, "self signed")) {
+    what = "the certificate was issued by a certificate authority that is "
+           "not trusted (unknown CA)";
+    todo = c->ca_file ? "check that --ca-file (ca_file) holds the CA that "
+                        "issued this server's certificate, and that the "
+                        "endpoint is the right one"
+                      : "if the server uses a private CA, give its "
+                        "certificate with --ca-file FILE (ca_file); else "
+                        "check the endpoint (a proxy or a wrong host?)";
+  } else {
+    what = "the server's certificate was refused";
+    todo = "check the endpoint, the clock, and --ca-file (ca_file)";
+  }
+  snprintf(call->error, sizeof call->error,
+           "TLS verification of %s failed, no request was sent: %s (%s); %s",
+           host, what, why[0] ? why : "certificate verification failed", todo);
+}
+
 static int64_t backoff_us(int attempt, int throttled)
 {
   int64_t base = throttled ? BASE_THROTTLE_US : BASE_OTHER_US;
@@ -125,6 +199,15 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       st = CHATAPP_ETOOBIG;
     } else if (rc == CURLE_ABORTED_BY_CALLBACK && call->error[0]) {
       st = CHATAPP_ECONFIG; /* the loopback rule; message already set */
+    } else if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+      verify_failed(c, call);
+      st = CHATAPP_ETRANSPORT; /* final: not retried (nothing was sent) */
+    } else if (rc == CURLE_SSL_CACERT_BADFILE) {
+      snprintf(call->error, sizeof call->error,
+               "the CA file %s could not be loaded (%s); give a PEM file of "
+               "CA certificates with --ca-file (ca_file)",
+               c->ca_file ? c->ca_file : "(the system's)", what);
+      st = CHATAPP_ECONFIG;
     } else {
       snprintf(call->error, sizeof call->error, "%s", what);
       st =
