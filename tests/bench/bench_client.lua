@@ -16,17 +16,6 @@ local function spawn(emu, state, n, out)
   return pid
 end
 
-local function wait(pid)
-  while os.execute("kill -0 " .. pid .. " 2>/dev/null") do E.sleep_ms(50) end
-end
-
--- The worker's JSON line (its last line of output).
-local function result(path)
-  local text = E.read(path) or ""
-  local last = text:match("([^\n]+)\n*$")
-  return last and chatapp.json.decode(last) or error("worker failed: " .. text)
-end
-
 -- Accepted arrivals (seconds since the first) from the emulator's log.
 local function arrivals(emu, since)
   local t, first = {}, nil
@@ -53,8 +42,8 @@ local function scenario_one()
   local dir = E.tmpdir()
   local mark = chatapp.core.monotonic()
   local pid = spawn(emu, dir .. "/state", N, dir .. "/out")
-  wait(pid)
-  local r = result(dir .. "/out")
+  assert(E.wait_pid(pid), "a worker did not end")
+  local r = E.last_json(dir .. "/out")
   local st = emu:stats()
   local t = arrivals(emu, 0)
   report(("1 process, %d calls, 300+-50 ms"):format(N), {
@@ -72,10 +61,10 @@ local function scenario_three()
   local per = math.floor(N / 3)
   local pids = {}
   for i = 1, 3 do pids[i] = spawn(emu, dir .. "/state", per, dir .. "/out" .. i) end
-  for i = 1, 3 do wait(pids[i]) end
+  for i = 1, 3 do assert(E.wait_pid(pids[i]), "a worker did not end") end
   local ok, cpu = 0, 0
   for i = 1, 3 do
-    local r = result(dir .. "/out" .. i)
+    local r = E.last_json(dir .. "/out" .. i)
     ok, cpu = ok + r.ok, cpu + r.cpu_s
   end
   local st = emu:stats()
@@ -94,8 +83,8 @@ local function scenario_lowered()
   E.sleep_ms(5000)
   emu:control("POST", "quota", { quota = 5, for_ms = 10000 })
   local restored_after = 15.0 -- seconds after the start, roughly
-  wait(pid)
-  local r = result(dir .. "/out")
+  assert(E.wait_pid(pid), "a worker did not end")
+  local r = E.last_json(dir .. "/out")
   local st = emu:stats()
   -- Per-second accepted counts; recovery = first second after the quota
   -- came back from which 3 consecutive seconds average >= 8.5.

@@ -54,18 +54,6 @@ local function spawn(emu, limiter, n, qps, out)
   return pid
 end
 
-local function wait(pid)
-  while os.execute("kill -0 " .. pid .. " 2>/dev/null") do E.sleep_ms(20) end
-end
-
-local function result(path)
-  local text = E.read(path) or ""
-  local last = text:match("([^\n]+)\n*$")
-  return last and chatapp.json.decode(last) or error("worker failed: " .. text)
-end
-
-
-
 local function row(name, fields)
   io.write(("%-40s"):format(name))
   for _, f in ipairs(fields) do io.write(("  %s"):format(f)) end
@@ -81,10 +69,10 @@ local function scenario(kind, procs, n, qps, emu_args)
   local emu = E.emulator(emu_args)
   local pids = {}
   for i = 1, procs do pids[i] = spawn(emu, limiter, n, qps, ("%s/out%d"):format(dir, i)) end
-  for i = 1, procs do wait(pids[i]) end
+  for i = 1, procs do assert(E.wait_pid(pids[i]), "a worker did not end") end
   local ok, cpu, trips, elapsed, throttled = 0, 0, 0, 0, 0
   for i = 1, procs do
-    local r = result(("%s/out%d"):format(dir, i))
+    local r = E.last_json(("%s/out%d"):format(dir, i))
     ok, cpu, trips = ok + r.ok, cpu + r.cpu_s, trips + r.round_trips
     elapsed, throttled = math.max(elapsed, r.elapsed_s), throttled + r.throttled
   end

@@ -243,6 +243,20 @@ function E.wait_for(cond, ms)
   return false
 end
 
+--- Wait (at most ms, default 10 min) for a background process to end;
+--- true when it did.
+function E.wait_pid(pid, ms)
+  return E.wait_for(function() return not os.execute("kill -0 " .. pid .. " 2>/dev/null") end, ms or 600000)
+end
+
+--- The last line of a file, decoded as JSON (a worker's result); raises
+--- with the file's text when there is none.
+function E.last_json(path)
+  local text = E.read(path) or ""
+  local last = text:match("([^\n]+)\n*$")
+  return last and chatapp.json.decode(last) or error("worker failed: " .. text)
+end
+
 function E.alive(pid)
   -- a zombie is dead: look at the state in /proc
   local stat = E.read("/proc/" .. pid .. "/stat")
