@@ -14,7 +14,7 @@ local E = {}
 
 E.run_bin = assert(arg[1], "arg[1]: the chatapp-run binary")
 E.emu_bin = assert(arg[2], "arg[2]: the chatapp-emulator binary")
-E.root = (arg[0]:match("^(.*)/tests/lua/[^/]*$")) or "."
+E.root = (arg[0]:match("^(.*)/tests/[^/]+/[^/]*$")) or "."
 E.KEY_ID = "LTAIemulatorTestKey01"
 E.KEY_SECRET = "emulator-secret-not-real"
 
@@ -68,8 +68,19 @@ local Emu = {}
 Emu.__index = Emu
 
 --- Start chatapp-emulator with extra arguments; waits until it listens.
-function E.emulator(args)
+--- opts.tls: serve HTTPS with a throwaway CA (tests/lua/tls_ca.lua, made
+--- in the emulator's folder; pass the result of TLS.create to share one):
+--- emu.url is then https://127.0.0.1:PORT, emu.ca the CA bundle to give
+--- chatapp-run (--ca-file) and emu.certs the whole set.
+function E.emulator(args, opts)
+  opts = opts or {}
   local dir = E.tmpdir()
+  local certs
+  if opts.tls then
+    certs = type(opts.tls) == "table" and opts.tls or require("tls_ca").create(dir)
+    args = { "--tls-cert", certs.server.cert, "--tls-key", certs.server.key,
+             table.unpack(args or {}) }
+  end
   local portfile = dir .. "/port"
   local log = dir .. "/emulator.log"
   local cmd = { sh_quote(E.emu_bin), "--quiet", "--port", "0", "--port-file", sh_quote(portfile),
@@ -87,9 +98,11 @@ function E.emulator(args)
     sleep_ms(10)
   end
   assert(port, "the emulator did not start: " .. (E.read(dir .. "/stderr") or ""))
-  local emu = setmetatable({ pid = pid, port = port, url = "http://127.0.0.1:" .. port,
-                             dir = dir, log = log }, Emu)
-  emu.http = assert(core.http_client { timeout_ms = 5000, max_attempts = 1 })
+  local emu = setmetatable({ pid = pid, port = port,
+                             url = (certs and "https" or "http") .. "://127.0.0.1:" .. port,
+                             dir = dir, log = log, certs = certs, ca = certs and certs.ca },
+                           Emu)
+  emu.http = assert(core.http_client { timeout_ms = 5000, max_attempts = 1, ca_file = emu.ca })
   return emu
 end
 
