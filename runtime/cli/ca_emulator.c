@@ -89,7 +89,7 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
   sigset_t none; /* the child blocks nothing, whatever the caller blocks */
   char **envp;
   size_t argc = 0;
-  int is_path, rc, i;
+  int is_path, rc, i, tls = 0;
 
   *out = NULL;
   if (!e) {
@@ -113,8 +113,10 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
   argv[argc++] = portfile;
   /* A chatapp-run killed with SIGKILL leaves no emulator behind. */
   argv[argc++] = "--exit-with-parent";
-  for (i = 0; extra && extra[i] && argc < 31; i++)
+  for (i = 0; extra && extra[i] && argc < 31; i++) {
+    tls |= strcmp(extra[i], "--tls-cert") == 0; /* it serves HTTPS */
     argv[argc++] = extra[i];
+  }
   argv[argc] = NULL;
 
   /* Its own process group: a Ctrl-C at the terminal reaches chatapp-run
@@ -160,7 +162,8 @@ chatapp_status ca_emulator_start(const char *const *extra, ca_emulator **out,
       fclose(f);
     }
     if (port > 0 && port < 65536) {
-      snprintf(e->endpoint, sizeof e->endpoint, "http://127.0.0.1:%d", port);
+      snprintf(e->endpoint, sizeof e->endpoint, "%s://127.0.0.1:%d",
+               tls ? "https" : "http", port);
       *out = e;
       return CHATAPP_OK;
     }

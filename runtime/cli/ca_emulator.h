@@ -24,11 +24,12 @@ typedef struct ca_emulator ca_emulator;
  */
 chatapp_status ca_emulator_start(const char *const *extra_args,
                                  ca_emulator **out, char *err, size_t errlen);
-/* "http://127.0.0.1:PORT" */
+/* "http://127.0.0.1:PORT", or "https://..." when extra_args had
+ * --tls-cert (the emulator serves HTTPS) */
 const char *ca_emulator_endpoint(const ca_emulator *e);
 /*
  * Set CA_EMULATOR_SINK_ENV in this process to the emulator's webhook sink,
- * "http://127.0.0.1:PORT/_emulator/sink", so policies can send webhooks to
+ * "http(s)://127.0.0.1:PORT/_emulator/sink", so policies can send webhooks to
  * it (docs/emulator.md).  e NULL (--check: no emulator runs): a URL of
  * port 0, so policies that read it load the same.  0, or -1 with errno.
  */

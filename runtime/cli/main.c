@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -60,6 +61,10 @@ static const char usage_text[] =
   "      --data PATH        with --emulator: serve this fixture (a JSON\n"
   "                         file or a folder of them) instead; with\n"
   "                         --check: check the policies on its numbers\n"
+  "      --emulator-tls-cert FILE, --emulator-tls-key FILE\n"
+  "                         with --emulator: serve HTTPS with this\n"
+  "                         certificate (for 127.0.0.1) and key; give its\n"
+  "                         CA with --ca-file (docs/emulator.md, HTTPS)\n"
   "  -n, --dry-run          plan only: change nothing, execute nothing\n"
   "      --check            validate the policies; make no API call\n"
   "      --lua SCRIPT       run a plain Lua script with the chatapp module\n"
@@ -347,6 +352,25 @@ static int unknown_option(const char *arg, const struct option *longopts)
   return USAGE_ERROR("unknown option '--%s'", given);
 }
 
+/* --emulator-tls-cert / -key: a readable regular file (the emulator
+ * checks what it holds); 0, or -1 with the reason in err. */
+static int check_tls_file(const char *opt, const char *path, char *err,
+                          size_t errlen)
+{
+  struct stat sb;
+
+  if (stat(path, &sb) != 0 || access(path, R_OK) != 0) {
+    snprintf(err, errlen, "%s %s: %s", opt, path, strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    snprintf(err, errlen, "%s %s: not a regular file (give a PEM file)", opt,
+             path);
+    return -1;
+  }
+  return 0;
+}
+
 static void print_version(void)
 {
   printf("chatapp-run %s\n%s\nlibcurl %s\n%s\nSQLite %s\n", chatapp_version(),
@@ -364,7 +388,9 @@ int main(int argc, char **argv)
     O_DATA,
     O_EVERY,
     O_LISTEN,
-    O_HEALTHZ
+    O_HEALTHZ,
+    O_EMU_CERT,
+    O_EMU_KEY
   };
   static const struct option longopts[] = {
     {"emulator", no_argument, NULL, O_EMULATOR},
@@ -378,12 +404,16 @@ int main(int argc, char **argv)
     {"every", required_argument, NULL, O_EVERY},
     {"listen", required_argument, NULL, O_LISTEN},
     {"healthz-max-age", required_argument, NULL, O_HEALTHZ},
+    {"emulator-tls-cert", required_argument, NULL, O_EMU_CERT},
+    {"emulator-tls-key", required_argument, NULL, O_EMU_KEY},
     {NULL, 0, NULL, 0},
   };
   chatapp_config *cfg = chatapp_config_new();
   chatapp_runtime *rt = NULL;
   ca_emulator *emu = NULL;
   const char *emu_data = NULL; /* --data: the emulator's fixture */
+  /* --emulator-tls-cert / -key: the emulator serves HTTPS */
+  const char *emu_cert = NULL, *emu_key = NULL;
   ca_watch_opts watch = {0, NULL, 0, 0, EXIT_LOAD};
   int use_emulator = 0, flags = 0, output_set = 0, limiter_set = 0;
   int script = 0;
@@ -435,6 +465,12 @@ int main(int argc, char **argv)
       break;
     case O_DATA:
       emu_data = optarg;
+      break;
+    case O_EMU_CERT:
+      emu_cert = optarg;
+      break;
+    case O_EMU_KEY:
+      emu_key = optarg;
       break;
     case O_EVERY:
     case O_HEALTHZ: {
@@ -555,6 +591,38 @@ int main(int argc, char **argv)
                            "them; --check runs the policies on its numbers)");
     goto out;
   }
+  if ((emu_cert || emu_key) && !use_emulator) {
+    rc = USAGE_ERROR("%s", "--emulator-tls-cert and --emulator-tls-key go "
+                           "with --emulator (they make the emulator it "
+                           "starts serve HTTPS)");
+    goto out;
+  }
+  if (!emu_cert != !emu_key) {
+    rc = USAGE_ERROR("%s needs %s too (the emulator serves HTTPS with the "
+                     "certificate and its private key)",
+                     emu_cert ? "--emulator-tls-cert" : "--emulator-tls-key",
+                     emu_cert ? "--emulator-tls-key KEY.pem"
+                              : "--emulator-tls-cert CERT.pem");
+    goto out;
+  }
+  if (emu_cert && !(flags & CHATAPP_RUN_CHECK)) {
+    char err[600];
+    if (check_tls_file("--emulator-tls-cert", emu_cert, err, sizeof err) ||
+        check_tls_file("--emulator-tls-key", emu_key, err, sizeof err)) {
+      rc = USAGE_ERROR("%s (docs/emulator.md, HTTPS: how to make a "
+                       "throwaway CA and certificate)",
+                       err);
+      goto out;
+    }
+  }
+  if (emu_cert && !cfg->ca_file && !(flags & CHATAPP_RUN_CHECK)) {
+    rc = USAGE_ERROR("--emulator-tls-cert %s: the run verifies the "
+                     "emulator's certificate like any other: give the CA "
+                     "that signed it with --ca-file CA.pem (docs/emulator.md, "
+                     "HTTPS, shows how to make a throwaway one)",
+                     emu_cert);
+    goto out;
+  }
   /* --check --data FILE: check the policies against these numbers. */
   if (emu_data && (flags & CHATAPP_RUN_CHECK) &&
       set(cfg, "check_data", emu_data))
@@ -586,7 +654,7 @@ int main(int argc, char **argv)
 
   if (use_emulator && !(flags & CHATAPP_RUN_CHECK)) {
     char err[512];
-    const char *args[4] = {NULL, NULL, NULL, NULL};
+    const char *args[8] = {NULL};
     size_t na = 0;
     sigset_t block, old;
     chatapp_status est;
@@ -603,6 +671,12 @@ int main(int argc, char **argv)
     if (emu_data) {
       args[na++] = "--data";
       args[na++] = emu_data;
+    }
+    if (emu_cert) {
+      args[na++] = "--tls-cert";
+      args[na++] = emu_cert;
+      args[na++] = "--tls-key";
+      args[na++] = emu_key;
     }
     est = ca_emulator_start(args, &emu, err, sizeof err);
     signal_emu = emu;

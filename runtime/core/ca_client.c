@@ -278,10 +278,20 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     st = CHATAPP_ENOMEM;
     goto fail;
   }
+  /* The connection cache keeps as many idle connections as there can be
+   * calls in flight.  libcurl's default is 4 per easy handle in the multi,
+   * and each attempt has one only while it runs: when a batch of calls
+   * (8 spaces at a time) winds down, the cache shrank with it and closed
+   * connections the next batch opened again (a TLS handshake each). */
   mc = curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                          (long)c->max_in_flight);
+  if (mc == CURLM_OK)
+    mc =
+      curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->max_in_flight);
   if (mc != CURLM_OK) {
-    ca_buf_printf(err, "libcurl refused CURLMOPT_MAX_HOST_CONNECTIONS: %s",
+    ca_buf_printf(err,
+                  "libcurl refused CURLMOPT_MAX_HOST_CONNECTIONS or "
+                  "CURLMOPT_MAXCONNECTS: %s",
                   curl_multi_strerror(mc));
     st = mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ECONFIG;
     goto fail;

@@ -27,12 +27,23 @@
 /* How a transport failure bears on retrying. */
 typedef enum { NET_FINAL, NET_NOT_SENT, NET_MAYBE_SENT } net_class;
 
+/*
+ * CURLE_SSL_CONNECT_ERROR is a TLS handshake that did not finish (the
+ * server reset or closed the connection mid-handshake, an alert, a
+ * protocol error): the request is only written once the handshake is
+ * done (no early data: libcurl sends none unless asked), so no byte of it
+ * left, and a write is retried like a refused connection.  A failure
+ * after the handshake is a send or receive error (CURLE_SEND_ERROR,
+ * CURLE_RECV_ERROR), which may have been sent.  A refused certificate is
+ * CURLE_PEER_FAILED_VERIFICATION: final, never retried (verify_failed).
+ */
 static net_class classify_curl(CURLcode rc)
 {
   switch (rc) {
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
   case CURLE_COULDNT_CONNECT:
+  case CURLE_SSL_CONNECT_ERROR:
     return NET_NOT_SENT;
   case CURLE_OPERATION_TIMEDOUT:
   case CURLE_RECV_ERROR:
@@ -41,7 +52,6 @@ static net_class classify_curl(CURLcode rc)
   case CURLE_GOT_NOTHING:
   case CURLE_HTTP2:
   case CURLE_HTTP2_STREAM:
-  case CURLE_SSL_CONNECT_ERROR:
     return NET_MAYBE_SENT;
   default:
     return NET_FINAL;
@@ -208,6 +218,18 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
                "CA certificates with --ca-file (ca_file)",
                c->ca_file ? c->ca_file : "(the system's)", what);
       st = CHATAPP_ECONFIG;
+    } else if (rc == CURLE_SSL_CONNECT_ERROR) {
+      char host[300] = "?";
+      char *url = NULL;
+      if (curl_easy_getinfo(call->easy, CURLINFO_EFFECTIVE_URL, &url) ==
+            CURLE_OK &&
+          url)
+        url_host(url, host, sizeof host);
+      snprintf(call->error, sizeof call->error,
+               "the TLS handshake with %s failed, no request was sent: %s",
+               host, what);
+      st = CHATAPP_ETRANSPORT;
+      retry = 1;
     } else {
       snprintf(call->error, sizeof call->error, "%s", what);
       st =
