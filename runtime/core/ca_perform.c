@@ -209,7 +209,12 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
                c->ca_file ? c->ca_file : "(the system's)", what);
       st = CHATAPP_ECONFIG;
     } else {
-      snprintf(call->error, sizeof call->error, "%s", what);
+      if (rc == CURLE_OPERATION_TIMEDOUT && now + 1000 >= call->deadline_us)
+        snprintf(call->error, sizeof call->error,
+                 "%s: the call's %ld ms deadline (--call-timeout-ms) passed",
+                 what, c->call_ms);
+      else
+        snprintf(call->error, sizeof call->error, "%s", what);
       st =
         rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT : CHATAPP_ETRANSPORT;
       retry = nc == NET_NOT_SENT || (nc == NET_MAYBE_SENT && !call->is_write);
