@@ -383,7 +383,11 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
     }
     SETOPT(CURLOPT_TIMEOUT_MS, ms);
   }
-  SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  /* A stalled or dripping answer: under CA_LOW_SPEED_BYTES a second for
+   * low_speed_s.  At a limit of 1 B/s a body dripping 1 B/s is not slow to
+   * libcurl (its speed rounds to 1 or 0 from one second to the next) and
+   * runs to the attempt's timeout. */
+  SETOPT(CURLOPT_LOW_SPEED_LIMIT, (long)CA_LOW_SPEED_BYTES);
   SETOPT(CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
   SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SETOPT(CURLOPT_WRITEFUNCTION, on_body);
