@@ -211,7 +211,8 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
     } else {
       if (rc == CURLE_OPERATION_TIMEDOUT && now + 1000 >= call->deadline_us)
         snprintf(call->error, sizeof call->error,
-                 "%s: the call's %ld ms deadline (--call-timeout-ms) passed",
+                 "%s: the call's %ld ms deadline passed (--call-timeout-ms, "
+                 "call_timeout_ms)",
                  what, c->call_ms);
       else
         snprintf(call->error, sizeof call->error, "%s", what);
