@@ -253,7 +253,7 @@ chatapp.ApiError = nil
 ---@field connect_timeout_ms? integer default 5000
 ---@field timeout_ms? integer one attempt, default 15000
 ---@field call_timeout_ms? integer one call with its retries, default 60000
----@field low_speed_time_s? integer abort an answer that sends nothing for this long, default 10
+---@field low_speed_time_s? integer abort an answer slower than 100 bytes/s for this long, default 10
 ---@field max_retry_after_ms? integer cap on a server's Retry-After, default 20000
 ---@field max_response_bytes? integer largest answer, default 64 MiB
 ---@field max_attempts? integer attempts per call, default 3

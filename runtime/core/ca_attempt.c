@@ -373,9 +373,21 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   if (c->ca_file)
     SETOPT(CURLOPT_CAINFO, c->ca_file);
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
-  SETOPT(CURLOPT_TIMEOUT_MS,
-         call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms);
-  SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  {
+    /* An attempt never outlives its call's deadline (call_timeout_ms). */
+    long ms = call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms;
+    if (call->deadline_us != INT64_MAX) {
+      int64_t left = (call->deadline_us - ca_now_us() + 999) / 1000;
+      if (left < ms)
+        ms = left > 1 ? (long)left : 1L;
+    }
+    SETOPT(CURLOPT_TIMEOUT_MS, ms);
+  }
+  /* A stalled or dripping answer: under CA_LOW_SPEED_BYTES a second for
+   * low_speed_s.  At a limit of 1 B/s a body dripping 1 B/s is not slow to
+   * libcurl (its speed rounds to 1 or 0 from one second to the next) and
+   * runs to the attempt's timeout. */
+  SETOPT(CURLOPT_LOW_SPEED_LIMIT, (long)CA_LOW_SPEED_BYTES);
   SETOPT(CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
   SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SETOPT(CURLOPT_WRITEFUNCTION, on_body);

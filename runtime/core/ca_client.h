@@ -45,7 +45,7 @@ typedef struct ca_client_config {
   int64_t window_margin_us;   /* default CA_LIMITER_MARGIN_US */
   long connect_timeout_ms;    /* default 5000 */
   long attempt_timeout_ms;    /* whole attempt; default 15000 */
-  long low_speed_time_s;      /* abort below 1 B/s for this long; 10 */
+  long low_speed_time_s;      /* abort below 100 B/s for this long; 10 */
   long call_timeout_ms;       /* one call, from its first attempt to its
                                  last; default 60000 */
   long max_retry_after_ms;    /* cap on server-requested waits; 20000 */

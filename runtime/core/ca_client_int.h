@@ -31,6 +31,10 @@ enum { ST_WAITING, ST_IN_FLIGHT, ST_DONE };
 #define BUDGET_PER_CALL 0.1  /* retries earned per first attempt */
 #define BUDGET_MAX      100.0
 
+/* An answer slower than this many bytes a second for low_speed_time_s is
+ * aborted (CURLOPT_LOW_SPEED_LIMIT). */
+#define CA_LOW_SPEED_BYTES 100
+
 struct ca_client {
   char *endpoint; /* without a trailing '/' */
   char *host;     /* host[:port] exactly as in the URL (signed as host) */

@@ -79,8 +79,7 @@ static const option options[] = {
   {"call_timeout_ms", K_LONG, FIELD(call_timeout_ms), 1, 86400000, NULL, "MS",
    "one call, all attempts (default 60000)"},
   {"low_speed_time_s", K_LONG, FIELD(low_speed_time_s), 1, 3600, NULL, "S",
-   "abort an answer that sends nothing (under 1 byte/s) for this long "
-   "(default 10)"},
+   "abort an answer slower than 100 bytes/s for this long (default 10)"},
   {"max_retry_after_ms", K_LONG, FIELD(max_retry_after_ms), 0, 3600000, NULL,
    "MS", "cap on a server's Retry-After (default 20000)"},
   {"max_response_bytes", K_LONG, FIELD(max_response_bytes), 1024, 1 << 30, NULL,

@@ -231,7 +231,13 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       st = CHATAPP_ETRANSPORT;
       retry = 1;
     } else {
-      snprintf(call->error, sizeof call->error, "%s", what);
+      if (rc == CURLE_OPERATION_TIMEDOUT && now + 1000 >= call->deadline_us)
+        snprintf(call->error, sizeof call->error,
+                 "%s: the call's %ld ms deadline passed (--call-timeout-ms, "
+                 "call_timeout_ms)",
+                 what, c->call_ms);
+      else
+        snprintf(call->error, sizeof call->error, "%s", what);
       st =
         rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT : CHATAPP_ETRANSPORT;
       retry = nc == NET_NOT_SENT || (nc == NET_MAYBE_SENT && !call->is_write);

@@ -253,6 +253,7 @@ typedef enum emu_fault_kind {
   EMU_FAULT_HANG,      /* read the request, never answer */
   EMU_FAULT_QUOTA,     /* lower the quota to quota */
   EMU_FAULT_DROP,      /* reset a new connection at once (mid-handshake) */
+  EMU_FAULT_GZIP,      /* Content-Encoding: gzip, a chunked gzip bomb */
   EMU_FAULT_NKINDS
 } emu_fault_kind;
 
@@ -299,6 +300,15 @@ int64_t emu_faults_latency(emu_faults *fs, const char *op, int64_t now_us);
 emu_fault *emu_faults_pick(emu_faults *fs, const char *op, int64_t now_us);
 /* The drop rule (op "connection") that hits a new connection, or NULL. */
 emu_fault *emu_faults_drop(emu_faults *fs, int64_t now_us);
+/* --stall-port-file: a port on 127.0.0.1 whose connections never complete
+ * (a full accept queue: Linux drops the SYNs).  fds[0] the listener,
+ * fds[1] the connection that fills its queue; close both at exit.  0, or
+ * -1 with the reason in err. */
+int emu_stall_listen(int fds[2], unsigned *port, char *err, size_t errlen);
+/* Bytes pos.. of a gzip bomb (the gzip fault's body): a gzip header, then
+ * a deflate block of zeros that never ends, every 13 bytes inflating to
+ * 2,064 zero bytes.  Fills buf with max bytes; returns max. */
+size_t emu_gzip_bomb(uint64_t pos, char *buf, size_t max);
 /* The lowest active quota rule for op into *limit: 1, or 0 when none. */
 int emu_faults_quota(emu_faults *fs, const char *op, int64_t now_us,
                      unsigned *limit);
@@ -573,6 +583,7 @@ typedef enum emu_send_mode {
   EMU_SEND_DRIP,
   EMU_SEND_OVERSIZE,
   EMU_SEND_CHUNKED,
+  EMU_SEND_GZIP, /* chunked, emu_gzip_bomb's bytes */
   EMU_SEND_HANG,
   EMU_SEND_CLOSE /* close without an answer */
 } emu_send_mode;
@@ -599,6 +610,7 @@ typedef struct emu_answer {
   emu_send_mode mode;
   int64_t delay_us; /* sleep before answering */
   long long after_bytes, bytes, interval_ms, hang_ms;
+  long long body_delay_ms;  /* oversize, chunked, gzip: body after headers */
   const char *content_type; /* NULL: application/json;charset=utf-8 */
   int track_ep;             /* a credential endpoint (emu_cred_done), or -1 */
 } emu_answer;

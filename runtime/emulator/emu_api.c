@@ -129,11 +129,15 @@ void emu_fault_send_mode(const emu_fault *f, emu_answer *a)
   a->after_bytes = f->after_bytes;
   a->interval_ms = f->interval_ms;
   a->bytes = f->bytes;
+  a->body_delay_ms = f->ms;
   a->mode = f->kind == EMU_FAULT_RESET      ? EMU_SEND_RESET
             : f->kind == EMU_FAULT_TRUNCATE ? EMU_SEND_TRUNCATE
             : f->kind == EMU_FAULT_DRIP     ? EMU_SEND_DRIP
             : f->kind == EMU_FAULT_OVERSIZE ? EMU_SEND_OVERSIZE
+            : f->kind == EMU_FAULT_GZIP     ? EMU_SEND_GZIP
                                             : EMU_SEND_CHUNKED;
+  if (f->kind == EMU_FAULT_GZIP)
+    add_header(a, "Content-Encoding", "gzip");
   if (f->retry_after)
     add_header(a, "Retry-After", f->retry_after);
   if (f->x_acs_retry_after)

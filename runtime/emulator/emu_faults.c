@@ -4,7 +4,8 @@
  * A rule is a JSON object (or "key=value,key=value" on the command line):
  *
  *   kind      latency | error | reset | truncate | malformed | drip |
- *             oversize | chunked | redirect | hang | quota      (required)
+ *             oversize | chunked | redirect | hang | quota | drop |
+ *             gzip                                             (required)
  *   op        only calls of this operation (default: all)
  *   p         probability that a matching call is hit (default 1)
  *   every     hit every Nth matching call (3 = the 3rd, 6th, ...)
@@ -13,10 +14,13 @@
  *
  * and per kind: latency {ms, jitter_ms}; error {code, status, message};
  * reset and truncate {after_bytes}; malformed {body, status}; drip
- * {interval_ms}; oversize {bytes}; chunked {bytes (0 = endless)}; redirect
+ * {interval_ms}; oversize {bytes, ms}; chunked {bytes (0 = endless), ms};
+ * gzip {bytes (0 = endless), ms} (a gzip bomb: emu_gzip_bomb); redirect
  * {location, status}; hang {ms (0 = until the client gives up)}; quota
- * {quota}.  Any rule may add retry_after / x_acs_retry_after: header values
- * sent verbatim on the answers it makes.
+ * {quota}.  For oversize, chunked and gzip, ms delays the body: the
+ * headers go at once, the first body byte ms later.  Any rule may add
+ * retry_after / x_acs_retry_after: header values sent verbatim on the answers
+ * it makes.
  *
  * Latency rules add up and apply to every API answer (rejections and
  * throttles too).  Quota rules lower the limit while they last.  The other
@@ -25,17 +29,22 @@
  */
 #include "emu.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "ca_crypto.h"
 
 static const char *const kind_names[EMU_FAULT_NKINDS] = {
-  "latency",  "error",   "reset",    "truncate", "malformed", "drip",
-  "oversize", "chunked", "redirect", "hang",     "quota",     "drop",
+  "latency", "error",    "reset", "truncate", "malformed", "drip", "oversize",
+  "chunked", "redirect", "hang",  "quota",    "drop",      "gzip",
 };
 
 static const char *const fields[] = {
@@ -174,7 +183,7 @@ chatapp_status emu_fault_from_json(const ca_json *o, int64_t now_us,
     snprintf(err, errlen,
              "\"kind\" must be one of latency, error, reset, "
              "truncate, malformed, drip, oversize, chunked, "
-             "redirect, hang, quota, drop");
+             "redirect, hang, quota, drop, gzip");
     return CHATAPP_EINVAL;
   }
   f = calloc(1, sizeof *f);
@@ -529,9 +538,11 @@ chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b, int64_t now_us)
       st = ca_buf_printf(b, ",\"interval_ms\":%lld", f->interval_ms);
     if (!st && (f->kind == EMU_FAULT_RESET || f->kind == EMU_FAULT_TRUNCATE))
       st = ca_buf_printf(b, ",\"after_bytes\":%lld", f->after_bytes);
-    if (!st && (f->kind == EMU_FAULT_OVERSIZE || f->kind == EMU_FAULT_CHUNKED))
+    if (!st && (f->kind == EMU_FAULT_OVERSIZE || f->kind == EMU_FAULT_CHUNKED ||
+                f->kind == EMU_FAULT_GZIP))
       st = ca_buf_printf(b, ",\"bytes\":%lld", f->bytes);
-    if (!st && f->kind == EMU_FAULT_HANG)
+    if (!st && (f->kind == EMU_FAULT_HANG || f->kind == EMU_FAULT_OVERSIZE ||
+                f->kind == EMU_FAULT_CHUNKED || f->kind == EMU_FAULT_GZIP))
       st = ca_buf_printf(b, ",\"ms\":%lld", f->ms);
     if (!st)
       st = ca_buf_addc(b, '}');
@@ -539,4 +550,96 @@ chatapp_status emu_faults_json(const emu_faults *fs, ca_buf *b, int64_t now_us)
   if (!st)
     st = ca_buf_addc(b, ']');
   return st;
+}
+
+/*
+ * A port whose connects never complete (B2 of docs/reliability.md): a
+ * listening socket with a backlog of 0 that nobody accepts from, its one
+ * accept-queue slot taken by a connection of our own.  Linux drops a SYN
+ * that arrives at a listener whose accept queue is full (no RST, no
+ * SYN-ACK), so a client's connect stays in SYN-SENT, retransmitting, until
+ * its own connect timeout.
+ */
+int emu_stall_listen(int fds[2], unsigned *port, char *err, size_t errlen)
+{
+  struct sockaddr_in a;
+  socklen_t alen = sizeof a;
+  struct timeval tv = {2, 0}; /* the filler's own connect: bounded */
+
+  fds[0] = fds[1] = -1;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&a, sizeof a) != 0 ||
+      listen(fds[0], 0) != 0 ||
+      getsockname(fds[0], (struct sockaddr *)&a, &alen) != 0)
+    goto fail;
+  fds[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fds[1] < 0 ||
+      setsockopt(fds[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+      connect(fds[1], (struct sockaddr *)&a, sizeof a) != 0)
+    goto fail;
+  *port = ntohs(a.sin_port);
+  return 0;
+fail:
+  snprintf(err, errlen, "the stalling port on 127.0.0.1: %s", strerror(errno));
+  if (fds[1] >= 0)
+    close(fds[1]);
+  if (fds[0] >= 0)
+    close(fds[0]);
+  fds[0] = fds[1] = -1;
+  return -1;
+}
+
+/*
+ * The gzip fault's body: a 10-byte gzip header, then one deflate block with
+ * the fixed Huffman codes (RFC 1951, 3.2.6) that never ends: a literal 0,
+ * then matches of length 258 at distance 1 (code 285, 8 bits, then
+ * distance code 0, 5 bits).  Bits are packed from the low end of each
+ * byte, Huffman codes from their high bit.  The header (BFINAL 0, BTYPE
+ * 01) and the literal take 11 bits, then the 13-bit match repeats: 8 of
+ * them (104 bits, 13 bytes, 2,064 zero bytes inflated) make the period, so
+ * the stream is its first 2 bytes and then 13 bytes over and over.
+ */
+static void gzip_bomb_bytes(unsigned char out[15])
+{
+  unsigned char s[32];
+  size_t bit = 0;
+  int i, k;
+
+  memset(s, 0, sizeof s);
+#define PUT(v) (s[bit / 8] |= (unsigned char)((v) << (bit % 8)), bit++)
+  PUT(0); /* BFINAL */
+  PUT(1); /* BTYPE 01, low bit first */
+  PUT(0);
+  for (k = 7; k >= 0; k--)
+    PUT((0x30 >> k) & 1); /* literal 0: 00110000 */
+  for (i = 0; i < 10; i++) {
+    for (k = 7; k >= 0; k--)
+      PUT((0xC5 >> k) & 1); /* length 258: code 285, 11000101 */
+    for (k = 4; k >= 0; k--)
+      PUT(0); /* distance 1: code 0, 00000 */
+  }
+#undef PUT
+  memcpy(out, s, 15);
+}
+
+size_t emu_gzip_bomb(uint64_t pos, char *buf, size_t max)
+{
+  /* ID1 ID2, CM 8 (deflate), no flags, no time, XFL 0, OS 3 (Unix) */
+  static const unsigned char head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+  unsigned char s[15];
+  size_t i;
+
+  gzip_bomb_bytes(s);
+  for (i = 0; i < max; i++, pos++) {
+    if (pos < sizeof head)
+      buf[i] = (char)head[pos];
+    else if (pos - sizeof head < 2)
+      buf[i] = (char)s[pos - sizeof head];
+    else
+      buf[i] = (char)s[2 + (pos - sizeof head - 2) % 13];
+  }
+  return max;
 }

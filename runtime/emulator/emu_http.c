@@ -286,6 +286,7 @@ typedef struct body_state {
   uint64_t cut;   /* TRUNCATE/RESET: bytes to send */
   uint64_t total; /* OVERSIZE/CHUNKED: bytes in all; 0 = endless */
   int64_t interval_us;
+  int64_t delay_us; /* OVERSIZE/CHUNKED/GZIP: the body after the headers */
 } body_state;
 
 static void body_free(void *cls)
@@ -342,10 +343,16 @@ static ssize_t body_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return 1;
   case EMU_SEND_OVERSIZE:
   case EMU_SEND_CHUNKED:
+  case EMU_SEND_GZIP:
+    if (pos == 0 && b->delay_us > 0 &&
+        wait_us(b->e, b->fd, b->delay_us) != WAIT_DONE)
+      return MHD_CONTENT_READER_END_WITH_ERROR;
     if (b->total && pos >= b->total)
       return MHD_CONTENT_READER_END_OF_STREAM;
     if (b->total && b->total - pos < max)
       max = (size_t)(b->total - pos);
+    if (b->mode == EMU_SEND_GZIP)
+      return (ssize_t)emu_gzip_bomb(pos, buf, max);
     return (ssize_t)fill(b, pos, buf, max);
   default:
     return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -380,6 +387,7 @@ static struct MHD_Response *make_response(emu *e, int fd, emu_answer *a)
   if (b->cut > b->len)
     b->cut = b->len;
   b->interval_us = (int64_t)a->interval_ms * 1000;
+  b->delay_us = (int64_t)a->body_delay_ms * 1000;
   b->total = (uint64_t)(a->bytes > 0 ? a->bytes : 0);
   switch (a->mode) {
   case EMU_SEND_OVERSIZE:
@@ -388,6 +396,7 @@ static struct MHD_Response *make_response(emu *e, int fd, emu_answer *a)
     size = b->total;
     break;
   case EMU_SEND_CHUNKED:
+  case EMU_SEND_GZIP:
     size = MHD_SIZE_UNKNOWN;
     break;
   default:

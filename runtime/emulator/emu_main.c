@@ -66,6 +66,8 @@ static const char usage_text[] =
   "  --tls-cert FILE      serve HTTPS: the server certificate (PEM, a chain\n"
   "                       may follow it); needs --tls-key\n"
   "  --tls-key FILE       its private key (PEM, unencrypted)\n"
+  "  --stall-port-file FILE  also listen on a port whose connects never\n"
+  "                       complete (a full accept queue), its port to FILE\n"
   "  --exit-with-parent   stop (as on SIGTERM) when the process that started\n"
   "                       it dies, even by SIGKILL (chatapp-run --emulator)\n"
   "  -q, --quiet          no banner on standard error\n"
@@ -104,7 +106,10 @@ static const char usage_keys[] =
   "message}\n"
   "  | reset {after_bytes} | truncate {after_bytes} | malformed {body, "
   "status}\n"
-  "  | drip {interval_ms} | oversize {bytes} | chunked {bytes, 0 = endless}\n"
+  "  | drip {interval_ms} | oversize {bytes, ms} | chunked {bytes, 0 = "
+  "endless,\n"
+  "  ms} | gzip {bytes, 0 = endless, ms} (a gzip bomb; ms: the body starts\n"
+  "  ms after the headers)\n"
   "  | redirect {location, status} | hang {ms, 0 = until the client leaves}\n"
   "  | quota {quota} | drop (reset new connections: mid-handshake over\n"
   "  TLS; op connection); any rule: op, p (probability), every (Nth call),\n"
@@ -203,6 +208,7 @@ enum {
   OPT_EXIT_WITH_PARENT,
   OPT_TLS_CERT,
   OPT_TLS_KEY,
+  OPT_STALL_PORT_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -227,6 +233,7 @@ static const struct option long_opts[] = {
   {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
   {"tls-key", required_argument, NULL, OPT_TLS_KEY},
   {"exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT},
+  {"stall-port-file", required_argument, NULL, OPT_STALL_PORT_FILE},
   {"print-sample", no_argument, NULL, OPT_PRINT_SAMPLE},
   {"quiet", no_argument, NULL, 'q'},
   {"help", no_argument, NULL, 'h'},
@@ -254,6 +261,8 @@ int main(int argc, char **argv)
   const char *port_file = NULL, *data_path = NULL, *keys_path = NULL;
   const char *log_path = NULL, *oidc_token = NULL, *ecs_role = NULL;
   const char *meta_port_file = NULL, *tls_cert = NULL, *tls_key = NULL;
+  const char *stall_port_file = NULL;
+  int stall[2] = {-1, -1};
   unsigned port = 8080, quota = 10, nonce_max = 1000000, skew = 900;
   unsigned sts_lifetime = 0, meta_port = 0;
   int meta = 0, imds_require = 0;
@@ -370,6 +379,9 @@ int main(int argc, char **argv)
     case OPT_TLS_KEY:
       tls_key = optarg;
       break;
+    case OPT_STALL_PORT_FILE:
+      stall_port_file = optarg;
+      break;
     case OPT_IMDS_REQUIRE:
       imds_require = 1;
       break;
@@ -477,6 +489,21 @@ int main(int argc, char **argv)
       goto out;
     }
   }
+  if (stall_port_file) { /* before the API port file, as the metadata's */
+    char text[16];
+    unsigned sp = 0;
+    int n;
+    if (emu_stall_listen(stall, &sp, err, sizeof err) != 0) {
+      fprintf(stderr, "chatapp-emulator: %s\n", err);
+      goto out;
+    }
+    n = snprintf(text, sizeof text, "%u\n", sp);
+    if (emu_write_file_atomic(stall_port_file, text, (size_t)n) != 0) {
+      fprintf(stderr, "chatapp-emulator: %s: %s\n", stall_port_file,
+              strerror(errno));
+      goto out;
+    }
+  }
   /* The metadata port first: once the API port file exists, both serve. */
   if (meta_port_file) {
     char text[16];
@@ -526,6 +553,9 @@ out:
     MHD_stop_daemon(md);
   if (d)
     MHD_stop_daemon(d);
+  for (i = 0; i < 2; i++)
+    if (stall[i] >= 0)
+      close(stall[i]);
   emu_log_close(e.log);
   emu_kvs_free(&quota_ops);
   emu_faults_clear(&e.faults);

@@ -3,7 +3,8 @@
  * flags: latency (concurrent, not serialised), coded errors (every Nth,
  * next K, probability, 200 with a non-OK Code), retry-after headers,
  * connection reset, truncated body, malformed JSON, drip, oversize, endless
- * chunked (client aborts at its cap), redirect, hang, operation scope, and
+ * chunked (client aborts at its cap), a body after the headers, a gzip
+ * bomb, redirect, hang, operation scope, and
  * that faulted calls are logged.
  *
  * Usage: test_emu_faults EMULATOR
@@ -264,6 +265,47 @@ static void test_broken_bodies(const emu_proc *p)
   CHECK(r.len > 500 * 1024);
   http_resp_free(&r);
   o.max_body = 0;
+
+  fprintf(stderr, "oversize, the body 600 ms after the headers\n");
+  post_fault(p, "{\"kind\":\"oversize\",\"next\":1,\"bytes\":5000,"
+                "\"ms\":600}");
+  CHECK(emu_call(p, &o, &r) == 0);
+  CHECK(r.curl_code == CURLE_OK && r.len == 5000);
+  CHECK(r.seconds >= 0.55);
+  http_resp_free(&r);
+
+  fprintf(stderr, "gzip bomb: 64 KiB inflate to 10 MB of zeros\n");
+  post_fault(p, "{\"kind\":\"gzip\",\"next\":1,\"bytes\":65536}");
+  CHECK(emu_call(p, &o, &r) == 0);
+  CHECK(r.curl_code == CURLE_OK && r.len == 65536); /* not decoded */
+  h = resp_header(&r, "Content-Encoding");
+  CHECK(h && strcmp(h, "gzip") == 0);
+  free(h);
+  {
+    /* gzip -dc: the stream is cut (no trailer), the zeros come out. */
+    const char *gz = write_temp(p, "bomb.gz", "");
+    FILE *f = gz ? fopen(gz, "wb") : NULL;
+    char cmd[512];
+    unsigned long zeros = 0, other = 0;
+    CHECK(f && fwrite(r.body, 1, r.len, f) == r.len);
+    if (f && fclose(f) == 0 && gz) {
+      FILE *in;
+      snprintf(cmd, sizeof cmd, "gzip -dc < '%s' 2>/dev/null", gz);
+      in = popen(cmd, "r");
+      CHECK(in != NULL);
+      if (in) {
+        int c;
+        while ((c = getc(in)) != EOF)
+          c == 0 ? zeros++ : other++;
+        (void)pclose(in);
+      }
+    }
+    fprintf(stderr, "  inflated to %lu zero bytes\n", zeros);
+    CHECK(other == 0);
+    CHECK(zeros >= (65536 - 12) / 13 * 2064 &&
+          zeros <= 65536 / 13 * 2064 + 258);
+  }
+  http_resp_free(&r);
 
   fprintf(stderr, "redirect\n");
   post_fault(p, "{\"kind\":\"redirect\",\"next\":1,"
