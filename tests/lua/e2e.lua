@@ -157,7 +157,7 @@ function Emu:stop()
   if not self.pid then return end
   os.execute("kill " .. self.pid .. " 2>/dev/null")
   for _ = 1, 300 do
-    if not os.execute("kill -0 " .. self.pid .. " 2>/dev/null") then break end
+    if not E.alive(self.pid) then break end -- not kill -0: a zombie answers it
     sleep_ms(10)
   end
   os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
@@ -259,7 +259,7 @@ end
 --- Wait (at most ms, default 10 min) for a background process to end;
 --- true when it did.
 function E.wait_pid(pid, ms)
-  return E.wait_for(function() return not os.execute("kill -0 " .. pid .. " 2>/dev/null") end, ms or 600000)
+  return E.wait_for(function() return not E.alive(pid) end, ms or 600000)
 end
 
 --- The last line of a file, decoded as JSON (a worker's result); raises

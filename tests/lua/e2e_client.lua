@@ -82,12 +82,7 @@ return 0]]):format(emu.url, E.KEY_ID, E.KEY_SECRET, state))
       pids[i] = p:read("l")
       p:close()
     end
-    for _, pid in ipairs(pids) do
-      for _ = 1, 3000 do
-        if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
-        E.sleep_ms(10)
-      end
-    end
+    for _, pid in ipairs(pids) do E.wait_pid(pid, 30000) end
     local st = emu:stats()
     T.eq(st.operations.QueryChatappPhoneNumbers.accepted, 45, E.read(dir .. "/out1"))
     T.eq(st.throttled, 0, "zero throttles across processes")
