@@ -286,6 +286,19 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
     st = mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ECONFIG;
     goto fail;
   }
+  /* Keep every idle connection of a burst for the next one: by default
+   * libcurl keeps 4 per easy handle in the multi, and as a burst ends
+   * (the limiter's window full, a batch's tail) that count shrinks, so the
+   * connections closed and the next burst paid new connections (and TLS
+   * handshakes) for them.  max_in_flight are in use at most at once. */
+  mc =
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->max_in_flight);
+  if (mc != CURLM_OK) {
+    ca_buf_printf(err, "libcurl refused CURLMOPT_MAXCONNECTS: %s",
+                  curl_multi_strerror(mc));
+    st = mc == CURLM_OUT_OF_MEMORY ? CHATAPP_ENOMEM : CHATAPP_ECONFIG;
+    goto fail;
+  }
   *out = c;
   return CHATAPP_OK;
 fail:
