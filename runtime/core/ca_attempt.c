@@ -370,8 +370,10 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   SETOPT(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
-  if (c->ca_file)
+  if (c->ca_file) { /* an HTTPS proxy is verified with the same bundle */
     SETOPT(CURLOPT_CAINFO, c->ca_file);
+    SETOPT(CURLOPT_PROXY_CAINFO, c->ca_file);
+  }
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
   SETOPT(CURLOPT_TIMEOUT_MS,
          call->timeout_ms > 0 ? call->timeout_ms : c->attempt_ms);

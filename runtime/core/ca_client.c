@@ -61,6 +61,26 @@ static const char *const proxy_vars[] = {
   "HTTPS_PROXY", "all_proxy",  "ALL_PROXY",
 };
 
+const char *ca_client_env_proxy(int https, const char **var)
+{
+  /* libcurl 7.88 (url.c, detect_proxy): <scheme>_proxy, its upper case
+   * except HTTP_PROXY, then all_proxy, ALL_PROXY. */
+  const char *const names[] = {https ? "https_proxy" : "http_proxy",
+                               https ? "HTTPS_PROXY" : NULL, "all_proxy",
+                               "ALL_PROXY"};
+  size_t i;
+
+  for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *v = names[i] ? getenv(names[i]) : NULL;
+    if (v) {
+      *var = names[i];
+      return v;
+    }
+  }
+  *var = NULL;
+  return NULL;
+}
+
 static int hexval(int ch)
 {
   return ch >= '0' && ch <= '9'   ? ch - '0'

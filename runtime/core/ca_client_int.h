@@ -86,6 +86,11 @@ chatapp_status ca_curl_check_version(unsigned version_num, const char *version,
  * http included; nothing else. */
 int ca_attempt_address_check(int allow_metadata, int plain, const char *ip);
 
+/* The proxy libcurl takes from the environment for http (https 0) or
+ * https URLs, and in *var the variable it came from; NULL if none (no_proxy
+ * not applied).  It may hold credentials: print only its host. */
+const char *ca_client_env_proxy(int https, const char **var);
+
 /* Log a line at level, secrets redacted. */
 void ca_client_log(ca_client *c, int level, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)));

@@ -74,7 +74,7 @@ static void verify_failed(const ca_client *c, ca_call *call)
 {
   char host[300] = "?";
   char *url = NULL;
-  long vr = 0;
+  long vr = 0, pvr = 0;
   const char *what, *todo;
   const char *why = call->curl_err[0] ? call->curl_err : "";
   char lwhy[CURL_ERROR_SIZE];
@@ -85,6 +85,18 @@ static void verify_failed(const ca_client *c, ca_call *call)
     url_host(url, host, sizeof host);
   if (curl_easy_getinfo(call->easy, CURLINFO_SSL_VERIFYRESULT, &vr) != CURLE_OK)
     vr = 0;
+  /* An HTTPS proxy's certificate refused: name the proxy, not the URL. */
+  if (curl_easy_getinfo(call->easy, CURLINFO_PROXY_SSL_VERIFYRESULT, &pvr) ==
+        CURLE_OK &&
+      pvr != 0) {
+    const char *var, *px = ca_client_env_proxy(1, &var);
+    char ph[256] = "?";
+    if (px)
+      url_host(px, ph, sizeof ph);
+    snprintf(host, sizeof host, "the HTTPS proxy %s (%s)", ph,
+             var ? var : "the proxy");
+    vr = pvr;
+  }
   for (i = 0; why[i] && i + 1 < sizeof lwhy; i++)
     lwhy[i] = (char)((why[i] >= 'A' && why[i] <= 'Z') ? why[i] + 32 : why[i]);
   lwhy[i] = '\0';
