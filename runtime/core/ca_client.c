@@ -81,6 +81,58 @@ const char *ca_client_env_proxy(int https, const char **var)
   return NULL;
 }
 
+void ca_client_proxy_note(const char *url, int certain, const char *msg,
+                          char *out, size_t n)
+{
+  const char *var, *px, *h, *end, *at = NULL, *p, *colon;
+  int https = url && strncmp(url, "https://", 8) == 0;
+  char hostport[300], host[300], port[8], needle[330];
+  size_t scheme_len, hl;
+
+  if (n)
+    out[0] = '\0';
+  px = ca_client_env_proxy(https, &var);
+  if (!px || !*px || n == 0)
+    return;
+  h = strstr(px, "://");
+  scheme_len = h ? (size_t)(h - px) + 3 : 0;
+  h = h ? h + 3 : px;
+  end = h + strcspn(h, "/?#");
+  for (p = h; p < end; p++)
+    if (*p == '@')
+      at = p;
+  if (at)
+    h = at + 1;
+  hl = (size_t)(end - h);
+  if (hl == 0 || hl >= sizeof hostport)
+    return;
+  memcpy(hostport, h, hl);
+  hostport[hl] = '\0';
+  /* libcurl's words for a connection that failed: "... to HOST port N" */
+  colon = hostport[0] == '[' ? strchr(hostport, ']') : hostport;
+  colon = colon ? strrchr(colon, ':') : NULL;
+  if (colon) {
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+    snprintf(port, sizeof port, "%.7s", colon + 1);
+  } else {
+    snprintf(host, sizeof host, "%s", hostport);
+    snprintf(port, sizeof port, "%s",
+             scheme_len == 8 && strncasecmp(px, "https", 5) == 0 ? "443"
+                                                                 : "1080");
+  }
+  if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+    memmove(host, host + 1, strlen(host));
+    host[strlen(host) - 1] = '\0';
+  }
+  snprintf(needle, sizeof needle, "to %s port %s ", host, port);
+  if (!certain && !(msg && strstr(msg, needle)))
+    return;
+  snprintf(out, n,
+           "; that is the proxy from %s (%.*s%s%s): check that it runs and "
+           "is reachable, or list the host in no_proxy to go direct",
+           var, (int)scheme_len, px, at ? CA_REDACT_MARK "@" : "", hostport);
+}
+
 static int hexval(int ch)
 {
   return ch >= '0' && ch <= '9'   ? ch - '0'

@@ -221,7 +221,11 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
                c->ca_file ? c->ca_file : "(the system's)", what);
       st = CHATAPP_ECONFIG;
     } else {
-      snprintf(call->error, sizeof call->error, "%s", what);
+      char note[256]; /* a proxy in the way: say so (ca_client.c) */
+      ca_client_proxy_note(call->kind == CA_CALL_API ? c->endpoint : call->url,
+                           rc == CURLE_COULDNT_RESOLVE_PROXY, what, note,
+                           sizeof note);
+      snprintf(call->error, sizeof call->error, "%s%s", what, note);
       st =
         rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT : CHATAPP_ETRANSPORT;
       retry = nc == NET_NOT_SENT || (nc == NET_MAYBE_SENT && !call->is_write);

@@ -10,6 +10,7 @@
 --     was not set, and such a proxy could not be used);
 --   - the proxy's certificate is from another CA: refused, nothing sent,
 --     not retried, and the error names the proxy (it named the endpoint);
+--   - a dead proxy: the failure says it is the proxy (redacted);
 --   - no_proxy and the plain-http rule: tests/lua/e2e_tls_client.lua and
 --     e2e_client.lua (B9); the proxy's credentials: reliability/B10.
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
@@ -52,7 +53,7 @@ end
 
 -- A call to https://127.0.0.1:9 through the proxy srv, in a child
 -- chatapp-run (the proxy variables are read from its environment).
-local function call_through(srv, max_attempts)
+local function call_through(srv, max_attempts, proxy)
   local script = E.write(dir .. "/call.lua", ([[
     local chatapp = require "chatapp"
     local c = assert(chatapp.client { endpoint = "https://127.0.0.1:9", access_key_id = %q,
@@ -62,7 +63,7 @@ local function call_through(srv, max_attempts)
     print(err and err.message or "answered")
     print(err and err.attempts or 0)
   ]]):format(E.KEY_ID, E.KEY_SECRET, max_attempts, certs.ca))
-  local r = E.run({ "--lua", script }, { https_proxy = "https://127.0.0.1:" .. srv.port }, { no_limiter = true })
+  local r = E.run({ "--lua", script }, { https_proxy = proxy or ("https://127.0.0.1:" .. srv.port) }, { no_limiter = true })
   local msg, attempts = r.out:match("^(.-)\n(%d+)\n")
   return msg or (r.out .. r.err), tonumber(attempts)
 end
@@ -92,6 +93,14 @@ T.cases {
     T.check(msg:find(("TLS verification of the HTTPS proxy 127.0.0.1:%d (https_proxy) failed"):format(srv.port),
                      1, true), "the proxy is named, not the endpoint: " .. msg)
     T.eq(attempts, 1, "not retried: " .. msg)
+  end },
+
+  { "a dead proxy: the failure says it is the proxy from https_proxy, its credentials redacted", function()
+    local msg, attempts = call_through(nil, 1, "http://proxyuser:proxy-Canary-99@127.0.0.1:1")
+    T.check(msg:find("Failed to connect to 127.0.0.1 port 1 ", 1, true), msg)
+    T.check(msg:find("that is the proxy from https_proxy (http://<redacted>@127.0.0.1:1)", 1, true), msg)
+    T.check(not msg:find("proxy-Canary-99", 1, true) and not msg:find("proxyuser", 1, true), msg)
+    T.eq(attempts, 1)
   end },
 }
 

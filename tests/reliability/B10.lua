@@ -10,9 +10,10 @@
 --      no_proxy): exit 0 and the emulator accepted the call, so it went
 --      direct.  (tests/lua/e2e_client.lua checks lower-case no_proxy.)
 --   2. No NO_PROXY: exit 1; the failure names the proxy's address
---      (127.0.0.1 port 1) and neither canary appears in stderr, stdout or
---      the JSON summary (--output json), at -vv (every retry logged); the
---      emulator saw no call.
+--      (127.0.0.1 port 1) and says it is the proxy, from http_proxy, as
+--      http://<redacted>@127.0.0.1:1, with what to do; neither canary
+--      appears in stderr, stdout or the JSON summary (--output json), at
+--      -vv (every retry logged); the emulator saw no call.
 --   3. A proxy URL libcurl cannot use (a bad port, an unknown scheme):
 --      libcurl quotes it whole in its message ("Unsupported proxy syntax
 --      in '...'"); the failure is reported with the credentials replaced
@@ -52,7 +53,10 @@ T.cases {
     local r = E.run({ "--endpoint", emu.url, "--max-attempts", "2", "--output", "json", "-vv", policy },
       { http_proxy = ("http://%s:%s@127.0.0.1:1"):format(USER, PASSWORD) })
     T.eq(r.code, 1, "the run failed: " .. r.err)
-    T.check(r.err:find("127.0.0.1 port 1", 1, true), "the failure names the proxy's address: " .. r.err)
+    T.check(r.err:find("127.0.0.1 port 1 ", 1, true), "the failure names the proxy's address: " .. r.err)
+    T.check(r.err:find("that is the proxy from http_proxy (http://<redacted>@127.0.0.1:1)", 1, true),
+            "says it is the proxy, credentials redacted: " .. r.err)
+    T.check(r.err:find("no_proxy", 1, true), "says how to go direct: " .. r.err)
     T.check(r.err:find("attempt 1 failed", 1, true), "the retry is logged at -vv: " .. r.err)
     T.check(r.out:find('"type":"summary"', 1, true), "a JSON summary: " .. r.out)
     T.eq(accepted(), before, "nothing reached the endpoint around the proxy")
