@@ -89,7 +89,8 @@ static void verify_failed(const ca_client *c, ca_call *call)
   if (curl_easy_getinfo(call->easy, CURLINFO_PROXY_SSL_VERIFYRESULT, &pvr) ==
         CURLE_OK &&
       pvr != 0) {
-    const char *var, *px = ca_client_env_proxy(1, &var);
+    const char *var,
+      *px = ca_client_env_proxy(url && strncmp(url, "https://", 8) == 0, &var);
     char ph[256] = "?";
     if (px)
       url_host(px, ph, sizeof ph);
