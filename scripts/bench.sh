@@ -18,6 +18,9 @@ echo
 echo "== client: limiter, transport, retries (issue 5)"
 "$run" --lua tests/bench/bench_client.lua "$run" "$emu" "$calls"
 echo
+echo "== HTTP and HTTPS side by side: 1,000 calls, --quota 1000 (issue 18)"
+"$run" --lua tests/bench/bench_tls.lua "$run" "$emu" 1000 3
+echo
 echo "== limiter: host-local file against Redis (issue 16)"
 "$run" --lua tests/bench/bench_limiter_redis.lua "$run" "$emu" 1000
 echo

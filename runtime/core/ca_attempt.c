@@ -370,8 +370,10 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   SETOPT(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
-  if (c->ca_file)
+  if (c->ca_file) { /* an HTTPS proxy is verified with the same bundle */
     SETOPT(CURLOPT_CAINFO, c->ca_file);
+    SETOPT(CURLOPT_PROXY_CAINFO, c->ca_file);
+  }
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
   {
     /* An attempt never outlives its call's deadline (call_timeout_ms). */

@@ -54,6 +54,152 @@ static void free_secret(char *s)
 
 /* ---- configuration ------------------------------------------------------ */
 
+/* The proxy variables libcurl reads for http and https URLs, and
+ * HTTP_PROXY, which it ignores but a user may have set. */
+static const char *const proxy_vars[] = {
+  "http_proxy",  "HTTP_PROXY", "https_proxy",
+  "HTTPS_PROXY", "all_proxy",  "ALL_PROXY",
+};
+
+const char *ca_client_env_proxy(int https, const char **var)
+{
+  /* libcurl 7.88 (url.c, detect_proxy): <scheme>_proxy, its upper case
+   * except HTTP_PROXY, then all_proxy, ALL_PROXY. */
+  const char *const names[] = {https ? "https_proxy" : "http_proxy",
+                               https ? "HTTPS_PROXY" : NULL, "all_proxy",
+                               "ALL_PROXY"};
+  size_t i;
+
+  for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *v = names[i] ? getenv(names[i]) : NULL;
+    if (v) {
+      *var = names[i];
+      return v;
+    }
+  }
+  *var = NULL;
+  return NULL;
+}
+
+void ca_client_proxy_note(const char *url, int certain, const char *msg,
+                          char *out, size_t n)
+{
+  const char *var, *px, *h, *end, *at = NULL, *p, *colon;
+  int https = url && strncmp(url, "https://", 8) == 0;
+  char hostport[300], host[300], port[8], needle[330];
+  size_t scheme_len, hl;
+
+  if (n)
+    out[0] = '\0';
+  px = ca_client_env_proxy(https, &var);
+  if (!px || !*px || n == 0)
+    return;
+  h = strstr(px, "://");
+  scheme_len = h ? (size_t)(h - px) + 3 : 0;
+  h = h ? h + 3 : px;
+  end = h + strcspn(h, "/?#");
+  for (p = h; p < end; p++)
+    if (*p == '@')
+      at = p;
+  if (at)
+    h = at + 1;
+  hl = (size_t)(end - h);
+  if (hl == 0 || hl >= sizeof hostport)
+    return;
+  memcpy(hostport, h, hl);
+  hostport[hl] = '\0';
+  /* libcurl's words for a connection that failed: "... to HOST port N" */
+  colon = hostport[0] == '[' ? strchr(hostport, ']') : hostport;
+  colon = colon ? strrchr(colon, ':') : NULL;
+  if (colon) {
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+    snprintf(port, sizeof port, "%.7s", colon + 1);
+  } else {
+    snprintf(host, sizeof host, "%s", hostport);
+    snprintf(port, sizeof port, "%s",
+             scheme_len == 8 && strncasecmp(px, "https", 5) == 0 ? "443"
+                                                                 : "1080");
+  }
+  if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+    memmove(host, host + 1, strlen(host));
+    host[strlen(host) - 1] = '\0';
+  }
+  snprintf(needle, sizeof needle, "to %s port %s ", host, port);
+  if (!certain && !(msg && strstr(msg, needle)))
+    return;
+  snprintf(out, n,
+           "; that is the proxy from %s (%.*s%s%s): check that it runs and "
+           "is reachable, or list the host in no_proxy to go direct",
+           var, (int)scheme_len, px, at ? CA_REDACT_MARK "@" : "", hostport);
+}
+
+static int hexval(int ch)
+{
+  return ch >= '0' && ch <= '9'   ? ch - '0'
+         : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+         : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                  : -1;
+}
+
+/* Add s[0..n) and, if it has %XX escapes, its decoded form. */
+static chatapp_status add_secret_forms(ca_secrets *set, const char *s, size_t n)
+{
+  char dec[512];
+  size_t i, k = 0;
+  chatapp_status st = ca_secrets_add(set, s, n);
+
+  if (st || !memchr(s, '%', n) || n >= sizeof dec)
+    return st;
+  for (i = 0; i < n; i++) {
+    int hi = s[i] == '%' && i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+    int lo = hi >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+    if (lo >= 0) {
+      dec[k++] = (char)(hi * 16 + lo);
+      i += 2;
+    } else {
+      dec[k++] = s[i];
+    }
+  }
+  st = ca_secrets_add(set, dec, k);
+  ca_wipe(dec, sizeof dec);
+  return st;
+}
+
+/*
+ * The credentials of a proxy given in the environment
+ * (http://user:password@proxy:3128) are secrets: libcurl quotes a proxy URL
+ * it cannot use whole in its message ("Unsupported proxy syntax in
+ * '...'"), and that message reaches the user.  "user:password" and the
+ * password alone (as written and percent-decoded) are redacted wherever
+ * the client's secrets are.
+ */
+static chatapp_status add_proxy_secrets(ca_secrets *set)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++) {
+    const char *v = getenv(proxy_vars[i]), *h, *end, *at = NULL, *p, *colon;
+    chatapp_status st;
+    if (!v || !*v)
+      continue;
+    h = strstr(v, "://");
+    h = h ? h + 3 : v;
+    end = h + strcspn(h, "/?#");
+    for (p = h; p < end; p++) /* the last '@' before the path */
+      if (*p == '@')
+        at = p;
+    if (!at || at == h)
+      continue;
+    st = add_secret_forms(set, h, (size_t)(at - h));
+    colon = memchr(h, ':', (size_t)(at - h));
+    if (!st && colon && colon + 1 < at)
+      st = add_secret_forms(set, colon + 1, (size_t)(at - colon - 1));
+    if (st)
+      return st;
+  }
+  return CHATAPP_OK;
+}
+
 chatapp_status ca_curl_check_version(unsigned version_num, const char *version,
                                      ca_buf *err)
 {
@@ -253,6 +399,8 @@ chatapp_status ca_client_new(const ca_client_config *cfg, ca_client **out,
   st = ca_secrets_add(&c->secrets, c->secret, strlen(c->secret));
   if (!st && c->token)
     st = ca_secrets_add(&c->secrets, c->token, strlen(c->token));
+  if (!st)
+    st = add_proxy_secrets(&c->secrets);
   if (st)
     goto fail;
   st = ca_limiter_new(cfg->limiter_path,

@@ -90,6 +90,19 @@ chatapp_status ca_curl_check_version(unsigned version_num, const char *version,
  * http included; nothing else. */
 int ca_attempt_address_check(int allow_metadata, int plain, const char *ip);
 
+/* The proxy libcurl takes from the environment for http (https 0) or
+ * https URLs, and in *var the variable it came from; NULL if none (no_proxy
+ * not applied).  It may hold credentials: print only its host. */
+const char *ca_client_env_proxy(int https, const char **var);
+
+/* When a proxy from the environment is what failed for url: certain (the
+ * proxy could not be resolved or answered wrong), or msg, libcurl's
+ * message, says the connection to the proxy's host and port failed: "; that
+ * is the proxy from VAR (URL, credentials redacted): ..." into out (n
+ * bytes); else "". */
+void ca_client_proxy_note(const char *url, int certain, const char *msg,
+                          char *out, size_t n);
+
 /* Log a line at level, secrets redacted. */
 void ca_client_log(ca_client *c, int level, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)));

@@ -84,7 +84,7 @@ static void verify_failed(const ca_client *c, ca_call *call)
 {
   char host[300] = "?";
   char *url = NULL;
-  long vr = 0;
+  long vr = 0, pvr = 0;
   const char *what, *todo;
   const char *why = call->curl_err[0] ? call->curl_err : "";
   char lwhy[CURL_ERROR_SIZE];
@@ -95,6 +95,19 @@ static void verify_failed(const ca_client *c, ca_call *call)
     url_host(url, host, sizeof host);
   if (curl_easy_getinfo(call->easy, CURLINFO_SSL_VERIFYRESULT, &vr) != CURLE_OK)
     vr = 0;
+  /* An HTTPS proxy's certificate refused: name the proxy, not the URL. */
+  if (curl_easy_getinfo(call->easy, CURLINFO_PROXY_SSL_VERIFYRESULT, &pvr) ==
+        CURLE_OK &&
+      pvr != 0) {
+    const char *var,
+      *px = ca_client_env_proxy(url && strncmp(url, "https://", 8) == 0, &var);
+    char ph[256] = "?";
+    if (px)
+      url_host(px, ph, sizeof ph);
+    snprintf(host, sizeof host, "the HTTPS proxy %s (%s)", ph,
+             var ? var : "the proxy");
+    vr = pvr;
+  }
   for (i = 0; why[i] && i + 1 < sizeof lwhy; i++)
     lwhy[i] = (char)((why[i] >= 'A' && why[i] <= 'Z') ? why[i] + 32 : why[i]);
   lwhy[i] = '\0';
@@ -231,13 +244,17 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       st = CHATAPP_ETRANSPORT;
       retry = 1;
     } else {
+      char note[256]; /* a proxy in the way: say so (ca_client.c) */
+      ca_client_proxy_note(call->kind == CA_CALL_API ? c->endpoint : call->url,
+                           rc == CURLE_COULDNT_RESOLVE_PROXY, what, note,
+                           sizeof note);
       if (rc == CURLE_OPERATION_TIMEDOUT && now + 1000 >= call->deadline_us)
         snprintf(call->error, sizeof call->error,
                  "%s: the call's %ld ms deadline passed (--call-timeout-ms, "
-                 "call_timeout_ms)",
-                 what, c->call_ms);
+                 "call_timeout_ms)%s",
+                 what, c->call_ms, note);
       else
-        snprintf(call->error, sizeof call->error, "%s", what);
+        snprintf(call->error, sizeof call->error, "%s%s", what, note);
       st =
         rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT : CHATAPP_ETRANSPORT;
       retry = nc == NET_NOT_SENT || (nc == NET_MAYBE_SENT && !call->is_write);
