@@ -244,17 +244,18 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       st = CHATAPP_ETRANSPORT;
       retry = 1;
     } else {
-      char note[256]; /* a proxy in the way: say so (ca_client.c) */
-      ca_client_proxy_note(call->kind == CA_CALL_API ? c->endpoint : call->url,
-                           rc == CURLE_COULDNT_RESOLVE_PROXY, what, note,
-                           sizeof note);
-      if (rc == CURLE_OPERATION_TIMEDOUT && now + 1000 >= call->deadline_us)
+      if (rc == CURLE_OPERATION_TIMEDOUT && now + 1000 >= call->deadline_us) {
         snprintf(call->error, sizeof call->error,
                  "%s: the call's %ld ms deadline passed (--call-timeout-ms, "
-                 "call_timeout_ms)%s",
-                 what, c->call_ms, note);
-      else
+                 "call_timeout_ms)",
+                 what, c->call_ms);
+      } else {
+        char note[256]; /* a proxy in the way: say so (ca_client.c) */
+        ca_client_proxy_note(
+          call->kind == CA_CALL_API ? c->endpoint : call->url,
+          rc == CURLE_COULDNT_RESOLVE_PROXY, what, note, sizeof note);
         snprintf(call->error, sizeof call->error, "%s%s", what, note);
+      }
       st =
         rc == CURLE_OPERATION_TIMEDOUT ? CHATAPP_ETIMEDOUT : CHATAPP_ETRANSPORT;
       retry = nc == NET_NOT_SENT || (nc == NET_MAYBE_SENT && !call->is_write);
