@@ -29,6 +29,7 @@
  * by the userdata) and finalized on close.
  */
 #include "lca_sqlite.h"
+#include "lca_state_lock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -652,6 +653,7 @@ void lca_open_sqlite(lua_State *L)
   static const luaL_Reg funcs[] = {
     {"sqlite_open", lca_sqlite_open_file},
     {"sqlite_version", l_sqlite_version},
+    {"state_lock", lca_state_lock_lua},
     {NULL, NULL},
   };
 
@@ -661,5 +663,6 @@ void lca_open_sqlite(lua_State *L)
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  lca_state_lock_open(L);
   luaL_setfuncs(L, funcs, 0);
 }
