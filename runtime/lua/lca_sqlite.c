@@ -135,8 +135,9 @@ void lca_sqlite_take_error(sqlite3 *db, int rc, const char *word, char *msg,
   *sys_errno = e;
   if ((rc & 0xff) == SQLITE_NOTADB) {
     snprintf(msg, size,
-             "is not a SQLite database (a file of another "
-             "program?)");
+             "is not a SQLite database (a file of another program, or a "
+             "state file with a damaged header: give another --state, or "
+             "move it aside and let a new one be made)");
     return;
   }
   h = hint(rc, e);
