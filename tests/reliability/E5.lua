@@ -122,6 +122,14 @@ do
   local state = E.tmpdir() .. "/state.db"
   local a = E.start(args(state))
   T.check(holds(state, a.pid), "run A takes the lock")
+  -- and has committed its open (the schema), so it writes nothing more
+  -- until its fetch is answered (HOLD_MS)
+  T.check(E.wait_for(function()
+    local f = io.open(state .. "-journal", "rb")
+    if f then f:close() return false end
+    local ok, rows = pcall(E.db_rows, state, "SELECT count(*) AS n FROM sqlite_schema WHERE name = 'outbox'")
+    return ok and rows[1].n == 1
+  end, 5000), "run A has opened the state")
   local sha_before = core.sha256_hex(E.read(state) or "")
   local b = timed(args(state))
   worst = math.max(worst, b.took)
