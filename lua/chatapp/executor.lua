@@ -84,7 +84,11 @@ function M.run(list, ctx)
         break
       end
       local K = actions.get(kind)
-      local to = K and K.concurrent and math.min(#group, from + M.SLICE - 1) or #group
+      -- Concurrent kinds go out SLICE at a time, the others (commands,
+      -- Lua functions) one at a time: after(slice) records each outcome as
+      -- soon as it is known, so a kill -9 repeats at most the actions in
+      -- flight, one command (reliability case E1).
+      local to = K and K.concurrent and math.min(#group, from + M.SLICE - 1) or from
       local slice = group
       if from ~= 1 or to ~= #group then slice = table.move(group, from, to, 1, {}) end
       run_group(kind, slice, ctx)

@@ -322,8 +322,11 @@ function Runner:run(flags)
       local client = self.host.client()
       account = client and client:account()
     end
+    -- A run that writes a state file locks it for its account first
+    -- (docs/state.md, "One writer"): a second one exits 2 at once.
+    local lock = not dry and store and not store.SHARED and self:account() or nil
     history, err = state_mod.open(self.options.state, { dry = dry, max_age = self.options.outbox_max_age_s,
-                                                        account = account })
+                                                        account = account, lock = lock })
     if not history then return rep:abort("config", err) end
   else
     for _, p in ipairs(self.policies) do

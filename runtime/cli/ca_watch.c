@@ -55,6 +55,7 @@
 #include "ca_listen.h"
 #include "ca_redis.h"
 #include "lca_runtime.h"
+#include "lca_state_lock.h"
 
 /* A policy file read at most this big (as loading reads it). */
 #define POLICY_MAX (4u * 1024 * 1024)
@@ -96,8 +97,7 @@ typedef struct watch {
   source *src; /* nfiles of them */
   ca_runtime_clients clients;
   ca_listen *listen;
-  int lock_fd;
-  char lock_path[4200];
+  lca_state_lock *lock;
   /* a Redis state: the leader lease instead of the lock */
   ca_lease *lease;
   int leading;           /* holds the lease: cycles run */
@@ -229,51 +229,17 @@ static void reload(watch *w)
 /* ---- the lock ----------------------------------------------------------- */
 
 /*
- * One watcher per state file and account: an flock on STATE.lock-HASH (the
- * account hashed: a name that fits any filesystem).  It dies with its
- * holder; the file says who holds it.
+ * One writer per state file and account: the lock of lca_state_lock.h
+ * (STATE.lock-HASH, an flock that dies with its holder), the same one a
+ * one-shot run and `state forget` take, so a watcher and a cron run of
+ * one file and account exclude each other.  The cycles' runs share it.
  */
 static int take_lock(watch *w, const char *account, char *err, size_t errlen)
 {
-  char hash[65], info[512], held[256];
-  ssize_t n;
-  int fd, len;
-
-  if (ca_sha256_hex(account, strlen(account), hash) != CHATAPP_OK) {
-    snprintf(err, errlen, "cannot name the watcher lock (out of memory)");
-    return -1;
-  }
-  snprintf(w->lock_path, sizeof w->lock_path, "%s.lock-%.12s", w->cfg->state,
-           hash);
-  fd = open(w->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
-    snprintf(err, errlen, "cannot open the watcher lock %s: %s", w->lock_path,
-             strerror(errno));
-    return -1;
-  }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    n = pread(fd, held, sizeof held - 1, 0);
-    held[n > 0 ? n : 0] = '\0';
-    held[strcspn(held, "\n")] = '\0';
-    close(fd);
-    if (e == EWOULDBLOCK)
-      snprintf(err, errlen,
-               "another watcher already watches %s for account %s (%s; lock "
-               "%s): stop it first, or give another --state",
-               w->cfg->state, account, *held ? held : "pid unknown",
-               w->lock_path);
-    else
-      snprintf(err, errlen, "cannot lock %s: %s", w->lock_path, strerror(e));
-    return -1;
-  }
-  len = snprintf(info, sizeof info, "pid %ld, since %ld (Unix time)\n",
-                 (long)getpid(), (long)time(NULL));
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, info, (size_t)len, 0) != len)
-    say(w, 1, "cannot write the holder into %s: %s (the lock holds anyway)",
-        w->lock_path, strerror(errno));
-  w->lock_fd = fd;
-  return 0;
+  return lca_state_lock_take(w->cfg->state, account, "a watcher", &w->lock, err,
+                             errlen) != 0
+           ? -1
+           : 0;
 }
 
 /* ---- the lease (a Redis state) ------------------------------------------ */
@@ -668,7 +634,7 @@ static int start(watch *w, int *rc)
         (long long)ca_lease_ttl_ms(w->lease) / 1000);
   else
     say(w, 1, "watching every %ld s; state %s; lock %s", w->o->every_s,
-        w->cfg->state, w->lock_path);
+        w->cfg->state, lca_state_lock_path(w->lock));
   return 0;
 }
 
@@ -684,7 +650,6 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
   w.o = o;
   w.files = files;
   w.nfiles = nfiles;
-  w.lock_fd = -1;
   ca_buf_init(&w.clients.source, 4096);
   w.healthz_max_age_s = o->healthz_max_age_s > 0 ? o->healthz_max_age_s
                         : 3 * o->every_s > 60    ? 3 * o->every_s
@@ -748,7 +713,6 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
   ca_listen_stop(w.listen);
   ca_runtime_clients_free(&w.clients);
   sources_free(w.src, nfiles);
-  if (w.lock_fd >= 0)
-    close(w.lock_fd); /* the lock file stays: removing it would race */
+  lca_state_lock_release(w.lock); /* the file stays: removing it would race */
   return rc;
 }

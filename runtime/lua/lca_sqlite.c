@@ -29,6 +29,7 @@
  * by the userdata) and finalized on close.
  */
 #include "lca_sqlite.h"
+#include "lca_state_lock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -134,8 +135,9 @@ void lca_sqlite_take_error(sqlite3 *db, int rc, const char *word, char *msg,
   *sys_errno = e;
   if ((rc & 0xff) == SQLITE_NOTADB) {
     snprintf(msg, size,
-             "is not a SQLite database (a file of another "
-             "program?)");
+             "is not a SQLite database (a file of another program, or a "
+             "state file with a damaged header: give another --state, or "
+             "move it aside and let a new one be made)");
     return;
   }
   h = hint(rc, e);
@@ -652,6 +654,7 @@ void lca_open_sqlite(lua_State *L)
   static const luaL_Reg funcs[] = {
     {"sqlite_open", lca_sqlite_open_file},
     {"sqlite_version", l_sqlite_version},
+    {"state_lock", lca_state_lock_lua},
     {NULL, NULL},
   };
 
@@ -661,5 +664,6 @@ void lca_open_sqlite(lua_State *L)
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  lca_state_lock_open(L);
   luaL_setfuncs(L, funcs, 0);
 }

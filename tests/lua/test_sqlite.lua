@@ -425,7 +425,7 @@ T.cases {
     f:close()
     local ok, err, code = core.sqlite_open(path)
     fails("a text file", "ENOTADB", ok, err, code)
-    T.eq(err, "state file " .. path .. ": is not a SQLite database (a file of another program?)", "the message")
+    T.eq(err, "state file " .. path .. ": is not a SQLite database (a file of another program, or a state file with a damaged header: give another --state, or move it aside and let a new one be made)", "the message")
     T.eq(T.read(path), "hello\n", "unchanged")
     ok, err, code = core.sqlite_open(path, { readonly = true })
     fails("a text file, read-only", "ENOTADB", ok, err, code)

@@ -141,7 +141,20 @@ function M.open(path, opts)
     if opts.readonly and code == "ENOENT" then return setmetatable({ path = path, empty = true }, Store) end
     return nil, err, code
   end
-  local self = setmetatable({ path = path, db = db, readonly = opts.readonly }, Store)
+  -- opts.lock (an account): one writer per file and account, the lock a
+  -- watcher takes too (docs/state.md, "One writer"); taken once the path
+  -- is known to be a file SQLite opens (it has read the header, written
+  -- nothing), before anything is checked or written; never waited for.
+  local lock
+  if opts.lock and not opts.readonly then
+    local lerr, lcode
+    lock, lerr, lcode = core.state_lock(path, opts.lock, "a run")
+    if not lock then
+      db:close()
+      return nil, ("state file %s: %s"):format(path, lerr), lcode
+    end
+  end
+  local self = setmetatable({ path = path, db = db, readonly = opts.readonly, lock = lock }, Store)
   local ok, e = pcall(function()
     local version, why, wcode = identify(self)
     if not version then error({ message = why, code = wcode }, 0) end
@@ -165,6 +178,7 @@ function M.open(path, opts)
   end)
   if not ok then
     if db then pcall(db.exec, db, "ROLLBACK") ; db:close() end
+    if lock then lock:release() end
     if type(e) == "table" then
       local msg = e.message
       if not msg:find(path, 1, true) then msg = ("state file %s %s"):format(path, msg) end
@@ -182,6 +196,7 @@ end
 
 function Store:close()
   if self.db then self.db:close(); self.db = nil end
+  if self.lock then self.lock:release(); self.lock = nil end
 end
 
 -- Rows, or nil, message, code.
@@ -343,6 +358,22 @@ end
 function Store:forget(f, keep_pending)
   local w, args = where_clause(f, { "account", "space", "number" })
   local counts = {}
+  -- The lock of every account it may touch, as a run takes it: a run or a
+  -- watcher of one of them makes forget exit 2 ("already running").
+  local accounts = { f.account }
+  if not f.account and not self.empty then
+    local rows, qerr, qcode = query(self, "SELECT account FROM numbers UNION SELECT account FROM transitions "
+      .. "UNION SELECT account FROM reminders UNION SELECT account FROM outbox")
+    if not rows then return nil, qerr, qcode end
+    for i, r in ipairs(rows) do accounts[i] = r.account end
+  end
+  local locks = {}
+  local function release() for _, l in ipairs(locks) do l:release() end end
+  for _, a in ipairs(self.readonly and {} or accounts) do
+    local l, lerr, lcode = core.state_lock(self.path, a, "state forget")
+    if not l then release(); return fail(self, "cannot forget", lerr, lcode) end
+    locks[#locks + 1] = l
+  end
   local ok, err, code = transaction(self, "cannot forget", function(db)
     if keep_pending then
       local rows = check(db:query(("SELECT count(*) AS n FROM outbox%s status = 'pending'")
@@ -357,6 +388,7 @@ function Store:forget(f, keep_pending)
       counts[t] = check(db:run(("DELETE FROM %s%s"):format(t, w), table.unpack(args)))
     end
   end)
+  release()
   if not ok then return nil, err, code end
   return counts
 end
