@@ -15,6 +15,8 @@
  *     integer too large for 64 bits keeps its digits as a string;
  *   - object members that are null are absent; null array elements are
  *     chatapp.json.null (a light userdata NULL);
+ *   - an empty array is marked as chatapp.json.array marks one, so []
+ *     and {} stay apart when encoded again;
  *   - strings are bytes: \u0000 gives an embedded NUL; invalid UTF-8 and
  *     raw control characters are kept as they came (the encoder and the
  *     text report make them safe on the way out);
@@ -220,6 +222,10 @@ static void dec_container(dec *d, int is_obj)
   lua_newtable(L);
   dec_ws(d);
   if (d->p < d->end && *d->p == close) {
+    /* [] stays an array when encoded again (marked as json.array marks
+     * it); {} stays an object */
+    if (!is_obj)
+      luaL_setmetatable(L, ARRAY_MT);
     d->p++;
     d->depth--;
     return;
