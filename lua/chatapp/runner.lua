@@ -41,10 +41,11 @@ function M.new(options, host)
   -- Time: instructions do not bound it (a loop calling a costly C
   -- function runs for days on a few thousand), so each file also has
   -- time_limit_ms of running time: by default 1 ms per 10,000
-  -- instructions of its budget, at least 1 s (20 s for the default
-  -- budget, some 100 times what the instructions take).
+  -- instructions of its budget, at least 10 s (20 s for the default
+  -- budget, some 100 times what the instructions take; the floor leaves
+  -- room for policies heavy in C work on slow builds: ASan, valgrind).
   r.time_ms = options.time_limit_ms and options.time_limit_ms > 0 and options.time_limit_ms
-    or math.max(1000, r.instructions // 10000)
+    or math.max(10000, r.instructions // 10000)
   r.run_budget = { instructions = r.instructions * RUN_FACTOR, memory = r.memory * RUN_FACTOR, retained = 0,
                    time_ms = r.time_ms * RUN_FACTOR }
   return r

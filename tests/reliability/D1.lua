@@ -5,7 +5,7 @@
 --
 -- A policy file has two budgets: Lua instructions (--instruction-limit)
 -- and running time (the runner's time_limit_ms: by default 1 ms per
--- 10,000 instructions, at least 1 s).  Instructions alone do not bound
+-- 10,000 instructions, at least 10 s).  Instructions alone do not bound
 -- time: 20,000 instructions of `while true do s:upper() end` over a 10 MB
 -- string ran 55 s before the time budget existed.  Each loop below runs
 -- through the real runner and sandbox (chatapp.runner as the CLI drives
