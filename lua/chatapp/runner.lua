@@ -38,7 +38,16 @@ function M.new(options, host)
     instructions = options.instruction_limit and options.instruction_limit > 0
       and options.instruction_limit or 200000000,
   }, Runner)
-  r.run_budget = { instructions = r.instructions * RUN_FACTOR, memory = r.memory * RUN_FACTOR, retained = 0 }
+  -- Time: instructions do not bound it (a loop calling a costly C
+  -- function runs for days on a few thousand), so each file also has
+  -- time_limit_ms of running time: by default 1 ms per 10,000
+  -- instructions of its budget, at least 10 s (20 s for the default
+  -- budget, some 100 times what the instructions take; the floor leaves
+  -- room for policies heavy in C work on slow builds: ASan, valgrind).
+  r.time_ms = options.time_limit_ms and options.time_limit_ms > 0 and options.time_limit_ms
+    or math.max(10000, r.instructions // 10000)
+  r.run_budget = { instructions = r.instructions * RUN_FACTOR, memory = r.memory * RUN_FACTOR, retained = 0,
+                   time_ms = r.time_ms * RUN_FACTOR }
   return r
 end
 
@@ -50,7 +59,7 @@ end
 --- plan:lua functions draw on it, and on the run's total.
 function Runner:new_budget(file)
   return { instructions = self.instructions, memory = self.memory, retained = 0,
-           run = self.run_budget, file = file }
+           time_ms = self.time_ms, run = self.run_budget, file = file }
 end
 
 ---------------------------------------------------------------------------
@@ -212,7 +221,8 @@ end
 local function out_of_budget(rep, policy, budget, kind, scope)
   budget.spent = budget.spent or { kind = kind, scope = scope }
   local spent = budget.spent
-  local what = spent.kind == "memory" and "memory cap reached" or "instruction budget used up"
+  local what = spent.kind == "memory" and "memory cap reached"
+    or spent.kind == "time" and "time budget used up" or "instruction budget used up"
   local option = spent.kind == "memory" and "memory-limit-mb" or "instruction-limit"
   if spent.scope == "run" then
     rep:policy_error(policy, nil, nil, ("stopped: %s for all policy files of the run together "

@@ -20,7 +20,9 @@
 
 /* ---- JSON (decoding and encoding: lca_json.c) -------------------------- */
 
-/* A deep copy of plain tables (cycles are not expected in JSON data). */
+/* A deep copy of plain tables (cycles are not expected in JSON data); an
+ * empty array the decoder marked (json.array) stays marked, so [] stays
+ * [] when encoded. */
 static int l_deepcopy(lua_State *L)
 {
   luaL_checkstack(L, 8, NULL);
@@ -30,6 +32,15 @@ static int l_deepcopy(lua_State *L)
   }
   lua_settop(L, 1);
   lua_newtable(L);
+  if (lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, "chatapp.json.array");
+    if (lua_rawequal(L, -1, -2)) {
+      lua_pop(L, 1);
+      lua_setmetatable(L, 2);
+    } else {
+      lua_pop(L, 2);
+    }
+  }
   lua_pushnil(L);
   while (lua_next(L, 1)) { /* 1: src, 2: dst, 3: key, 4: value */
     if (lua_istable(L, 4)) {

@@ -15,6 +15,8 @@
  *     integer too large for 64 bits keeps its digits as a string;
  *   - object members that are null are absent; null array elements are
  *     chatapp.json.null (a light userdata NULL);
+ *   - an empty array is marked as chatapp.json.array marks one, so []
+ *     and {} stay apart when encoded again;
  *   - strings are bytes: \u0000 gives an embedded NUL; invalid UTF-8 and
  *     raw control characters are kept as they came (the encoder and the
  *     text report make them safe on the way out);
@@ -49,7 +51,15 @@
 #define MAX_DEPTH  CA_JSON_MAX_DEPTH
 #define MAX_OUTPUT ((size_t)64 << 20)
 
-#define ARRAY_MT "chatapp.json.array"
+#define ARRAY_MT  "chatapp.json.array"
+#define COUNT_KEY "chatapp.json.decodes"
+
+/* What this state has decoded: core.json_decodes() -> count, bytes.  So a
+ * test can prove an answer never reached the decoder (reliability case
+ * C4: an answer over the size cap is refused before any decoding). */
+typedef struct decode_count {
+  lua_Integer n, bytes;
+} decode_count;
 
 #define STR_(x) #x
 #define STR(x)  STR_(x)
@@ -220,6 +230,10 @@ static void dec_container(dec *d, int is_obj)
   lua_newtable(L);
   dec_ws(d);
   if (d->p < d->end && *d->p == close) {
+    /* [] stays an array when encoded again (marked as json.array marks
+     * it); {} stays an object */
+    if (!is_obj)
+      luaL_setmetatable(L, ARRAY_MT);
     d->p++;
     d->depth--;
     return;
@@ -299,6 +313,12 @@ void lca_json_push_decoded(lua_State *L, const char *text, size_t len,
   d.depth = 0;
   d.flags = flags;
   luaL_checkstack(L, 8, "JSON decoding");
+  if (lua_getfield(L, LUA_REGISTRYINDEX, COUNT_KEY) == LUA_TUSERDATA) {
+    decode_count *c = lua_touserdata(L, -1);
+    c->n++;
+    c->bytes += (lua_Integer)len;
+  }
+  lua_pop(L, 1);
   dec_value(&d);
   dec_ws(&d);
   if (d.p != d.end)
@@ -336,6 +356,19 @@ int lca_json_decode(lua_State *L, const char *text, size_t len)
     lua_insert(L, -2);
   }
   return st;
+}
+
+/* core.json_decodes() -> decodes, bytes: every decode in this state so far
+ * (core.json_decode, API answers, typed or not) */
+static int l_json_decodes(lua_State *L)
+{
+  const decode_count *c;
+
+  lua_getfield(L, LUA_REGISTRYINDEX, COUNT_KEY);
+  c = lua_touserdata(L, -1);
+  lua_pushinteger(L, c ? c->n : 0);
+  lua_pushinteger(L, c ? c->bytes : 0);
+  return 2;
 }
 
 /* core.json_decode(s) -> value | nil, message */
@@ -749,12 +782,18 @@ static int l_json_array(lua_State *L)
 
 void lca_open_json(lua_State *L)
 {
+  decode_count *c = lua_newuserdatauv(L, sizeof *c, 0);
+
+  c->n = c->bytes = 0;
+  lua_setfield(L, LUA_REGISTRYINDEX, COUNT_KEY);
   luaL_newmetatable(L, ARRAY_MT);
   lua_pushliteral(L, ARRAY_MT);
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_json_decode);
   lua_setfield(L, -2, "json_decode");
+  lua_pushcfunction(L, l_json_decodes);
+  lua_setfield(L, -2, "json_decodes");
   lua_pushcfunction(L, l_json_encode);
   lua_setfield(L, -2, "json_encode");
   lua_pushcfunction(L, l_json_array);

@@ -212,6 +212,12 @@ static void build_phone(lua_State *L, builder *b, int idx,
   }
 }
 
+/* The JSON name of a decoded value's type (null is a light userdata). */
+static const char *json_type(lua_State *L, int t)
+{
+  return t == LUA_TLIGHTUSERDATA ? "null" : lua_typename(L, t);
+}
+
 /* Push the numbers array of the decoded answer at idx (nil when there is
  * none), or raise when it has another shape. */
 static void push_numbers_array(lua_State *L, int idx)
@@ -224,8 +230,7 @@ static void push_numbers_array(lua_State *L, int idx)
     return;
   }
   if (t != LUA_TTABLE)
-    luaL_error(L, "PhoneNumbers is a %s, expected an array",
-               lua_typename(L, t));
+    luaL_error(L, "PhoneNumbers is a %s, expected an array", json_type(L, t));
   if (lua_rawlen(L, -1) > 0)
     return;
   /* XML-style wrapping: {"PhoneNumbers":{"PhoneNumber":[...]}} */
@@ -252,8 +257,8 @@ static int build_list(lua_State *L)
   lua_settop(L, 2);
   if (!lua_istable(L, 1))
     return luaL_error(L, "the answer is a %s, expected an object",
-                      luaL_typename(L, 1));
-  if (lua_rawlen(L, 1) > 0)
+                      json_type(L, lua_type(L, 1)));
+  if (lua_rawlen(L, 1) > 0 || lua_getmetatable(L, 1)) /* [] is marked */
     return luaL_error(L, "the answer is an array, expected an object");
   /* The pool gets about one unique string per number (the phone number)
    * plus the shared ones: sized so it does not grow while the list is
@@ -308,7 +313,7 @@ static int build_list(lua_State *L)
     int t = lua_rawgeti(L, arr, i);
     if (t != LUA_TTABLE)
       return luaL_error(L, "PhoneNumbers[%d] is a %s, expected an object",
-                        (int)i, lua_typename(L, t));
+                        (int)i, json_type(L, t));
     build_phone(L, &b, lua_gettop(L), space);
     lua_rawseti(L, -3, i);
     lua_pop(L, 1);

@@ -8,6 +8,8 @@
  * budget is a table the caller keeps per policy file:
  *   instructions  what the file's code may still execute (decreases)
  *   memory        bytes the file's code may hold (its net allocations)
+ *   time_ms       optional: milliseconds the file's code may still run
+ *                 (decreases; -1 once spent; absent or 0: no time limit)
  *   retained      bytes it holds so far (maintained here)
  *   run           optional: a second table of the same shape shared by
  *                 every file of the run; a call gets the smaller of the
@@ -21,6 +23,13 @@
  * swallow it (docs/internals/sandbox.md).  The hook is only set while fn
  * runs, so the runner's own Lua code never counts.
  *
+ * Time: instructions do not bound time, as a C function called in a loop
+ * (s:upper() of a 10 MB string, a coroutine switch) costs far more than
+ * an instruction: 20,000 instructions of such a loop took 55 s.  With
+ * time_ms the same hook also reads the monotonic clock and stops the
+ * call once its deadline has passed ("time budget exceeded"), within one
+ * C call of it (the hook then fires on calls too); the kind is "time".
+ *
  * Memory: the state's allocator (lca_alloc, installed by the runtime) has
  * a ceiling; during a call it is what the policy still may take, so a
  * string.rep or table-growth bomb fails with "not enough memory" at the
@@ -32,9 +41,11 @@
  * on a search's work and use find_plain (linear) for plain searches.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca_limiter.h"
 #include "lca.h"
 
 #define HOOK_STEP   1000
@@ -44,16 +55,38 @@
 typedef struct sandbox {
   int active;
   int exceeded;
+  int timed_out;       /* exceeded by time, not by instructions */
   int run_bound;       /* the run's allowance is the smaller one */
   long long remaining; /* instructions */
+  int time_run_bound;  /* the run's time is the smaller */
+  int64_t deadline;    /* ca_now_us() when time runs out; 0: none */
 } sandbox;
 
 /* ---- the allocator ------------------------------------------------------ */
 
+/*
+ * What a block of n bytes takes of the heap: malloc's chunk (glibc: the
+ * size plus an 8-byte header, rounded up to 16, at least 32).  Counting
+ * the bytes asked for instead let a policy of small objects ({i} tables,
+ * short strings) hold half as much again as its cap: a 64 MB cap gave a
+ * 100 MB process (reliability case D2).
+ */
+static size_t footprint(size_t n)
+{
+  size_t c;
+
+  if (n == 0)
+    return 0;
+  if (n > (size_t)-1 - 32)
+    return (size_t)-1;
+  c = (n + 8 + 15) & ~(size_t)15;
+  return c < 32 ? 32 : c;
+}
+
 void *lca_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
   lca_alloc_state *a = ud;
-  size_t old = ptr ? osize : 0;
+  size_t old = footprint(ptr ? osize : 0), want = footprint(nsize);
   void *p;
 
   if (nsize == 0) {
@@ -63,12 +96,13 @@ void *lca_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
   }
   /* Growing past the ceiling fails; shrinking never does (Lua relies on
    * that). */
-  if (nsize > old && a->limit && a->used + (nsize - old) > a->limit)
+  if (want > old && a->limit &&
+      (want - old > a->limit || a->used > a->limit - (want - old)))
     return NULL;
   p = realloc(ptr, nsize);
   if (!p)
     return NULL;
-  a->used = a->used - old + nsize;
+  a->used = a->used - old + want;
   if (a->used > a->peak)
     a->peak = a->used;
   return p;
@@ -91,21 +125,36 @@ static sandbox *get_sandbox(lua_State *L)
   return s;
 }
 
+/* The hook's events: counts, and with a deadline every call too, so the
+ * clock is read before each C function (whose time instructions do not
+ * see) and a call past the deadline is never started. */
+static int hook_mask(const sandbox *s)
+{
+  return s->deadline ? LUA_MASKCOUNT | LUA_MASKCALL : LUA_MASKCOUNT;
+}
+
 static void hook(lua_State *L, lua_Debug *ar)
 {
   sandbox *s = get_sandbox(L);
 
-  (void)ar;
   if (!s || !s->active)
     return;
   /* What this thread's hook counted: a coroutine keeps the count it was
    * created with (or re-armed to), so charge that, not a constant. */
-  s->remaining -= lua_gethookcount(L);
-  if (s->remaining < 0) {
+  if (ar->event == LUA_HOOKCOUNT)
+    s->remaining -= lua_gethookcount(L);
+  if (!s->exceeded && s->deadline && ca_now_us() >= s->deadline)
+    s->timed_out = 1;
+  if (s->remaining < 0 || s->timed_out) {
     s->exceeded = 1;
-    lua_sethook(L, hook, LUA_MASKCOUNT, 1); /* every instruction from now */
-    luaL_where(L, 0);                       /* the policy's line */
-    if (s->run_bound)
+    lua_sethook(L, hook, hook_mask(s), 1); /* every instruction from now */
+    luaL_where(L, 0);                      /* the policy's line */
+    if (s->timed_out && s->time_run_bound)
+      lua_pushliteral(L, "time budget exceeded (the run's total for all "
+                         "policy files)");
+    else if (s->timed_out)
+      lua_pushliteral(L, "time budget exceeded");
+    else if (s->run_bound)
       lua_pushliteral(L, "instruction budget exceeded (the run's total for "
                          "all policy files)");
     else
@@ -113,8 +162,9 @@ static void hook(lua_State *L, lua_Debug *ar)
     lua_concat(L, 2);
     lua_error(L);
   }
-  if (!s->exceeded && lua_gethookcount(L) != HOOK_STEP)
-    lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_STEP);
+  if (!s->exceeded &&
+      (lua_gethookcount(L) != HOOK_STEP || lua_gethookmask(L) != hook_mask(s)))
+    lua_sethook(L, hook, hook_mask(s), HOOK_STEP);
 }
 
 /* ---- sandbox_call ------------------------------------------------------- */
@@ -129,7 +179,7 @@ static lua_Integer budget_field(lua_State *L, int idx, const char *k)
 }
 
 typedef struct allowance {
-  lua_Integer instructions, memory, retained;
+  lua_Integer instructions, memory, retained, time_ms;
 } allowance;
 
 static void read_allowance(lua_State *L, int idx, allowance *a)
@@ -137,12 +187,17 @@ static void read_allowance(lua_State *L, int idx, allowance *a)
   a->instructions = budget_field(L, idx, "instructions");
   a->memory = budget_field(L, idx, "memory");
   a->retained = budget_field(L, idx, "retained");
+  a->time_ms = budget_field(L, idx, "time_ms");
 }
 
 /* Charge a finished call to the budget table at idx. */
 static void charge(lua_State *L, int idx, const allowance *a, long long used,
-                   long long delta, int counted)
+                   long long delta, int counted, long long ms)
 {
+  if (a->time_ms > 0) { /* -1 once spent: 0 would mean no limit */
+    lua_pushinteger(L, a->time_ms > ms ? a->time_ms - ms : -1);
+    lua_setfield(L, idx, "time_ms");
+  }
   if (counted) {
     long long retained = (long long)a->retained + delta;
     lua_pushinteger(L, retained > 0 ? retained : 0);
@@ -174,7 +229,8 @@ static int l_sandbox_call(lua_State *L)
   lca_alloc_state *a = our_alloc(L);
   allowance file, run;
   int has_run, counted, mem_run_bound = 0;
-  lua_Integer instructions, memory = 0;
+  lua_Integer instructions, memory = 0, time_ms = 0;
+  int64_t started;
   size_t before = 0, saved_limit = 0;
   long long used;
   int nargs, st, nres;
@@ -197,6 +253,13 @@ static int l_sandbox_call(lua_State *L)
     instructions = run.instructions;
     s->run_bound = 1;
   }
+  /* time: the smaller of the two; negative when one is spent */
+  time_ms = file.time_ms;
+  s->time_run_bound = 0;
+  if (has_run && run.time_ms != 0 && (time_ms == 0 || run.time_ms < time_ms)) {
+    time_ms = run.time_ms;
+    s->time_run_bound = 1;
+  }
   counted = a && file.memory > 0;
   if (counted) {
     memory = room(&file);
@@ -210,8 +273,15 @@ static int l_sandbox_call(lua_State *L)
   lua_pushcfunction(L, traceback);
   lua_insert(L, 2); /* 1 budget, 2 handler, 3 fn, 4.. args */
   s->active = 1;
+  s->timed_out = 0;
   s->exceeded = instructions <= 0;
   s->remaining = instructions;
+  started = ca_now_us();
+  s->deadline = 0;
+  if (time_ms > 0)
+    s->deadline = started + (int64_t)time_ms * 1000;
+  else if (time_ms < 0) /* spent by an earlier call */
+    s->deadline = started;
   if (counted) {
     before = a->used;
     saved_limit = a->limit;
@@ -219,7 +289,7 @@ static int l_sandbox_call(lua_State *L)
     if (a->limit == 0) /* 0 means no limit: one byte, then nothing */
       a->limit = 1;
   }
-  lua_sethook(L, hook, LUA_MASKCOUNT, s->exceeded ? 1 : HOOK_STEP);
+  lua_sethook(L, hook, hook_mask(s), s->exceeded ? 1 : HOOK_STEP);
   st = lua_pcall(L, nargs, LUA_MULTRET, 2);
   lua_sethook(L, NULL, 0, 0);
   s->active = 0;
@@ -227,15 +297,16 @@ static int l_sandbox_call(lua_State *L)
   if (used < 0)
     used = 0;
   {
-    long long delta = 0;
+    long long delta = 0, ms = (long long)((ca_now_us() - started) / 1000);
     if (counted) {
       delta = (long long)a->used - (long long)before;
       a->limit = saved_limit;
     }
-    charge(L, 1, &file, used, delta, counted);
+    charge(L, 1, &file, used, delta, counted, ms);
     if (has_run) {
       if (lua_getfield(L, 1, "run") == LUA_TTABLE)
-        charge(L, lua_gettop(L), &run, used, delta, counted && run.memory > 0);
+        charge(L, lua_gettop(L), &run, used, delta, counted && run.memory > 0,
+               ms);
       lua_pop(L, 1);
     }
   }
@@ -264,6 +335,12 @@ static int l_sandbox_call(lua_State *L)
                       (int)(file.memory / (1024 * 1024)));
     lua_pushliteral(L, "memory");
     if (mem_run_bound) {
+      lua_pushliteral(L, "run");
+      return 4;
+    }
+  } else if (s->timed_out) {
+    lua_pushliteral(L, "time");
+    if (s->time_run_bound) {
       lua_pushliteral(L, "run");
       return 4;
     }

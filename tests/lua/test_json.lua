@@ -65,7 +65,9 @@ T.cases {
     T.check(ok and type(v) == "table" and #v[1] == 600 * 1024, "under the cap: decoded")
   end },
 
-  { "integers are exact; non-finite numbers are refused", function()
+  -- (1e400, NaN, 0x10, 2^53+1, duplicates, invalid UTF-8, \u0000, null,
+  -- [] vs {}: reliability/C3, through the API and chatapp.json.)
+  { "integers are exact at the 64-bit edges; number grammar", function()
     local v = assert(json.decode("[12345678901234567, -9223372036854775808, 9223372036854775807, 1.0, 1e3, 0.5, -0]"))
     T.eq(math.type(v[1]), "integer")
     T.eq(v[1], 12345678901234567)
@@ -83,7 +85,7 @@ T.cases {
     T.eq(math.type(json.decode("-9.223372036854776e+18")), "float", "-2^63 as a float stays one")
     local once = assert(json.encode(json.decode("[-9223372036854775809]")))
     T.eq(json.encode(json.decode(once)), once, "stable (fuzz_json found it)")
-    for _, s in ipairs { "1e400", "-1e400", "NaN", "Infinity", "0x10", "01", "1.", ".5", "+1", "-" } do
+    for _, s in ipairs { "01", "1.", ".5", "+1", "-", "1e", "--1" } do
       local x, err = json.decode(s)
       T.eq(x, nil, s)
       T.check(type(err) == "string", "a message for " .. s)
@@ -152,14 +154,9 @@ T.cases {
     T.check(err and err:find("deeper", 1, true), err)
   end },
 
-  { "null, empty containers, duplicates, raw bytes", function()
-    local v = assert(json.decode('{"a":null,"b":[null,1],"c":{},"d":[],"e":1,"e":2}'))
-    T.eq(v.a, nil, "null member: absent")
-    T.eq(v.b[1], json.null)
-    T.eq(v.e, 2, "the last duplicate wins")
+  { "null at the top, surrogate pairs, trailing text", function()
     T.eq(json.decode("null"), json.null)
     T.eq(json.decode(' "\\ud83d\\ude00" '), "😀")
-    T.eq(json.decode('"\xff"'), "\xff", "invalid UTF-8 is kept as the bytes sent")
     local x, err = json.decode('"\\ud800"')
     T.eq(x, nil, "lone surrogate")
     T.check(err and err:find("line 1, column", 1, true), err)

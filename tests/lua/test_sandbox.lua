@@ -1,6 +1,7 @@
--- The policy sandbox (docs/internals/sandbox.md, testing.md): budgets, memory caps,
--- pattern bombs, forbidden functions, read-only shared tables, caps on
--- plans, odd error values, and secrets out of reach.  Policies run through
+-- The policy sandbox (docs/internals/sandbox.md, testing.md): what the
+-- reliability cases D1-D7 (tests/reliability/D*.lua) do not check: the
+-- forbidden functions' messages, secrets, load-time limits, and issue
+-- 11's holes (the runner, error values, searches, shared tables, plans).  Policies run through
 -- the real runner with a fake host that serves fixture numbers.
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local T = require "testlib"
@@ -66,70 +67,8 @@ local function first_error(rep)
 end
 
 T.cases {
-  { "D1: endless loops end with the budget; others carry on", function()
-    for _, body in ipairs {
-      "while true do end",
-      "while true do pcall(function() while true do end end) end",
-      "local co = coroutine.wrap(function() while true do end end) co()",
-      "local function f() return f() end return f()",
-    } do
-      local t0 = os.clock()
-      local rep = assert(run_policy(policy_with(body)))
-      T.check(first_error(rep):find("instruction budget exceeded", 1, true), body .. ": " .. first_error(rep))
-      T.check(os.clock() - t0 < 5, "bounded: " .. body)
-      T.eq(errors_of(rep, "victim").matched, 0)
-      T.eq(errors_of(rep, "bystander").matched, 3, "the other policy ran")
-      T.eq(rep.status, "policy")
-    end
-  end },
-
-  { "D2: memory bombs stop at the cap", function()
-    for _, body in ipairs {
-      "local s = string.rep('x', 1 << 30) return #s > 0",
-      "local t = {} for i = 1, 1e8 do t[i] = i end",
-      "local s = 'x' for i = 1, 40 do s = s .. s end",
-    } do
-      local rep = assert(run_policy(policy_with(body)))
-      local msg = first_error(rep)
-      T.check(msg:find("memory cap of 8 MB exceeded", 1, true) or msg:find("not enough memory", 1, true),
-        body .. ": " .. msg)
-      T.eq(errors_of(rep, "bystander").matched, 3)
-    end
-    local used = core.memory()
-    T.check(used < 64 * 1024 * 1024, "the host's heap stays small: " .. used)
-  end },
-
-  { "D3: backtracking patterns are refused", function()
-    for _, body in ipairs {
-      "return (('a'):rep(22)):find(('a-'):rep(14) .. 'b')",
-      "return (('a'):rep(24)):gsub(('a?'):rep(24) .. ('a'):rep(24), '') ~= nil",
-      "return (n.phone_number:rep(50)):match(('.-'):rep(9) .. 'x') ~= nil",
-    } do
-      local t0 = os.clock()
-      local rep = assert(run_policy(policy_with(body)))
-      T.check(first_error(rep):find("can take hours", 1, true), body .. ": " .. first_error(rep))
-      T.check(os.clock() - t0 < 2, "refused quickly")
-    end
-    -- ordinary patterns and plain searches are fine
-    local rep = assert(run_policy(policy_with(
-      "return n.phone_number:find('^%d+$') ~= nil and ('a.b'):find('.', 1, true) == 2")))
-    T.eq(errors_of(rep, "victim").matched, 3)
-  end },
-
-  { "D4: no io, processes, debug, binary chunks or GC control", function()
-    -- Each probe returns true when the thing is out of reach, so a policy
-    -- that never ran (or raised) matches nothing and fails the check.
-    local probes = {
-      "return io == nil", "return os.execute == nil", "return os.exit == nil", "return os.remove == nil",
-      "return debug == nil", "return package == nil", "return string.dump == nil", "return dofile == nil",
-      "return loadfile == nil", "return rawset == nil", "return rawget == nil",
-      "return chatapp_core == nil",
-    }
-    for _, body in ipairs(probes) do
-      local rep = assert(run_policy(policy_with(body)))
-      T.eq(errors_of(rep, "victim").matched, 3, body .. ": " .. first_error(rep))
-      T.eq(errors_of(rep, "victim").errors, 0, body)
-    end
+  { "forbidden functions: their messages; what policies may still use", function()
+    -- (Out of reach or raising, the host running on: reliability/D4.)
     -- Each of these raises, for every number, with its own message.
     for _, c in ipairs {
       { "require 'os'", 'require("os"): policies can only require "chatapp"' },
@@ -151,50 +90,6 @@ T.cases {
     rep = assert(run_policy(policy_with(
       "local c = require 'chatapp' return c.core == nil and c.client == nil and c.http_client == nil")))
     T.eq(errors_of(rep, "victim").matched, 3)
-  end },
-
-  { "D5: shared tables and metatables cannot be changed", function()
-    for _, body in ipairs {
-      "getmetatable('').__index = {}",
-      "string.upper = nil",
-      "require('chatapp').policy = nil",
-      "require('chatapp').Status.CONNECTED = 'x'",
-      "setmetatable(require('chatapp'), {})",
-      "math.pi = 3",
-      "getmetatable(n).__index = nil",
-      "require('chatapp').json.encode = nil",
-    } do
-      local rep = assert(run_policy(policy_with(body)))
-      T.eq(errors_of(rep, "victim").errors, 3, body .. " raises")
-    end
-    T.eq(("x"):upper(), "X", "the host's string library is intact")
-    T.eq(math.pi > 3.14, true)
-    T.eq(type(chatapp.policy), "function")
-  end },
-
-  { "D6: a policy planning too much is stopped", function()
-    local rep = assert(run_policy([[
-local chatapp = require "chatapp"
-return chatapp.policy { name = "flood", decide = function(n, plan)
-  for i = 1, 1e6 do plan:log("line %d for %s", i, n.phone_number) end
-end }]], { instruction_limit = 1e9, memory_limit_mb = 256 }))
-    T.check(first_error(rep):find("more than 10000 actions", 1, true), first_error(rep))
-    T.check(first_error(rep):find("^p%.lua:3: "), "with the policy's line: " .. first_error(rep))
-    T.check(#rep.actions <= 10000, "capped")
-  end },
-
-  { "D7: odd error values are reported, not fatal", function()
-    for _, body in ipairs {
-      "error({ code = 1 })",
-      "error(setmetatable({}, { __tostring = function() error('nested') end }))",
-      "error(nil)",
-      "error(n)",
-      "error(setmetatable({}, { __tostring = function() return 'custom' end }))",
-    } do
-      local rep = assert(run_policy(policy_with(body)))
-      T.eq(errors_of(rep, "victim").errors, 3, body)
-      T.eq(errors_of(rep, "bystander").matched, 3)
-    end
   end },
 
   { "F3: policies cannot read credentials", function()
@@ -312,7 +207,9 @@ return chatapp.policy { name = "victim", where = { status = setmetatable({ "CONN
         .. "and hay:find(('a'):rep(5e5) .. 'b') == nil and hay:find(('a'):rep(10), 1999990, true) == 1999990 "
         .. "and ('abc'):find('', 10, true) == nil and ('abc'):find('c', -1, true) == 3 "
         .. "and (')'):rep(1e6):find((')'):rep(2e5) .. ']') == nil and ('a)]b'):find(')]') == 2"),
-      { memory_limit_mb = 32 }))
+      -- (time: C work that instructions do not see; under valgrind it
+      -- takes more than the 10 s a small instruction budget gives)
+      { memory_limit_mb = 32, time_limit_ms = 600000 }))
     T.eq(errors_of(rep, "victim").matched, 3, first_error(rep))
     -- (Lua's own search takes about 17 s here; linear, well under a second,
     -- and under 10 s even under valgrind.)
