@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,44 @@ static int take_lock(ca_limiter *l)
   return rc;
 }
 
+/* CHATAPP_TEST_LIMITER_HOLD_AFTER=N (tests only, docs/internals/testing.md):
+ * the N-th time this process takes the shared file's lock, it says so on
+ * standard error and keeps the lock for 30 s, so a test can kill -9 a
+ * process that holds it (reliability case A3).  Anything but a whole
+ * number from 1 to 1000000 is no hold. */
+#define HOLD_ENV "CHATAPP_TEST_LIMITER_HOLD_AFTER"
+static pthread_once_t hold_once = PTHREAD_ONCE_INIT;
+static long hold_after;
+static atomic_long locks_taken;
+
+static void read_hold(void)
+{
+  const char *v = getenv(HOLD_ENV);
+  char *end = NULL;
+  long n;
+
+  if (!v || !*v)
+    return;
+  errno = 0;
+  n = strtol(v, &end, 10);
+  if (!errno && end && !*end && n >= 1 && n <= 1000000)
+    hold_after = n;
+}
+
+static void test_hold(void)
+{
+  struct timespec ts = {30, 0};
+
+  (void)pthread_once(&hold_once, read_hold);
+  if (!hold_after || atomic_fetch_add(&locks_taken, 1) + 1 != hold_after)
+    return;
+  fprintf(stderr, "chatapp-run: test: holding the limiter lock (%s)\n",
+          HOLD_ENV);
+  fflush(stderr);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
 static void unlock(ca_limiter *l)
 {
   if (l->st == l->map)
@@ -205,6 +244,7 @@ static void lock(ca_limiter *l, int64_t now)
     fall_back(l, "cannot be locked", errno, now);
     return;
   }
+  test_hold();
   if (fstat(l->fd, &sb) != 0) {
     fall_back(l, "cannot be checked", errno, now);
     return;
@@ -407,26 +447,28 @@ static slot *find_slot(state *s, const char *full_key, int64_t now,
 
 /*
  * The factor at now: piecewise linear from (factor, factor_at_us) --
- * quickly up to the last throttle level, slowly above it while the last
- * throttle is recent, quickly again after a quiet spell.
+ * quickly up to just under the level of the last throttle answer
+ * (APPROACH of it: that level was too much), slowly above it while the
+ * last throttle is recent, quickly again after a quiet spell.
  */
 static double factor_at(const slot *sl, int64_t now)
 {
   double f = sl->factor;
+  double target = sl->threshold * CA_LIMITER_APPROACH;
   int64_t t = sl->factor_at_us;
   int64_t quiet_end =
     sl->last_throttle_us ? sl->last_throttle_us + CA_LIMITER_QUIET_US : 0;
   int i;
 
   for (i = 0; i < 3 && t < now && f < 1.0; i++) {
-    if (f < sl->threshold) {
-      double need_s = (sl->threshold - f) / CA_LIMITER_FAST;
+    if (f < target) {
+      double need_s = (target - f) / CA_LIMITER_FAST;
       int64_t reach = t + (int64_t)(need_s * 1e6);
       if (reach >= now) {
         f += CA_LIMITER_FAST * (double)(now - t) / 1e6;
         t = now;
       } else {
-        f = sl->threshold;
+        f = target;
         t = reach;
       }
     } else if (t < quiet_end) {
