@@ -18,10 +18,11 @@
 #include "ca_limiter_redis.h"
 #include "ca_redis.h"
 
-#define MAGIC   0x4d4c4143u /* "CALM" */
-#define VERSION 2u
-#define NSLOTS  64
-#define KEYLEN  96
+#define MAGIC              0x4d4c4143u /* "CALM" */
+#define VERSION            2u
+#define NSLOTS             64
+#define LOCK_BUSY_RETRY_US 2000 /* the shared lock is held: ask again then */
+#define KEYLEN             96
 
 /* One key's state.  All fields are plain data so the struct can live in a
  * shared mapping; every reader validates what it finds. */
@@ -114,12 +115,36 @@ static void read_boot_id(char out[40])
     out[--n] = '\0';
 }
 
-static int take_lock(ca_limiter *l)
+/*
+ * Take the file's lock.  busy NULL: wait for it, and *waited_us (may be
+ * NULL) says how long another process kept this one waiting (0 when it
+ * was free).  busy not NULL: do not wait; *busy = 1 and 0 returned when
+ * another process holds it.
+ */
+static int take_lock(ca_limiter *l, int64_t *waited_us, int *busy)
 {
+  int64_t t0;
   int rc;
 
+  if (waited_us)
+    *waited_us = 0;
+  if (busy)
+    *busy = 0;
+  while ((rc = flock(l->fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+    ;
+  if (rc == 0)
+    return 0;
+  if (errno != EWOULDBLOCK)
+    return -1;
+  if (busy) {
+    *busy = 1;
+    return 0;
+  }
+  t0 = ca_now_us();
   while ((rc = flock(l->fd, LOCK_EX)) != 0 && errno == EINTR)
     ;
+  if (rc == 0 && waited_us)
+    *waited_us = ca_now_us() - t0;
   return rc;
 }
 
@@ -234,17 +259,33 @@ static void fall_back(ca_limiter *l, const char *what, int err, int64_t now)
  * started afresh; a header that is not ours is reset.  Every slot is then
  * validated where it is used (fix_slot).
  */
-static void lock(ca_limiter *l, int64_t now)
+/*
+ * busy NULL: wait for the lock.  busy not NULL (ca_limiter_acquire): when
+ * another process holds it, *busy = 1 and nothing is locked: a caller
+ * must not stop in the middle of starting its calls, or the calls it was
+ * granted just before would be sent late, after their start was recorded
+ * (a holder that is stopped or dies holding it would have them go out
+ * with the next window's: a burst).
+ */
+static void lock(ca_limiter *l, int64_t *nowp, int *busy)
 {
   struct stat sb;
+  int64_t waited, now;
 
   if (l->st != l->map)
     return; /* in-process: nothing shared */
-  if (take_lock(l) != 0) {
-    fall_back(l, "cannot be locked", errno, now);
+  if (take_lock(l, &waited, busy) != 0) {
+    fall_back(l, "cannot be locked", errno, *nowp);
     return;
   }
+  if (busy && *busy)
+    return;
   test_hold();
+  /* The caller's now was read before the wait: a process kept waiting
+   * for the lock (by one that holds it, or died holding it) must not
+   * record a start in the past, which would free its slot early. */
+  *nowp += waited;
+  now = *nowp;
   if (fstat(l->fd, &sb) != 0) {
     fall_back(l, "cannot be checked", errno, now);
     return;
@@ -351,7 +392,7 @@ chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
                   path);
     goto fail;
   }
-  if (take_lock(l) != 0) {
+  if (take_lock(l, NULL, NULL) != 0) {
     ca_buf_printf(err, "cannot lock the limiter state file %s: %s", path,
                   strerror(errno));
     goto fail;
@@ -490,11 +531,17 @@ int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now,
   int64_t oldest;
   uint32_t k, head, count;
   double f;
-  int granted;
+  int granted, busy = 0;
 
   if (l->redis)
     return ca_limiter_redis_acquire(l->redis, key, n, now, retry_at, factor);
-  lock(l, now);
+  lock(l, &now, &busy);
+  if (busy) {
+    /* another process is in its (short) critical section, or stopped or
+     * dying in it: ask again soon */
+    *retry_at = now + LOCK_BUSY_RETRY_US;
+    return 0;
+  }
   sl = find_slot(l->st, key, now, l->window);
   sl->last_use_us = now;
   f = factor_at(sl, now);
@@ -537,7 +584,7 @@ void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now)
     ca_limiter_redis_throttled(l->redis, key, now);
     return;
   }
-  lock(l, now);
+  lock(l, &now, NULL);
   sl = find_slot(l->st, key, now, l->window);
   if (sl->last_throttle_us == 0 || now - sl->last_throttle_us >= l->window) {
     sl->threshold = factor_at(sl, now);
@@ -558,7 +605,7 @@ double ca_limiter_factor(ca_limiter *l, const char *full_key, int64_t now)
   if (l->redis)
     return ca_limiter_redis_factor(l->redis, full_key, now);
   slot_key(full_key, key);
-  lock(l, now);
+  lock(l, &now, NULL);
   for (i = 0; i < NSLOTS; i++) {
     slot *sl = &l->st->slots[i];
     if (sl->key[0] && strncmp(sl->key, key, KEYLEN - 1) == 0) {

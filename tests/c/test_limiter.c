@@ -186,6 +186,12 @@ static void test_shared_file(void)
     if (probe >= 0)
       close(probe);
   }
+  /* While another process holds the lock, acquire does not wait for it:
+   * not granted, ask again in 2 ms (a caller stopped between granting a
+   * call and sending it would send it late: see ca_limiter.c, lock). */
+  retry = 0;
+  CHECK(!ca_limiter_acquire(a, "acct/Q", 10, now + W, &retry, NULL));
+  CHECK(retry == now + W + 2000);
   if (pid > 0) { /* never kill(-1, ...) */
     CHECK(kill(pid, SIGKILL) == 0);
     CHECK(waitpid(pid, &status, 0) == pid);

@@ -42,7 +42,7 @@ assert(os.execute(("cc -shared -fPIC -O1 -o %s %s -ldl"):format(E.quote(shim), E
 local offset_file = E.write(dir .. "/offset", "0")
 local env = { LD_PRELOAD = shim, CHATAPP_CLOCKJUMP_FILE = offset_file,
               -- (an ASan build: the shim is preloaded before its runtime)
-              ASAN_OPTIONS = "verify_asan_link_order=0:detect_leaks=0" }
+              ASAN_OPTIONS = "verify_asan_link_order=0" }
 local HOUR = 3600000
 
 -- Move the clock through the phases, `step` seconds each, from now,
