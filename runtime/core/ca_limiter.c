@@ -258,14 +258,13 @@ static void fall_back(ca_limiter *l, const char *what, int err, int64_t now)
  * (truncate -s 0, a full disk, a careless cleanup) is grown back and
  * started afresh; a header that is not ours is reset.  Every slot is then
  * validated where it is used (fix_slot).
- */
-/*
- * busy NULL: wait for the lock.  busy not NULL (ca_limiter_acquire): when
- * another process holds it, *busy = 1 and nothing is locked: a caller
- * must not stop in the middle of starting its calls, or the calls it was
- * granted just before would be sent late, after their start was recorded
- * (a holder that is stopped or dies holding it would have them go out
- * with the next window's: a burst).
+ *
+ * busy NULL: wait for the lock (and move *nowp on by the wait).  busy not
+ * NULL (ca_limiter_acquire): when another process holds it, *busy = 1 and
+ * nothing is locked: a caller must not stop in the middle of starting its
+ * calls, or the calls it was granted just before would be sent late,
+ * after their start was recorded (a holder that is stopped or dies
+ * holding it would have them go out with the next window's: a burst).
  */
 static void lock(ca_limiter *l, int64_t *nowp, int *busy)
 {
@@ -281,9 +280,8 @@ static void lock(ca_limiter *l, int64_t *nowp, int *busy)
   if (busy && *busy)
     return;
   test_hold();
-  /* The caller's now was read before the wait: a process kept waiting
-   * for the lock (by one that holds it, or died holding it) must not
-   * record a start in the past, which would free its slot early. */
+  /* The caller's now was read before the wait: what it records under the
+   * lock (a throttle's time) is not dated before it. */
   *nowp += waited;
   now = *nowp;
   if (fstat(l->fd, &sb) != 0) {
