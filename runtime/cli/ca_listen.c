@@ -58,7 +58,10 @@ struct ca_listen {
   /* under mu */
   snapshot *metrics; /* NULL before the first publish */
   int health_set;
-  int64_t started, last_good, max_age;
+  /* Ages are taken on the monotonic clock (a step of the wall clock must
+   * not make a healthy watcher look stale): started and last_good are
+   * CLOCK_MONOTONIC seconds; last_good_unix is what the watcher gave. */
+  int64_t started, last_good, last_good_unix, max_age;
   char error[CA_LISTEN_MAX_ERROR * 4 + 1]; /* escaped; "" = none */
 };
 
@@ -428,10 +431,18 @@ static enum MHD_Result serve_metrics(ca_listen *l, struct MHD_Connection *c)
                0);
 }
 
+static int64_t mono_s(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec;
+}
+
 /* The /healthz answer, into body; returns the HTTP status. */
 static unsigned health_body(ca_listen *l, char *body, size_t len)
 {
-  int64_t now = (int64_t)time(NULL), age;
+  int64_t now = mono_s(), age;
   const char *e = l->error;
 
   if (!l->health_set) {
@@ -557,7 +568,7 @@ chatapp_status ca_listen_start(const char *addr, ca_listen **out, char *err,
   else
     snprintf(l->address, sizeof l->address, "%s:%d", p.host, port);
   l->loopback = ca_loopback_host(p.host, strlen(p.host));
-  l->started = (int64_t)time(NULL);
+  l->started = mono_s();
   if (pthread_mutex_init(&l->mu, NULL) != 0) {
     snprintf(err, errlen, "--listen %s: cannot create a mutex", l->address);
     st = CHATAPP_ENOMEM;
@@ -673,7 +684,16 @@ void ca_listen_health(ca_listen *l, int64_t last_good_unix, int64_t max_age_s,
   if (pthread_mutex_lock(&l->mu) != 0)
     return;
   l->health_set = 1;
-  l->last_good = last_good_unix > 0 ? last_good_unix : 0;
+  if (last_good_unix <= 0) {
+    l->last_good = l->last_good_unix = 0;
+  } else if (last_good_unix != l->last_good_unix) {
+    /* a new good cycle, that ended (now - last_good_unix) ago */
+    int64_t ago = (int64_t)time(NULL) - last_good_unix;
+    l->last_good = mono_s() - (ago > 0 ? ago : 0);
+    if (l->last_good < 1)
+      l->last_good = 1; /* (0 is "none") */
+    l->last_good_unix = last_good_unix;
+  }
   l->max_age = max_age_s > 0 ? max_age_s : 0;
   memcpy(l->error, e, sizeof e);
   (void)pthread_mutex_unlock(&l->mu);

@@ -26,32 +26,40 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
   return n;
 }
 
-/* Parse Retry-After (seconds or an HTTP date) / x-acs-retry-after (ms). */
+/*
+ * Parse Retry-After (RFC 9110: delay-seconds, digits only, or an
+ * HTTP-date) / x-acs-retry-after (milliseconds, digits): the wait in
+ * microseconds, 0 for a date in the past, -1 for anything else (ignored:
+ * "1e12", "0x10", "-5", "inf", garbage).  A huge number is cut here and
+ * capped by max_retry_after_ms where it is used (ca_perform.c); a date is
+ * counted from this process's wall clock (ca_wall_s, the signing clock).
+ */
 static int64_t parse_retry_after(const char *name, const char *v)
 {
-  char *end;
-  double x;
+  int ms = strcasecmp(name, "x-acs-retry-after") == 0;
+  const char *p;
+  int64_t x = 0;
 
   while (*v == ' ' || *v == '\t')
     v++;
-  errno = 0;
-  x = strtod(v, &end);
-  if (end != v && errno == 0 && isfinite(x) && x >= 0) {
-    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-      end++;
-    if (*end)
+  for (p = v; *p >= '0' && *p <= '9'; p++)
+    if (x < 1000000000) /* absurd: capped later */
+      x = x * 10 + (*p - '0');
+  if (p != v) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+      p++;
+    if (*p)
       return -1;
-    if (x > 1e9)
-      x = 1e9; /* absurd: capped later */
-    return strcasecmp(name, "x-acs-retry-after") == 0 ? (int64_t)(x * 1e3)
-                                                      : (int64_t)(x * 1e6);
+    return ms ? x * 1000 : x * 1000000;
   }
+  if (ms)
+    return -1; /* milliseconds only */
   {
     time_t when = curl_getdate(v, NULL);
-    time_t now = time(NULL);
+    int64_t now = ca_wall_s();
     if (when == -1)
       return -1;
-    return when > now ? (int64_t)(when - now) * 1000000 : 0;
+    return (int64_t)when > now ? ((int64_t)when - now) * 1000000 : 0;
   }
 }
 

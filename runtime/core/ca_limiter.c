@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,11 @@
 #include "ca_limiter_redis.h"
 #include "ca_redis.h"
 
-#define MAGIC   0x4d4c4143u /* "CALM" */
-#define VERSION 2u
-#define NSLOTS  64
-#define KEYLEN  96
+#define MAGIC              0x4d4c4143u /* "CALM" */
+#define VERSION            2u
+#define NSLOTS             64
+#define LOCK_BUSY_RETRY_US 2000 /* the shared lock is held: ask again then */
+#define KEYLEN             96
 
 /* One key's state.  All fields are plain data so the struct can live in a
  * shared mapping; every reader validates what it finds. */
@@ -113,13 +115,75 @@ static void read_boot_id(char out[40])
     out[--n] = '\0';
 }
 
-static int take_lock(ca_limiter *l)
+/*
+ * Take the file's lock.  busy NULL: wait for it, and *waited_us (may be
+ * NULL) says how long another process kept this one waiting (0 when it
+ * was free).  busy not NULL: do not wait; *busy = 1 and 0 returned when
+ * another process holds it.
+ */
+static int take_lock(ca_limiter *l, int64_t *waited_us, int *busy)
 {
+  int64_t t0;
   int rc;
 
+  if (waited_us)
+    *waited_us = 0;
+  if (busy)
+    *busy = 0;
+  while ((rc = flock(l->fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+    ;
+  if (rc == 0)
+    return 0;
+  if (errno != EWOULDBLOCK)
+    return -1;
+  if (busy) {
+    *busy = 1;
+    return 0;
+  }
+  t0 = ca_now_us();
   while ((rc = flock(l->fd, LOCK_EX)) != 0 && errno == EINTR)
     ;
+  if (rc == 0 && waited_us)
+    *waited_us = ca_now_us() - t0;
   return rc;
+}
+
+/* CHATAPP_TEST_LIMITER_HOLD_AFTER=N (tests only, docs/internals/testing.md):
+ * the N-th time this process takes the shared file's lock, it says so on
+ * standard error and keeps the lock for 30 s, so a test can kill -9 a
+ * process that holds it (reliability case A3).  Anything but a whole
+ * number from 1 to 1000000 is no hold. */
+#define HOLD_ENV "CHATAPP_TEST_LIMITER_HOLD_AFTER"
+static pthread_once_t hold_once = PTHREAD_ONCE_INIT;
+static long hold_after;
+static atomic_long locks_taken;
+
+static void read_hold(void)
+{
+  const char *v = getenv(HOLD_ENV);
+  char *end = NULL;
+  long n;
+
+  if (!v || !*v)
+    return;
+  errno = 0;
+  n = strtol(v, &end, 10);
+  if (!errno && end && !*end && n >= 1 && n <= 1000000)
+    hold_after = n;
+}
+
+static void test_hold(void)
+{
+  struct timespec ts = {30, 0};
+
+  (void)pthread_once(&hold_once, read_hold);
+  if (!hold_after || atomic_fetch_add(&locks_taken, 1) + 1 != hold_after)
+    return;
+  fprintf(stderr, "chatapp-run: test: holding the limiter lock (%s)\n",
+          HOLD_ENV);
+  fflush(stderr);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
 }
 
 static void unlock(ca_limiter *l)
@@ -194,17 +258,32 @@ static void fall_back(ca_limiter *l, const char *what, int err, int64_t now)
  * (truncate -s 0, a full disk, a careless cleanup) is grown back and
  * started afresh; a header that is not ours is reset.  Every slot is then
  * validated where it is used (fix_slot).
+ *
+ * busy NULL: wait for the lock (and move *nowp on by the wait).  busy not
+ * NULL (ca_limiter_acquire): when another process holds it, *busy = 1 and
+ * nothing is locked: a caller must not stop in the middle of starting its
+ * calls, or the calls it was granted just before would be sent late,
+ * after their start was recorded (a holder that is stopped or dies
+ * holding it would have them go out with the next window's: a burst).
  */
-static void lock(ca_limiter *l, int64_t now)
+static void lock(ca_limiter *l, int64_t *nowp, int *busy)
 {
   struct stat sb;
+  int64_t waited, now;
 
   if (l->st != l->map)
     return; /* in-process: nothing shared */
-  if (take_lock(l) != 0) {
-    fall_back(l, "cannot be locked", errno, now);
+  if (take_lock(l, &waited, busy) != 0) {
+    fall_back(l, "cannot be locked", errno, *nowp);
     return;
   }
+  if (busy && *busy)
+    return;
+  test_hold();
+  /* The caller's now was read before the wait: what it records under the
+   * lock (a throttle's time) is not dated before it. */
+  *nowp += waited;
+  now = *nowp;
   if (fstat(l->fd, &sb) != 0) {
     fall_back(l, "cannot be checked", errno, now);
     return;
@@ -311,7 +390,7 @@ chatapp_status ca_limiter_new(const char *path, int64_t margin_us,
                   path);
     goto fail;
   }
-  if (take_lock(l) != 0) {
+  if (take_lock(l, NULL, NULL) != 0) {
     ca_buf_printf(err, "cannot lock the limiter state file %s: %s", path,
                   strerror(errno));
     goto fail;
@@ -407,26 +486,28 @@ static slot *find_slot(state *s, const char *full_key, int64_t now,
 
 /*
  * The factor at now: piecewise linear from (factor, factor_at_us) --
- * quickly up to the last throttle level, slowly above it while the last
- * throttle is recent, quickly again after a quiet spell.
+ * quickly up to just under the level of the last throttle answer
+ * (APPROACH of it: that level was too much), slowly above it while the
+ * last throttle is recent, quickly again after a quiet spell.
  */
 static double factor_at(const slot *sl, int64_t now)
 {
   double f = sl->factor;
+  double target = sl->threshold * CA_LIMITER_APPROACH;
   int64_t t = sl->factor_at_us;
   int64_t quiet_end =
     sl->last_throttle_us ? sl->last_throttle_us + CA_LIMITER_QUIET_US : 0;
   int i;
 
   for (i = 0; i < 3 && t < now && f < 1.0; i++) {
-    if (f < sl->threshold) {
-      double need_s = (sl->threshold - f) / CA_LIMITER_FAST;
+    if (f < target) {
+      double need_s = (target - f) / CA_LIMITER_FAST;
       int64_t reach = t + (int64_t)(need_s * 1e6);
       if (reach >= now) {
         f += CA_LIMITER_FAST * (double)(now - t) / 1e6;
         t = now;
       } else {
-        f = sl->threshold;
+        f = target;
         t = reach;
       }
     } else if (t < quiet_end) {
@@ -448,11 +529,17 @@ int ca_limiter_acquire(ca_limiter *l, const char *key, int n, int64_t now,
   int64_t oldest;
   uint32_t k, head, count;
   double f;
-  int granted;
+  int granted, busy = 0;
 
   if (l->redis)
     return ca_limiter_redis_acquire(l->redis, key, n, now, retry_at, factor);
-  lock(l, now);
+  lock(l, &now, &busy);
+  if (busy) {
+    /* another process is in its (short) critical section, or stopped or
+     * dying in it: ask again soon */
+    *retry_at = now + LOCK_BUSY_RETRY_US;
+    return 0;
+  }
   sl = find_slot(l->st, key, now, l->window);
   sl->last_use_us = now;
   f = factor_at(sl, now);
@@ -495,7 +582,7 @@ void ca_limiter_throttled(ca_limiter *l, const char *key, int64_t now)
     ca_limiter_redis_throttled(l->redis, key, now);
     return;
   }
-  lock(l, now);
+  lock(l, &now, NULL);
   sl = find_slot(l->st, key, now, l->window);
   if (sl->last_throttle_us == 0 || now - sl->last_throttle_us >= l->window) {
     sl->threshold = factor_at(sl, now);
@@ -516,7 +603,7 @@ double ca_limiter_factor(ca_limiter *l, const char *full_key, int64_t now)
   if (l->redis)
     return ca_limiter_redis_factor(l->redis, full_key, now);
   slot_key(full_key, key);
-  lock(l, now);
+  lock(l, &now, NULL);
   for (i = 0; i < NSLOTS; i++) {
     slot *sl = &l->st->slots[i];
     if (sl->key[0] && strncmp(sl->key, key, KEYLEN - 1) == 0) {

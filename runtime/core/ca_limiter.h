@@ -45,11 +45,16 @@
 
 typedef struct ca_limiter ca_limiter;
 
+/* Adapting (docs/internals/limiter.md): after a throttle answer the
+ * factor regains FAST per second up to APPROACH of the level it was
+ * throttled at, then SLOW per second while the last throttle is under
+ * QUIET old, then FAST again. */
 #define CA_LIMITER_MAX_N      128   /* largest N per window */
 #define CA_LIMITER_MARGIN_US  50000 /* the default margin: 50 ms */
-#define CA_LIMITER_FAST       0.05  /* factor regained per second */
-#define CA_LIMITER_SLOW       0.01  /* ... above the last throttle level */
-#define CA_LIMITER_QUIET_US   5000000
+#define CA_LIMITER_FAST       0.05
+#define CA_LIMITER_APPROACH   0.9
+#define CA_LIMITER_SLOW       0.005
+#define CA_LIMITER_QUIET_US   10000000
 #define CA_LIMITER_DECREASE   0.7
 #define CA_LIMITER_MIN_FACTOR 0.1
 

@@ -65,6 +65,7 @@
   CONSTANT("MIN", CA_LIMITER_MIN_FACTOR)                                       \
   CONSTANT("FAST", CA_LIMITER_FAST)                                            \
   CONSTANT("SLOW", CA_LIMITER_SLOW)                                            \
+  CONSTANT("APPROACH", CA_LIMITER_APPROACH)                                    \
   CONSTANT("QUIET", CA_LIMITER_QUIET_US)                                       \
   CONSTANT("DEC", CA_LIMITER_DECREASE)                                         \
   CONSTANT("MAXN", CA_LIMITER_MAX_N)                                           \
@@ -92,12 +93,12 @@
   "  if lt ~= 0 then quiet_end = lt + QUIET end\n"                             \
   "  for _ = 1, 3 do\n"                                                        \
   "    if not (t < now and f < 1) then break end\n"                            \
-  "    if f < th then\n"                                                       \
-  "      local reach = t + math.floor((th - f) / FAST * 1e6)\n"                \
+  "    if f < th * APPROACH then\n"                                            \
+  "      local reach = t + math.floor((th * APPROACH - f) / FAST * 1e6)\n"     \
   "      if reach >= now then\n"                                               \
   "        f = f + FAST * (now - t) / 1e6; t = now\n"                          \
   "      else\n"                                                               \
-  "        f = th; t = reach\n"                                                \
+  "        f = th * APPROACH; t = reach\n"                                     \
   "      end\n"                                                                \
   "    elseif t < quiet_end then\n"                                            \
   "      local e = math.min(quiet_end, now)\n"                                 \
