@@ -270,7 +270,7 @@ static int take_lock(watch *w, const char *account, char *err, size_t errlen)
   len = snprintf(info, sizeof info, "pid %ld, since %ld (Unix time)\n",
                  (long)getpid(), (long)time(NULL));
   if (ftruncate(fd, 0) != 0 || pwrite(fd, info, (size_t)len, 0) != len)
-    say(w, 1, "cannot write the holder into %s: %s (the lock holds anyway)",
+    say(w, 0, "cannot write the holder into %s: %s (the lock holds anyway)",
         w->lock_path, strerror(errno));
   w->lock_fd = fd;
   return 0;

@@ -8,15 +8,15 @@
  *                  counts when either name holds it)
  *   FAULTFS_OP     the operation to fail: write (write, writev), pwrite
  *                  (pwrite, pwrite64), fsync, fdatasync, rename (rename,
- *                  renameat), open (open, open64, openat with O_CREAT),
- *                  ftruncate
- *   FAULTFS_NTH    fail the Nth counted call of FAULTFS_OP (1-based); 0 or
- *                  unset: fail nothing
- *   FAULTFS_ERRNO  ENOSPC (default), EIO, EDQUOT or a number
- *   FAULTFS_LOG    append "OP N PATH" for every counted call (N: its number
- *                  among the calls of OP; "FAIL OP N PATH" for the one
- *                  failed), so a test first lists the call sites, then
- *                  fails each in turn
+ *                  renameat), open (open, open64, openat, openat64 with
+ * O_CREAT), ftruncate (ftruncate, ftruncate64) FAULTFS_NTH    fail the Nth
+ * counted call of FAULTFS_OP (1-based); 0 or unset: fail nothing FAULTFS_ERRNO
+ * ENOSPC (default), EIO, EDQUOT or a number FAULTFS_LOG    append "OP N PATH"
+ * for every counted call (N: its number among the calls of OP; "FAIL OP N PATH"
+ * for the one failed), so a test first lists the call sites, then fails each in
+ * turn FAULTFS_STOP   "OP N": end the process (_exit(99)) just before the Nth
+ *                  counted call of OP, as a crash would (the E2 test takes
+ *                  the state each committed transaction leaves this way)
  *   FAULTFS_NET_LOG  append "socket FAMILY TYPE" for every IPv4/IPv6
  *                  socket the process opens and "connect ADDR PORT" for
  *                  every connect of one (F4: no socket is opened for a
@@ -65,6 +65,8 @@ static int fail_op = -1;
 static long fail_nth;
 static int fail_errno = ENOSPC;
 static const char *log_path, *net_log_path;
+static int stop_op = -1;
+static long stop_nth;
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_writev)(int, const struct iovec *, int);
@@ -78,6 +80,8 @@ static int (*real_open)(const char *, int, ...);
 static int (*real_open64)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
 static int (*real_ftruncate)(int, off_t);
+static int (*real_ftruncate64)(int, off64_t);
+static int (*real_openat64)(int, const char *, int, ...);
 static int (*real_socket)(int, int, int);
 static int (*real_connect)(int, const struct sockaddr *, socklen_t);
 
@@ -105,6 +109,8 @@ static void setup(void)
   real_open64 = next("open64");
   real_openat = next("openat");
   real_ftruncate = next("ftruncate");
+  real_ftruncate64 = next("ftruncate64");
+  real_openat64 = next("openat64");
   real_socket = next("socket");
   real_connect = next("connect");
   pattern = getenv("FAULTFS_PATH");
@@ -123,6 +129,17 @@ static void setup(void)
       fail_errno = EDQUOT;
     else if (strcmp(e, "ENOSPC") != 0 && atoi(e) > 0)
       fail_errno = atoi(e);
+  }
+  if ((e = getenv("FAULTFS_STOP")) != NULL) {
+    /* "OP N": end the process (exit status 99) just before that call */
+    char name[16];
+    long n;
+    if (sscanf(e, "%15s %ld", name, &n) == 2)
+      for (int i = 0; i < OP_COUNT; i++)
+        if (strcmp(name, op_names[i]) == 0) {
+          stop_op = i;
+          stop_nth = n;
+        }
   }
   log_path = getenv("FAULTFS_LOG");
   net_log_path = getenv("FAULTFS_NET_LOG");
@@ -195,6 +212,8 @@ static int should_fail(int op, const char *path, const char *path2)
            op_names[op], n, path ? path : "-", path2 ? " -> " : "",
            path2 ? path2 : "");
   log_line(log_path, line);
+  if (op == stop_op && n == stop_nth)
+    _exit(99); /* like a crash just before the call: nothing flushed */
   pthread_mutex_unlock(&lock);
   if (fail)
     errno = fail_errno;
@@ -260,6 +279,13 @@ int ftruncate(int fd, off_t len)
   return real_ftruncate(fd, len);
 }
 
+int ftruncate64(int fd, off64_t len)
+{
+  if (fd_fails(OP_FTRUNCATE, fd))
+    return -1;
+  return real_ftruncate64(fd, len);
+}
+
 int rename(const char *from, const char *to)
 {
   if (should_fail(OP_RENAME, from, to))
@@ -323,6 +349,21 @@ int openat(int dfd, const char *path, int flags, ...)
   if (open_fails(path, flags))
     return -1;
   return real_openat(dfd, path, flags, mode);
+}
+
+int openat64(int dfd, const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  va_list ap;
+
+  va_start(ap, flags);
+  if (flags & (O_CREAT | O_TMPFILE))
+    mode = (mode_t)va_arg(ap, int);
+  va_end(ap);
+  ensure();
+  if (open_fails(path, flags))
+    return -1;
+  return real_openat64(dfd, path, flags, mode);
 }
 
 int socket(int family, int type, int protocol)
