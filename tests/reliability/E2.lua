@@ -49,6 +49,9 @@ local core = chatapp.core
 local SHIM = os.getenv("CHATAPP_FAULTFS") or (E.run_bin:match("^(.*)/[^/]*$") or ".") ..
   "/tests/shim/libchatapp_faultfs.so"
 assert(io.open(SHIM, "rb"), "the faultfs shim is built beside chatapp-run: " .. SHIM):close()
+-- In a sanitizer build the shim is preloaded ahead of the ASan runtime,
+-- which then must not insist on coming first.
+local ASAN = ((os.getenv("ASAN_OPTIONS") or "") .. ":verify_asan_link_order=0"):gsub("^:", "")
 
 -- A high quota: the emulator must not throttle this test's many short runs.
 local emu = E.emulator { "--quota", "100000" }
@@ -68,7 +71,7 @@ local function sh(cmd) assert(os.execute(cmd), cmd) end
 
 -- A run in folder w (the files) with the shim's log in log.
 local function run(w, log, policy, fault, watch)
-  local env = { LD_PRELOAD = SHIM, FAULTFS_PATH = w, FAULTFS_LOG = log }
+  local env = { LD_PRELOAD = SHIM, FAULTFS_PATH = w, FAULTFS_LOG = log, ASAN_OPTIONS = ASAN }
   for k, v in pairs(fault or {}) do env[k] = v end
   local args = { "--limiter", w .. "/limiter", "--endpoint", emu.url, "--spaces", SPACES, "--state", w .. "/state.db",
                  "--record", w .. "/rec.json", "--metrics", w .. "/met.prom", "--output", "json", policy }

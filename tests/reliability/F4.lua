@@ -31,6 +31,9 @@ local E = require "e2e"
 local SHIM = os.getenv("CHATAPP_FAULTFS") or (E.run_bin:match("^(.*)/[^/]*$") or ".") ..
   "/tests/shim/libchatapp_faultfs.so"
 assert(io.open(SHIM, "rb"), "the faultfs shim is built beside chatapp-run: " .. SHIM):close()
+-- In a sanitizer build the shim is preloaded ahead of the ASan runtime,
+-- which then must not insist on coming first.
+local ASAN = ((os.getenv("ASAN_OPTIONS") or "") .. ":verify_asan_link_order=0"):gsub("^:", "")
 local SPACES = E.path("scripts/spaces/sample-spaces.json")
 
 -- Every forbidden address, as a URL host, with the address libcurl is to
@@ -119,7 +122,7 @@ end
 local function run_all(list, wrap, what)
   local dir = E.tmpdir()
   local log = dir .. "/net.log"
-  local env = { LD_PRELOAD = SHIM, FAULTFS_NET_LOG = log }
+  local env = { LD_PRELOAD = SHIM, FAULTFS_NET_LOG = log, ASAN_OPTIONS = ASAN }
   -- webhooks of a policy
   local r = E.run({ "--endpoint", emu.url, "--spaces", SPACES, "--output", "json", hook_policy(list) }, env,
     { wrap = wrap })
