@@ -26,7 +26,9 @@
 --   * fsync never retried and then treated as success: after a failed
 --     fsync/fdatasync of the state or journal, the transaction it belongs
 --     to is not in the state (the generation is one before it), and the
---     file is not synced again within that transaction;
+--     file is not synced again within that transaction unless written
+--     again first (SQLite's rollback writes the old pages back from the
+--     journal and syncs them: that is no retry);
 --   * the next clean run (no fault) exits 0 and reaches the same final
 --     state as a run that never failed (outbox attempt counts aside: a
 --     run sends its webhooks again);
@@ -303,6 +305,46 @@ T.cases {
     T.check(n >= 50, "the run makes file calls: " .. n)
   end },
 
+  { "a first run: the state file made", function()
+    -- No previous state: the file is created (open O_CREAT, the schema's
+    -- transaction).  Each kind of call (op and file) is failed once, and
+    -- every sync: reported, the file then absent or a valid state, and
+    -- the next clean run completes.
+    local w0 = base .. "/first0"
+    sh("mkdir -p " .. E.quote(w0))
+    local r0 = run(w0, w0 .. ".log", POLICY_B)
+    T.eq(r0.code, 0, "a first run: " .. r0.err)
+    local done = {}
+    for _, c in ipairs(calls(w0 .. ".log")) do
+      local key = c.op .. " " .. c.path:gsub("%.tmp%..*$", ""):gsub("^.*/first0", "W")
+      local sync = c.op == "fsync" or c.op == "fdatasync"
+      if (sync or not done[key]) and (c.path:find("state.db", 1, true) or (c.path == w0 and c.op == "fdatasync")) then
+        done[key] = true
+        n_w = n_w + 1
+        local w = ("%s/first%d"):format(base, n_w)
+        sh("mkdir -p " .. E.quote(w))
+        local errno = sync and "EIO" or "ENOSPC"
+        local r = run(w, w .. ".log", POLICY_B, { FAULTFS_OP = c.op, FAULTFS_NTH = tostring(c.n), FAULTFS_ERRNO = errno })
+        local what = ("first run: %s #%d %s (%s)"):format(c.op, c.n, key, errno)
+        T.check((E.read(w .. ".log") or ""):find("FAIL " .. c.op .. " " .. c.n .. " ", 1, true),
+          what .. ": the fault was reached")
+        local dirsync = c.path == w0 and c.op == "fdatasync"
+        if not dirsync then
+          T.check(r.code ~= 0, what .. ": the exit status reports it")
+          T.check(r.err:find(w .. "/state.db", 1, true), what .. ": the message names the state file: " .. r.err)
+        end
+        if E.read(w .. "/state.db") then
+          T.check(digest(w .. "/state.db"), what .. ": what is left is a valid state")
+        end
+        local r2 = run(w, w .. ".log2", POLICY_B)
+        T.eq(r2.code, 0, what .. ": the next clean run: " .. r2.err)
+        sites[(dirsync and (c.op .. " W (SQLite)") or key) .. " (new)"] = true
+        covered = covered + 1
+        if dirsync then ignored = ignored + 1 end
+      end
+    end
+  end },
+
   { "a watcher: its lock file", function()
     -- The lock's calls come before any cycle; each is failed in turn.
     local w, log = fresh()
@@ -341,8 +383,8 @@ T.cases {
 local names = {}
 for k in pairs(sites) do names[#names + 1] = k end
 table.sort(names)
-print(("# E2: %d faults injected and checked, %d call sites (op and file): %s; %d of them SQLite's folder "
-  .. "sync (ignored by SQLite, state intact)"):format(covered, #names, table.concat(names, "; "), ignored))
+print(("# E2: %d faults injected and checked, %d call sites (op and file): %s; %d of the faults at SQLite's "
+  .. "folder sync (ignored by SQLite, state intact)"):format(covered, #names, table.concat(names, "; "), ignored))
 emu:stop()
 E.cleanup()
 return T.done()
