@@ -179,7 +179,7 @@ T.cases {
       { kind = "chunked", next = 2 },
       { kind = "redirect", location = "http://127.0.0.1:9/steal", next = 4 },
       { kind = "error", code = "InternalError", status = 500, next = 3 },
-      { kind = "error", code = "ServiceUnavailable", status = 503, p = 0.5 },
+      { kind = "error", code = "ServiceUnavailable", status = 503, every = 2 },
     }
     for _, f in ipairs(list) do each("fault " .. f.kind, fault(f)) end
   end },
