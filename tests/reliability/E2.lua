@@ -40,8 +40,8 @@
 -- and in docs/reliability.md): SQLite syncs the folder after creating its
 -- journal and ignores a failure there (os_unix.c unixSync): those calls
 -- are failed too and must leave the state intact, but no report is
--- expected; stdout (the report, a pipe or file of the caller's) is written
--- through stdio, below what LD_PRELOAD sees.
+-- expected.  stdout (the report) is written through stdio, below what
+-- LD_PRELOAD sees: it is sent to /dev/full instead (ENOSPC on every write).
 package.path = arg[0]:match("^(.*)/") .. "/../lua/?.lua;" .. package.path
 local T = require "testlib"
 local E = require "e2e"
@@ -343,6 +343,22 @@ T.cases {
         if dirsync then ignored = ignored + 1 end
       end
     end
+  end },
+
+  { "the report on stdout, on a full disk (/dev/full)", function()
+    -- stdio's writes are below the shim; /dev/full fails them with ENOSPC
+    if not os.execute("test -c /dev/full") then
+      print("# skipped: no /dev/full on this machine")
+      return
+    end
+    local w = fresh()
+    local r = E.run({ "--limiter", "process", "--endpoint", emu.url, "--spaces", SPACES, "--state", w .. "/state.db",
+                      "--output", "json", POLICY_B }, {}, { no_limiter = true, wrap = "sh -c 'exec \"$0\" \"$@\" >/dev/full'" })
+    T.eq(r.code, 1, "a report that could not be written fails the run: " .. r.err)
+    T.check(r.err:find("cannot write the report to standard output", 1, true), "and says so: " .. r.err)
+    T.check(digest(w .. "/state.db"), "the state is valid")
+    sites["write stdout (a file on a full disk)"] = true
+    covered = covered + 1
   end },
 
   { "a watcher: its lock file", function()
