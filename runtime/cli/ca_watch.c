@@ -236,10 +236,12 @@ static void reload(watch *w)
  */
 static int take_lock(watch *w, const char *account, char *err, size_t errlen)
 {
-  return lca_state_lock_take(w->cfg->state, account, "a watcher", &w->lock, err,
-                             errlen) != 0
-           ? -1
-           : 0;
+  if (lca_state_lock_take(w->cfg->state, account, "a watcher", &w->lock, err,
+                          errlen) != 0)
+    return -1;
+  if (*err) /* the holder's line could not be written */
+    say(w, 0, "%s", err);
+  return 0;
 }
 
 /* ---- the lease (a Redis state) ------------------------------------------ */

@@ -767,5 +767,16 @@ out:
   signal_emu = NULL;
   ca_emulator_stop(emu);
   chatapp_config_free(cfg);
+  /* The report on stdout: a full disk is a failure of the run, not a
+   * report silently lost (docs/cli.md, "Files"). */
+  errno = 0;
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    int e = errno; /* 0: an earlier write failed */
+    fprintf(stderr,
+            "chatapp-run: cannot write the report to standard output: %s\n",
+            e ? strerror(e) : "a write failed (a full disk?)");
+    if (rc == EXIT_ALL_WELL)
+      rc = EXIT_RUN_FAILED;
+  }
   return rc;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "ca_client_int.h"
@@ -92,37 +93,116 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 
 /* Addresses no request of ours may reach: link-local (169.254.0.0/16,
  * fe80::/10) and Alibaba Cloud's metadata service, which hands out RAM
- * role credentials to whoever asks from an ECS instance. */
-static int ip_is_forbidden(const char *ip)
+ * role credentials to whoever asks from an ECS instance; an IPv4 address
+ * also in its IPv4-mapped IPv6 form (::ffff:169.254.x.x).  *metadata is
+ * set when the address is the metadata service's. */
+static int ip_is_forbidden(const char *ip, int *metadata)
 {
   struct in6_addr a6;
   struct in_addr a4;
+  uint32_t v4;
 
-  if (strcmp(ip, "100.100.100.200") == 0)
+  *metadata = 0;
+  if (inet_pton(AF_INET, ip, &a4) == 1) {
+    v4 = ntohl(a4.s_addr);
+  } else if (inet_pton(AF_INET6, ip, &a6) == 1) {
+    if (IN6_IS_ADDR_LINKLOCAL(&a6))
+      return 1;
+    if (!IN6_IS_ADDR_V4MAPPED(&a6))
+      return 0;
+    v4 = (uint32_t)a6.s6_addr[12] << 24 | (uint32_t)a6.s6_addr[13] << 16 |
+         (uint32_t)a6.s6_addr[14] << 8 | (uint32_t)a6.s6_addr[15];
+  } else {
+    return 0;
+  }
+  if (v4 == 0x646464C8u) { /* 100.100.100.200 */
+    *metadata = 1;
     return 1;
-  if (inet_pton(AF_INET, ip, &a4) == 1)
-    return (ntohl(a4.s_addr) >> 16) == 0xA9FE;
-  if (inet_pton(AF_INET6, ip, &a6) == 1)
-    return IN6_IS_ADDR_LINKLOCAL(&a6) ||
-           (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 169 &&
-            a6.s6_addr[13] == 254);
-  return 0;
+  }
+  return (v4 >> 16) == 0xA9FEu; /* 169.254.0.0/16 */
 }
 
 /*
- * Checked on the connected address, before any request byte is sent:
- * plain http goes to loopback only (credentials, webhook secrets); no
- * request goes to a link-local or metadata address.
+ * Checked on the address about to be connected to, before any socket is
+ * opened (on_opensocket) and again on the connected one before a request
+ * byte is sent (on_prereq): plain http goes to loopback only (credentials,
+ * webhook secrets); no request goes to a link-local or metadata address,
+ * except the credential provider's own calls to the metadata service.
  */
 int ca_attempt_address_check(int allow_metadata, int plain, const char *ip)
 {
-  if (allow_metadata && strcmp(ip, "100.100.100.200") == 0)
-    return 0;
-  if (ip_is_forbidden(ip))
+  int metadata;
+
+  if (ip_is_forbidden(ip, &metadata)) {
+    if (allow_metadata && metadata)
+      return 0; /* the provider's plain http to the metadata service */
     return 1;
+  }
   if (plain && !ca_loopback_host(ip, strlen(ip)))
     return 2;
   return 0;
+}
+
+/* The refusal names the host (never the path or query of a URL, which may
+ * hold a token) and the address. */
+static void refused_address(ca_call *call, const char *ip)
+{
+  const char *h = call->url ? strstr(call->url, "://") : NULL;
+  const char *at;
+  size_t n = 0;
+
+  if (h) {
+    h += 3;
+    n = strcspn(h, "/?#");
+    at = memchr(h, '@', n);
+    if (at) {
+      n -= (size_t)(at + 1 - h);
+      h = at + 1;
+    }
+  }
+  if (n > 200)
+    n = 200;
+  snprintf(call->error, sizeof call->error,
+           "refused: %s%.*s resolved to %s, a link-local or metadata address "
+           "(no connection is made to those)",
+           n ? "" : "the endpoint", (int)n, n ? h : "", ip);
+}
+
+/*
+ * libcurl asks here for every socket it would open, with the resolved
+ * address: a forbidden one gets no socket (CURL_SOCKET_BAD, which libcurl
+ * reports as CURLE_COULDNT_CONNECT; ca_perform.c turns it into a final
+ * error when call->error holds the refusal).  Behind a proxy the address
+ * is the proxy's: the target's name is the proxy's to resolve.
+ */
+static curl_socket_t on_opensocket(void *ud, curlsocktype purpose,
+                                   struct curl_sockaddr *a)
+{
+  ca_call *call = ud;
+  char ip[INET6_ADDRSTRLEN];
+  const void *src = NULL;
+
+  (void)purpose;
+  if (a->family == AF_INET &&
+      a->addrlen >= (unsigned)sizeof(struct sockaddr_in))
+    src = &((const struct sockaddr_in *)(const void *)&a->addr)->sin_addr;
+  else if (a->family == AF_INET6 &&
+           a->addrlen >= (unsigned)sizeof(struct sockaddr_in6))
+    src = &((const struct sockaddr_in6 *)(const void *)&a->addr)->sin6_addr;
+  if (src && !inet_ntop(a->family, src, ip, sizeof ip))
+    src = NULL;
+  if (!src) {
+    snprintf(call->error, sizeof call->error,
+             "refused: an address of family %d (only IPv4 and IPv6 are used)",
+             a->family);
+    return CURL_SOCKET_BAD;
+  }
+  if (ca_attempt_address_check(
+        call->kind == CA_CALL_HTTP && call->allow_metadata, 0, ip) == 1) {
+    refused_address(call, ip);
+    return CURL_SOCKET_BAD;
+  }
+  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
@@ -138,9 +218,7 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
   (void)conn_primary_port;
   (void)conn_local_port;
   if (why == 1) {
-    snprintf(call->error, sizeof call->error,
-             "refused: %s is a link-local or metadata address",
-             conn_primary_ip);
+    refused_address(call, conn_primary_ip);
     return CURL_PREREQFUNC_ABORT;
   }
   if (why == 2) {
@@ -369,6 +447,8 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_NOSIGNAL, 1L);
   SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
   SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+  SETOPT(CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+  SETOPT(CURLOPT_OPENSOCKETDATA, call);
   SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
   /* Always verified, whatever libcurl's defaults (there is no switch to
    * turn this off); the CA bundle of the configuration, else the system

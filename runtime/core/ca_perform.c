@@ -220,8 +220,12 @@ static CURLMcode complete_attempt(ca_client *c, ca_call *call, CURLcode rc,
       snprintf(call->error, sizeof call->error,
                "the answer is larger than the %zu-byte cap", c->max_body);
       st = CHATAPP_ETOOBIG;
-    } else if (rc == CURLE_ABORTED_BY_CALLBACK && call->error[0]) {
-      st = CHATAPP_ECONFIG; /* the loopback rule; message already set */
+    } else if ((rc == CURLE_ABORTED_BY_CALLBACK ||
+                rc == CURLE_COULDNT_CONNECT) &&
+               call->error[0]) {
+      /* the loopback rule, or an address refused before its socket was
+       * opened (ca_attempt.c): final, the message is already set */
+      st = CHATAPP_ECONFIG;
     } else if (rc == CURLE_PEER_FAILED_VERIFICATION) {
       verify_failed(c, call);
       st = CHATAPP_ETRANSPORT; /* final: not retried (nothing was sent) */

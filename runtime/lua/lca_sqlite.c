@@ -114,8 +114,15 @@ static const char *hint(int rc, int sys_errno)
            "a sqlite3 shell in a transaction?)";
   case SQLITE_FULL:
     return " (free some disk space)";
-  case SQLITE_IOERR:
   case SQLITE_CANTOPEN:
+    /* The file is open: its rollback journal could not be made.  SQLite
+     * tries a failed create again read-only, so the errno left is
+     * ENOENT, whatever the first failure was (ENOSPC, EIO, EACCES). */
+    if (sys_errno == ENOENT)
+      return "cannot create its journal beside it (is the disk full, or "
+             "does the folder take no new files?)";
+    return sys_errno ? strerror(sys_errno) : NULL;
+  case SQLITE_IOERR:
     return sys_errno ? strerror(sys_errno) : NULL;
   default:
     return NULL;

@@ -53,6 +53,8 @@ int lca_state_lock_take(const char *state, const char *account, const char *who,
   int fd, len, rc = LCA_STATE_LOCK_ERROR;
 
   *out = NULL;
+  if (errlen)
+    *err = '\0';
   if (ca_sha256_hex(account, strlen(account), hash) != CHATAPP_OK) {
     snprintf(err, errlen, "cannot name the lock of %s (out of memory)", state);
     return LCA_STATE_LOCK_ERROR;
@@ -119,10 +121,15 @@ int lca_state_lock_take(const char *state, const char *account, const char *who,
                  "pid %ld on host %s, %s, since %ld (Unix time)\n",
                  (long)getpid(), host, who, (long)time(NULL));
   /* Who holds it is for the message of the next one: the lock holds
-   * without it. */
-  if (len > 0 && (size_t)len < sizeof info && ftruncate(fd, 0) == 0 &&
-      pwrite(fd, info, (size_t)len, 0) != len && ftruncate(fd, 0) != 0)
-    len = 0; /* a partial line is cut; if not even that, it stays */
+   * without it, so a failed write is a warning in err (a full disk). */
+  if (len > 0 && (size_t)len < sizeof info &&
+      (ftruncate(fd, 0) != 0 || pwrite(fd, info, (size_t)len, 0) != len)) {
+    snprintf(err, errlen,
+             "cannot write the holder into %s: %s (the lock holds anyway)",
+             path, strerror(errno));
+    if (ftruncate(fd, 0) != 0)
+      len = 0; /* a partial line is cut; if not even that, it stays */
+  }
   lk->dev = st.st_dev;
   lk->ino = st.st_ino;
   lk->fd = fd;

@@ -21,10 +21,11 @@ typedef struct lca_state_lock lca_state_lock;
 #define LCA_STATE_LOCK_ERROR -1 /* cannot open or lock the file */
 
 /* Take the lock of state (a path) and account for `who` ("a run", "a
- * watcher", "state forget": written into the file).  Returns 0 and *out,
- * or LCA_STATE_LOCK_HELD / LCA_STATE_LOCK_ERROR with a message in err
- * (naming the state, the holder's pid and host, the lock file and what to
- * do).  Never waits. */
+ * watcher", "state forget": written into the file).  Returns 0 and *out
+ * (err empty, or a warning to show: the holder's line could not be
+ * written; the lock holds anyway), or LCA_STATE_LOCK_HELD /
+ * LCA_STATE_LOCK_ERROR with a message in err (naming the state, the holder's
+ * pid and host, the lock file and what to do).  Never waits. */
 int lca_state_lock_take(const char *state, const char *account, const char *who,
                         lca_state_lock **out, char *err, size_t errlen);
 

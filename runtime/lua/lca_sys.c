@@ -307,11 +307,21 @@ static int write_atomic(const char *path, const char *data, size_t len,
     unlink(tmp);
     return -1;
   }
+  /* The rename is durable once the folder is: a failure is reported (the
+   * new file is in place, but a crash may still bring the old one back),
+   * never retried (fsyncgate). */
   dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
+  if (dfd < 0 || fsync(dfd) != 0) {
+    int e = errno;
+    if (dfd >= 0)
+      close(dfd);
+    snprintf(err, errlen,
+             "cannot flush the folder of %.300s to disk after replacing it "
+             "(the new file may not survive a crash): %s",
+             path, strerror(e));
+    return -1;
   }
+  close(dfd);
   return 0;
 }
 
