@@ -324,19 +324,23 @@ function Runner:run(flags)
   local history
   if self.options.state then
     local err
-    -- The account when it is known without a call (a store that is
-    -- shared, Redis, checks that account's part now, before any API call).
+    -- The account, before any API call: a shared store (Redis) checks
+    -- that account's part now, and a run that writes a state file locks
+    -- it for its account first (docs/state.md, "One writer"), so a second
+    -- one exits 2 at once.  A client that cannot be made ends the run
+    -- here, as the fetch would.
     local account = self.options.account
     local store = state_mod.store_of(self.options.state)
-    if not account and not self.options.replay and store and store.SHARED then
-      local client = self.host.client()
-      account = client and client:account()
+    local locks = not dry and store and not store.SHARED
+    if not account and not self.options.replay and store and (store.SHARED or locks) then
+      local client, cerr, code = self.host.client()
+      if not client then return rep:abort(code == "ECREDENTIALS" and "credentials" or "config", cerr) end
+      account = client:account()
     end
-    -- A run that writes a state file locks it for its account first
-    -- (docs/state.md, "One writer"): a second one exits 2 at once.
-    local lock = not dry and store and not store.SHARED and self:account() or nil
     history, err = state_mod.open(self.options.state, { dry = dry, max_age = self.options.outbox_max_age_s,
-                                                        account = account, lock = lock })
+                                                        account = account,
+                                                        lock = locks and (account or "default") or nil,
+                                                        warn = function(w) self:log(0, w) end })
     if not history then return rep:abort("config", err) end
   else
     for _, p in ipairs(self.policies) do

@@ -64,6 +64,21 @@ int lca_state_lock_take(const char *state, const char *account, const char *who,
     snprintf(err, errlen, "the state path is too long for its lock file");
     return LCA_STATE_LOCK_ERROR;
   }
+  /* A lock this process holds under the same name (a watcher's cycle):
+   * shared without touching the file. */
+  if (pthread_mutex_lock(&held_mu) != 0) {
+    snprintf(err, errlen, "cannot lock %s: the process's lock list", path);
+    return LCA_STATE_LOCK_ERROR;
+  }
+  for (lk = held_locks; lk && strcmp(lk->path, path) != 0; lk = lk->next)
+    ;
+  if (lk)
+    lk->refs++;
+  (void)pthread_mutex_unlock(&held_mu);
+  if (lk) {
+    *out = lk;
+    return 0;
+  }
   fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     snprintf(err, errlen,
@@ -207,6 +222,12 @@ int lca_state_lock_lua(lua_State *L)
     lua_pushstring(L, err);
     lua_pushstring(L, rc == LCA_STATE_LOCK_HELD ? "ELOCKED" : "EIO");
     return 3;
+  }
+  if (*err) { /* held, with a warning: the holder's line is not written */
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 4;
   }
   return 1;
 }

@@ -84,7 +84,8 @@ State.__index = State
 --- Open the state at path (a file, or a store's URL) for a run: opts.dry
 --- (read only, record nothing), opts.max_age (seconds), opts.account (the
 --- account, when known now: a store checks its part at once), opts.lock
---- (an account: a file store locks the file for it first).  The lease's
+--- (an account: a file store locks the file for it first), opts.warn (a
+--- function given a warning to show).  The lease's
 --- fencing token, when this runtime holds one, goes to the store: its
 --- writes then fail (EFENCED) once another watcher took over.  Returns
 --- the state or nil, message, code.
@@ -94,7 +95,7 @@ function M.open(path, opts)
   if not backend then return nil, berr, "EINVAL" end
   local fence = core.lease_token and core.lease_token()
   local store, err, code = backend.open(path, { readonly = opts.dry, account = opts.account, fence = fence,
-                                                lock = opts.lock })
+                                                lock = opts.lock, warn = opts.warn })
   if not store then return nil, err, code end
   return setmetatable({
     store = store, path = path, dry = opts.dry, now = M.now(),

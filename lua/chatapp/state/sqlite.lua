@@ -147,12 +147,13 @@ function M.open(path, opts)
   -- nothing), before anything is checked or written; never waited for.
   local lock
   if opts.lock and not opts.readonly then
-    local lerr, lcode
-    lock, lerr, lcode = core.state_lock(path, opts.lock, "a run")
+    local lerr, lcode, warning
+    lock, lerr, lcode, warning = core.state_lock(path, opts.lock, "a run")
     if not lock then
       db:close()
       return nil, ("state file %s: %s"):format(path, lerr), lcode
     end
+    if warning and opts.warn then opts.warn(warning) end
   end
   local self = setmetatable({ path = path, db = db, readonly = opts.readonly, lock = lock }, Store)
   local ok, e = pcall(function()
