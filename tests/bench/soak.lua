@@ -16,12 +16,13 @@
 --     300 +- 100 ms (3%), ServiceUnavailable 503 (2.5%), Throttling.User
 --     (2%), a reset after 40 bytes (1.5%), a truncated body (1%): about
 --     10% of the answers;
---   - chatapp-run --every 1s --state FILE --output json -v, --outbox-max-age
---     20s, one policy "soak": on every change of a number's quality rating
---     it plans a webhook to the emulator's sink and an UpdatePhoneWebhook
---     call (its StatusCallbackUrl names the change); one webhook in 20
---     goes to a sink path that answers 503 (attempts = 1), so it stays
---     pending, is tried again every cycle and expires after 20 s;
+--   - chatapp-run --every 2s --state FILE --output json -v --outbox-max-age
+--     5s --listen 127.0.0.1:0, one policy "soak": on every change of a
+--     number's quality rating it plans a webhook to the emulator's sink and
+--     an UpdatePhoneWebhook call (its StatusCallbackUrl names the change);
+--     one webhook in 50 goes to a sink path that answers 503 (attempts =
+--     1), so it stays pending, is tried again by each cycle and expires
+--     after 5 s;
 --   - every second 2 numbers change (PATCH /_emulator/numbers: the next
 --     QualityRating and a VerifiedName "soak-SEQ" unique to the change);
 --   - every 10 s a SIGHUP reloads the policy file, rewritten with a new
@@ -29,9 +30,11 @@
 --     file, which must be refused while the old version keeps running;
 --   - every 10 s the sink's deliveries are collected (by their sequence
 --     number `n`, with no gap).
--- After each cycle's log line (+ 150 ms, between cycles) the watcher's
--- VmRSS, its open descriptors (/proc/PID/fd, by kind) and, every 5 s, the
--- state file's pages are read.
+-- After each cycle's log line (+ 150 ms) the watcher's VmRSS and its open
+-- descriptors (/proc/PID/fd, by kind; sockets by /proc/PID/net) are read,
+-- and every 5 s the state file's pages.  Only readings after a cycle of
+-- less than 1.4 s count (the next starts 2 s after its start, so these
+-- fall between cycles).
 --
 -- At the end (SIGTERM), the criteria of B13 and of the soak of issue 19:
 --   - exit 0, "stopped by SIGTERM", no sanitizer report on its stderr
@@ -42,10 +45,11 @@
 --     (not asserted in a sanitizer build, whose allocator quarantines
 --     freed memory by design: printed only);
 --   - open descriptors constant: after warm-up every reading has the same
---     files, pipes and other non-socket descriptors as the first, and no
---     more sockets than the API client's connection pool held during
---     warm-up (the pool closes a connection a reset broke and opens one
---     at the next call, so the socket count moves within that bound);
+--     files, pipes, Unix sockets and other non-TCP descriptors as the
+--     first, and TCP sockets no more than the listening one and the API
+--     client's pool (--max-in-flight: the pool closes a connection a reset
+--     broke and opens one at the next call, so their count moves within
+--     that bound);
 --   - SQLite pages grow only with the rows the state keeps (transitions
 --     and outbox entries are kept 400 and 30 days): the file's bytes per
 --     kept row at the end within 10% of those after warm-up, no free
@@ -55,8 +59,8 @@
 --     transition in the state planned exactly one webhook and one call;
 --     each outbox entry is done, failed (with its error), expired (the 503
 --     path, past --outbox-max-age) or pending with a stated reason (the
---     503 path, or not yet tried when SIGTERM came); each webhook's
---     attempts equal the deliveries the sink received with its
+--     503 path, not yet expired, or not yet tried when SIGTERM came); each
+--     webhook's attempts equal the deliveries the sink received with its
 --     Idempotency-Key, a done one delivered exactly once, and the sink got
 --     nothing that was not planned; each done call is in the emulator's
 --     log as an accepted UpdatePhoneWebhook answered OK with its

@@ -5,7 +5,7 @@
 --
 -- How: tests/bench/soak.lua (its header says exactly what it does and
 -- checks) for 60 s here, 10 minutes with `make soak` (figures in
--- docs/benchmarks.md): a watcher (--every 1s, --state) against the
+-- docs/benchmarks.md): a watcher (--every 2s, --state) against the
 -- emulator with fault rules hitting about 10% of the API's answers
 -- (latency, 503, throttles, resets, truncation), 2 number changes a
 -- second, a policy planning a webhook and an UpdatePhoneWebhook per
