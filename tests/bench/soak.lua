@@ -594,8 +594,8 @@ function S.run(seconds)
       table.sort(t)
       return table.concat(t, ", ")
     end)())
-  say("changes: %d (PATCH), %d quality-rating transitions recorded; reloads: %d (%d broken, refused); %d summaries",
-    patched, qt, reloads, broken_reloads, summaries)
+  say("changes: %d (PATCH), %d quality-rating transitions recorded; reloads: %d (%d broken, refused; %d loaded); "
+    .. "%d summaries", patched, qt, reloads, broken_reloads, loaded, summaries)
   say("RSS after warm-up (%d s): median %d KiB in the first %d s, %d KiB in the last %d s: growth %+.1f%%; "
     .. "range %d-%d KiB; VmHWM %d KiB", WARM, m_first, WINDOW, m_last, WINDOW, growth * 100, lo, hi, hwm)
   say("descriptors after warm-up, between cycles: %d-%d (sockets at most %d; during warm-up at most %d; at the "
