@@ -42,6 +42,8 @@
 --     checks at exit: a leak is a non-zero exit);
 --   - RSS flat after warm-up: the median of the readings of the last
 --     window is < 5% above the median of the first window after warm-up
+--     (warm-up: a quarter of the run, 10 to 60 s; windows: a sixth, 15 to
+--     30 s; at least 3 readings in each)
 --     (not asserted in a sanitizer build, whose allocator quarantines
 --     freed memory by design: printed only);
 --   - open descriptors constant: after warm-up every reading has the same
@@ -86,6 +88,7 @@ local SETTLE_MS = 150
 -- next starts EVERY_S after its start; the reading is ~0.15-0.4 s after its end).
 local EVERY_S = 2
 local BETWEEN_MAX_S = 1.4
+local MIN_READINGS = 3 -- in each window, for its median
 local MAX_IN_FLIGHT = 16
 local MAX_AGE_S = 5
 local FLAKY_EVERY = 50 -- one webhook in 50 goes to the 503 path
@@ -189,7 +192,7 @@ end
 function S.run(seconds)
   local t_begin = os.time()
   local WARM = math.max(10, math.min(60, seconds // 4))
-  local WINDOW = math.max(10, math.min(30, seconds // 6))
+  local WINDOW = math.max(15, math.min(30, seconds // 6))
   assert(seconds >= WARM + 2 * WINDOW, ("SOAK_SECONDS must be at least %d"):format(WARM + 2 * WINDOW))
   local asan = sanitized(E.run_bin)
   local dir = E.tmpdir()
@@ -408,7 +411,7 @@ function S.run(seconds)
       if r.t >= elapsed - WINDOW then last[#last + 1] = r.rss end
     end
   end
-  T.check(#first >= WINDOW // 3 and #last >= WINDOW // 3, ("readings between cycles in the windows: %d and %d "
+  T.check(#first >= MIN_READINGS and #last >= MIN_READINGS, ("readings between cycles in the windows: %d and %d "
     .. "(cycles: %d ok, %d failed; %d readings of %d after a cycle of %.1f s or more)"):format(#first, #last,
     cycles_ok, cycles_failed, mid, #readings, BETWEEN_MAX_S))
   local m_first, m_last = median(first) or 0, median(last) or 0
@@ -619,7 +622,12 @@ function S.run(seconds)
   end
   say("readings (time, VmRSS, fds): %s", table.concat(timeline, "; "))
   print(table.concat(out, "\n"))
-  E.cleanup()
+  if T.failures > 0 then
+    -- the watcher's stdout/stderr, the state file, the emulator's log
+    io.stderr:write(("soak: the files are kept for a look: %s\n"):format(dir:match("^(.*)/[^/]+$")))
+  else
+    E.cleanup()
+  end
   return T.done()
 end
 
