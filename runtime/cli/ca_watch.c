@@ -109,6 +109,7 @@ typedef struct watch {
   /* for the log and the watcher's own metrics */
   uint64_t cycles_ok, cycles_failed, overruns, reloads_ok, reloads_failed;
   int failures; /* consecutive failing cycles */
+  int backoff;  /* of these, the last failed on more than its actions */
   int64_t last_good;
   double last_duration;
   char last_error[512];
@@ -518,6 +519,12 @@ static chatapp_status cycle(watch *w, long n)
     const char *msg = rt ? chatapp_runtime_errmsg(rt) : NULL;
     w->cycles_failed++;
     w->failures++;
+    /* Failed actions wait in the outbox for the next cycle, an interval
+     * later: backing off for them would delay the watching, and, with
+     * actions failing at a steady share, feed itself (a later cycle
+     * carries more actions).  Only the API, a policy, the configuration
+     * or the credentials failing back off (found by the soak, B13). */
+    w->backoff = st != CHATAPP_EACTION;
     snprintf(w->last_error, sizeof w->last_error, "%s",
              msg && *msg ? msg : chatapp_strerror(st));
     w->last_error[strcspn(w->last_error, "\n")] = '\0';
@@ -552,7 +559,7 @@ static double next_delay(const watch *w)
   double d = (double)w->o->every_s, cap;
   int k;
 
-  if (!w->failures)
+  if (!w->failures || !w->backoff)
     return d;
   cap = d > BACKOFF_CAP_S ? d : BACKOFF_CAP_S;
   for (k = 1; k < w->failures && d < cap; k++)
@@ -680,7 +687,7 @@ int ca_watch(chatapp_config *cfg, char **files, int nfiles,
             n, took, o->every_s);
       }
       delay = next_delay(&w);
-      if (w.failures > 1)
+      if (w.failures > 1 && w.backoff)
         say(&w, 0, "backing off after %d failing cycles: the next in %.0f s",
             w.failures, delay);
       sleep_until(&w, began + delay);
