@@ -6,9 +6,9 @@
 -- How: chatapp-run (the CLI, a policy) against the emulator over plain
 -- http on 127.0.0.1, with http_proxy=http://USER:PASSWORD@127.0.0.1:1
 -- (nothing listens on port 1), USER and PASSWORD canaries.
---   1. NO_PROXY=127.0.0.1 (upper case, as written; no lower-case
---      no_proxy): exit 0 and the emulator accepted the call, so it went
---      direct.  (tests/lua/e2e_client.lua checks lower-case no_proxy.)
+--   1. NO_PROXY=127.0.0.1 (upper case, as written), then lower-case
+--      no_proxy: exit 0 and the emulator accepted the call, so it went
+--      direct.
 --   2. No NO_PROXY: exit 1; the failure names the proxy's address
 --      (127.0.0.1 port 1) and says it is the proxy, from http_proxy, as
 --      http://<redacted>@127.0.0.1:1, with what to do; neither canary
@@ -39,13 +39,15 @@ local function no_canary(r, what)
 end
 
 T.cases {
-  { "the endpoint in NO_PROXY: the dead proxy is bypassed, the direct connection succeeds", function()
-    local before = accepted()
-    local r = E.run({ "--endpoint", emu.url, policy },
-      { http_proxy = ("http://%s:%s@127.0.0.1:1"):format(USER, PASSWORD), NO_PROXY = "127.0.0.1" })
-    T.eq(r.code, 0, "direct connection: " .. r.err)
-    T.check(accepted() > before, "the emulator answered the call")
-    no_canary(r, "NO_PROXY")
+  { "the endpoint in NO_PROXY (or no_proxy): the dead proxy is bypassed, the direct connection succeeds", function()
+    for _, name in ipairs { "NO_PROXY", "no_proxy" } do
+      local before = accepted()
+      local r = E.run({ "--endpoint", emu.url, policy },
+        { http_proxy = ("http://%s:%s@127.0.0.1:1"):format(USER, PASSWORD), [name] = "127.0.0.1" })
+      T.eq(r.code, 0, name .. ": direct connection: " .. r.err)
+      T.check(accepted() > before, name .. ": the emulator answered the call")
+      no_canary(r, name)
+    end
   end },
 
   { "without NO_PROXY: the dead proxy is used, the failure names it, credentials redacted", function()
