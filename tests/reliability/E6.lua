@@ -3,7 +3,7 @@
 -- time.
 --
 -- How: the wall clock of one chatapp-run process jumps while it runs.
--- tests/reliability/clockjump.c, compiled here and preloaded
+-- tests/shim/clockjump.c (built by CMake), preloaded
 -- (LD_PRELOAD), adds the offset written in a file to every wall-clock
 -- read of the process (time, gettimeofday, clock_gettime of
 -- CLOCK_REALTIME), and leaves the monotonic clocks alone, as a real step
@@ -35,10 +35,8 @@ local chatapp = require "chatapp"
 local core = chatapp.core
 
 local dir = E.tmpdir()
-local shim = dir .. "/clockjump.so"
-local src = arg[0]:match("^(.*)/") .. "/clockjump.c"
-assert(os.execute(("cc -shared -fPIC -O1 -o %s %s -ldl"):format(E.quote(shim), E.quote(src))),
-  "cannot compile " .. src)
+local shim = (E.run_bin:match("^(.*)/[^/]*$") or ".") .. "/tests/shim/libchatapp_clockjump.so"
+assert(io.open(shim, "rb"), "the clockjump shim is built beside chatapp-run: " .. shim):close()
 local offset_file = E.write(dir .. "/offset", "0")
 local env = { LD_PRELOAD = shim, CHATAPP_CLOCKJUMP_FILE = offset_file,
               -- (an ASan build: the shim is preloaded before its runtime)
