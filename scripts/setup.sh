@@ -16,6 +16,7 @@ packages=(
   libsqlite3-dev sqlite3
   libhiredis-dev redis-server  # Redis: the shared limiter and state; tests start their own server
   clang clang-format libclang-rt-14-dev llvm valgrind openssl
+  curl  # the curl command: tests ask the HTTPS emulator and proxies directly
   time  # /usr/bin/time: the memory benchmark's peak RSS (make bench)
 )
 
