@@ -478,7 +478,11 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
    * libcurl (its speed rounds to 1 or 0 from one second to the next) and
    * runs to the attempt's timeout. */
   SETOPT(CURLOPT_LOW_SPEED_LIMIT, (long)CA_LOW_SPEED_BYTES);
-  SETOPT(CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
+  /* A call given a timeout of its own (a webhook's timeout_ms) was told it
+   * may wait that long for its answer: the window is never shorter. */
+  SETOPT(CURLOPT_LOW_SPEED_TIME,
+         call->timeout_ms / 1000 > c->low_speed_s ? call->timeout_ms / 1000
+                                                  : c->low_speed_s);
   SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SETOPT(CURLOPT_WRITEFUNCTION, on_body);
   SETOPT(CURLOPT_WRITEDATA, call);
