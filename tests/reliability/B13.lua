@@ -1,4 +1,4 @@
--- ctest: serial timeout=200
+-- ctest: timeout=200
 -- B13: a 10-minute soak with random faults (10% of responses).
 -- Criterion: RSS growth < 5%, fd count constant, no handle leaks
 -- (valgrind or ASan clean).
