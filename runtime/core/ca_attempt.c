@@ -480,9 +480,9 @@ chatapp_status ca_attempt_start(ca_client *c, ca_call *call)
   SETOPT(CURLOPT_LOW_SPEED_LIMIT, (long)CA_LOW_SPEED_BYTES);
   /* A call given a timeout of its own (a webhook's timeout_ms) was told it
    * may wait that long for its answer: the window is never shorter. */
-  SETOPT(CURLOPT_LOW_SPEED_TIME,
-         call->timeout_ms / 1000 > c->low_speed_s ? call->timeout_ms / 1000
-                                                  : c->low_speed_s);
+  SETOPT(CURLOPT_LOW_SPEED_TIME, call->timeout_ms / 1000 > c->low_speed_s
+                                   ? call->timeout_ms / 1000
+                                   : c->low_speed_s);
   SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SETOPT(CURLOPT_WRITEFUNCTION, on_body);
   SETOPT(CURLOPT_WRITEDATA, call);
