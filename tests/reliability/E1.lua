@@ -59,17 +59,8 @@ local NUMBERS, HOOKS = 40, 32 -- numbers 1..32 get a webhook, 33..40 a command
 local seed = tonumber(os.getenv("E1_SEED") or "") or (os.time() % 1000003)
 math.randomseed(seed)
 
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86135%08d","VerifiedName":"Kill %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"kill test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture() }
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86135", name = "Kill", label = "kill test" } }
 local work = E.tmpdir()
 local recv = work .. "/commands.txt" -- one line per command executed: "KEY GEN" (GEN: the run's)
 E.write(recv, "")

@@ -49,26 +49,9 @@ local store_mod = require "chatapp.state.sqlite"
 
 local NUMBERS = 40
 
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86134%08d","VerifiedName":"Torn %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"torn test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture() }
-local policy = E.policy(([[
-local chatapp = require "chatapp"
-return chatapp.policy {
-  name = "pager",
-  where = { new = true },
-  decide = function(n, plan)
-    plan:webhook { url = "%s/_emulator/sink/e4", json = { number = n.phone_number } }
-  end,
-}]]):format(emu.url))
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86134", name = "Torn", label = "torn test" } }
+local policy = E.pager(emu.url .. "/_emulator/sink/e4")
 
 local function run(state)
   return E.run { "--endpoint", emu.url, "--state", state, "--output", "json", policy }
