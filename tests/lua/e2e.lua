@@ -140,6 +140,16 @@ function Emu:log_lines()
   return lines
 end
 
+--- How many requests the log says were answered by the fault rule of
+--- that kind (docs/emulator.md: "hang", "drip", "oversize"...).
+function Emu:faulted(kind)
+  local n = 0
+  for _, l in ipairs(self:log_lines()) do
+    if l.verdict == "fault" and l.fault == kind then n = n + 1 end
+  end
+  return n
+end
+
 --- The arrival times (microseconds, sorted) of the accepted API calls in
 --- the request log; op: only that operation's.
 function Emu:arrivals(op)
@@ -149,6 +159,22 @@ function Emu:arrivals(op)
   end
   table.sort(t)
   return t
+end
+
+--- Of request log lines: every arrival time and the accepted ones
+--- (microseconds, each sorted), and how many lines have a missing or an
+--- already seen nonce.
+function E.log_times(lines)
+  local all, accepted, nonces, dup = {}, {}, {}, 0
+  for _, l in ipairs(lines) do
+    all[#all + 1] = l.t_us
+    if l.verdict == "accepted" then accepted[#accepted + 1] = l.t_us end
+    if not l.nonce or nonces[l.nonce] then dup = dup + 1 end
+    if l.nonce then nonces[l.nonce] = true end
+  end
+  table.sort(all)
+  table.sort(accepted)
+  return all, accepted, dup
 end
 
 --- The most arrivals in any window of w microseconds (t sorted): what a
@@ -291,6 +317,22 @@ function E.db_rows(path, sql, ...)
   local rows = assert(db:query(sql, ...))
   db:close()
   return rows
+end
+
+--- A digest of every row of a state file's four tables (numbers,
+--- transitions, reminders, outbox; not meta, whose `program` row an open
+--- for writing rewrites), and the number of rows.
+function E.rows_digest(path)
+  local parts = {}
+  for _, t in ipairs { "numbers", "transitions", "reminders", "outbox" } do
+    for _, r in ipairs(E.db_rows(path, ("SELECT * FROM %s ORDER BY 1, 2, 3"):format(t))) do
+      local cols = {}
+      for k, v in pairs(r) do cols[#cols + 1] = k .. "=" .. tostring(v) end
+      table.sort(cols)
+      parts[#parts + 1] = t .. ":" .. table.concat(cols, "\1")
+    end
+  end
+  return core.sha256_hex(table.concat(parts, "\0")), #parts
 end
 
 --- JSON Lines output as a list of tables, and the objects by type.

@@ -28,13 +28,7 @@ local core = chatapp.core
 local emu = E.emulator()
 
 -- The emulator's log lines of the hang rule (one per attempt that arrived).
-local function hung()
-  local n = 0
-  for _, l in ipairs(emu:log_lines()) do
-    if l.verdict == "fault" and l.fault == "hang" then n = n + 1 end
-  end
-  return n
-end
+local function hung() return emu:faulted("hang") end
 
 T.cases {
   { "one attempt: fails by the total timeout + 0.5 s", function()

@@ -39,11 +39,7 @@ for _, interval in ipairs { 1000, 900, 1100 } do
 end
 
 -- Each drip was an accepted call the emulator answered with a drip.
-local drips = 0
-for _, l in ipairs(emu:log_lines()) do
-  if l.verdict == "fault" and l.fault == "drip" then drips = drips + 1 end
-end
-T.eq(drips, 3, "three dripped answers")
+T.eq(emu:faulted("drip"), 3, "three dripped answers")
 
 emu:stop()
 E.cleanup()

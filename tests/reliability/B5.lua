@@ -81,12 +81,8 @@ for _, cap in ipairs { MiB, 64 * MiB } do
 end
 
 -- Every aborted answer was one the emulator sent with its rule.
-local n = { chunked = 0, gzip = 0 }
-for _, l in ipairs(emu:log_lines()) do
-  if l.verdict == "fault" and n[l.fault] then n[l.fault] = n[l.fault] + 1 end
-end
-T.eq(n.chunked, 2, "two endless chunked answers")
-T.eq(n.gzip, 5, "two endless gzip answers, three finite ones")
+T.eq(emu:faulted("chunked"), 2, "two endless chunked answers")
+T.eq(emu:faulted("gzip"), 5, "two endless gzip answers, three finite ones")
 
 emu:stop()
 E.cleanup()

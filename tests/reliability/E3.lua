@@ -98,18 +98,7 @@ T.check(pages.numbers and #pages.numbers.leaf > 0, "the numbers' pages found (db
 
 -- What a run may not change in a file it refuses: every row of every
 -- table but meta (whose `program` row the open rewrites).
-local function content(path)
-  local parts = {}
-  for _, t in ipairs { "numbers", "transitions", "reminders", "outbox" } do
-    for _, r in ipairs(E.db_rows(path, ("SELECT * FROM %s ORDER BY 1, 2, 3"):format(t))) do
-      local cols = {}
-      for k, v in pairs(r) do cols[#cols + 1] = k .. "=" .. tostring(v) end
-      table.sort(cols)
-      parts[#parts + 1] = t .. ":" .. table.concat(cols, "\1")
-    end
-  end
-  return core.sha256_hex(table.concat(parts, "\0")), #parts
-end
+local content = E.rows_digest
 
 local function page_off(p) return (p - 1) * PAGE end
 local function flip(s, off) return s:sub(1, off) .. string.char(s:byte(off + 1) ~ 0xFF) .. s:sub(off + 2) end

@@ -69,18 +69,7 @@ end
 
 -- Every row of the four tables, as one digest (meta left out: an open
 -- for writing rewrites its `program` row).
-local function content(path)
-  local parts = {}
-  for _, t in ipairs { "numbers", "transitions", "reminders", "outbox" } do
-    for _, r in ipairs(E.db_rows(path, ("SELECT * FROM %s ORDER BY 1, 2, 3"):format(t))) do
-      local cols = {}
-      for k, v in pairs(r) do cols[#cols + 1] = k .. "=" .. tostring(v) end
-      table.sort(cols)
-      parts[#parts + 1] = t .. ":" .. table.concat(cols, "\1")
-    end
-  end
-  return core.sha256_hex(table.concat(parts, "\0")), #parts
-end
+local content = E.rows_digest
 
 ---------------------------------------------------------------------------
 -- 1. The rollback journal.
