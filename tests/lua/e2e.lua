@@ -202,13 +202,15 @@ end
 ---------------------------------------------------------------------------
 -- chatapp-run
 
---- Run chatapp-run with args (a list) and env (name -> value; the
---- emulator's keys by default).  Returns {code, out, err}.
-function E.run(args, env, opts)
+--- The shell command that runs chatapp-run with args (a list) in a clean
+--- environment: PATH, the emulator's keys, NO_COLOR, HOME = opts.home,
+--- then env (name -> value; false removes one).  opts.wrap: words before
+--- the binary (shell text); opts.bin: another binary; the process limiter
+--- (--limiter process) unless opts.no_limiter or opts.bin.
+function E.command(args, env, opts)
   opts = opts or {}
-  local dir = E.tmpdir()
   local vars = { ALIBABA_CLOUD_ACCESS_KEY_ID = E.KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET = E.KEY_SECRET,
-                 NO_COLOR = "", HOME = dir }
+                 NO_COLOR = "", HOME = assert(opts.home, "E.command: opts.home") }
   for k, v in pairs(env or {}) do vars[k] = v end
   local cmd = { "env", "-i", "PATH=" .. sh_quote(os.getenv("PATH") or "/usr/bin:/bin") }
   for k, v in pairs(vars) do
@@ -221,8 +223,17 @@ function E.run(args, env, opts)
     cmd[#cmd + 1] = "process"
   end
   for _, a in ipairs(args) do cmd[#cmd + 1] = sh_quote(a) end
+  return table.concat(cmd, " ")
+end
+
+--- Run chatapp-run with args (a list) and env (name -> value; the
+--- emulator's keys by default).  Returns {code, out, err}.
+function E.run(args, env, opts)
+  opts = opts or {}
+  local dir = E.tmpdir()
   local out, err = dir .. "/stdout", dir .. "/stderr"
-  local line = table.concat(cmd, " ") .. " >" .. sh_quote(out) .. " 2>" .. sh_quote(err) ..
+  local line = E.command(args, env, { home = dir, wrap = opts.wrap, bin = opts.bin, no_limiter = opts.no_limiter })
+    .. " >" .. sh_quote(out) .. " 2>" .. sh_quote(err) ..
                (opts.stdin and (" <" .. sh_quote(opts.stdin)) or " </dev/null")
   local ok, how, code = os.execute(line)
   if how == "signal" then code = 128 + code end

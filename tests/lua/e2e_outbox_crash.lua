@@ -58,13 +58,8 @@ end
 -- it had finished before.
 local function run_killed(state, delay_s)
   local dir = E.tmpdir()
-  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin"),
-                "ALIBABA_CLOUD_ACCESS_KEY_ID=" .. E.KEY_ID,
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" .. E.quote(E.KEY_SECRET),
-                "NO_COLOR=", "HOME=" .. E.quote(dir), E.quote(E.run_bin), "--limiter", "process" }
-  for _, a in ipairs(run_args(state)) do cmd[#cmd + 1] = E.quote(a) end
   local line = ("%s >%s 2>%s </dev/null & p=$!; sleep %.3f; kill -9 $p 2>/dev/null; wait $p; echo $? >%s")
-    :format(table.concat(cmd, " "), E.quote(dir .. "/stdout"), E.quote(dir .. "/stderr"), delay_s,
+    :format(E.command(run_args(state), nil, { home = dir }), E.quote(dir .. "/stdout"), E.quote(dir .. "/stderr"), delay_s,
             E.quote(dir .. "/rc"))
   -- (the shell's own "Killed" notice is not wanted on stderr)
   os.execute("timeout -s KILL 120 sh -c " .. E.quote(line) .. " 2>/dev/null")

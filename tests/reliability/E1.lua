@@ -86,13 +86,8 @@ return chatapp.policy {
 }]]):format(HOOKS, emu.url, recv))
 
 local function shell_cmd(gen)
-  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin"),
-                "ALIBABA_CLOUD_ACCESS_KEY_ID=" .. E.KEY_ID,
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" .. E.quote(E.KEY_SECRET),
-                "NO_COLOR=", "HOME=" .. E.quote(work), "E1_GEN=" .. gen, E.quote(E.run_bin),
-                "--limiter", "process", "--endpoint", E.quote(emu.url), "--state", E.quote(state),
-                "--allow-exec", "--output", "json", E.quote(policy) }
-  return table.concat(cmd, " ")
+  return E.command({ "--endpoint", emu.url, "--state", state, "--allow-exec", "--output", "json", policy },
+                   { E1_GEN = gen }, { home = work })
 end
 
 -- A run killed with SIGKILL delay_s after its start (the shell times it);

@@ -182,12 +182,7 @@ do
   local fetches = #emu:arrivals("QueryChatappPhoneNumbers")
   local state = E.tmpdir() .. "/state.db"
   local dir = E.tmpdir()
-  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin"),
-                "ALIBABA_CLOUD_ACCESS_KEY_ID=" .. E.KEY_ID,
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" .. E.quote(E.KEY_SECRET),
-                "NO_COLOR=", "HOME=" .. E.quote(dir), E.quote(E.run_bin), "--limiter", "process" }
-  for _, x in ipairs(args(state)) do cmd[#cmd + 1] = E.quote(x) end
-  local one = table.concat(cmd, " ")
+  local one = E.command(args(state), nil, { home = dir })
   local parts = {}
   for i = 1, 6 do
     parts[i] = ("(s=$(date +%%s%%N); %s >/dev/null 2>%s/err%d </dev/null; r=$?; echo $r $s $(date +%%s%%N) >%s/rc%d) &")
