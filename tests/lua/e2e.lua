@@ -116,6 +116,15 @@ function Emu:control(method, path, body)
   return chatapp.json.decode(r.body), r.status
 end
 
+--- A chatapp.client of this process for the emulator: its URL (and CA),
+--- the emulator's keys, the process limiter; opts added or overriding.
+function Emu:client(opts)
+  local o = { endpoint = self.url, access_key_id = E.KEY_ID, access_key_secret = E.KEY_SECRET,
+              limiter = "process", ca_file = self.ca }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(chatapp.client(o))
+end
+
 function Emu:stats() return (self:control("GET", "stats")) end
 function Emu:fault(rule) return self:control("POST", "faults", rule) end
 function Emu:clear_faults() return self:control("DELETE", "faults") end
@@ -131,6 +140,16 @@ function Emu:log_lines()
   return lines
 end
 
+--- How many requests the log says were answered by the fault rule of
+--- that kind (docs/emulator.md: "hang", "drip", "oversize"...).
+function Emu:faulted(kind)
+  local n = 0
+  for _, l in ipairs(self:log_lines()) do
+    if l.verdict == "fault" and l.fault == kind then n = n + 1 end
+  end
+  return n
+end
+
 --- The arrival times (microseconds, sorted) of the accepted API calls in
 --- the request log; op: only that operation's.
 function Emu:arrivals(op)
@@ -140,6 +159,22 @@ function Emu:arrivals(op)
   end
   table.sort(t)
   return t
+end
+
+--- Of request log lines: every arrival time and the accepted ones
+--- (microseconds, each sorted), and how many lines have a missing or an
+--- already seen nonce.
+function E.log_times(lines)
+  local all, accepted, nonces, dup = {}, {}, {}, 0
+  for _, l in ipairs(lines) do
+    all[#all + 1] = l.t_us
+    if l.verdict == "accepted" then accepted[#accepted + 1] = l.t_us end
+    if not l.nonce or nonces[l.nonce] then dup = dup + 1 end
+    if l.nonce then nonces[l.nonce] = true end
+  end
+  table.sort(all)
+  table.sort(accepted)
+  return all, accepted, dup
 end
 
 --- The most arrivals in any window of w microseconds (t sorted): what a
@@ -167,13 +202,15 @@ end
 ---------------------------------------------------------------------------
 -- chatapp-run
 
---- Run chatapp-run with args (a list) and env (name -> value; the
---- emulator's keys by default).  Returns {code, out, err}.
-function E.run(args, env, opts)
+--- The shell command that runs chatapp-run with args (a list) in a clean
+--- environment: PATH, the emulator's keys, NO_COLOR, HOME = opts.home,
+--- then env (name -> value; false removes one).  opts.wrap: words before
+--- the binary (shell text); opts.bin: another binary; the process limiter
+--- (--limiter process) unless opts.no_limiter or opts.bin.
+function E.command(args, env, opts)
   opts = opts or {}
-  local dir = E.tmpdir()
   local vars = { ALIBABA_CLOUD_ACCESS_KEY_ID = E.KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET = E.KEY_SECRET,
-                 NO_COLOR = "", HOME = dir }
+                 NO_COLOR = "", HOME = assert(opts.home, "E.command: opts.home") }
   for k, v in pairs(env or {}) do vars[k] = v end
   local cmd = { "env", "-i", "PATH=" .. sh_quote(os.getenv("PATH") or "/usr/bin:/bin") }
   for k, v in pairs(vars) do
@@ -186,8 +223,17 @@ function E.run(args, env, opts)
     cmd[#cmd + 1] = "process"
   end
   for _, a in ipairs(args) do cmd[#cmd + 1] = sh_quote(a) end
+  return table.concat(cmd, " ")
+end
+
+--- Run chatapp-run with args (a list) and env (name -> value; the
+--- emulator's keys by default).  Returns {code, out, err}.
+function E.run(args, env, opts)
+  opts = opts or {}
+  local dir = E.tmpdir()
   local out, err = dir .. "/stdout", dir .. "/stderr"
-  local line = table.concat(cmd, " ") .. " >" .. sh_quote(out) .. " 2>" .. sh_quote(err) ..
+  local line = E.command(args, env, { home = dir, wrap = opts.wrap, bin = opts.bin, no_limiter = opts.no_limiter })
+    .. " >" .. sh_quote(out) .. " 2>" .. sh_quote(err) ..
                (opts.stdin and (" <" .. sh_quote(opts.stdin)) or " </dev/null")
   local ok, how, code = os.execute(line)
   if how == "signal" then code = 128 + code end
@@ -284,6 +330,22 @@ function E.db_rows(path, sql, ...)
   return rows
 end
 
+--- A digest of every row of a state file's four tables (numbers,
+--- transitions, reminders, outbox; not meta, whose `program` row an open
+--- for writing rewrites), and the number of rows.
+function E.rows_digest(path)
+  local parts = {}
+  for _, t in ipairs { "numbers", "transitions", "reminders", "outbox" } do
+    for _, r in ipairs(E.db_rows(path, ("SELECT * FROM %s ORDER BY 1, 2, 3"):format(t))) do
+      local cols = {}
+      for k, v in pairs(r) do cols[#cols + 1] = k .. "=" .. tostring(v) end
+      table.sort(cols)
+      parts[#parts + 1] = t .. ":" .. table.concat(cols, "\1")
+    end
+  end
+  return core.sha256_hex(table.concat(parts, "\0")), #parts
+end
+
 --- JSON Lines output as a list of tables, and the objects by type.
 function E.json_lines(text)
   local all, by = {}, {}
@@ -299,6 +361,80 @@ end
 --- A policy file from source text.
 function E.policy(src)
   return E.write(E.tmpdir() .. "/policy.lua", src)
+end
+
+--- An emulator --data file: opts.count numbers in the caller's own space
+--- (labelled opts.label), PhoneNumber opts.prefix .. 8 digits (1 to
+--- count), VerifiedName opts.name .. " " .. i, all CONNECTED, RED,
+--- TIER_1K.  Returns its path.
+function E.fixture(opts)
+  local parts = {}
+  for i = 1, opts.count do
+    parts[i] = ('{"PhoneNumber":"%s%08d","VerifiedName":"%s %d","Status":"CONNECTED",'
+      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(opts.prefix, i, opts.name, i)
+  end
+  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
+    .. '"label":' .. ("%q"):format(opts.label) .. ',"phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
+end
+
+--- The "pager" policy file: a webhook to url for every new number, its
+--- body { number = ... }.  opts.attempts: the webhook's attempts (the
+--- default when nil); opts.quality: the body carries quality = the
+--- number's quality rating too.
+function E.pager(url, opts)
+  opts = opts or {}
+  return E.policy(([[
+local chatapp = require "chatapp"
+return chatapp.policy {
+  name = "pager",
+  where = { new = true },
+  decide = function(n, plan)
+    plan:webhook { url = %q,%s
+                   json = { number = n.phone_number%s } }
+  end,
+}]]):format(url, opts.attempts and (" attempts = %d,"):format(opts.attempts) or "",
+             opts.quality and ", quality = n.quality_rating" or ""))
+end
+
+--- chatapp-run --emulator --dry-run --output json over args (options and
+--- policy files), then tests/policies/well-behaved.lua; its own emulator,
+--- no keys; killed after opts.seconds (60).  Returns E.run's result with
+--- blurb (the exit status and stderr, for messages), summary (the last
+--- line when it is the summary), by (the summary's policies by name) and
+--- kinds (the report's lines by type).
+function E.dry_run(args, opts)
+  local all_args = { "--emulator", "--dry-run", "--output", "json" }
+  for _, a in ipairs(args) do all_args[#all_args + 1] = a end
+  all_args[#all_args + 1] = E.path("tests/policies/well-behaved.lua")
+  local r = E.run(all_args, { CHATAPP_EMULATOR = E.emu_bin, ALIBABA_CLOUD_ACCESS_KEY_ID = false,
+                              ALIBABA_CLOUD_ACCESS_KEY_SECRET = false },
+                  { wrap = "timeout -s KILL " .. (opts and opts.seconds or 60) })
+  r.blurb = ("exit %s\nstderr: %s"):format(tostring(r.code), r.err:sub(1, 3000))
+  local ok, all, kinds = pcall(E.json_lines, r.out)
+  local last = ok and all[#all]
+  r.summary = last and last.type == "summary" and last or nil
+  r.kinds = ok and kinds or {}
+  r.by = {}
+  for _, p in ipairs(r.summary and r.summary.policies or {}) do r.by[p.name] = p end
+  return r
+end
+
+--- A field of this process's /proc/self/status, in kB (VmRSS, VmHWM...).
+function E.self_kb(field)
+  return tonumber((E.read("/proc/self/status") or ""):match(field .. ":%s*(%d+) kB"))
+end
+
+--- The peak RSS now (kB), reset to the current RSS when the kernel allows
+--- it (else the current RSS: the growth measured against it can only be
+--- larger than the true one).  The growth of a call: E.self_kb("VmHWM")
+--- after it less this before it.
+function E.peak_rss_base()
+  collectgarbage()
+  collectgarbage()
+  local f = io.open("/proc/self/clear_refs", "w")
+  if f and f:write("5") and f:close() then return E.self_kb("VmHWM") end
+  if f then f:close() end
+  return E.self_kb("VmRSS")
 end
 
 function E.path(rel)

@@ -13,13 +13,6 @@ local core = chatapp.core
 
 local emu = E.emulator()
 
-local function client(opts)
-  local o = { endpoint = emu.url, access_key_id = E.KEY_ID, access_key_secret = E.KEY_SECRET,
-              limiter = "process" }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(chatapp.client(o))
-end
-
 local function queries(n)
   local reqs = {}
   for i = 1, n do reqs[i] = { operation = "QueryChatappPhoneNumbers" } end
@@ -38,7 +31,7 @@ T.cases {
   { "a call's deadline counts from its first attempt, not from the queue", function()
     emu:reset()
     -- 4 calls at 1/s take 3 s to start: longer than each call's deadline.
-    local c = client { qps = 1, call_timeout_ms = 1500, window_margin_ms = 0 }
+    local c = emu:client { qps = 1, call_timeout_ms = 1500, window_margin_ms = 0 }
     local results, errors = c:batch(queries(4))
     for i = 1, 4 do T.check(results[i], tostring(errors[i])) end
   end },
@@ -48,37 +41,37 @@ T.cases {
     local params = { CustSpaceId = "C20230220000002", PhoneNumber = "60123456789",
                      UpCallbackUrl = "https://hooks.example.com/x" }
     emu:fault { kind = "error", code = "InternalError", op = "UpdatePhoneWebhook", next = 1 }
-    local r, err = client():call("UpdatePhoneWebhook", params)
+    local r, err = emu:client():call("UpdatePhoneWebhook", params)
     T.eq(r, nil)
     T.eq(err.attempts, 1, "a 500 on a write is not retried")
     T.eq(err.status, "EUNKNOWN")
     T.check(tostring(err):find("outcome unknown", 1, true), tostring(err))
     emu:fault { kind = "error", code = "Throttling.User", op = "UpdatePhoneWebhook", next = 1 }
-    r, err = client():call("UpdatePhoneWebhook", params)
+    r, err = emu:client():call("UpdatePhoneWebhook", params)
     T.check(r, tostring(err))
     T.eq(r.Code, "OK")
   end },
 
   { "signature and credential errors name the fix", function()
     emu:reset()
-    local c = client { access_key_secret = "wrong-secret" }
+    local c = emu:client { access_key_secret = "wrong-secret" }
     local r, err = c:query_phone_numbers()
     T.eq(r, nil)
     T.eq(err.code, "SignatureDoesNotMatch")
     T.eq(err.attempts, 1)
     T.check(err.hint and err.hint:find("secret", 1, true), tostring(err))
-    c = client { access_key_id = "LTAInobody" }
+    c = emu:client { access_key_id = "LTAInobody" }
     r, err = c:query_phone_numbers()
     T.eq(err.code, "InvalidAccessKeyId.NotFound")
   end },
 
   { "STS credentials sign with their token", function()
     emu:reset()
-    local c = client { access_key_id = "STS.emulatorTemporaryKey", access_key_secret = "emulator-sts-secret",
+    local c = emu:client { access_key_id = "STS.emulatorTemporaryKey", access_key_secret = "emulator-sts-secret",
                        security_token = "emulator-sts-token" }
     local r, err = c:query_phone_numbers()
     T.check(r and #r == 7, tostring(err))
-    c = client { access_key_id = "STS.emulatorTemporaryKey", access_key_secret = "emulator-sts-secret",
+    c = emu:client { access_key_id = "STS.emulatorTemporaryKey", access_key_secret = "emulator-sts-secret",
                  security_token = "emulator-sts-token", signature_version = "v2" }
     r, err = c:query_phone_numbers()
     T.check(r and #r == 7, tostring(err))
@@ -86,7 +79,7 @@ T.cases {
 
   { "batch mixes operations and reports each outcome", function()
     emu:reset()
-    local c = client()
+    local c = emu:client()
     local results, errors = c:batch {
       { operation = "QueryChatappPhoneNumbers", space = { cust_space_id = "C20230220000002", label = "B" } },
       { operation = "QueryChatappPhoneNumbers", space = { cust_space_id = "C404" } },

@@ -25,29 +25,12 @@ local LEASE_S = 3
 local SINK_DELAY_MS = 100 -- each webhook's answer: a cycle sends for ~1.5 s
 
 -- 200 numbers in the caller's own space, all new to a fresh state.
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86139%08d","VerifiedName":"Lease %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"lease test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture() }
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86139", name = "Lease", label = "lease test" } }
 local srv = R.start()
 
-local pager = E.policy(([[
-local chatapp = require "chatapp"
-return chatapp.policy {
-  name = "pager",
-  where = { new = true },
-  decide = function(n, plan)
-    plan:webhook { url = "%s/_emulator/sink/pager?delay_ms=%d", attempts = 3,
-                   json = { number = n.phone_number } }
-  end,
-}]]):format(emu.url, SINK_DELAY_MS))
+local pager = E.pager(("%s/_emulator/sink/pager?delay_ms=%d"):format(emu.url, SINK_DELAY_MS),
+                      { attempts = 3 })
 local quiet = E.policy [[ return require("chatapp").policy { name = "quiet" } ]]
 
 local function watcher(args)

@@ -42,29 +42,12 @@ local seed = tonumber(os.getenv("CHATAPP_CRASH_SEED") or "") or (os.time() % 100
 math.randomseed(seed)
 
 -- 200 numbers in the caller's own space, all CONNECTED RED.
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86139%08d","VerifiedName":"Crash %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"crash test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture(),
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86139", name = "Crash", label = "crash test" },
   "--fault", ("kind=latency,op=QueryChatappPhoneNumbers,ms=%d"):format(QUERY_MS) }
 
-local policy = E.policy(([[
-local chatapp = require "chatapp"
-return chatapp.policy {
-  name = "pager",
-  where = { new = true },
-  decide = function(n, plan)
-    plan:webhook { url = "%s/_emulator/sink/pager?delay_ms=%d", attempts = 3,
-                   json = { number = n.phone_number, quality = n.quality_rating } }
-  end,
-}]]):format(emu.url, SINK_DELAY_MS))
+local policy = E.pager(("%s/_emulator/sink/pager?delay_ms=%d"):format(emu.url, SINK_DELAY_MS),
+                      { attempts = 3, quality = true })
 
 local function run_args(state)
   return { "--endpoint", emu.url, "--state", state, "--output", "json", policy }
@@ -75,13 +58,8 @@ end
 -- it had finished before.
 local function run_killed(state, delay_s)
   local dir = E.tmpdir()
-  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin"),
-                "ALIBABA_CLOUD_ACCESS_KEY_ID=" .. E.KEY_ID,
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" .. E.quote(E.KEY_SECRET),
-                "NO_COLOR=", "HOME=" .. E.quote(dir), E.quote(E.run_bin), "--limiter", "process" }
-  for _, a in ipairs(run_args(state)) do cmd[#cmd + 1] = E.quote(a) end
   local line = ("%s >%s 2>%s </dev/null & p=$!; sleep %.3f; kill -9 $p 2>/dev/null; wait $p; echo $? >%s")
-    :format(table.concat(cmd, " "), E.quote(dir .. "/stdout"), E.quote(dir .. "/stderr"), delay_s,
+    :format(E.command(run_args(state), nil, { home = dir }), E.quote(dir .. "/stdout"), E.quote(dir .. "/stderr"), delay_s,
             E.quote(dir .. "/rc"))
   -- (the shell's own "Killed" notice is not wanted on stderr)
   os.execute("timeout -s KILL 120 sh -c " .. E.quote(line) .. " 2>/dev/null")

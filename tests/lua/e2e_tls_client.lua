@@ -48,46 +48,16 @@ local function make_pki()
   return ok
 end
 
--- Is something listening on 127.0.0.1:port (/proc/net/tcp, state 0A)?
-local function listening(port)
-  local tcp = E.read("/proc/net/tcp") or ""
-  return tcp:find((":%04X %%x+:%%x+ 0A"):format(port)) ~= nil
-end
+local TLS = require "tls_ca"
 
-local alive = {}
-
--- openssl s_server with a leaf certificate on a free port.  www: answer
--- GET with a status page (-www); else echo what arrives to srv.received
--- (-quiet), which shows whether any request bytes reached the server.
+-- openssl s_server with a leaf certificate on a free port (TLS.s_server).
+-- www: answer GET with a status page; else what arrives is echoed to
+-- srv.received, which shows whether any request bytes reached the server.
 local function serve(leaf, www)
-  local srv = { received = ("%s/received-%s-%d"):format(dir, leaf, math.random(1, 1e9)) }
-  for _ = 1, 20 do
-    local port = 20000 + math.random(0, 40000)
-    -- -quiet echoes until its stdin ends: a bounded sleep keeps it open
-    local p = io.popen(("%s exec openssl s_server -accept 127.0.0.1:%d -cert %s/%s.pem -key %s/%s.key %s "
-      .. ">%s 2>/dev/null & echo $!")
-      :format(www and "</dev/null" or "sleep 60 </dev/null 2>/dev/null |", port, q(dir), leaf, q(dir), leaf,
-              www and "-www" or "-quiet", q(srv.received)))
-    local pid = p:read("l")
-    p:close()
-    for _ = 1, 250 do
-      if listening(port) or not E.alive(pid) then break end
-      E.sleep_ms(20)
-    end
-    if listening(port) and E.alive(pid) then
-      srv.pid, srv.port = pid, port
-      srv.url = "https://127.0.0.1:" .. port
-      alive[#alive + 1] = pid
-      return srv
-    end
-    os.execute("kill " .. pid .. " 2>/dev/null")
-  end
-  return nil
+  return TLS.s_server(dir .. "/" .. leaf .. ".pem", dir .. "/" .. leaf .. ".key",
+    { www = www, received = ("%s/received-%s-%d"):format(dir, leaf, math.random(1, 1e9)) })
 end
-
-local function stop(srv)
-  if srv and srv.pid then os.execute("kill " .. srv.pid .. " 2>/dev/null") end
-end
+local stop = TLS.stop
 
 local function client(srv, opts)
   local o = { endpoint = srv.url, access_key_id = E.KEY_ID, access_key_secret = E.KEY_SECRET,
@@ -297,6 +267,6 @@ T.cases {
   end },
 }
 
-for _, pid in ipairs(alive) do os.execute("kill " .. pid .. " 2>/dev/null") end
+TLS.stop_all()
 E.cleanup()
 return T.done()

@@ -19,36 +19,12 @@ local E = require "e2e"
 local chatapp = require "chatapp"
 
 local dir = E.tmpdir()
-local q = E.quote
-local certs = require("tls_ca").create(dir)
-local alive = {}
-
-local function listening(port)
-  local tcp = E.read("/proc/net/tcp") or ""
-  return tcp:find((":%04X %%x+:%%x+ 0A"):format(port)) ~= nil
-end
+local TLS = require "tls_ca"
+local certs = TLS.create(dir)
 
 -- openssl s_server with cert/key on a free port; what arrives in srv.received.
 local function serve(cert, key)
-  local srv = { received = ("%s/received-%d"):format(dir, math.random(1, 1e9)) }
-  for _ = 1, 20 do
-    local port = 20000 + math.random(0, 40000)
-    local p = io.popen(("sleep 60 </dev/null 2>/dev/null | exec openssl s_server -accept 127.0.0.1:%d "
-      .. "-cert %s -key %s -quiet >%s 2>/dev/null & echo $!"):format(port, q(cert), q(key), q(srv.received)))
-    local pid = p:read("l")
-    p:close()
-    for _ = 1, 250 do
-      if listening(port) or not E.alive(pid) then break end
-      E.sleep_ms(20)
-    end
-    if listening(port) and E.alive(pid) then
-      srv.pid, srv.port = pid, port
-      alive[#alive + 1] = pid
-      return srv
-    end
-    os.execute("kill " .. pid .. " 2>/dev/null")
-  end
-  return nil
+  return TLS.s_server(cert, key, { received = ("%s/received-%d"):format(dir, math.random(1, 1e9)) })
 end
 
 -- A call to https://127.0.0.1:9 through the proxy srv, in a child
@@ -104,6 +80,6 @@ T.cases {
   end },
 }
 
-for _, pid in ipairs(alive) do os.execute("kill " .. pid .. " 2>/dev/null") end
+TLS.stop_all()
 E.cleanup()
 return T.done()

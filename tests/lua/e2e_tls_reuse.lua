@@ -22,9 +22,7 @@ T.cases {
   { "300 calls and a second batch open at most max_in_flight connections, one handshake each", function()
     local emu = E.emulator({ "--quota", "1000" }, { tls = true })
     local before = emu:stats().connections -- the control client's own connection
-    local c = assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-      access_key_secret = E.KEY_SECRET, limiter = "process", qps = 1000, max_in_flight = 16,
-      max_attempts = 3, ca_file = emu.ca })
+    local c = emu:client { qps = 1000, max_in_flight = 16, max_attempts = 3 }
     local ok = 0
     for _, n in ipairs { 300, 40 } do
       local res = c:batch(calls(n))

@@ -12,31 +12,13 @@ local plans = require "chatapp.plan"
 local executor = require "chatapp.executor"
 local report = require "chatapp.report"
 
-local fixture = assert(chatapp.json.encode {
-  Code = "OK", RequestId = "R",
-  PhoneNumbers = {
-    { PhoneNumber = "8613800000001", Status = "CONNECTED", QualityRating = "GREEN",
-      UpCallbackUrl = "https://old.example/up" },
-  },
-})
-
-local fake_client = {
-  batch = function(_, reqs)
-    local res = {}
-    for i in ipairs(reqs) do
-      res[i] = core.decode_phone_numbers(fixture, { cust_space_id = "cs-1", label = "one" })
-    end
-    return res, {}
-  end,
-  stats = function() return { calls = 1, attempts = 1, retries = 0, throttled = 0, failed = 0 } end,
-}
+local host = require("fake_host").new({
+  { PhoneNumber = "8613800000001", Status = "CONNECTED", QualityRating = "GREEN",
+    UpCallbackUrl = "https://old.example/up" },
+}, { space = { cust_space_id = "cs-1", label = "one" }, http_error = "no http in tests" })
 
 local function run_policy(body, flags)
-  local r = runner_mod.new({ output = "none", memory_limit_mb = 8, instruction_limit = 2000000 }, {
-    client = function() return fake_client, "fake" end,
-    http = function() return nil, "no http in tests" end,
-    log = function() end,
-  })
+  local r = runner_mod.new({ output = "none", memory_limit_mb = 8, instruction_limit = 2000000 }, host)
   assert(r:load_string("p.lua", ([[
 local chatapp = require "chatapp"
 return chatapp.policy { name = "p", decide = function(n, plan)

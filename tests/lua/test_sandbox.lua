@@ -9,33 +9,17 @@ local chatapp = require "chatapp"
 local core = chatapp.core
 local runner_mod = require "chatapp.runner"
 
-local fixture = assert(chatapp.json.encode {
-  Code = "OK", RequestId = "R",
-  PhoneNumbers = {
-    { PhoneNumber = "1", Status = "CONNECTED", QualityRating = "GREEN" },
-    { PhoneNumber = "2", Status = "FLAGGED", QualityRating = "RED" },
-    { PhoneNumber = "3", Status = "BANNED", QualityRating = "RED" },
-  },
-})
-
-local fake_client = {
-  batch = function(_, reqs)
-    local res = {}
-    for i, r in ipairs(reqs) do res[i] = core.decode_phone_numbers(fixture, r.space) end
-    return res, {}
-  end,
-  stats = function() return { calls = 1, attempts = 1, retries = 0, throttled = 0, failed = 0 } end,
-}
-
 local logged = {}
+local host = require("fake_host").new({
+  { PhoneNumber = "1", Status = "CONNECTED", QualityRating = "GREEN" },
+  { PhoneNumber = "2", Status = "FLAGGED", QualityRating = "RED" },
+  { PhoneNumber = "3", Status = "BANNED", QualityRating = "RED" },
+}, { http_error = "no http in tests", log = function(_, line) logged[#logged + 1] = line end })
+
 local function new_runner(opts)
   local o = { output = "none", memory_limit_mb = 8, instruction_limit = 2000000 }
   for k, v in pairs(opts or {}) do o[k] = v end
-  return runner_mod.new(o, {
-    client = function() return fake_client, "fake" end,
-    http = function() return nil, "no http in tests" end,
-    log = function(_, line) logged[#logged + 1] = line end,
-  })
+  return runner_mod.new(o, host)
 end
 
 local BYSTANDER = [[

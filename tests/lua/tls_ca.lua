@@ -10,6 +10,9 @@
 ---   c.other_ca.cert, .key         -- 127.0.0.1/localhost, signed by
 ---                                    another CA (c.other_ca_cert)
 ---
+---   TLS.s_server(cert, key, {received = path})  -- openssl s_server on a
+---                                    free port: srv.url, srv.port, srv.pid
+---
 --- Keys are EC P-256, unencrypted, mode 0600 (openssl's default umask
 --- aside, the directory is the test's own).  Valid certificates last two
 --- days; an error (with openssl's message) if openssl fails or is missing.
@@ -82,6 +85,59 @@ local function make_leaf(dir, ca, name, sans, dates)
   run(dir, ("openssl ca -batch -notext -config %s -cert %s -keyfile %s -in %s -out %s %s")
            :format(q(cnf), q(ca.cert), q(ca.key), q(csr), q(pem), when))
   return { cert = pem, key = key }
+end
+
+-- Is something listening on 127.0.0.1:port (/proc/net/tcp, state 0A)?
+local function listening(port)
+  local tcp = read("/proc/net/tcp") or ""
+  return tcp:find((":%04X %%x+:%%x+ 0A"):format(port)) ~= nil
+end
+
+-- Is pid alive (not a zombie: its state in /proc)?
+local function alive(pid)
+  local stat = read("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
+local servers = {}
+
+--- `openssl s_server` with cert and key on a free port of 127.0.0.1.
+--- opts.www: answer GET with a status page (-www); else what arrives is
+--- echoed to opts.received (-quiet, for at most 60 s), which shows whether
+--- any request byte reached the server.  Returns {pid, port, url,
+--- received} (nil when no port could be had); M.stop(srv) ends it,
+--- M.stop_all() every one still running.
+function M.s_server(cert, key, opts)
+  local srv = { received = opts.received }
+  for _ = 1, 20 do
+    local port = 20000 + math.random(0, 40000)
+    -- -quiet echoes until its stdin ends: a bounded sleep keeps it open
+    local p = io.popen(("%s exec openssl s_server -accept 127.0.0.1:%d -cert %s -key %s %s >%s 2>/dev/null & echo $!")
+      :format(opts.www and "</dev/null" or "sleep 60 </dev/null 2>/dev/null |", port, q(cert), q(key),
+              opts.www and "-www" or "-quiet", q(srv.received)))
+    local pid = p:read("l")
+    p:close()
+    for _ = 1, 250 do
+      if listening(port) or not alive(pid) then break end
+      os.execute("sleep 0.02")
+    end
+    if listening(port) and alive(pid) then
+      srv.pid, srv.port = pid, port
+      srv.url = "https://127.0.0.1:" .. port
+      servers[#servers + 1] = pid
+      return srv
+    end
+    os.execute("kill " .. pid .. " 2>/dev/null")
+  end
+  return nil
+end
+
+function M.stop(srv)
+  if srv and srv.pid then os.execute("kill " .. srv.pid .. " 2>/dev/null") end
+end
+
+function M.stop_all()
+  for _, pid in ipairs(servers) do os.execute("kill " .. pid .. " 2>/dev/null") end
 end
 
 --- Make the CA, a second CA and the server certificates in dir.

@@ -32,15 +32,7 @@ emu:stop()
 
 T.eq(res.ok, N, "every call succeeded: " .. tostring(res.first_error))
 T.eq(res.attempts, N, "one attempt each")
-local all, accepted, nonces, dup = {}, {}, {}, 0
-for _, l in ipairs(lines) do
-  all[#all + 1] = l.t_us
-  if l.verdict == "accepted" then accepted[#accepted + 1] = l.t_us end
-  if not l.nonce or nonces[l.nonce] then dup = dup + 1 end
-  if l.nonce then nonces[l.nonce] = true end
-end
-table.sort(all)
-table.sort(accepted)
+local all, accepted, dup = E.log_times(lines)
 T.eq(#lines, N, "the emulator saw each call once")
 T.eq(dup, 0, "every nonce unique (and present)")
 local busiest = E.busiest(all, 1000000)

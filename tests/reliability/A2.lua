@@ -41,15 +41,7 @@ local st = emu:stats()
 emu:stop()
 
 T.eq(ok_calls, P * PER, "every call succeeded")
-local all, accepted, nonces, dup = {}, {}, {}, 0
-for _, l in ipairs(lines) do
-  all[#all + 1] = l.t_us
-  if l.verdict == "accepted" then accepted[#accepted + 1] = l.t_us end
-  if not l.nonce or nonces[l.nonce] then dup = dup + 1 end
-  if l.nonce then nonces[l.nonce] = true end
-end
-table.sort(all)
-table.sort(accepted)
+local all, accepted, dup = E.log_times(lines)
 T.eq(#lines, P * PER, "the emulator saw each call once")
 T.eq(dup, 0, "every nonce unique across the processes")
 local busiest = E.busiest(all, 1000000)

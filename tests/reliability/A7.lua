@@ -26,13 +26,6 @@ local core = chatapp.core
 
 local emu = E.emulator()
 
-local function client(opts)
-  local o = { endpoint = emu.url, access_key_id = E.KEY_ID, access_key_secret = E.KEY_SECRET,
-              limiter = "process" }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(chatapp.client(o))
-end
-
 -- One call whose first answer is `fault` (an error rule, next = 1): the
 -- result, the error, the seconds the call took, and the gaps between its
 -- attempts at the emulator (seconds).
@@ -43,7 +36,7 @@ local function one(fault, opts)
   fault.code = fault.code or "ServiceUnavailable"
   emu:fault(fault)
   local t0 = core.monotonic()
-  local r, err = client(opts):query_phone_numbers()
+  local r, err = emu:client(opts):query_phone_numbers()
   local took = core.monotonic() - t0
   local lines, gaps = emu:log_lines(), {}
   for i = mark + 2, #lines do gaps[#gaps + 1] = (lines[i].t_us - lines[i - 1].t_us) / 1e6 end

@@ -20,8 +20,7 @@ local chatapp = require "chatapp"
 local emu = E.emulator { "--skew", "1" }
 
 local function client(sigver)
-  return assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-    access_key_secret = E.KEY_SECRET, limiter = "process", signature_version = sigver, max_attempts = 3 })
+  return emu:client { signature_version = sigver, max_attempts = 3 }
 end
 
 -- "2026-11-30T03:40:08Z" or "...08.123Z" -> seconds since the epoch

@@ -27,21 +27,8 @@ local core = chatapp.core
 
 local emu = E.emulator()
 
-local function client(opts)
-  local o = { endpoint = emu.url, access_key_id = E.KEY_ID, access_key_secret = E.KEY_SECRET,
-              limiter = "process" }
-  for k, v in pairs(opts) do o[k] = v end
-  return assert(chatapp.client(o))
-end
-
 -- The emulator's log lines of the hang rule (one per attempt that arrived).
-local function hung()
-  local n = 0
-  for _, l in ipairs(emu:log_lines()) do
-    if l.verdict == "fault" and l.fault == "hang" then n = n + 1 end
-  end
-  return n
-end
+local function hung() return emu:faulted("hang") end
 
 T.cases {
   { "one attempt: fails by the total timeout + 0.5 s", function()
@@ -49,7 +36,7 @@ T.cases {
     emu:fault { kind = "hang" }
     local before = hung()
     local t0 = core.monotonic()
-    local r, err = client { timeout_ms = 1000, max_attempts = 1 }:query_phone_numbers()
+    local r, err = emu:client { timeout_ms = 1000, max_attempts = 1 }:query_phone_numbers()
     local took = core.monotonic() - t0
     T.eq(r, nil, "no answer")
     T.eq(err and err.status, "ETIMEDOUT", tostring(err))
@@ -65,7 +52,7 @@ T.cases {
     emu:fault { kind = "hang" }
     local before = hung()
     local t0 = core.monotonic()
-    local r, err = client { timeout_ms = 1000, call_timeout_ms = 2700, max_attempts = 10 }
+    local r, err = emu:client { timeout_ms = 1000, call_timeout_ms = 2700, max_attempts = 10 }
       :query_phone_numbers()
     local took = core.monotonic() - t0
     T.eq(r, nil, "no answer")

@@ -23,9 +23,7 @@ local E = require "e2e"
 local chatapp = require "chatapp"
 
 local emu = E.emulator()
-local client = assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-                                       access_key_secret = E.KEY_SECRET, limiter = "process",
-                                       max_attempts = 3 })
+local client = emu:client { max_attempts = 3 }
 
 local function arrivals_since(mark)
   return #emu:log_lines() - mark

@@ -22,8 +22,7 @@ local E = require "e2e"
 local chatapp = require "chatapp"
 
 local emu = E.emulator()
-local client = assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-                                       access_key_secret = E.KEY_SECRET, limiter = "process" })
+local client = emu:client()
 
 local function failed(r, err, code, what)
   T.eq(r, nil, what .. ": no result")

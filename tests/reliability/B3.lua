@@ -21,9 +21,7 @@ local chatapp = require "chatapp"
 local core = chatapp.core
 
 local emu = E.emulator()
-local client = assert(chatapp.client {
-  endpoint = emu.url, access_key_id = E.KEY_ID, access_key_secret = E.KEY_SECRET,
-  limiter = "process", low_speed_time_s = 2, timeout_ms = 30000, max_attempts = 1 })
+local client = emu:client { low_speed_time_s = 2, timeout_ms = 30000, max_attempts = 1 }
 
 for _, interval in ipairs { 1000, 900, 1100 } do
   T.cases { { ("a drip of 1 byte every %d ms"):format(interval), function()
@@ -41,11 +39,7 @@ for _, interval in ipairs { 1000, 900, 1100 } do
 end
 
 -- Each drip was an accepted call the emulator answered with a drip.
-local drips = 0
-for _, l in ipairs(emu:log_lines()) do
-  if l.verdict == "fault" and l.fault == "drip" then drips = drips + 1 end
-end
-T.eq(drips, 3, "three dripped answers")
+T.eq(emu:faulted("drip"), 3, "three dripped answers")
 
 emu:stop()
 E.cleanup()

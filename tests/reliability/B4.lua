@@ -21,35 +21,18 @@ local E = require "e2e"
 local chatapp = require "chatapp"
 local core = chatapp.core
 
-local function kb(field)
-  return tonumber((E.read("/proc/self/status") or ""):match(field .. ":%s*(%d+) kB"))
-end
-
--- The peak RSS now, reset to the current RSS when the kernel allows it
--- (else the current RSS: the growth measured against it can only be
--- larger than the true one).
-local function peak_base()
-  collectgarbage()
-  collectgarbage()
-  local f = io.open("/proc/self/clear_refs", "w")
-  if f and f:write("5") and f:close() then return kb("VmHWM") end
-  if f then f:close() end
-  return kb("VmRSS")
-end
-
 local emu = E.emulator()
-local client = assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-                                       access_key_secret = E.KEY_SECRET, limiter = "process" })
+local client = emu:client()
 T.check(client:query_phone_numbers(), "a first call succeeds")
 
 for i = 1, 3 do
   T.cases { { "Content-Length 100 MB, try " .. i, function()
     emu:fault { kind = "oversize", bytes = 104857600, ms = 3000, next = 1 }
-    local base = peak_base()
+    local base = E.peak_rss_base()
     local t0 = core.monotonic()
     local r, err = client:query_phone_numbers()
     local took = core.monotonic() - t0
-    local growth = kb("VmHWM") - base
+    local growth = E.self_kb("VmHWM") - base
     T.eq(r, nil, "refused")
     T.eq(err and err.status, "ETOOBIG", tostring(err))
     T.check(err and err.message:find("larger than the 67108864-byte cap", 1, true), tostring(err))
@@ -60,11 +43,7 @@ for i = 1, 3 do
 end
 
 -- Every refused answer was the emulator's oversized one.
-local n = 0
-for _, l in ipairs(emu:log_lines()) do
-  if l.verdict == "fault" and l.fault == "oversize" then n = n + 1 end
-end
-T.eq(n, 3, "three oversized answers were sent")
+T.eq(emu:faulted("oversize"), 3, "three oversized answers were sent")
 
 emu:stop()
 E.cleanup()

@@ -30,28 +30,10 @@ local core = chatapp.core
 
 local asan = os.getenv("ASAN_OPTIONS") ~= nil
 
-local function kb(field)
-  return tonumber((E.read("/proc/self/status") or ""):match(field .. ":%s*(%d+) kB"))
-end
-
--- The peak RSS now, reset to the current RSS when the kernel allows it
--- (else the current RSS: the growth measured against it can only be
--- larger than the true one).
-local function peak_base()
-  collectgarbage()
-  collectgarbage()
-  local f = io.open("/proc/self/clear_refs", "w")
-  if f and f:write("5") and f:close() then return kb("VmHWM") end
-  if f then f:close() end
-  return kb("VmRSS")
-end
-
 local emu = E.emulator()
 
 local function client(cap)
-  local c = assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-                                    access_key_secret = E.KEY_SECRET, limiter = "process",
-                                    max_response_bytes = cap })
+  local c = emu:client { max_response_bytes = cap }
   T.check(c:query_phone_numbers(), "a first call succeeds")
   return c
 end
@@ -60,10 +42,10 @@ end
 local function call(c, fault)
   fault.next = fault.next or 1
   emu:fault(fault)
-  local base = peak_base()
+  local base = E.peak_rss_base()
   local t0 = core.monotonic()
   local r, err = c:query_phone_numbers()
-  return r, err, core.monotonic() - t0, kb("VmHWM") - base
+  return r, err, core.monotonic() - t0, E.self_kb("VmHWM") - base
 end
 
 local MiB = 1024 * 1024
@@ -99,12 +81,8 @@ for _, cap in ipairs { MiB, 64 * MiB } do
 end
 
 -- Every aborted answer was one the emulator sent with its rule.
-local n = { chunked = 0, gzip = 0 }
-for _, l in ipairs(emu:log_lines()) do
-  if l.verdict == "fault" and n[l.fault] then n[l.fault] = n[l.fault] + 1 end
-end
-T.eq(n.chunked, 2, "two endless chunked answers")
-T.eq(n.gzip, 5, "two endless gzip answers, three finite ones")
+T.eq(emu:faulted("chunked"), 2, "two endless chunked answers")
+T.eq(emu:faulted("gzip"), 5, "two endless gzip answers, three finite ones")
 
 emu:stop()
 E.cleanup()

@@ -29,8 +29,7 @@ local emu = E.emulator()
 local second = E.emulator()
 local targets = { second.url .. "/", "http://localhost:" .. second.port .. "/" }
 
-local client = assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-                                       access_key_secret = E.KEY_SECRET, limiter = "process" })
+local client = emu:client()
 
 for _, status in ipairs { 302, 301, 303, 307, 308 } do
   for _, to in ipairs(targets) do

@@ -32,9 +32,7 @@ local json = chatapp.json
 local MB = 1024 * 1024
 
 local emu = E.emulator()
-local client = assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID,
-                                       access_key_secret = E.KEY_SECRET, limiter = "process",
-                                       max_attempts = 1 })
+local client = emu:client { max_attempts = 1 }
 
 -- The answer as the emulator serves it: body, status 200.
 local function served(body)
@@ -118,8 +116,7 @@ T.cases {
                    phone_numbers = { { PhoneNumber = "8613800000001", VerifiedName = big, Status = "CONNECTED" } } } },
     }))
     local emu2 = E.emulator { "--data", data }
-    local c2 = assert(chatapp.client { endpoint = emu2.url, access_key_id = E.KEY_ID,
-                                       access_key_secret = E.KEY_SECRET, limiter = "process", max_attempts = 1 })
+    local c2 = emu2:client { max_attempts = 1 }
     local list, err = c2:query_phone_numbers()
     T.check(list and #list == 1, "the answer is typed: " .. tostring(err and err.message))
     if list and list[1] then

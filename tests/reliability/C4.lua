@@ -26,8 +26,7 @@ local CAP = 1024 * 1024
 local emu = E.emulator()
 
 local function client(cap)
-  return assert(chatapp.client { endpoint = emu.url, access_key_id = E.KEY_ID, access_key_secret = E.KEY_SECRET,
-                                 limiter = "process", max_response_bytes = cap })
+  return emu:client { max_response_bytes = cap }
 end
 local small = client(CAP)
 

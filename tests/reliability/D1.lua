@@ -10,7 +10,7 @@
 -- string ran 55 s before the time budget existed.  Each loop below runs
 -- through the real runner and sandbox (chatapp.runner as the CLI drives
 -- it, with a host serving three fixture numbers instead of the HTTP
--- client), a well-behaved file after it, twice:
+-- client: tests/lua/fake_host.lua), a well-behaved file after it, twice:
 --   * time budget 100 ms (the criterion's example), instructions
 --     unlimited (1e12): stopped with "time budget exceeded", the run over
 --     within 100 ms of the limit (measured around the whole run, loop
@@ -34,26 +34,9 @@ local runner_mod = require "chatapp.runner"
 local LIMIT_MS = 100
 local INSTRUCTIONS = 10000000
 
-local fixture = assert(chatapp.json.encode {
-  Code = "OK", RequestId = "R",
-  PhoneNumbers = {
-    { PhoneNumber = "1", Status = "CONNECTED" }, { PhoneNumber = "2", Status = "FLAGGED" },
-    { PhoneNumber = "3", Status = "BANNED" },
-  },
-})
-local host = {
-  client = function()
-    return {
-      batch = function(_, reqs)
-        local res = {}
-        for i, r in ipairs(reqs) do res[i] = core.decode_phone_numbers(fixture, r.space) end
-        return res, {}
-      end,
-      stats = function() return { calls = 1, attempts = 1, retries = 0, throttled = 0, failed = 0 } end,
-    }, "fake"
-  end,
-  http = function() return nil, "no http here" end,
-  log = function() end,
+local host = require("fake_host").new {
+  { PhoneNumber = "1", Status = "CONNECTED" }, { PhoneNumber = "2", Status = "FLAGGED" },
+  { PhoneNumber = "3", Status = "BANNED" },
 }
 
 local GOOD = [[return require("chatapp").policy { name = "good", filter = function(n) return true end }]]

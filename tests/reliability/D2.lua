@@ -46,24 +46,7 @@ local BOMBS = {
 if arg[1] == "child" then
   local bomb = BOMBS[tonumber(arg[2])]
   local runner_mod = require "chatapp.runner"
-  local fixture = assert(chatapp.json.encode {
-    Code = "OK", RequestId = "R",
-    PhoneNumbers = { { PhoneNumber = "1" }, { PhoneNumber = "2" }, { PhoneNumber = "3" } },
-  })
-  local host = {
-    client = function()
-      return {
-        batch = function(_, reqs)
-          local res = {}
-          for i, r in ipairs(reqs) do res[i] = core.decode_phone_numbers(fixture, r.space) end
-          return res, {}
-        end,
-        stats = function() return { calls = 1, attempts = 1, retries = 0, throttled = 0, failed = 0 } end,
-      }, "fake"
-    end,
-    http = function() return nil, "no http here" end,
-    log = function() end,
-  }
+  local host = require("fake_host").new { { PhoneNumber = "1" }, { PhoneNumber = "2" }, { PhoneNumber = "3" } }
   local r = runner_mod.new({ output = "none", memory_limit_mb = CAP_MB }, host)
   collectgarbage()
   local base = core.memory()

@@ -21,24 +21,8 @@ local runner_mod = require "chatapp.runner"
 
 local LIMIT_MS = 100
 
-local fixture = assert(chatapp.json.encode {
-  Code = "OK", RequestId = "R",
-  PhoneNumbers = { { PhoneNumber = "8613800000001" }, { PhoneNumber = "8613800000002" },
-                   { PhoneNumber = "8613800000003" } },
-})
-local host = {
-  client = function()
-    return {
-      batch = function(_, reqs)
-        local res = {}
-        for i, r in ipairs(reqs) do res[i] = core.decode_phone_numbers(fixture, r.space) end
-        return res, {}
-      end,
-      stats = function() return { calls = 1, attempts = 1, retries = 0, throttled = 0, failed = 0 } end,
-    }, "fake"
-  end,
-  http = function() return nil, "no http here" end,
-  log = function() end,
+local host = require("fake_host").new {
+  { PhoneNumber = "8613800000001" }, { PhoneNumber = "8613800000002" }, { PhoneNumber = "8613800000003" },
 }
 
 local function run(body)

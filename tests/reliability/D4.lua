@@ -61,18 +61,10 @@ src[#src + 1] = 'list[#list + 1] = chatapp.policy { name = "after", filter = fun
 src[#src + 1] = "return list"
 local probe = E.write(dir .. "/probes.lua", table.concat(src, "\n"))
 
-local r = E.run({ "--emulator", "--dry-run", "--output", "json", "--instruction-limit", "1000000000", probe,
-                  E.path("tests/policies/well-behaved.lua") },
-                { CHATAPP_EMULATOR = E.emu_bin, ALIBABA_CLOUD_ACCESS_KEY_ID = false,
-                  ALIBABA_CLOUD_ACCESS_KEY_SECRET = false },
-                { wrap = "timeout -s KILL 60" })
-local blurb = ("exit %s\nstderr: %s"):format(tostring(r.code), r.err:sub(1, 3000))
-T.eq(r.code, 1, "the run ended by itself, policies failing: " .. blurb)
-local ok, all = pcall(E.json_lines, r.out)
-local summary = ok and all[#all]
-T.check(summary and summary.type == "summary", "a summary was printed: " .. blurb)
-local by = {}
-for _, p in ipairs(summary and summary.policies or {}) do by[p.name] = p end
+local r = E.dry_run { "--instruction-limit", "1000000000", probe }
+local by = r.by
+T.eq(r.code, 1, "the run ended by itself, policies failing: " .. r.blurb)
+T.check(r.summary, "a summary was printed: " .. r.blurb)
 for _, p in ipairs(PROBES) do
   local a, b = by["nil-or-error:" .. p[1]], by["call:" .. p[1]]
   T.eq(a and a.matched, 7, p[1] .. ": nil or an error")

@@ -69,18 +69,10 @@ local changes = E.write(dir .. "/changes.lua", table.concat(src, "\n"))
 local check = E.write(dir .. "/check.lua",
   ("return require('chatapp').policy { name = 'check-next-file', decide = %s }"):format(CHECK))
 
-local r = E.run({ "--emulator", "--dry-run", "--output", "json", changes, check,
-                  E.path("tests/policies/well-behaved.lua") },
-                { CHATAPP_EMULATOR = E.emu_bin, ALIBABA_CLOUD_ACCESS_KEY_ID = false,
-                  ALIBABA_CLOUD_ACCESS_KEY_SECRET = false },
-                { wrap = "timeout -s KILL 60" })
-local blurb = ("exit %s\nstderr: %s"):format(tostring(r.code), r.err:sub(1, 3000))
-T.eq(r.code, 1, "policies failed, the run completed: " .. blurb)
-local ok, all, kinds = pcall(E.json_lines, r.out)
-local summary = ok and all[#all]
-T.check(summary and summary.type == "summary", "a summary: " .. blurb)
-local by = {}
-for _, p in ipairs(summary and summary.policies or {}) do by[p.name] = p end
+local r = E.dry_run { changes, check }
+local by = r.by
+T.eq(r.code, 1, "policies failed, the run completed: " .. r.blurb)
+T.check(r.summary, "a summary: " .. r.blurb)
 for _, c in ipairs(CHANGES) do
   local p = by["change:" .. c[1]]
   T.eq(p and p.errors, 7, c[1] .. ": an error on every number")
@@ -89,7 +81,7 @@ end
 for _, name in ipairs { "check-same-file", "check-next-file" } do
   T.eq(by[name] and by[name].errors, 0, name .. ": no error")
   local logged = 0
-  for _, a in ipairs(ok and kinds.action or {}) do
+  for _, a in ipairs(r.kinds.action or {}) do
     if a.policy == name and a.request and tostring(a.request.message):find("intact", 1, true) then logged = logged + 1 end
   end
   T.eq(logged, 7, name .. ": every number intact, and the plan works")

@@ -63,25 +63,17 @@ return require("chatapp").policy { name = "loop", filter = function()
   error(setmetatable({}, { __tostring = function() while true do end end }))
 end }]])
 
-local ENV = { CHATAPP_EMULATOR = E.emu_bin, ALIBABA_CLOUD_ACCESS_KEY_ID = false,
-              ALIBABA_CLOUD_ACCESS_KEY_SECRET = false }
-local r = E.run({ "--emulator", "--dry-run", "--output", "json", "--instruction-limit", "20000000",
-                  errors, loop, E.path("tests/policies/well-behaved.lua") }, ENV,
-                { wrap = "timeout -s KILL 60" })
-local blurb = ("exit %s\nstderr: %s"):format(tostring(r.code), r.err:sub(1, 3000))
+local r = E.dry_run { "--instruction-limit", "20000000", errors, loop }
+local blurb, by = r.blurb, r.by
 T.eq(r.code, 1, "the run ended by itself, policies failing: " .. blurb)
-local ok, all, kinds = pcall(E.json_lines, r.out)
-local summary = ok and all[#all]
-T.check(summary and summary.type == "summary", "a summary: " .. blurb)
-local by = {}
-for _, p in ipairs(summary and summary.policies or {}) do by[p.name] = p end
+T.check(r.summary, "a summary: " .. blurb)
 for _, c in ipairs(RAISES) do
   local p = by["raise:" .. c[1]]
   T.eq(p and p.errors, 7, c[1] .. ": a policy error on every number")
 end
 -- every error line is text, naming the policy
 local errs = 0
-for _, e in ipairs(ok and kinds.error or {}) do
+for _, e in ipairs(r.kinds.error or {}) do
   errs = errs + 1
   T.check(type(e.message) == "string" and #e.message > 0, "an error with a message")
 end
@@ -94,6 +86,8 @@ T.check(r.err:find("budget used up (shared by every policy of " .. loop, 1, true
 T.eq(by["well-behaved"] and by["well-behaved"].matched, 7, "the well-behaved file")
 
 -- raised while loading
+local ENV = { CHATAPP_EMULATOR = E.emu_bin, ALIBABA_CLOUD_ACCESS_KEY_ID = false,
+              ALIBABA_CLOUD_ACCESS_KEY_SECRET = false }
 local bad = E.write(dir .. "/load-raises.lua", "error(setmetatable({}, { __tostring = function() error({}) end }))")
 r = E.run({ "--emulator", "--dry-run", bad, E.path("tests/policies/well-behaved.lua") }, ENV,
           { wrap = "timeout -s KILL 60" })

@@ -59,17 +59,8 @@ local NUMBERS, HOOKS = 40, 32 -- numbers 1..32 get a webhook, 33..40 a command
 local seed = tonumber(os.getenv("E1_SEED") or "") or (os.time() % 1000003)
 math.randomseed(seed)
 
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86135%08d","VerifiedName":"Kill %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"kill test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture() }
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86135", name = "Kill", label = "kill test" } }
 local work = E.tmpdir()
 local recv = work .. "/commands.txt" -- one line per command executed: "KEY GEN" (GEN: the run's)
 E.write(recv, "")
@@ -95,13 +86,8 @@ return chatapp.policy {
 }]]):format(HOOKS, emu.url, recv))
 
 local function shell_cmd(gen)
-  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin"),
-                "ALIBABA_CLOUD_ACCESS_KEY_ID=" .. E.KEY_ID,
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" .. E.quote(E.KEY_SECRET),
-                "NO_COLOR=", "HOME=" .. E.quote(work), "E1_GEN=" .. gen, E.quote(E.run_bin),
-                "--limiter", "process", "--endpoint", E.quote(emu.url), "--state", E.quote(state),
-                "--allow-exec", "--output", "json", E.quote(policy) }
-  return table.concat(cmd, " ")
+  return E.command({ "--endpoint", emu.url, "--state", state, "--allow-exec", "--output", "json", policy },
+                   { E1_GEN = gen }, { home = work })
 end
 
 -- A run killed with SIGKILL delay_s after its start (the shell times it);

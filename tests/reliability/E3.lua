@@ -53,26 +53,9 @@ local R = require "redis_server"
 local NUMBERS = 200
 local OP = "QueryChatappPhoneNumbers"
 
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86136%08d","VerifiedName":"Damage %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"damage test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture() }
-local policy = E.policy(([[
-local chatapp = require "chatapp"
-return chatapp.policy {
-  name = "pager",
-  where = { new = true },
-  decide = function(n, plan)
-    plan:webhook { url = "%s/_emulator/sink/e3", json = { number = n.phone_number } }
-  end,
-}]]):format(emu.url))
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86136", name = "Damage", label = "damage test" } }
+local policy = E.pager(emu.url .. "/_emulator/sink/e3")
 
 local function run(state)
   return E.run { "--endpoint", emu.url, "--state", state, "--output", "json", policy }
@@ -115,18 +98,7 @@ T.check(pages.numbers and #pages.numbers.leaf > 0, "the numbers' pages found (db
 
 -- What a run may not change in a file it refuses: every row of every
 -- table but meta (whose `program` row the open rewrites).
-local function content(path)
-  local parts = {}
-  for _, t in ipairs { "numbers", "transitions", "reminders", "outbox" } do
-    for _, r in ipairs(E.db_rows(path, ("SELECT * FROM %s ORDER BY 1, 2, 3"):format(t))) do
-      local cols = {}
-      for k, v in pairs(r) do cols[#cols + 1] = k .. "=" .. tostring(v) end
-      table.sort(cols)
-      parts[#parts + 1] = t .. ":" .. table.concat(cols, "\1")
-    end
-  end
-  return core.sha256_hex(table.concat(parts, "\0")), #parts
-end
+local content = E.rows_digest
 
 local function page_off(p) return (p - 1) * PAGE end
 local function flip(s, off) return s:sub(1, off) .. string.char(s:byte(off + 1) ~ 0xFF) .. s:sub(off + 2) end

@@ -49,26 +49,9 @@ local store_mod = require "chatapp.state.sqlite"
 
 local NUMBERS = 40
 
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86134%08d","VerifiedName":"Torn %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"torn test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture() }
-local policy = E.policy(([[
-local chatapp = require "chatapp"
-return chatapp.policy {
-  name = "pager",
-  where = { new = true },
-  decide = function(n, plan)
-    plan:webhook { url = "%s/_emulator/sink/e4", json = { number = n.phone_number } }
-  end,
-}]]):format(emu.url))
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86134", name = "Torn", label = "torn test" } }
+local policy = E.pager(emu.url .. "/_emulator/sink/e4")
 
 local function run(state)
   return E.run { "--endpoint", emu.url, "--state", state, "--output", "json", policy }
@@ -86,18 +69,7 @@ end
 
 -- Every row of the four tables, as one digest (meta left out: an open
 -- for writing rewrites its `program` row).
-local function content(path)
-  local parts = {}
-  for _, t in ipairs { "numbers", "transitions", "reminders", "outbox" } do
-    for _, r in ipairs(E.db_rows(path, ("SELECT * FROM %s ORDER BY 1, 2, 3"):format(t))) do
-      local cols = {}
-      for k, v in pairs(r) do cols[#cols + 1] = k .. "=" .. tostring(v) end
-      table.sort(cols)
-      parts[#parts + 1] = t .. ":" .. table.concat(cols, "\1")
-    end
-  end
-  return core.sha256_hex(table.concat(parts, "\0")), #parts
-end
+local content = E.rows_digest
 
 ---------------------------------------------------------------------------
 -- 1. The rollback journal.

@@ -38,28 +38,11 @@ local HOLD_MS = 1500
 local NUMBERS = 20
 local hostname = (E.read("/proc/sys/kernel/hostname") or ""):gsub("%s+$", "")
 
-local function fixture()
-  local parts = {}
-  for i = 1, NUMBERS do
-    parts[i] = ('{"PhoneNumber":"86137%08d","VerifiedName":"Lock %d","Status":"CONNECTED",'
-      .. '"QualityRating":"RED","MessagingLimitTier":"TIER_1K"}'):format(i, i)
-  end
-  return E.write(E.tmpdir() .. "/fixture.json", '{"spaces":[{"cust_space_id":"","default":true,'
-    .. '"label":"lock test","phone_numbers":[' .. table.concat(parts, ",") .. "]}]}")
-end
-
-local emu = E.emulator { "--data", fixture(),
+local emu = E.emulator { "--data",
+  E.fixture { count = NUMBERS, prefix = "86137", name = "Lock", label = "lock test" },
   "--fault", ("kind=latency,op=QueryChatappPhoneNumbers,ms=%d"):format(HOLD_MS) }
 
-local policy = E.policy(([[
-local chatapp = require "chatapp"
-return chatapp.policy {
-  name = "pager",
-  where = { new = true },
-  decide = function(n, plan)
-    plan:webhook { url = "%s/_emulator/sink/e5", json = { number = n.phone_number } }
-  end,
-}]]):format(emu.url))
+local policy = E.pager(emu.url .. "/_emulator/sink/e5")
 
 local function args(state, more)
   local a = { "--endpoint", emu.url, "--state", state, "--output", "json", policy }
@@ -199,12 +182,7 @@ do
   local fetches = #emu:arrivals("QueryChatappPhoneNumbers")
   local state = E.tmpdir() .. "/state.db"
   local dir = E.tmpdir()
-  local cmd = { "env", "-i", "PATH=" .. E.quote(os.getenv("PATH") or "/usr/bin:/bin"),
-                "ALIBABA_CLOUD_ACCESS_KEY_ID=" .. E.KEY_ID,
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" .. E.quote(E.KEY_SECRET),
-                "NO_COLOR=", "HOME=" .. E.quote(dir), E.quote(E.run_bin), "--limiter", "process" }
-  for _, x in ipairs(args(state)) do cmd[#cmd + 1] = E.quote(x) end
-  local one = table.concat(cmd, " ")
+  local one = E.command(args(state), nil, { home = dir })
   local parts = {}
   for i = 1, 6 do
     parts[i] = ("(s=$(date +%%s%%N); %s >/dev/null 2>%s/err%d </dev/null; r=$?; echo $r $s $(date +%%s%%N) >%s/rc%d) &")

@@ -97,37 +97,42 @@ end
 
 local is_root = io.popen("id -u"):read("l") == "0"
 
+-- Each of the three places in a fresh HOME, made (mode, how) and run:
+-- fn(place, r, what).  False, with nothing run, when a file of another
+-- owner cannot be made.
+local function each_place(mode, how, fn)
+  for i = 1, 3 do
+    local home = E.tmpdir()
+    local place = places(home)[i]
+    local made = make(place, mode, how)
+    if how == "owner" and not made then return false end
+    fn(place, run(home, place), place.name .. " " .. (how == "owner" and "owner 12345" or how or mode))
+  end
+  return true
+end
+
+-- Refused: exit 2, no request, the message (expected) on stderr, nothing
+-- of the file's contents.
+local function refused(place, r, what, expected, names)
+  T.eq(r.code, 2, what .. ": refused: " .. r.err)
+  T.eq(r.sent, 0, what .. ": no request reached the server")
+  T.check(r.err:find(expected:format(place.path), 1, true), what .. ": " .. names .. ": " .. r.err)
+  only_path_and_mode(r, what)
+end
+
 T.cases {
   { "group or other access: refused, naming path and mode", function()
     for _, mode in ipairs { "0644", "0640", "0604", "0660", "0606" } do
-      for i = 1, 3 do
-        local home = E.tmpdir()
-        local place = places(home)[i]
-        make(place, mode)
-        local r = run(home, place)
-        local what = place.name .. " " .. mode
-        T.eq(r.code, 2, what .. ": refused: " .. r.err)
-        T.eq(r.sent, 0, what .. ": no request reached the server")
-        T.check(r.err:find(("refusing to use %s: its permissions %s"):format(place.path, mode), 1, true),
-          what .. ": names the path and the mode: " .. r.err)
-        only_path_and_mode(r, what)
-      end
+      each_place(mode, nil, function(place, r, what)
+        refused(place, r, what, "refusing to use %s: its permissions " .. mode, "names the path and the mode")
+      end)
     end
   end },
 
   { "a symbolic link (to a 0600 file): refused", function()
-    for i = 1, 3 do
-      local home = E.tmpdir()
-      local place = places(home)[i]
-      make(place, nil, "symlink")
-      local r = run(home, place)
-      local what = place.name .. " symlink"
-      T.eq(r.code, 2, what .. ": refused: " .. r.err)
-      T.eq(r.sent, 0, what .. ": no request reached the server")
-      T.check(r.err:find(("refusing to use %s: it is a symbolic link"):format(place.path), 1, true),
-        what .. ": names the path: " .. r.err)
-      only_path_and_mode(r, what)
-    end
+    each_place(nil, "symlink", function(place, r, what)
+      refused(place, r, what, "refusing to use %s: it is a symbolic link", "names the path")
+    end)
   end },
 
   { "another owner: refused", function()
@@ -135,38 +140,22 @@ T.cases {
       print("# skipped: a file of another owner needs root to make (chown)")
       return
     end
-    for i = 1, 3 do
-      local home = E.tmpdir()
-      local place = places(home)[i]
-      if not make(place, "0600", "owner") then
-        print("# skipped: chown to uid 12345 fails here (a user namespace without that uid?)")
-        return
-      end
-      local r = run(home, place)
-      local what = place.name .. " owner 12345"
-      T.eq(r.code, 2, what .. ": refused: " .. r.err)
-      T.eq(r.sent, 0, what .. ": no request reached the server")
-      T.check(r.err:find(("refusing to use the file %s: it is owned by uid 12345"):format(place.path), 1, true),
-        what .. ": names the path and the owner: " .. r.err)
-      only_path_and_mode(r, what)
-    end
+    local made = each_place("0600", "owner", function(place, r, what)
+      refused(place, r, what, "refusing to use the file %s: it is owned by uid 12345", "names the path and the owner")
+    end)
+    if not made then print("# skipped: chown to uid 12345 fails here (a user namespace without that uid?)") end
   end },
 
   { "0600 and 0400: accepted", function()
     for _, mode in ipairs { "0600", "0400" } do
-      for i = 1, 3 do
-        local home = E.tmpdir()
-        local place = places(home)[i]
-        make(place, mode)
-        local r = run(home, place)
-        local what = place.name .. " " .. mode
+      each_place(mode, nil, function(place, r, what)
         T.eq(r.code, 0, what .. ": accepted: " .. r.err)
         T.check(r.sent > 0, what .. ": the calls went out, signed with the file's key")
         T.check(r.err:find(place.path, 1, true), what .. ": -v names the source file")
         for _, bad in ipairs { SECRET, TOKEN } do
           T.check(not (r.out .. r.err):find(bad, 1, true), what .. ": no secret in the output")
         end
-      end
+      end)
     end
   end },
 }

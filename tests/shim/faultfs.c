@@ -306,64 +306,40 @@ static int open_fails(const char *path, int flags)
   return (flags & O_CREAT) && should_fail(OP_OPEN, path, NULL);
 }
 
+/* The body of open, open64, openat and openat64 (path, flags and a mode
+ * that is there only when the flags make a file): a counted O_CREAT call
+ * may fail; else real_call, with the mode read. */
+#define OPEN_BODY(real_call)                                                   \
+  mode_t mode = 0;                                                             \
+  va_list ap;                                                                  \
+                                                                               \
+  va_start(ap, flags);                                                         \
+  if (flags & (O_CREAT | O_TMPFILE))                                           \
+    mode = (mode_t)va_arg(ap, int);                                            \
+  va_end(ap);                                                                  \
+  ensure();                                                                    \
+  if (open_fails(path, flags))                                                 \
+    return -1;                                                                 \
+  return real_call
+
 int open(const char *path, int flags, ...)
 {
-  mode_t mode = 0;
-  va_list ap;
-
-  va_start(ap, flags);
-  if (flags & (O_CREAT | O_TMPFILE))
-    mode = (mode_t)va_arg(ap, int);
-  va_end(ap);
-  ensure();
-  if (open_fails(path, flags))
-    return -1;
-  return real_open(path, flags, mode);
+  OPEN_BODY(real_open(path, flags, mode));
 }
 
 int open64(const char *path, int flags, ...)
 {
-  mode_t mode = 0;
-  va_list ap;
-
-  va_start(ap, flags);
-  if (flags & (O_CREAT | O_TMPFILE))
-    mode = (mode_t)va_arg(ap, int);
-  va_end(ap);
-  ensure();
-  if (open_fails(path, flags))
-    return -1;
-  return real_open64(path, flags, mode);
+  OPEN_BODY(real_open64(path, flags, mode));
 }
 
 int openat(int dfd, const char *path, int flags, ...)
 {
-  mode_t mode = 0;
-  va_list ap;
-
-  va_start(ap, flags);
-  if (flags & (O_CREAT | O_TMPFILE))
-    mode = (mode_t)va_arg(ap, int);
-  va_end(ap);
-  ensure();
-  if (open_fails(path, flags))
-    return -1;
-  return real_openat(dfd, path, flags, mode);
+  OPEN_BODY(real_openat(dfd, path, flags, mode));
 }
 
 int openat64(int dfd, const char *path, int flags, ...)
 {
-  mode_t mode = 0;
-  va_list ap;
-
-  va_start(ap, flags);
-  if (flags & (O_CREAT | O_TMPFILE))
-    mode = (mode_t)va_arg(ap, int);
-  va_end(ap);
-  ensure();
-  if (open_fails(path, flags))
-    return -1;
-  return real_openat64(dfd, path, flags, mode);
+  OPEN_BODY(real_openat64(dfd, path, flags, mode));
 }
 
 int socket(int family, int type, int protocol)
